@@ -1,0 +1,20 @@
+"""profit.run: run a simulation at many parameter sets, locally or on a cluster.
+
+A :class:`Runner` starts one :class:`Worker` per parameter set (a *run*); Runner
+and Workers exchange inputs and outputs through an interface
+(:class:`RunnerInterface` / :class:`WorkerInterface`). Each kind of component
+has a registry of variants by label, e.g. ``Runner["fork"]``.
+
+Importing this package registers the built-in components; optional heavy
+dependencies are imported only by the components that use them.
+"""
+
+from .interface import RunnerInterface, WorkerInterface
+from .runner import Runner
+from .state import RunState, RunStatus
+from .worker import Worker
+
+# Built-in variants register themselves on import.
+from . import local  # noqa: E402,F401  (registers local, fork, memmap)
+
+__all__ = ["Runner", "Worker", "RunnerInterface", "WorkerInterface", "RunState", "RunStatus"]

@@ -1,0 +1,168 @@
+"""Process helpers: exit statuses with signal names, and process trees.
+
+Every worker process started by the local runners leads its own process group,
+so that one ``killpg`` reaches the worker and everything it started (the shell,
+the simulation under the shell, ...). A Linux *pidfd* makes each child's exit an
+event that a selector can wait on, which keeps waiting event driven.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any
+
+HAVE_PIDFD = hasattr(os, "pidfd_open")
+
+
+def signal_name(number: int) -> str:
+    """``9 -> 'SIGKILL'``; unknown numbers are shown as ``'signal 99'``."""
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+@dataclass(frozen=True)
+class ExitStatus:
+    """How a process ended: an exit code, or the signal that killed it."""
+
+    code: int | None = None
+    signal: int | None = None
+
+    @classmethod
+    def from_returncode(cls, returncode: int) -> ExitStatus:
+        """From a ``subprocess``-style return code (negative: killed by a signal)."""
+        return cls(signal=-returncode) if returncode < 0 else cls(code=returncode)
+
+    @property
+    def success(self) -> bool:
+        return self.code == 0
+
+    def describe(self, *, through_shell: bool = False) -> str:
+        """A human sentence: 'killed by SIGKILL', 'exited with code 3'."""
+        if self.signal is not None:
+            return f"killed by {signal_name(self.signal)}"
+        text = f"exited with code {self.code}"
+        # A shell that did not exec its last command reports a signal as 128+n.
+        if through_shell and self.code is not None and 128 < self.code < 128 + 65:
+            text += f" (the shell's way of saying killed by {signal_name(self.code - 128)})"
+        return text
+
+
+
+class RunHandle(ABC):
+    """What a runner needs of a started run: exit status, an event fd, and a way to stop it."""
+
+    @abstractmethod
+    def poll(self) -> Any:
+        """An exit status once the run's process has ended (reaping it), else None."""
+
+    def fileno(self) -> int | None:
+        """A file descriptor that becomes readable when the run ends, or None."""
+        return None
+
+    @abstractmethod
+    def exited(self) -> bool:
+        """Whether the run's process has ended (without reaping it)."""
+
+    @abstractmethod
+    def signal_tree(self, signum: int) -> None:
+        """Send ``signum`` to everything the run started."""
+
+    @abstractmethod
+    def wait(self, timeout: float | None = None) -> Any:
+        """Wait for the end of the run's process; return its exit status or None on timeout."""
+
+    def close(self) -> None:
+        """Release what the handle holds (called once the run is settled)."""
+
+
+class ChildProcess(RunHandle):
+    """A direct child that leads its own process group.
+
+    ``fileno()`` becomes readable when the child exits (Linux pidfd), so many
+    children can be watched with one selector. ``poll()`` reaps the child; until
+    then the zombie keeps its pid, and with it the process group id, reserved,
+    which makes signalling the group safe from pid reuse.
+    """
+
+    __slots__ = ("pid", "_fd", "_popen", "status")
+
+    def __init__(self, pid: int, popen: Any = None):
+        self.pid = pid
+        self._popen = popen  # kept so that subprocess does not reap behind our back
+        self.status: ExitStatus | None = None
+        self._fd = os.pidfd_open(pid) if HAVE_PIDFD else None
+
+    def fileno(self) -> int | None:
+        """The pidfd, or None where the platform has none (then callers poll)."""
+        return self._fd
+
+    def exited(self) -> bool:
+        """Whether the child has ended (without reaping it)."""
+        if self.status is not None:
+            return True
+        try:
+            info = os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:
+            return True
+        return info is not None and info.si_pid != 0
+
+    def poll(self) -> ExitStatus | None:
+        """Reap the child if it has ended and return how; None while it runs.
+
+        Whatever the worker left behind in its process group is killed first,
+        while the zombie still reserves the group id.
+        """
+        if self.status is not None:
+            return self.status
+        if not self.exited():
+            return None
+        self.signal_tree(signal.SIGKILL)
+        return self._reap()
+
+    def wait(self, timeout: float | None = None) -> ExitStatus | None:
+        """Wait up to ``timeout`` seconds for the child to end; reap it."""
+        if self.status is None and self._fd is None:
+            # No pidfd: a bounded wait is a single check, an unbounded one blocks.
+            return self._reap(blocking=timeout is None)
+        if self.status is None:
+            ready, _, _ = select.select([self._fd], [], [], timeout)
+            if not ready:
+                return None
+        return self.poll()
+
+    def signal_tree(self, signum: int) -> None:
+        """Send ``signum`` to the child's whole process group (if any is left)."""
+        if self.status is not None:
+            return  # reaped: the group id may belong to somebody else by now
+        try:
+            os.killpg(self.pid, signum)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def close(self) -> None:
+        """Release the pidfd (once the owner stopped watching it)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def _reap(self, blocking: bool = False) -> ExitStatus | None:
+        try:
+            pid, wait_status = os.waitpid(self.pid, 0 if blocking else os.WNOHANG)
+        except ChildProcessError:
+            # Reaped elsewhere (should not happen); the status is lost.
+            self.status = ExitStatus(code=-1)
+        else:
+            if pid == 0:
+                return None
+            self.status = ExitStatus.from_returncode(os.waitstatus_to_exitcode(wait_status))
+        if self._popen is not None:
+            self._popen.returncode = (
+                -self.status.signal if self.status.signal is not None else self.status.code
+            )
+        return self.status

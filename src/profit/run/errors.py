@@ -1,0 +1,63 @@
+"""The exceptions of the run system, in one hierarchy.
+
+Exceptions are for misuse, bad configuration and broken infrastructure. A run
+that fails is *data* (a :class:`~profit.run.state.RunStatus` with a reason),
+never an exception in the runner.
+
+Every message says what is wrong, which item, what was expected versus what was
+given, and what to do about it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+class ProfitError(Exception):
+    """Base class of every error raised by profit."""
+
+
+class ConfigError(ProfitError, ValueError):
+    """A configuration value is invalid (a key, a label, a size, a dtype...)."""
+
+
+class UnknownLabelError(ConfigError, KeyError):
+    """A component label is not registered."""
+
+    def __init__(self, kind: str, label: object, known: Iterable[str]):
+        self.kind = kind
+        self.label = label
+        self.known = sorted(known)
+        known_text = ", ".join(repr(k) for k in self.known) or "none"
+        super().__init__(
+            f"unknown {kind} label {label!r}; known labels: {known_text} "
+            f"(a custom {kind} must be defined in a file listed under 'include')"
+        )
+
+    # KeyError quotes its message; we want the sentence as it is.
+    __str__ = ProfitError.__str__
+
+
+class ParameterError(ProfitError, ValueError):
+    """Input parameters for a run do not match the study's inputs."""
+
+
+class InterfaceError(ProfitError):
+    """The runner-worker interface is missing, corrupt or addressed wrongly."""
+
+
+class RunNotFoundError(ProfitError, KeyError):
+    """A run id does not name an active run of this runner."""
+
+    __str__ = ProfitError.__str__
+
+
+class WaitTimeout(ProfitError, TimeoutError):
+    """Waiting for runs took longer than the given timeout."""
+
+
+class WorkerOutputError(ProfitError, ValueError):
+    """A worker produced outputs that do not fit the declared outputs.
+
+    Raised inside a worker; the run fails with this message as its reason.
+    """

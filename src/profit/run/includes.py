@@ -1,0 +1,55 @@
+"""Loading users' Python files that define custom components (``include:``).
+
+The runner loads them, and so does every Worker process: forked workers inherit
+the loaded modules, workers started through the shell get the list in the
+environment variable ``PROFIT_INCLUDES`` (a JSON list of absolute paths).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+import traceback
+from collections.abc import Iterable
+
+from .errors import ConfigError
+
+_loaded: dict[str, str] = {}  # absolute path -> module name
+
+
+def load_includes(paths: Iterable[str] | str) -> None:
+    """Import each file once (by absolute path); custom components register on import.
+
+    Raises :class:`ConfigError` naming the file and its error in one line when a
+    file is missing or fails to import.
+    """
+    if isinstance(paths, str):
+        paths = [paths]
+    for path in paths:
+        path = os.path.abspath(path)
+        if path in _loaded:
+            continue
+        if not os.path.isfile(path):
+            raise ConfigError(f"include file {path} does not exist; list existing Python files under 'include'")
+        name = f"profit_include_{len(_loaded)}_{os.path.splitext(os.path.basename(path))[0]}"
+        spec = importlib.util.spec_from_file_location(name, path)
+        if spec is None or spec.loader is None:
+            raise ConfigError(f"include file {path} cannot be imported; it must be a Python source file (.py)")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        try:
+            spec.loader.exec_module(module)
+        except Exception as error:  # any error in user code becomes one clear sentence
+            del sys.modules[name]
+            where = traceback.extract_tb(error.__traceback__)[-1]
+            raise ConfigError(
+                f"include file {path} failed to import: {type(error).__name__}: {error} "
+                f"(line {where.lineno} of {os.path.basename(where.filename)})"
+            ) from error
+        _loaded[path] = name
+
+
+def loaded_includes() -> list[str]:
+    """Absolute paths of the include files loaded in this process, in load order."""
+    return list(_loaded)

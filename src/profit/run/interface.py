@@ -1,0 +1,256 @@
+"""Runner-Worker interface: how inputs reach a Worker and outputs come back.
+
+Each variant has two halves sharing one label: a :class:`RunnerInterface` that
+holds the data of all runs (structured arrays ``input``, ``output`` and
+``internal``) and a :class:`WorkerInterface` that gives one Worker its run's
+``input`` record and a writable ``output`` record::
+
+    Worker:  interface.retrieve()          -> interface.input
+             interface.output[...] = ...
+             interface.time = duration
+             interface.transmit()          -> runner sees DONE
+
+The ``internal`` array has the fields ``DONE`` (bool), ``TIME`` (float seconds),
+``STATE`` (a :class:`~profit.run.state.RunState` value) and ``REASON`` (why a run
+did not succeed, UTF-8, truncated to the field size).
+"""
+
+from __future__ import annotations
+
+import keyword
+import logging
+from abc import abstractmethod
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from .errors import ConfigError
+from .registry import Component
+from .state import RunState
+
+REASON_BYTES = 256
+INTERNAL_VARS: list[tuple[str, Any]] = [
+    ("DONE", np.bool_),
+    ("TIME", np.float64),
+    ("STATE", np.uint8),
+    ("REASON", f"S{REASON_BYTES}"),
+]
+INTERNAL_NAMES = frozenset(name for name, _ in INTERNAL_VARS)
+
+
+def encode_reason(reason: str) -> bytes:
+    """Fit a reason into the ``REASON`` field (UTF-8, cut at a character boundary)."""
+    data = reason.encode("utf-8", "replace")
+    if len(data) <= REASON_BYTES:
+        return data
+    return data[: REASON_BYTES - 3].decode("utf-8", "ignore").encode() + "…".encode()
+
+
+def decode_reason(raw: bytes) -> str:
+    return bytes(raw).decode("utf-8", "replace")
+
+
+def _spec_value(spec: Any, key: str, default: Any = None) -> Any:
+    """Read ``key`` from a mapping spec or an attribute of a Variable-like object."""
+    if isinstance(spec, Mapping):
+        return spec.get(key, default)
+    return getattr(spec, key, default)
+
+
+def _check_name(name: Any, what: str) -> None:
+    if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name):
+        raise ConfigError(f"{what} name {name!r} is not valid; use a Python identifier such as 'u' or 'f1'")
+    if name in INTERNAL_NAMES:
+        raise ConfigError(
+            f"{what} name {name!r} is reserved for the interface's own columns "
+            f"({', '.join(sorted(INTERNAL_NAMES))}); rename the {what}"
+        )
+
+
+def _dtype_of(name: str, spec: Any, what: str) -> np.dtype:
+    raw = _spec_value(spec, "dtype", np.float64)
+    try:
+        dtype = np.dtype(raw)
+    except TypeError:
+        raise ConfigError(f"{what} {name!r}: dtype {raw!r} is not a numpy scalar type (use e.g. numpy.float64)") from None
+    if dtype.kind not in "biuf":
+        raise ConfigError(f"{what} {name!r}: dtype {dtype} is not supported; use a bool, integer or float type")
+    return dtype
+
+
+def output_length(name: str, size: Any) -> int:
+    """Validate an output ``size`` of the form ``(1, n)`` and return ``n``."""
+    if size is None:
+        return 1
+    try:
+        rows, length = size
+        valid = int(rows) == rows == 1 and int(length) == length and length >= 1
+    except (TypeError, ValueError):
+        valid = False
+    if not valid:
+        raise ConfigError(
+            f"output {name!r}: size {size!r} is invalid; expected (1, n) with a whole number n >= 1 "
+            "(n > 1 makes a vector output of length n)"
+        )
+    return int(length)
+
+
+def build_vars(input_config: Mapping, output_config: Mapping) -> tuple[list, list]:
+    """Turn input and output configs into numpy field lists ``(name, dtype[, shape])``."""
+    if not isinstance(input_config, Mapping) or not isinstance(output_config, Mapping):
+        raise ConfigError("input_config and output_config must be mappings of name -> {'dtype': ..., 'size': ...}")
+    input_vars, output_vars = [], []
+    for name, spec in input_config.items():
+        _check_name(name, "input")
+        input_vars.append((name, _dtype_of(name, spec, "input")))
+    for name, spec in output_config.items():
+        _check_name(name, "output")
+        if name in input_config:
+            raise ConfigError(f"{name!r} is both an input and an output; each name may be only one of them")
+        length = output_length(name, _spec_value(spec, "size"))
+        dtype = _dtype_of(name, spec, "output")
+        output_vars.append((name, dtype, (length,)) if length > 1 else (name, dtype))
+    return input_vars, output_vars
+
+
+def clear_outputs(output: np.ndarray) -> None:
+    """Set outputs to their 'no result' value: NaN for floats, 0 otherwise."""
+    for name in output.dtype.names or ():
+        field = output[name]
+        field[...] = np.nan if field.dtype.kind == "f" else 0
+
+
+class RunnerInterface(Component, registry=True):
+    """Runner half of an interface: the data of all runs, in structured arrays.
+
+    Parameters:
+        size: number of runs for which space is allocated (it grows on demand).
+        input_config: ``{name: {"dtype": numpy scalar type}}`` (or Variable-like objects).
+        output_config: ``{name: {"dtype": ..., "size": (1, n)}}``; ``n > 1`` is a vector.
+        logger_parent: logger whose handlers receive this interface's records.
+
+    This base keeps the arrays in memory; variants may keep them elsewhere
+    (a memory-mapped file) but offer the same ``input``/``output``/``internal``.
+    """
+
+    internal_vars = INTERNAL_VARS
+
+    def __init__(self, size: int, input_config: Mapping, output_config: Mapping, *, logger_parent: logging.Logger | None = None):
+        self.logger = logging.getLogger("profit.run.interface")
+        if logger_parent is not None:
+            self.logger = logger_parent.getChild("interface")
+        if not isinstance(size, (int, np.integer)) or isinstance(size, bool) or size < 0:
+            raise ConfigError(f"interface size must be a whole number >= 0, got {size!r}")
+        self.input_vars, self.output_vars = build_vars(input_config, output_config)
+        self.dtype = np.dtype(self.input_vars + list(self.internal_vars) + self.output_vars)
+        self.input_names = [v[0] for v in self.input_vars]
+        self.output_names = [v[0] for v in self.output_vars]
+        self._bind(self._allocate(int(size)))
+
+    def _allocate(self, size: int) -> np.ndarray:
+        """Storage for ``size`` fresh rows (variants override to use a file etc.)."""
+        return self._new_rows(size)
+
+    def _grow(self, size: int) -> np.ndarray:
+        """Storage for ``size`` rows holding the current rows first."""
+        return np.concatenate([self._data, self._new_rows(size - self.size)])
+
+    def _new_rows(self, count: int) -> np.ndarray:
+        rows = np.zeros(count, dtype=self.dtype)
+        clear_outputs(rows[self.output_names])
+        return rows
+
+    def _bind(self, data: np.ndarray) -> None:
+        """Point ``input``, ``output`` and ``internal`` at (views of) ``data``."""
+        self._data = data
+        self.input = data[self.input_names]
+        self.output = data[self.output_names]
+        self.internal = data[[name for name, _ in self.internal_vars]]
+
+    @property
+    def config(self) -> dict:
+        """What a Worker needs to connect: ``{"class": label, ...options}``."""
+        return {"class": self.label}
+
+    @property
+    def size(self) -> int:
+        """Number of runs for which space is allocated."""
+        return len(self._data)
+
+    def resize(self, size: int) -> None:
+        """Grow to ``size`` runs, keeping every existing row (shrinking is refused)."""
+        if size <= self.size:
+            self.logger.debug("resize to %d ignored: interface already holds %d runs", size, self.size)
+            return
+        self._bind(self._grow(size))
+
+    def poll(self) -> None:
+        """Receive what Workers sent (for interfaces with active communication)."""
+
+    def clean(self) -> None:
+        """Remove what the interface created (files, sockets)."""
+
+    # --- used by the runner ------------------------------------------------
+
+    def state(self, run_id: int) -> RunState:
+        """The state recorded for ``run_id``."""
+        return RunState(int(self.internal["STATE"][run_id]))
+
+    def reason(self, run_id: int) -> str:
+        """The reason recorded for ``run_id`` (empty when there is none)."""
+        return decode_reason(self.internal["REASON"][run_id])
+
+    def mark(self, run_id: int, state: RunState, reason: str = "") -> None:
+        """Record the runner's verdict on a run; failed or cancelled rows get NaN outputs."""
+        internal = self._data[run_id : run_id + 1]
+        if state in (RunState.FAILED, RunState.CANCELLED, RunState.PENDING, RunState.RUNNING):
+            clear_outputs(self.output[run_id : run_id + 1])
+        internal["REASON"] = encode_reason(reason)
+        internal["DONE"] = state == RunState.DONE
+        internal["STATE"] = state
+
+
+class WorkerInterface(Component, registry=True):
+    """Worker half of an interface: one run's ``input`` and ``output`` records.
+
+    ``retrieve()`` makes ``.input`` (the run's inputs) and ``.output`` (a writable
+    record) available; ``.time`` is settable; ``transmit()`` hands output and time
+    back and marks the run done; ``clean()`` releases resources.
+    """
+
+    def __init__(self, run_id: int, *, logger_parent: logging.Logger | None = None):
+        self.run_id = run_id
+        self.logger = logging.getLogger("profit.run.interface")
+        if logger_parent is not None:
+            self.logger = logger_parent.getChild("interface")
+        if "time" not in dir(self):
+            self.time: float = 0.0
+        if "input" not in dir(self):
+            self.input = np.zeros(1, dtype=[])[0]
+        if "output" not in dir(self):
+            self.output = np.zeros(1, dtype=[])[0]
+
+    @property
+    def config(self) -> dict:
+        """The options this interface was built with: ``{"class": label, ...}``."""
+        return {"class": self.label}
+
+    @abstractmethod
+    def retrieve(self) -> None:
+        """Connect to the runner's interface and make ``.input`` and ``.output`` available."""
+
+    @abstractmethod
+    def transmit(self) -> None:
+        """Hand ``.output`` and ``.time`` back and signal that the run is done."""
+
+    def fail(self, reason: str) -> None:
+        """Tell the runner that this run failed and why (best effort).
+
+        The runner decides the run's state; this only supplies the reason. The
+        default logs it, for interfaces written before reasons existed.
+        """
+        self.logger.error("run %s failed: %s", self.run_id, reason)
+
+    def clean(self) -> None:
+        """Release the connection to the runner's interface."""

@@ -1,0 +1,307 @@
+"""Local Runner & Memory-map Interface
+
+* LocalRunner: start Workers locally via the shell (subprocess.Popen)
+* ForkRunner: start Workers locally with forking (the fork start method, explicitly)
+* MemmapInterface: share data using a memory-mapped, structured array (using numpy)
+
+Every worker leads its own process group (cancel ends the whole tree) and its
+exit is an event (a pidfd) that the runner waits on, so a finished run is
+noticed at once rather than at the next poll.
+
+The memmap file is a valid ``.npy`` file. It grows in place (see
+:mod:`profit.run._npyfile`): a Worker maps only its own row, and that row never
+moves, so adding runs while workers are in flight is safe.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Mapping
+
+import numpy as np
+
+from . import _npyfile
+from ._proc import ChildProcess
+from .errors import InterfaceError
+from .includes import loaded_includes
+from .interface import INTERNAL_NAMES, RunnerInterface, WorkerInterface, clear_outputs, encode_reason
+from .runner import Runner
+from .state import RunState
+from .worker import Worker, configure_run_logging, execute
+
+
+def _usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _resolve_parallel(parallel: int | str) -> int | str:
+    # 'all' means the CPUs this process may use; anything else is checked by Runner.
+    return _usable_cpus() if parallel == "all" else parallel
+
+
+class LocalRunner(Runner, label="local"):
+    """start Workers locally via the shell
+
+    Each run is ``command`` (default ``profit-worker``) run through the shell in
+    the work directory, in a new session; the Worker reads its run id, worker and
+    interface configs from the environment (``PROFIT_RUN_ID``, ``PROFIT_WORKER``,
+    ``PROFIT_INTERFACE``, ``PROFIT_INCLUDES``).
+    """
+
+    _through_shell = True
+
+    def __init__(self, command: str = "profit-worker", parallel: int | str = "all", **kwargs):
+        self.command = command
+        super().__init__(parallel=_resolve_parallel(parallel), **kwargs)
+        self._env: dict[str, str] | None = None
+
+    def __repr__(self):
+        details = [f"parallel={self.parallel}"] + (["debug"] if self.debug else [])
+        if self.command != "profit-worker":
+            details.append(f"command={self.command!r}")
+        return f"<{type(self).__name__} ({', '.join(details)})>"
+
+    @property
+    def config(self):
+        return {**super().config, "command": self.command}
+
+    def spawn(self, params=None, wait=False):
+        """spawn a single run
+
+        Parameters:
+            params: a mapping which defines input parameters to be set
+            wait: whether to wait for the run to complete
+        """
+        return super().spawn(params, wait)
+
+    def poll(self, run_id):
+        """check the status of the run directly"""
+        super().poll(run_id)
+
+    def cancel(self, run_id):
+        """end the run's whole process tree and mark it cancelled"""
+        return super().cancel(run_id)
+
+    def _environment(self) -> dict[str, str]:
+        # Built on first use: include files may be loaded after the runner was made.
+        if self._env is None:
+            self._env = {
+                **os.environ,
+                "PROFIT_WORKER": json.dumps(self.worker),
+                "PROFIT_INTERFACE": json.dumps(self.interface.config),
+                "PROFIT_INCLUDES": json.dumps(loaded_includes()),
+                "PROFIT_BASE_DIR": self.base_dir,
+            }
+            self._env.pop("PROFIT_ARRAY_ID", None)
+        return self._env
+
+    def _start(self, run_id: int) -> ChildProcess:
+        env = {**self._environment(), "PROFIT_RUN_ID": str(run_id)}
+        popen = subprocess.Popen(self.command, shell=True, env=env, cwd=self.work_dir, start_new_session=True)
+        return ChildProcess(popen.pid, popen)
+
+
+class ForkRunner(Runner, label="fork"):
+    """start Workers locally using forking (the fork start method)
+
+    The Worker runs in a forked copy of the runner process, so it sees every
+    component the runner knows (include files are already imported) and starts
+    in well under a millisecond. Uses ``os.fork`` explicitly, whatever the
+    default multiprocessing start method of the platform is.
+    """
+
+    def __init__(self, parallel: int | str = "all", **kwargs):
+        super().__init__(parallel=_resolve_parallel(parallel), **kwargs)
+
+    def spawn(self, params=None, wait=False):
+        """spawn a single run
+
+        Parameters:
+            params: a mapping which defines input parameters to be set
+            wait: whether to wait for the run to complete
+        """
+        return super().spawn(params, wait)
+
+    def poll(self, run_id):
+        """check the status of the run directly"""
+        super().poll(run_id)
+
+    def cancel(self, run_id):
+        """end the run's whole process tree and mark it cancelled"""
+        return super().cancel(run_id)
+
+    def _start(self, run_id: int) -> ChildProcess:
+        # Unflushed output would otherwise be written twice: by us and by the child.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:  # the worker process: never return into the runner's code
+            code = 70  # EX_SOFTWARE, if even the setup below fails
+            try:
+                code = self._work_in_child(run_id)
+            finally:
+                try:
+                    sys.stdout.flush()
+                    sys.stderr.flush()
+                finally:
+                    os._exit(code)
+        try:
+            os.setpgid(pid, pid)  # also done by the child; whoever is first wins the race
+        except OSError:
+            pass
+        return ChildProcess(pid)
+
+    def _work_in_child(self, run_id: int) -> int:
+        os.setpgid(0, 0)
+        # Ctrl-C is for the runner, which then cancels its runs.
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.chdir(self.work_dir)
+        os.environ["PROFIT_BASE_DIR"] = self.base_dir
+        configure_run_logging(self.worker.get("log_path", "log"), run_id, bool(self.worker.get("debug", False)))
+        interface_config = self.interface.config
+        return execute(lambda: Worker.from_config(self.worker, interface_config, run_id))
+
+
+# === Numpy Memmap Interface === #
+
+
+class MemmapRunnerInterface(RunnerInterface, label="memmap"):
+    """Runner-Worker Interface using a memory mapped numpy array
+
+    - fast with the local runners: each Worker maps its own row of the file
+      (see ``benchmarks/`` for figures)
+    - inefficient on a cluster with a shared filesystem (use ``zeromq`` there)
+    - reliable: the file is a valid ``.npy`` file (``numpy.load`` reads it)
+    - growing is safe: the file is extended in place, rows never move
+    """
+
+    def __init__(
+        self,
+        size,
+        input_config,
+        output_config,
+        *,
+        path: str = "interface.npy",
+        logger_parent: logging.Logger = None,
+    ):
+        self.path = os.path.abspath(path)
+        super().__init__(size, input_config, output_config, logger_parent=logger_parent)
+        self.logger.debug("memmap interface %s with %d rows of %s", self.path, self.size, self.dtype)
+
+    def _allocate(self, size: int) -> np.ndarray:
+        self._layout = _npyfile.create(self.path, self.dtype, size)
+        rows = _npyfile.map_rows(self.path, self._layout)
+        clear_outputs(rows[self.output_names])
+        return rows
+
+    def _grow(self, size: int) -> np.ndarray:
+        self._layout = _npyfile.grow(
+            self.path, self._layout, size, initialize=lambda rows: clear_outputs(rows[self.output_names])
+        )
+        return _npyfile.map_rows(self.path, self._layout)
+
+    @property
+    def config(self):
+        return {**super().config, "path": self.path}
+
+    def resize(self, size):
+        """Grow the Interface to ``size`` runs, safely.
+
+        The file is extended in place and its header rewritten; existing rows
+        never move, so Workers that have the file mapped keep working and no
+        result is lost. Shrinking is not supported.
+        """
+        super().resize(size)
+
+    def clean(self):
+        """Remove the interface file."""
+        if os.path.exists(self.path):
+            os.remove(self.path)
+
+
+class MemmapWorkerInterface(WorkerInterface, label="memmap"):
+    """Runner-Worker Interface using a memory mapped numpy array
+
+    counterpart to :py:class:`MemmapRunnerInterface`: maps only its own row.
+    """
+
+    def __init__(self, run_id: int, *, path="interface.npy", logger_parent: logging.Logger = None):
+        self.path = path
+        self._row: np.memmap | None = None
+        self._time = 0.0
+        super().__init__(run_id, logger_parent=logger_parent)
+
+    @property
+    def config(self):
+        return {**super().config, "path": self.path}
+
+    @property
+    def time(self):
+        """The run's duration in seconds (stored in the interface once retrieved)."""
+        return float(self._row["TIME"][0]) if self._row is not None else self._time
+
+    @time.setter
+    def time(self, value):
+        self._time = value
+        if self._row is not None:
+            self._row["TIME"][0] = value
+
+    def _map(self) -> np.memmap:
+        if self._row is None:
+            layout = _npyfile.read_layout(self.path)
+            rows = _npyfile.rows_on_disk(self.path, layout)
+            if not isinstance(self.run_id, (int, np.integer)) or not 0 <= self.run_id < rows:
+                raise InterfaceError(
+                    f"run id {self.run_id!r} is outside the interface file {os.path.abspath(self.path)} "
+                    f"(it holds runs 0..{rows - 1}); the run id must come from the runner that made the file"
+                )
+            self._row = _npyfile.map_rows(self.path, layout, int(self.run_id), 1)
+        return self._row
+
+    def retrieve(self):
+        """retrieve the input
+
+        1. connect to the Runner-Interface (map this run's row of the file)
+        2. retrieve the input data and store it in .input
+        """
+        row = self._map()
+        names = row.dtype.names
+        inputs = list(names[: names.index("DONE")])
+        outputs = [name for name in names[len(inputs) :] if name not in INTERNAL_NAMES]
+        self.input = row[inputs][0]
+        self.output = row[outputs][0]
+        row["TIME"][0] = self._time
+
+    def transmit(self):
+        """transmit the output
+
+        1. transmit the output and time data (.output and .time): they are in the mapped row already
+        2. signal the Worker has finished (DONE, written last)
+        3. the connection is closed by clean()
+        """
+        self._map()["DONE"][0] = True
+
+    def fail(self, reason: str) -> None:
+        """Record why this run failed, for the runner to report."""
+        try:
+            row = self._map()
+        except InterfaceError as error:
+            self.logger.error("run %s failed: %s (and could not report it: %s)", self.run_id, reason, error)
+            return
+        row["REASON"][0] = encode_reason(reason)
+        row["STATE"][0] = RunState.FAILED
+
+    def clean(self):
+        """Release the mapping."""
+        self._row = None
+        self.input = np.zeros(1, dtype=[])[0]
+        self.output = np.zeros(1, dtype=[])[0]

@@ -1,0 +1,69 @@
+"""Label registries for the run system's component kinds.
+
+Each kind (Runner, Worker, RunnerInterface, WorkerInterface, Preprocessor,
+Postprocessor) is a base class declared with ``registry=True``; it keeps its own
+``{label: class}`` mapping. A variant registers itself with a class keyword::
+
+    class MyRunner(Runner, label="mine"):
+        ...
+
+    Runner["mine"] is MyRunner      # lookup; an unknown label lists the known ones
+    "mine" in Runner.labels         # set-like view of the labels
+    MyRunner.label == "mine"
+"""
+
+from __future__ import annotations
+
+from abc import ABCMeta
+from collections.abc import KeysView
+from typing import Any, ClassVar
+
+from .errors import ConfigError, UnknownLabelError
+
+
+class RegistryMeta(ABCMeta):
+    """Metaclass giving component kinds ``Kind[label]`` and ``Kind.labels``."""
+
+    def __getitem__(cls, label: str) -> Any:
+        try:
+            return cls._registry[label]
+        except (KeyError, TypeError):
+            raise UnknownLabelError(cls._kind, label, cls._registry) from None
+
+    @property
+    def labels(cls) -> KeysView[str]:
+        """The registered labels of this component kind (a set-like view)."""
+        return cls._registry.keys()
+
+
+class Component(metaclass=RegistryMeta):
+    """Base of every registrable component.
+
+    ``registry=True`` starts a new kind with its own registry; ``label=...``
+    registers a variant in the registry of the kind it derives from.
+    """
+
+    label: ClassVar[str | None] = None
+    _registry: ClassVar[dict[str, type]] = {}
+    _kind: ClassVar[str] = "component"
+
+    def __init_subclass__(cls, label: str | None = None, registry: bool = False, **kwargs: Any):
+        super().__init_subclass__(**kwargs)
+        if registry:
+            cls._registry = {}
+            cls._kind = cls.__name__
+        if label is None:
+            return
+        if not isinstance(label, str) or not label:
+            raise ConfigError(f"{cls.__qualname__}: a component label must be a non-empty string, got {label!r}")
+        previous = cls._registry.get(label)
+        # Re-defining the same class (a reloaded include file, a test run twice)
+        # replaces it; a different class may not steal a label silently.
+        if previous is not None and (previous.__module__, previous.__qualname__) != (cls.__module__, cls.__qualname__):
+            raise ConfigError(
+                f"{cls._kind} label {label!r} is already registered by "
+                f"{previous.__module__}.{previous.__qualname__}; choose another label for "
+                f"{cls.__module__}.{cls.__qualname__}"
+            )
+        cls._registry[label] = cls
+        cls.label = label

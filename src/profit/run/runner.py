@@ -1,0 +1,561 @@
+"""The Runner: starts one Worker per parameter set and keeps track of every run.
+
+Data flow::
+
+    Runner.spawn(params) --inputs--> RunnerInterface row run_id
+        |  starts a Worker process (fork, shell, batch job...)
+        v
+    Worker: WorkerInterface.retrieve() -> simulate -> transmit() --outputs--> row
+        |  process exits (an event: pidfd readable, message received)
+        v
+    Runner._settle(run_id, exit status)   <- the one place that decides a run's state
+
+A run is *done* when its worker transmitted, whatever the exit timing; otherwise
+it *failed* with a reason: the one the worker reported (a Python exception), or
+the process's exit code / signal. Failed rows keep their place with NaN outputs,
+so inputs and outputs stay aligned.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+import re
+import selectors
+import shutil
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+
+from ._proc import RunHandle
+from .errors import ConfigError, ParameterError, RunNotFoundError, WaitTimeout
+from .interface import RunnerInterface
+from .registry import Component
+from .state import RunState, RunStatus
+from .worker import Worker, run_log_file
+
+# Without an exit event to wait on (no pidfd), check this often.
+_FALLBACK_POLL_INTERVAL = 0.005
+
+
+def _resolve_component(kind: type, spec: Any, what: str) -> tuple[type, dict]:
+    if isinstance(spec, str):
+        spec = {"class": spec}
+    if not isinstance(spec, Mapping) or "class" not in spec:
+        raise ConfigError(f"{what} config {spec!r} must be a label or a mapping with a 'class' key")
+    options = {key: value for key, value in spec.items() if key != "class"}
+    return kind[spec["class"]], options
+
+
+class Runner(Component, registry=True):
+    """Start Workers, one per run, and keep every run's state.
+
+    Parameters (keyword only):
+        interface: a RunnerInterface or a config ``{"class": label, "size": ..., "input_config": ...,
+            "output_config": ..., ...}`` (relative paths are relative to ``work_dir``).
+        worker: a Worker label or a config ``{"class": label, ...}`` given to each Worker.
+        work_dir: where workers run and write (created if missing).
+        debug: log in more detail.
+        parallel: maximum number of concurrent runs in :meth:`spawn_array` (0: unbounded).
+        sleep: poll interval, used only by runners that have no event to wait on.
+        logfile: the runner's log file name (the ``profit`` command writes it).
+        logger: the logger to use (default ``profit.run.runner``).
+
+    Attributes: ``runs`` (active runs by id), ``failed`` (failed and cancelled runs
+    by id, each a :class:`RunStatus`), ``next_run_id``, ``interface``, ``worker``.
+    """
+
+    def __init__(
+        self,
+        *,
+        interface: RunnerInterface | Mapping,
+        worker: str | Mapping,
+        work_dir: str = ".",
+        debug: bool = False,
+        parallel: int = 0,
+        sleep: float = 0.1,
+        logfile: str = "runner.log",
+        logger: logging.Logger | None = None,
+    ):
+        if isinstance(parallel, bool) or not isinstance(parallel, (int, np.integer)) or parallel < 0:
+            raise ConfigError(f"parallel must be a whole number >= 0 (0: unbounded), got {parallel!r}")
+        if isinstance(sleep, bool) or not isinstance(sleep, (int, float)) or sleep < 0:
+            raise ConfigError(f"sleep must be a number of seconds >= 0, got {sleep!r}")
+        self.work_dir = str(work_dir)
+        self.debug = bool(debug)
+        self.parallel = int(parallel)
+        self.sleep = float(sleep)
+        self.logfile = logfile
+        self.logger = logger if logger is not None else logging.getLogger("profit.run.runner")
+        os.makedirs(self.work_dir, exist_ok=True)
+        # Paths of a study (a template, say) are relative to where the study started.
+        self.base_dir = os.environ.get("PROFIT_BASE_DIR", os.getcwd())
+
+        self.interface: RunnerInterface = self._build_interface(interface)
+        worker_class, worker_options = _resolve_component(Worker, worker, "worker")
+        self.worker: dict = {"class": worker_class.label, **worker_options}
+        if self.debug:
+            self.worker.setdefault("debug", True)
+
+        self.runs: dict[int, Any] = {}
+        self.failed: dict[int, RunStatus] = {}
+        self.next_run_id = 0
+        self._selector = selectors.DefaultSelector()
+        self._unwatched = 0  # active runs without an exit event: they need polling
+        self.logger.debug("init %r with config %s", self, self.config)
+
+    def _build_interface(self, interface: RunnerInterface | Mapping) -> RunnerInterface:
+        if isinstance(interface, RunnerInterface):
+            return interface
+        if isinstance(interface, str):
+            raise ConfigError(
+                f"interface {interface!r}: a label alone is not enough here; pass a RunnerInterface or a mapping "
+                "{'class': label, 'size': n, 'input_config': {...}, 'output_config': {...}}"
+            )
+        cls, options = _resolve_component(RunnerInterface, interface, "interface")
+        # Interface files live in the work directory, like everything a study writes.
+        parameters = inspect.signature(cls).parameters
+        if "path" in parameters:
+            path = options.get("path", parameters["path"].default)
+            if isinstance(path, str) and not os.path.isabs(path):
+                options["path"] = os.path.join(self.work_dir, path)
+        missing = [key for key in ("size", "input_config", "output_config") if key not in options]
+        if missing:
+            raise ConfigError(f"interface config for {cls.label!r} lacks {', '.join(missing)}")
+        return cls(**options, logger_parent=self.logger)
+
+    @classmethod
+    def from_config(cls, run_config: Mapping, base_config: Mapping) -> Runner:
+        """Build a runner from the ``run:`` section of a study and the study's base config.
+
+        ``run_config`` holds ``runner`` (label or mapping), ``interface``, ``worker``,
+        ``pre``, ``post``, ``command`` and ``debug``; ``base_config`` holds ``ntrain``,
+        ``input``, ``output`` and ``run_dir``.
+        """
+        runner_spec = run_config.get("runner", "fork")
+        runner_spec = {"class": runner_spec} if isinstance(runner_spec, str) else dict(runner_spec)
+        label = runner_spec.pop("class", "fork")
+        kwargs: dict[str, Any] = dict(runner_spec)
+
+        interface = run_config.get("interface", kwargs.get("interface", "memmap"))
+        interface = {"class": interface} if isinstance(interface, str) else dict(interface)
+        interface["size"] = base_config["ntrain"]
+        interface["input_config"] = base_config["input"]
+        interface["output_config"] = base_config["output"]
+        kwargs["interface"] = interface
+
+        worker = run_config.get("worker", kwargs.get("worker", "command"))
+        worker = {"class": worker} if isinstance(worker, str) else dict(worker)
+        for key in ("pre", "post"):
+            if key in run_config:
+                worker[key] = run_config[key]
+        if isinstance(run_config.get("command"), str):
+            worker["class"] = "command"
+            worker["command"] = run_config["command"]
+        if run_config.get("debug"):
+            kwargs["debug"] = True
+            worker["debug"] = True
+        kwargs["worker"] = worker
+        kwargs["work_dir"] = base_config.get("run_dir", kwargs.get("work_dir", "."))
+        return cls[label](**kwargs)
+
+    def __repr__(self) -> str:
+        details = [f"parallel={self.parallel}"] + (["debug"] if self.debug else [])
+        return f"<{type(self).__name__} ({', '.join(details)})>"
+
+    @property
+    def config(self) -> dict:
+        """The runner's options as a JSON-able dict (``class`` is its label)."""
+        return {
+            "class": self.label,
+            "work_dir": self.work_dir,
+            "debug": self.debug,
+            "parallel": self.parallel,
+            "sleep": self.sleep,
+            "logfile": self.logfile,
+        }
+
+    # --- inputs ------------------------------------------------------------------
+
+    def _ensure_rows(self, count: int) -> None:
+        if count > self.interface.size:
+            self.interface.resize(max(count, 2 * self.interface.size))
+
+    def _input_row(self, params: Any, run_id: int) -> tuple:
+        """Validate ``params`` against the study's inputs; return the converted row."""
+        names = self.interface.input_names
+        if isinstance(params, (np.void, np.ndarray)) and params.dtype.names is not None:
+            given = {name: params[name] for name in params.dtype.names}
+        elif isinstance(params, Mapping):
+            given = params
+        else:
+            raise ParameterError(
+                f"params for run {run_id} must be a mapping of input name to value or a numpy record, "
+                f"got {type(params).__name__}"
+            )
+        unknown = [key for key in given if key not in names]
+        missing = [name for name in names if name not in given]
+        if unknown or missing:
+            problems = []
+            if unknown:
+                problems.append(f"{', '.join(map(repr, unknown))} {'is not an input' if len(unknown) == 1 else 'are not inputs'}")
+            if missing:
+                problems.append(f"{', '.join(map(repr, missing))} {'is' if len(missing) == 1 else 'are'} missing")
+            raise ParameterError(f"params for run {run_id}: {'; '.join(problems)} (the inputs are {', '.join(names)})")
+        dtypes = self.interface.input.dtype
+        return tuple(_convert(name, given[name], dtypes[name], run_id) for name in names)
+
+    def fill(self, params_array: Iterable, offset: int = 0) -> None:
+        """Write many input rows (each a mapping or record) starting at row ``offset``."""
+        rows = [self._input_row(params, offset + index) for index, params in enumerate(params_array)]
+        self._ensure_rows(offset + len(rows))
+        for index, row in enumerate(rows):
+            self.interface.input[offset + index] = row
+
+    def fill_output(self, named_output: np.ndarray, offset: int = 0) -> None:
+        """Write known outputs (a structured array with output names) starting at ``offset``."""
+        unknown = [name for name in named_output.dtype.names or () if name not in self.interface.output_names]
+        if unknown:
+            raise ParameterError(
+                f"fill_output: {', '.join(map(repr, unknown))} not among the outputs "
+                f"({', '.join(self.interface.output_names)})"
+            )
+        self._ensure_rows(offset + len(named_output))
+        for name in named_output.dtype.names:
+            self.interface.output[name][offset : offset + len(named_output)] = named_output[name]
+
+    # --- starting runs -----------------------------------------------------------------
+
+    def spawn(self, params: Any = None, wait: bool = False) -> int:
+        """Start the next run (wait for it if asked) and return its run id.
+
+        ``params`` is a mapping or numpy record of every input, or None when the
+        row was filled before (:meth:`fill`). The interface grows as needed.
+        Variants implement :meth:`_start`; runners written for proFit instead
+        override ``spawn``, call this first (it then only prepares the row) and
+        start the worker themselves.
+        """
+        run_id = self.next_run_id
+        row = None if params is None else self._input_row(params, run_id)
+        self._ensure_rows(run_id + 1)
+        if row is not None:
+            self.interface.input[run_id] = row
+        # Before the worker starts: a worker that fails at once writes over this.
+        self.interface.mark(run_id, RunState.RUNNING)
+        handle = self._start(run_id)
+        if handle is not None:
+            self._launch(run_id, handle)
+            if wait:
+                self.wait(run_id)
+        return run_id
+
+    def _start(self, run_id: int) -> RunHandle | None:
+        """Start the Worker of ``run_id`` and return its handle (variants implement this)."""
+        return None
+
+    def _launch(self, run_id: int, handle: Any) -> None:
+        """Record a started run (variants call this after starting its Worker)."""
+        self.runs[run_id] = handle
+        fd = handle.fileno() if isinstance(handle, RunHandle) else None
+        if fd is not None:
+            self._selector.register(fd, selectors.EVENT_READ, run_id)
+        else:
+            self._unwatched += 1
+        self.next_run_id = max(self.next_run_id, run_id + 1)
+        self.logger.debug("run %d started", run_id)
+
+    def spawn_array(self, params_array: Iterable, wait: bool = False, progress: bool = False) -> None:
+        """Spawn one run per row, never more than ``parallel`` at once; block until all started."""
+        if not hasattr(params_array, "__len__"):
+            params_array = list(params_array)
+        bar = self._progress_bar(progress, total=self.next_run_id + len(params_array))
+        try:
+            for params in params_array:
+                while self.parallel and len(self.runs) >= self.parallel:
+                    self._process_events(None)
+                    self._update_bar(bar)
+                self.spawn(params)
+            if wait:
+                self._wait_until(lambda: not self.runs, None, bar)
+        finally:
+            if bar is not None:
+                self._update_bar(bar)
+                bar.close()
+
+    # --- observing runs -----------------------------------------------------------------
+
+    def _handle(self, run_id: int) -> Any:
+        try:
+            return self.runs[run_id]
+        except KeyError:
+            raise RunNotFoundError(
+                f"run {run_id} is not active (active runs: {len(self.runs)}, next run id: {self.next_run_id})"
+            ) from None
+
+    def poll(self, run_id: int) -> None:
+        """Check one run directly; settle it if its process has ended."""
+        handle = self._handle(run_id)
+        if isinstance(handle, RunHandle):
+            status = handle.poll()
+            if status is not None:
+                self._settle(run_id, status)
+        elif self.interface.internal["DONE"][run_id]:
+            self._settle(run_id, None)
+
+    def poll_all(self) -> None:
+        """Check every active run directly."""
+        for run_id in list(self.runs):
+            if run_id in self.runs:
+                self.poll(run_id)
+
+    def check_runs(self) -> None:
+        """Receive what the interface has, then check every active run."""
+        self.interface.poll()
+        for run_id, handle in list(self.runs.items()):
+            # Runners written for proFit track runs their own way: DONE settles them.
+            if not isinstance(handle, RunHandle) and self.interface.internal["DONE"][run_id]:
+                self._settle(run_id, None)
+        self.poll_all()
+
+    def _settle(self, run_id: int, exit_status: Any) -> RunStatus:
+        """Decide a finished run's state: the one place where this happens.
+
+        ``exit_status`` (an :class:`~profit.run._proc.ExitStatus` or None) was read
+        *before* the interface's DONE flag, so a run that transmitted and then
+        exited is never called failed.
+        """
+        handle = self.runs.pop(run_id)
+        self._forget(handle)
+        if isinstance(handle, RunHandle):
+            handle.close()
+        if self.interface.internal["DONE"][run_id]:
+            status = RunStatus(run_id, RunState.DONE)
+            if exit_status is not None and not getattr(exit_status, "success", True):
+                self.logger.warning("run %d transmitted its results, then %s", run_id, exit_status.describe())
+            self.logger.debug("run %d done", run_id)
+        else:
+            status = RunStatus(run_id, RunState.FAILED, self._failure_reason(run_id, exit_status))
+            self.failed[run_id] = status
+            self.logger.warning("run %d failed: %s", run_id, status.reason)
+        self.interface.mark(run_id, status.state, status.reason)
+        return status
+
+    def _failure_reason(self, run_id: int, exit_status: Any) -> str:
+        if self.interface.state(run_id) == RunState.FAILED and self.interface.reason(run_id):
+            return self.interface.reason(run_id)  # the worker said why
+        if exit_status is None:
+            return "worker ended without transmitting results"
+        described = exit_status.describe(through_shell=self._through_shell)
+        if exit_status.success:
+            described = f"worker {described} without transmitting results"
+        else:
+            described = f"worker {described}"
+        last = self._last_log_line(run_id)
+        return f"{described}; last log line: {last}" if last else described
+
+    _through_shell = False  # runners that start workers through a shell say so
+
+    def _last_log_line(self, run_id: int) -> str:
+        path = os.path.join(self.work_dir, run_log_file(self.worker.get("log_path", "log"), run_id))
+        try:
+            with open(path, "rb") as file:
+                file.seek(max(0, os.path.getsize(path) - 4096))
+                lines = file.read().decode("utf-8", "replace").strip().splitlines()
+        except OSError:
+            return ""
+        return lines[-1].strip() if lines else ""
+
+    def _forget(self, handle: Any) -> None:
+        """Stop watching a run's handle (it is no longer active)."""
+        fd = handle.fileno() if isinstance(handle, RunHandle) else None
+        if fd is not None:
+            self._selector.unregister(fd)
+        else:
+            self._unwatched -= 1
+
+    def status(self, run_id: int) -> RunStatus:
+        """The state of any run of this runner, with the reason where it did not succeed."""
+        if not 0 <= run_id < self.interface.size:
+            raise RunNotFoundError(f"run {run_id} does not exist (the interface holds {self.interface.size} runs)")
+        if run_id in self.failed:
+            return self.failed[run_id]
+        return RunStatus(run_id, self.interface.state(run_id), self.interface.reason(run_id))
+
+    # --- waiting ----------------------------------------------------------------------
+
+    def _process_events(self, timeout: float | None) -> None:
+        """Wait up to ``timeout`` for a run to end and settle the runs that did."""
+        if self._unwatched:
+            interval = self.sleep if not self._selector.get_map() else _FALLBACK_POLL_INTERVAL
+            time.sleep(interval if timeout is None else min(timeout, interval))
+            self.check_runs()
+            return
+        ready = self._selector.select(timeout) if self._selector.get_map() else []
+        self.interface.poll()
+        for key, _ in ready:
+            if key.data in self.runs:
+                self.poll(key.data)
+
+    def _wait_until(self, finished, timeout: float | None, bar=None) -> None:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not finished():
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise WaitTimeout(
+                    f"runs still active after {timeout} s: {len(self.runs)} "
+                    f"(first: {', '.join(map(str, list(self.runs)[:5]))}); they keep running"
+                )
+            if bar is not None and (remaining is None or remaining > 0.5):
+                remaining = 0.5  # keep the progress bar's ETA moving
+            self._process_events(remaining)
+            self._update_bar(bar)
+
+    def wait(self, run_id: int, timeout: float | None = None) -> RunStatus:
+        """Block until ``run_id`` has ended; return its status."""
+        self._handle(run_id)
+        self._wait_until(lambda: run_id not in self.runs, timeout)
+        return self.status(run_id)
+
+    def wait_all(self, progress: bool = False, timeout: float | None = None) -> None:
+        """Block until every active run has ended (``WaitTimeout`` after ``timeout`` seconds)."""
+        bar = self._progress_bar(progress, total=self.next_run_id)
+        try:
+            self._wait_until(lambda: not self.runs, timeout, bar)
+        finally:
+            if bar is not None:
+                self._update_bar(bar)
+                bar.close()
+
+    def _progress_bar(self, progress: bool, total: int):
+        if not progress:
+            return None
+        from tqdm import tqdm  # only where a bar is asked for
+
+        bar = tqdm(total=total, desc="runs", unit="run", smoothing=0.1)
+        bar._profit_offset = self.next_run_id - len(self.runs)  # already finished before
+        return bar
+
+    def _update_bar(self, bar) -> None:
+        if bar is None:
+            return
+        finished = self.next_run_id - len(self.runs)
+        bar.total = max(bar.total, self.next_run_id)
+        bar.update(finished - bar.n)
+        bar.set_postfix(done=finished - len(self.failed), failed=len(self.failed), running=len(self.runs), refresh=False)
+
+    # --- stopping runs --------------------------------------------------------------
+
+    cancel_grace = 1.0
+    """Seconds a run has to end after SIGTERM before SIGKILL ends its process tree."""
+
+    def cancel(self, run_id: int) -> RunStatus:
+        """End the run's whole process tree and mark it cancelled.
+
+        A run that had already ended is settled as it ended instead.
+        """
+        handle = self._handle(run_id)
+        if isinstance(handle, RunHandle) and handle.exited():
+            self.poll(run_id)
+            return self.status(run_id)
+        return self._cancel_many([run_id])[0]
+
+    def cancel_all(self) -> None:
+        """Cancel every active run (all are signalled at once, then given the grace time)."""
+        self.logger.debug("cancel all %d runs", len(self.runs))
+        ended = [run_id for run_id, handle in self.runs.items() if isinstance(handle, RunHandle) and handle.exited()]
+        for run_id in ended:
+            self.poll(run_id)
+        self._cancel_many(list(self.runs))
+
+    def _cancel_many(self, run_ids: list[int]) -> list[RunStatus]:
+        import signal
+
+        handles = {run_id: self.runs.pop(run_id) for run_id in run_ids}
+        for handle in handles.values():
+            self._forget(handle)
+            if isinstance(handle, RunHandle):
+                handle.signal_tree(signal.SIGTERM)
+        deadline = time.monotonic() + self.cancel_grace
+        statuses = []
+        for run_id, handle in handles.items():
+            if isinstance(handle, RunHandle):
+                if handle.wait(max(0.0, deadline - time.monotonic())) is None:
+                    handle.signal_tree(signal.SIGKILL)
+                    handle.wait()
+                handle.close()
+            else:
+                self._cancel_foreign(handle)
+            status = RunStatus(run_id, RunState.CANCELLED, "cancelled")
+            self.interface.mark(run_id, status.state, status.reason)
+            self.failed[run_id] = status
+            statuses.append(status)
+            self.logger.info("run %d cancelled", run_id)
+        return statuses
+
+    def _cancel_foreign(self, handle: Any) -> None:
+        """Stop a run tracked by something other than a RunHandle (Popen, Process)."""
+        terminate = getattr(handle, "terminate", None)
+        if terminate is not None:
+            terminate()
+
+    # --- results -------------------------------------------------------------------------
+
+    @property
+    def input_data(self) -> np.ndarray:
+        """Inputs of the completed runs (a structured array)."""
+        return self.interface.input[self.interface.internal["DONE"]]
+
+    @property
+    def output_data(self) -> np.ndarray:
+        """Outputs of the completed runs (a structured array)."""
+        return self.interface.output[self.interface.internal["DONE"]]
+
+    @property
+    def flat_output_data(self) -> np.ndarray:
+        """Outputs of the completed runs as a plain 2-D float array (vectors spread over columns)."""
+        from numpy.lib import recfunctions
+
+        data = self.output_data
+        return recfunctions.structured_to_unstructured(data, dtype=np.float64).reshape(len(data), -1)
+
+    def clean(self) -> None:
+        """Remove what runs left in the work directory: interface, run directories, logs."""
+        if self.runs:
+            raise ConfigError(f"clean: {len(self.runs)} runs are still active; wait for or cancel them first")
+        self.interface.clean()
+        log_path = self.worker.get("log_path", "log")
+        for entry in os.listdir(self.work_dir):
+            path = os.path.join(self.work_dir, entry)
+            if (re.fullmatch(r"run_\d+", entry) or entry == log_path) and os.path.isdir(path):
+                shutil.rmtree(path)
+            elif entry == self.logfile and os.path.isfile(path):
+                os.remove(path)
+
+
+def _convert(name: str, value: Any, dtype: np.dtype, run_id: int) -> Any:
+    """Convert one input value to its field's dtype, refusing lossy or absurd values."""
+
+    def refuse(why: str = "") -> ParameterError:
+        return ParameterError(f"input {name!r} of run {run_id}: cannot convert {value!r} to {dtype}{why}")
+
+    if value is None or isinstance(value, (str, bytes)):
+        raise refuse()
+    try:
+        array = np.asarray(value)
+        if array.shape != ():
+            raise refuse(" (expected a single value)")
+        if dtype.kind in "iu" and array.dtype.kind == "f":
+            if not np.isfinite(array) or not float(array).is_integer():
+                raise refuse(" without losing its fractional part")
+        if dtype.kind in "iu" and array.dtype.kind in "iuf":
+            info = np.iinfo(dtype)
+            if not info.min <= array <= info.max:
+                raise refuse(f" (out of range {info.min}..{info.max})")
+        return dtype.type(array.item()) if array.dtype.kind != "O" else dtype.type(value)
+    except ParameterError:
+        raise
+    except (TypeError, ValueError, OverflowError):
+        raise refuse() from None

@@ -1,0 +1,42 @@
+"""Run states and the status value object.
+
+A run moves ``PENDING -> RUNNING -> DONE | FAILED | CANCELLED``. The state is
+stored as a small integer in the interface (column ``STATE`` beside ``DONE``), so
+it is visible to anyone who can read the interface, including another shell.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class RunState(enum.IntEnum):
+    """The state of one run. The integer values are stored in interface files."""
+
+    PENDING = 0
+    RUNNING = 1
+    DONE = 2
+    FAILED = 3
+    CANCELLED = 4
+
+    @property
+    def final(self) -> bool:
+        """Whether the run has ended (it will not change state by itself again)."""
+        return self >= RunState.DONE
+
+    def __str__(self) -> str:
+        return self.name.lower()
+
+
+@dataclass(frozen=True)
+class RunStatus:
+    """What is known about one run: its state and, when it did not succeed, why."""
+
+    run_id: int
+    state: RunState
+    reason: str = ""
+
+    def __str__(self) -> str:
+        text = f"run {self.run_id}: {self.state}"
+        return f"{text} ({self.reason})" if self.reason else text

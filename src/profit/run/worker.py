@@ -1,0 +1,331 @@
+"""Workers: compute one run each.
+
+A Worker obtains its inputs through a :class:`~profit.run.interface.WorkerInterface`,
+executes the simulation and hands the outputs back. Variants register with a
+label; :meth:`Worker.wrap` turns a plain function into one.
+
+:func:`execute` is the single place that runs a Worker in a worker process (the
+``profit-worker`` command and forked workers both use it): it logs to the run's
+log file and, when the Worker raises, reports the failure's reason through the
+interface, so the runner can say why the run failed.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import json
+import logging
+import os
+import sys
+import time
+import traceback
+from abc import abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from .errors import ConfigError, WorkerOutputError
+from .interface import WorkerInterface
+from .registry import Component
+
+LOG_FORMAT = "{asctime} {levelname:8s} {name}: {message}"
+
+
+def run_log_file(log_path: str, run_id: int) -> str:
+    """The log file of a run: ``{log_path}/run_{run_id:03d}.log``."""
+    return os.path.join(log_path, f"run_{run_id:03d}.log")
+
+
+class Worker(Component, registry=True):
+    """Compute one run: retrieve inputs, simulate, transmit outputs.
+
+    Parameters:
+        run_id: the run's id (its row in the interface).
+        interface: a WorkerInterface, its label, or a config ``{"class": label, ...}``.
+        debug: log in more detail.
+        log_path: directory of the per-run log files (relative to the work directory).
+        logger: the logger to use (default: ``profit.run.worker``).
+
+    Subclasses implement :meth:`work`.
+    """
+
+    def __init__(
+        self,
+        run_id: int,
+        *,
+        interface: WorkerInterface | str | Mapping = "memmap",
+        debug: bool = False,
+        log_path: str = "log",
+        logger: logging.Logger | None = None,
+    ):
+        self.run_id = run_id
+        self.debug = debug
+        self.log_path = log_path
+        self.logger = logger if logger is not None else logging.getLogger("profit.run.worker")
+        if isinstance(interface, str):
+            interface = {"class": interface}
+        if isinstance(interface, Mapping):
+            options = {key: value for key, value in interface.items() if key != "class"}
+            interface = WorkerInterface[interface.get("class")](run_id, **options, logger_parent=self.logger)
+        self.interface: WorkerInterface = interface
+
+    @abstractmethod
+    def work(self) -> None:
+        """Retrieve the inputs, compute, set ``interface.time`` and transmit."""
+
+    def clean(self) -> None:
+        """Release resources (the interface connection)."""
+        self.interface.clean()
+
+    @classmethod
+    def from_config(cls, config: Mapping, interface: WorkerInterface | Mapping | str, run_id: int) -> Worker:
+        """Build the Worker ``config["class"]`` with the other keys of ``config`` as options."""
+        if not isinstance(config, Mapping) or "class" not in config:
+            raise ConfigError(f"worker config {config!r} must be a mapping with a 'class' key (a Worker label)")
+        options = {key: value for key, value in config.items() if key != "class"}
+        return cls[config["class"]](run_id=run_id, interface=interface, **options)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Worker:
+        """Build a Worker from the environment a runner set up.
+
+        Reads ``PROFIT_RUN_ID`` (plus ``PROFIT_ARRAY_ID`` for job arrays),
+        ``PROFIT_WORKER`` and ``PROFIT_INTERFACE`` (JSON), and loads the files in
+        ``PROFIT_INCLUDES`` (a JSON list of paths) first.
+        """
+        from .includes import load_includes
+
+        env = os.environ if env is None else env
+        if env.get("PROFIT_INCLUDES"):
+            load_includes(_json_env(env, "PROFIT_INCLUDES"))
+        return cls.from_config(
+            config=_json_env(env, "PROFIT_WORKER"),
+            interface=_json_env(env, "PROFIT_INTERFACE"),
+            run_id=run_id_from_env(env),
+        )
+
+    @classmethod
+    def wrap(
+        cls, label: str, outputs: str | Sequence[str] | None = None, inputs: str | Sequence[str] | None = None
+    ) -> Callable[[Callable], type[Worker]]:
+        """Register a plain function as a Worker with the given label.
+
+        Inputs default to the function's parameter names; outputs to its return
+        annotation (a name or a list of names), else the function's name. The
+        function returns one value per output (a single value for one output)::
+
+            @Worker.wrap("sum")
+            def f(u, v):              # inputs u, v; output f
+                return u + v
+
+            @Worker.wrap("both", ["f", "g"])
+            def model(u, v):
+                return u + v, u - v
+        """
+
+        def decorator(func: Callable) -> type[Worker]:
+            input_names = _names(inputs) if inputs is not None else _parameter_names(func)
+            output_names = _names(outputs) if outputs is not None else _annotated_outputs(func)
+
+            def work(self: Worker) -> None:
+                self.interface.retrieve()
+                arguments = _collect_inputs(self.interface.input, input_names, func)
+                started = time.perf_counter()
+                values = func(*arguments)
+                self.interface.time = time.perf_counter() - started
+                _store_outputs(self.interface.output, output_names, values, func)
+                self.interface.transmit()
+
+            # Named after the function so that the registry can tell a re-definition
+            # of the same function (allowed) from another function taking the label.
+            namespace = {
+                "__doc__": func.__doc__,
+                "__module__": func.__module__,
+                "__qualname__": f"Wrapped[{func.__qualname__}]",
+                "work": work,
+                "function": staticmethod(func),
+                "inputs": tuple(input_names),
+                "outputs": tuple(output_names),
+            }
+            WrappedWorker = type(cls)(f"Wrapped[{func.__name__}]", (cls,), namespace, label=label)
+            return WrappedWorker
+
+        return decorator
+
+
+# --- helpers of Worker.wrap ---------------------------------------------------
+
+
+def _names(names: str | Sequence[str]) -> list[str]:
+    return [names] if isinstance(names, str) else list(names)
+
+
+def _parameter_names(func: Callable) -> list[str]:
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return [p.name for p in inspect.signature(func).parameters.values() if p.kind in kinds]
+
+
+def _annotated_outputs(func: Callable) -> list[str]:
+    annotation = getattr(func, "__annotations__", {}).get("return", func.__name__)
+    # With `from __future__ import annotations` the annotation arrives as source text.
+    if isinstance(annotation, str) and annotation[:1] in "'\"[(":
+        try:
+            annotation = ast.literal_eval(annotation)
+        except (ValueError, SyntaxError):
+            pass
+    return _names(annotation)
+
+
+def _collect_inputs(record: np.void, names: Sequence[str], func: Callable) -> list:
+    available = record.dtype.names or ()
+    missing = [name for name in names if name not in available]
+    if missing:
+        raise WorkerOutputError(
+            f"function {func.__name__} takes {', '.join(map(repr, missing))} which "
+            f"{'is not an input' if len(missing) == 1 else 'are not inputs'} of the study "
+            f"(inputs: {', '.join(available) or 'none'}); pass inputs=[...] to Worker.wrap"
+        )
+    return [record[name] for name in names]
+
+
+def _store_outputs(record: np.void, names: Sequence[str], values: Any, func: Callable) -> None:
+    if len(names) == 1:
+        # A single output: the value itself (a 1-tuple is unwrapped).
+        values = values if not (isinstance(values, tuple) and len(values) == 1) else values[0]
+        values = [values]
+    elif not isinstance(values, (tuple, list, np.ndarray)) or len(values) != len(names):
+        count = len(values) if isinstance(values, (tuple, list, np.ndarray)) else 1
+        raise WorkerOutputError(
+            f"function {func.__name__} returned {count} value{'s' * (count != 1)}; expected {len(names)} "
+            f"(one for each output: {', '.join(names)})"
+        )
+    available = record.dtype.names or ()
+    for name, value in zip(names, values):
+        if name not in available:
+            raise WorkerOutputError(
+                f"function {func.__name__} returns output {name!r} which is not an output of the study "
+                f"(outputs: {', '.join(available) or 'none'})"
+            )
+        try:
+            record[name] = value
+        except (ValueError, TypeError) as error:
+            field = record.dtype.fields[name][0]
+            shape = f"a vector of length {field.shape[0]}" if field.shape else "a scalar"
+            raise WorkerOutputError(
+                f"function {func.__name__}: output {name!r} must be {shape} of {field.base}; "
+                f"got {_short_repr(value)} ({error})"
+            ) from None
+
+
+def _short_repr(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# --- running a worker in a worker process ---------------------------------------
+
+
+def _json_env(env: Mapping[str, str], name: str) -> Any:
+    if name not in env:
+        raise ConfigError(f"environment variable {name} is not set; profit-worker is started by a runner, which sets it")
+    try:
+        return json.loads(env[name])
+    except json.JSONDecodeError as error:
+        raise ConfigError(f"environment variable {name} is not valid JSON ({error}): {env[name][:80]!r}") from None
+
+
+def run_id_from_env(env: Mapping[str, str]) -> int:
+    """``PROFIT_RUN_ID`` plus ``PROFIT_ARRAY_ID`` (the index within a job array)."""
+    try:
+        return int(env["PROFIT_RUN_ID"]) + int(env.get("PROFIT_ARRAY_ID", 0) or 0)
+    except KeyError:
+        raise ConfigError(
+            "environment variable PROFIT_RUN_ID is not set; profit-worker is started by a runner, which sets it"
+        ) from None
+    except ValueError:
+        raise ConfigError(
+            f"PROFIT_RUN_ID={env.get('PROFIT_RUN_ID')!r} / PROFIT_ARRAY_ID={env.get('PROFIT_ARRAY_ID')!r} "
+            "must be whole numbers"
+        ) from None
+
+
+def failure_reason(error: BaseException) -> str:
+    """One line: exception type and message, and where it was raised (last frame)."""
+    text = f"{type(error).__name__}: {error}".rstrip(": ")
+    frames = traceback.extract_tb(error.__traceback__)
+    if frames and not isinstance(error, (WorkerOutputError, ConfigError)):
+        last = frames[-1]
+        text += f" (at {os.path.basename(last.filename)}:{last.lineno} in {last.name}"
+        text += f": {last.line.strip()})" if last.line else ")"
+    return text
+
+
+def configure_run_logging(log_path: str, run_id: int, debug: bool = False) -> None:
+    """Send this worker process's log records to the run's log file, and only there.
+
+    Called in a fresh worker process (never in the runner): handlers inherited
+    from a forked runner are dropped so that workers never write the runner's log.
+    The file is created on the first record, so quiet runs leave no file.
+    """
+    for logger in [logging.getLogger()] + [
+        item for item in logging.Logger.manager.loggerDict.values() if isinstance(item, logging.Logger)
+    ]:
+        if logger.handlers:
+            logger.handlers = []
+    os.makedirs(log_path, exist_ok=True)
+    handler = logging.FileHandler(run_log_file(log_path, run_id), mode="a", delay=True)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT, style="{"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG if debug else logging.INFO)
+
+
+def execute(build: Callable[[], Worker]) -> int:
+    """Build a Worker, run it and clean up; return the process's exit code.
+
+    An exception in the Worker fails the run: its reason goes to the runner
+    through the interface, the full traceback to the run's log. ``SystemExit``
+    keeps its code, so ``sys.exit(3)`` in a simulation fails the run with code 3.
+    """
+    logger = logging.getLogger("profit.run.worker")
+    worker: Worker | None = None
+    try:
+        worker = build()
+        worker.work()
+        return 0
+    except SystemExit as exit_request:
+        code = exit_request.code
+        return code if isinstance(code, int) else (0 if code is None else 1)
+    except Exception as error:  # a failing simulation is data, reported to the runner
+        reason = failure_reason(error)
+        logger.error("run failed: %s", reason, exc_info=True)
+        if worker is not None:
+            try:
+                worker.interface.fail(reason)
+            except Exception:  # the interface itself is broken: the exit code still tells
+                logger.exception("could not report the failure through the interface")
+        else:
+            print(f"profit-worker: {reason}", file=sys.stderr)
+        return 1
+    finally:
+        if worker is not None:
+            try:
+                worker.clean()
+            except Exception:
+                logger.exception("cleaning the worker failed")
+
+
+def main() -> None:
+    """Entry point of ``profit-worker``: build a Worker from the environment, run it, clean up."""
+    env = os.environ
+    try:
+        worker_config = _json_env(env, "PROFIT_WORKER")
+        run_id = run_id_from_env(env)
+    except ConfigError as error:
+        print(f"profit-worker: {error}", file=sys.stderr)
+        sys.exit(2)
+    options = worker_config if isinstance(worker_config, Mapping) else {}
+    configure_run_logging(options.get("log_path", "log"), run_id, bool(options.get("debug", False)))
+    sys.exit(execute(lambda: Worker.from_env(env)))
