@@ -26,6 +26,10 @@ def signal_name(number: int) -> str:
         return f"signal {number}"
 
 
+# What a POSIX shell means by these exit codes.
+_SHELL_CODES = {126: "the command is not executable", 127: "the command was not found"}
+
+
 @dataclass(frozen=True)
 class ExitStatus:
     """How a process ended: an exit code, or the signal that killed it."""
@@ -47,8 +51,10 @@ class ExitStatus:
         if self.signal is not None:
             return f"killed by {signal_name(self.signal)}"
         text = f"exited with code {self.code}"
+        if through_shell and self.code in _SHELL_CODES:
+            text += f" ({_SHELL_CODES[self.code]})"
         # A shell that did not exec its last command reports a signal as 128+n.
-        if through_shell and self.code is not None and 128 < self.code < 128 + 65:
+        elif through_shell and self.code is not None and 128 < self.code < 128 + 65:
             text += f" (the shell's way of saying killed by {signal_name(self.code - 128)})"
         return text
 

@@ -224,11 +224,12 @@ class WorkerInterface(Component, registry=True):
         self.logger = logging.getLogger("profit.run.interface")
         if logger_parent is not None:
             self.logger = logger_parent.getChild("interface")
-        if "time" not in dir(self):
+        # Variants may define these as properties; do not shadow them.
+        if not hasattr(type(self), "time"):
             self.time: float = 0.0
-        if "input" not in dir(self):
+        if not hasattr(type(self), "input"):
             self.input = np.zeros(1, dtype=[])[0]
-        if "output" not in dir(self):
+        if not hasattr(type(self), "output"):
             self.output = np.zeros(1, dtype=[])[0]
 
     @property

@@ -18,10 +18,11 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shlex
 import signal
 import subprocess
 import sys
-from collections.abc import Mapping
+import weakref
 
 import numpy as np
 
@@ -32,7 +33,7 @@ from .includes import loaded_includes
 from .interface import INTERNAL_NAMES, RunnerInterface, WorkerInterface, clear_outputs, encode_reason
 from .runner import Runner
 from .state import RunState
-from .worker import Worker, configure_run_logging, execute
+from .worker import Worker, configure_run_logging, execute, run_log_handler
 
 
 def _usable_cpus() -> int:
@@ -103,9 +104,21 @@ class LocalRunner(Runner, label="local"):
             self._env.pop("PROFIT_ARRAY_ID", None)
         return self._env
 
+    def _shell_command(self) -> str:
+        # The default worker is the one installed beside this Python (a venv's
+        # bin/ need not be on PATH); any other command is the user's to resolve.
+        name, _, rest = self.command.partition(" ")
+        if name == "profit-worker":
+            sibling = os.path.join(os.path.dirname(sys.executable), "profit-worker")
+            if os.access(sibling, os.X_OK):
+                return shlex.quote(sibling) + (" " + rest if rest else "")
+        return self.command
+
     def _start(self, run_id: int) -> ChildProcess:
         env = {**self._environment(), "PROFIT_RUN_ID": str(run_id)}
-        popen = subprocess.Popen(self.command, shell=True, env=env, cwd=self.work_dir, start_new_session=True)
+        popen = subprocess.Popen(
+            self._shell_command(), shell=True, env=env, cwd=self.work_dir, start_new_session=True
+        )
         return ChildProcess(popen.pid, popen)
 
 
@@ -120,6 +133,8 @@ class ForkRunner(Runner, label="fork"):
 
     def __init__(self, parallel: int | str = "all", **kwargs):
         super().__init__(parallel=_resolve_parallel(parallel), **kwargs)
+        self._log_handler = run_log_handler()
+        self._log_options = (self.worker.get("log_path", "log"), bool(self.worker.get("debug", False)))
 
     def spawn(self, params=None, wait=False):
         """spawn a single run
@@ -166,12 +181,18 @@ class ForkRunner(Runner, label="fork"):
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         os.chdir(self.work_dir)
         os.environ["PROFIT_BASE_DIR"] = self.base_dir
-        configure_run_logging(self.worker.get("log_path", "log"), run_id, bool(self.worker.get("debug", False)))
+        log_path, debug = self._log_options
+        configure_run_logging(log_path, run_id, debug, self._log_handler)
         interface_config = self.interface.config
         return execute(lambda: Worker.from_config(self.worker, interface_config, run_id))
 
 
 # === Numpy Memmap Interface === #
+
+# The runner-side interfaces of this process by file path. A forked worker
+# inherits them and uses its row of the runner's mapping directly: no open, no
+# header parsing, no new mapping (the mapping is shared, so writes reach the file).
+_open_interfaces: weakref.WeakValueDictionary[str, MemmapRunnerInterface] = weakref.WeakValueDictionary()
 
 
 class MemmapRunnerInterface(RunnerInterface, label="memmap"):
@@ -195,6 +216,7 @@ class MemmapRunnerInterface(RunnerInterface, label="memmap"):
     ):
         self.path = os.path.abspath(path)
         super().__init__(size, input_config, output_config, logger_parent=logger_parent)
+        _open_interfaces[self.path] = self
         self.logger.debug("memmap interface %s with %d rows of %s", self.path, self.size, self.dtype)
 
     def _allocate(self, size: int) -> np.ndarray:
@@ -224,6 +246,7 @@ class MemmapRunnerInterface(RunnerInterface, label="memmap"):
 
     def clean(self):
         """Remove the interface file."""
+        _open_interfaces.pop(self.path, None)
         if os.path.exists(self.path):
             os.remove(self.path)
 
@@ -236,7 +259,7 @@ class MemmapWorkerInterface(WorkerInterface, label="memmap"):
 
     def __init__(self, run_id: int, *, path="interface.npy", logger_parent: logging.Logger = None):
         self.path = path
-        self._row: np.memmap | None = None
+        self._record: np.void | None = None
         self._time = 0.0
         super().__init__(run_id, logger_parent=logger_parent)
 
@@ -247,25 +270,42 @@ class MemmapWorkerInterface(WorkerInterface, label="memmap"):
     @property
     def time(self):
         """The run's duration in seconds (stored in the interface once retrieved)."""
-        return float(self._row["TIME"][0]) if self._row is not None else self._time
+        return float(self._record["TIME"]) if self._record is not None else self._time
 
     @time.setter
     def time(self, value):
         self._time = value
-        if self._row is not None:
-            self._row["TIME"][0] = value
+        if self._record is not None:
+            self._record["TIME"] = value
 
-    def _map(self) -> np.memmap:
-        if self._row is None:
-            layout = _npyfile.read_layout(self.path)
-            rows = _npyfile.rows_on_disk(self.path, layout)
-            if not isinstance(self.run_id, (int, np.integer)) or not 0 <= self.run_id < rows:
-                raise InterfaceError(
-                    f"run id {self.run_id!r} is outside the interface file {os.path.abspath(self.path)} "
-                    f"(it holds runs 0..{rows - 1}); the run id must come from the runner that made the file"
-                )
-            self._row = _npyfile.map_rows(self.path, layout, int(self.run_id), 1)
-        return self._row
+    def _map(self) -> np.void:
+        """This run's row of the interface file as a writable record."""
+        if self._record is not None:
+            return self._record
+        if not isinstance(self.run_id, (int, np.integer)) or isinstance(self.run_id, bool):
+            raise InterfaceError(f"run id {self.run_id!r} is not a whole number")
+        shared = _open_interfaces.get(os.path.abspath(self.path))
+        if shared is not None and 0 <= self.run_id < shared.size:
+            # Forked from the runner: its views of the file are ours too.
+            self._record = shared._data[self.run_id]
+            self.input = shared.input[self.run_id]
+            self.output = shared.output[self.run_id]
+            return self._record
+        layout = _npyfile.read_layout(self.path)
+        rows = _npyfile.rows_on_disk(self.path, layout)
+        if not 0 <= self.run_id < rows:
+            raise InterfaceError(
+                f"run id {self.run_id!r} is outside the interface file {os.path.abspath(self.path)} "
+                f"(it holds runs 0..{rows - 1}); the run id must come from the runner that made the file"
+            )
+        row = _npyfile.map_rows(self.path, layout, int(self.run_id), 1)
+        names = layout.dtype.names
+        inputs = list(names[: names.index("DONE")]) if "DONE" in names else []
+        outputs = [name for name in names[len(inputs) :] if name not in INTERNAL_NAMES]
+        self._record = row[0]
+        self.input = row[inputs][0]
+        self.output = row[outputs][0]
+        return self._record
 
     def retrieve(self):
         """retrieve the input
@@ -273,13 +313,7 @@ class MemmapWorkerInterface(WorkerInterface, label="memmap"):
         1. connect to the Runner-Interface (map this run's row of the file)
         2. retrieve the input data and store it in .input
         """
-        row = self._map()
-        names = row.dtype.names
-        inputs = list(names[: names.index("DONE")])
-        outputs = [name for name in names[len(inputs) :] if name not in INTERNAL_NAMES]
-        self.input = row[inputs][0]
-        self.output = row[outputs][0]
-        row["TIME"][0] = self._time
+        self._map()["TIME"] = self._time
 
     def transmit(self):
         """transmit the output
@@ -288,7 +322,7 @@ class MemmapWorkerInterface(WorkerInterface, label="memmap"):
         2. signal the Worker has finished (DONE, written last)
         3. the connection is closed by clean()
         """
-        self._map()["DONE"][0] = True
+        self._map()["DONE"] = True
 
     def fail(self, reason: str) -> None:
         """Record why this run failed, for the runner to report."""
@@ -297,11 +331,11 @@ class MemmapWorkerInterface(WorkerInterface, label="memmap"):
         except InterfaceError as error:
             self.logger.error("run %s failed: %s (and could not report it: %s)", self.run_id, reason, error)
             return
-        row["REASON"][0] = encode_reason(reason)
-        row["STATE"][0] = RunState.FAILED
+        row["REASON"] = encode_reason(reason)
+        row["STATE"] = RunState.FAILED
 
     def clean(self):
         """Release the mapping."""
-        self._row = None
+        self._record = None
         self.input = np.zeros(1, dtype=[])[0]
         self.output = np.zeros(1, dtype=[])[0]

@@ -339,7 +339,7 @@ class Runner(Component, registry=True):
         else:
             status = RunStatus(run_id, RunState.FAILED, self._failure_reason(run_id, exit_status))
             self.failed[run_id] = status
-            self.logger.warning("run %d failed: %s", run_id, status.reason)
+            self.logger.info("run %d failed: %s", run_id, status.reason)
         self.interface.mark(run_id, status.state, status.reason)
         return status
 

@@ -262,24 +262,44 @@ def failure_reason(error: BaseException) -> str:
     return text
 
 
-def configure_run_logging(log_path: str, run_id: int, debug: bool = False) -> None:
-    """Send this worker process's log records to the run's log file, and only there.
+class _RunLogHandler(logging.FileHandler):
+    """The run's log file, created (with its directory) on the first record only."""
 
-    Called in a fresh worker process (never in the runner): handlers inherited
-    from a forked runner are dropped so that workers never write the runner's log.
-    The file is created on the first record, so quiet runs leave no file.
+    def _open(self):
+        os.makedirs(os.path.dirname(self.baseFilename), exist_ok=True)
+        return super()._open()
+
+
+def run_log_handler() -> logging.FileHandler:
+    """A handler for a run's log file; :func:`configure_run_logging` points it at one run.
+
+    A forked runner makes it once, before forking, so that each worker only
+    retargets it (making a handler in every worker costs page faults).
     """
-    for logger in [logging.getLogger()] + [
-        item for item in logging.Logger.manager.loggerDict.values() if isinstance(item, logging.Logger)
-    ]:
-        if logger.handlers:
-            logger.handlers = []
-    os.makedirs(log_path, exist_ok=True)
-    handler = logging.FileHandler(run_log_file(log_path, run_id), mode="a", delay=True)
+    handler = _RunLogHandler(os.devnull, mode="a", delay=True)
     handler.setFormatter(logging.Formatter(LOG_FORMAT, style="{"))
+    return handler
+
+
+def configure_run_logging(
+    log_path: str, run_id: int, debug: bool = False, handler: logging.FileHandler | None = None
+) -> None:
+    """Send this worker process's log records to the run's log file.
+
+    Called in a fresh worker process (never in the runner). Handlers a forked
+    worker inherited from the runner (on the root and ``profit`` loggers, where
+    the ``profit`` command puts them) are dropped, so workers never write the
+    runner's log. Quiet runs leave no file.
+    """
+    handler = handler if handler is not None else run_log_handler()
+    handler.baseFilename = os.path.abspath(run_log_file(log_path, run_id))
+    logging.getLogger("profit").handlers = []
     root = logging.getLogger()
-    root.addHandler(handler)
-    root.setLevel(logging.DEBUG if debug else logging.INFO)
+    root.handlers = [handler]
+    # Errors (a failed run's traceback) pass the default level; debug asks for all.
+    # setLevel is skipped otherwise: it walks every logger, which is slow after a fork.
+    if debug:
+        root.setLevel(logging.DEBUG)
 
 
 def execute(build: Callable[[], Worker]) -> int:

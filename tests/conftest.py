@@ -1,0 +1,86 @@
+"""Shared fixtures: runners of every kind on every interface, in a temporary directory."""
+
+import os
+import pathlib
+
+import numpy as np
+import pytest
+
+from profit.run import Runner
+from profit.run.includes import load_includes
+
+TESTS = pathlib.Path(__file__).parent
+# Like a study's include file: loaded in the runner, passed on to every worker.
+load_includes([str(TESTS / "workers.py")])
+
+RUNNERS = ["fork", "local"]
+INTERFACES = ["memmap"]
+
+SCALAR_INPUTS = {"u": {"dtype": np.float64}, "v": {"dtype": np.float64}}
+
+
+def outputs(*names, length=1):
+    return {name: {"dtype": np.float64, "size": (1, length)} for name in names}
+
+
+@pytest.fixture(params=RUNNERS)
+def runner_label(request):
+    return request.param
+
+
+@pytest.fixture(params=INTERFACES)
+def interface_label(request):
+    return request.param
+
+
+@pytest.fixture
+def make_runner(tmp_path, runner_label, interface_label):
+    """Build a runner of the current kind; every runner made is cancelled and closed at the end."""
+    made = []
+
+    def make(worker, *, output_config=None, input_config=None, size=4, **options):
+        interface = {
+            "class": interface_label,
+            "size": size,
+            "input_config": input_config or SCALAR_INPUTS,
+            "output_config": output_config or outputs("f"),
+        }
+        runner = Runner[runner_label](
+            interface=interface, worker=worker, work_dir=str(tmp_path / "study"), **options
+        )
+        made.append(runner)
+        return runner
+
+    yield make
+    for runner in made:
+        runner.cancel_all()
+
+
+def params(n, seed=0):
+    """n random (u, v) rows as a structured array."""
+    rng = np.random.default_rng(seed)
+    rows = np.zeros(n, dtype=[("u", "f8"), ("v", "f8")])
+    rows["u"] = rng.uniform(-1, 1, n)
+    rows["v"] = rng.uniform(-1, 1, n)
+    return rows
+
+
+def alive(pid):
+    """Whether a process exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as file:
+            state = file.read().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state not in ("Z", "X")
+
+
+def wait_for(condition, timeout=10.0, what="condition"):
+    """Wait until condition() is true, checking often; fail after timeout seconds."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.01)

@@ -1,0 +1,130 @@
+"""The behaviour every runner x interface pair shares."""
+
+import os
+
+import numpy as np
+import pytest
+
+from conftest import outputs, params
+from profit.run import RunState
+from profit.run.errors import WaitTimeout
+
+
+def test_single_run_with_wait(make_runner):
+    runner = make_runner("t_sum")
+    run_id = runner.spawn({"u": 1.5, "v": 2.25}, wait=True)
+    assert run_id == 0
+    assert runner.runs == {} and runner.failed == {}
+    assert runner.status(0).state is RunState.DONE
+    assert runner.output_data["f"].tolist() == [3.75]
+    assert runner.input_data["u"].tolist() == [1.5]
+
+
+def test_outputs_stay_aligned_with_inputs(make_runner):
+    runner = make_runner("t_pair", output_config=outputs("f", "g"), size=3, parallel=2)
+    rows = params(40)
+    runner.spawn_array(rows, wait=True)
+    assert runner.failed == {}
+    np.testing.assert_array_equal(runner.input_data["u"], rows["u"])
+    np.testing.assert_allclose(runner.output_data["f"], rows["u"] + rows["v"])
+    np.testing.assert_allclose(runner.output_data["g"], rows["u"] - rows["v"])
+    flat = runner.flat_output_data
+    assert flat.shape == (40, 2)
+    np.testing.assert_allclose(flat[:, 1], rows["u"] - rows["v"])
+
+
+def test_vector_output(make_runner):
+    runner = make_runner("t_vector", output_config=outputs("f", length=3))
+    runner.spawn({"u": 1.0, "v": 2.0}, wait=True)
+    assert runner.output_data["f"].tolist() == [[1.0, 2.0, 3.0]]
+    assert runner.flat_output_data.tolist() == [[1.0, 2.0, 3.0]]
+
+
+def test_integer_and_bool_inputs(make_runner):
+    runner = make_runner("t_sum", input_config={"u": {"dtype": np.int64}, "v": {"dtype": np.bool_}})
+    runner.spawn({"u": 41, "v": True}, wait=True)
+    assert runner.output_data["f"].tolist() == [42.0]
+
+
+def test_parallel_limit_is_respected(make_runner):
+    runner = make_runner("t_span", output_config=outputs("start", "end"), parallel=2)
+    rows = params(8)
+    rows["u"] = 0.05
+    runner.spawn_array(rows, wait=True)
+    assert runner.failed == {}
+    events = sorted(
+        [(start, 1) for start in runner.output_data["start"]] + [(end, -1) for end in runner.output_data["end"]]
+    )
+    running = peak = 0
+    for _, change in events:
+        running += change
+        peak = max(peak, running)
+    assert peak == 2  # both slots used, never more
+
+
+def test_time_is_recorded_with_subsecond_resolution(make_runner):
+    runner = make_runner("t_span", output_config=outputs("start", "end"))
+    runner.spawn({"u": 0.02, "v": 0.0}, wait=True)
+    duration = runner.interface.internal["TIME"][0]
+    assert 0.02 <= duration < 5
+    assert duration != int(duration)
+
+
+def test_state_column_and_npy_file(make_runner):
+    runner = make_runner("t_sum", size=2)
+    runner.spawn_array(params(3), wait=True)
+    assert runner.interface.internal["STATE"][:3].tolist() == [RunState.DONE] * 3
+    assert runner.interface.internal["DONE"][:3].all()
+    if runner.interface.label == "memmap":
+        saved = np.load(runner.interface.path)
+        assert saved.shape == (runner.interface.size,)
+        assert saved["STATE"][:3].tolist() == [RunState.DONE] * 3
+        np.testing.assert_allclose(saved["f"][:3], runner.output_data["f"])
+
+
+def test_waiting_is_not_paced_by_sleep(make_runner):
+    # With a 60 s poll interval, only event-driven waiting finishes in time.
+    runner = make_runner("t_sum", sleep=60, parallel=1)
+    runner.spawn_array(params(3), wait=False)
+    runner.wait_all(timeout=20)
+    assert runner.status(2).state is RunState.DONE
+
+
+def test_wait_all_timeout_leaves_runs_running(make_runner, tmp_path):
+    runner = make_runner("t_gate")
+    os.mkfifo(os.path.join(runner.work_dir, "gate.fifo"))
+    runner.spawn({"u": 1.0, "v": 1.0})
+    with pytest.raises(WaitTimeout, match="still active"):
+        runner.wait_all(timeout=0.2)
+    assert list(runner.runs) == [0]
+    with open(os.path.join(runner.work_dir, "gate.fifo"), "wb"):
+        pass  # opening the gate releases the worker
+    runner.wait_all(timeout=20)
+    assert runner.output_data["f"].tolist() == [2.0], runner.status(0)
+
+
+def test_fill_then_spawn_without_params(make_runner):
+    runner = make_runner("t_sum")
+    runner.fill(params(2))
+    runner.spawn(wait=True)
+    runner.spawn(wait=True)
+    np.testing.assert_allclose(runner.output_data["f"], params(2)["u"] + params(2)["v"])
+
+
+def test_config_is_json_able(make_runner):
+    import json
+
+    runner = make_runner("t_sum", parallel=3)
+    config = json.loads(json.dumps(runner.config))
+    assert config["parallel"] == 3 and config["class"] == runner.label
+    assert json.loads(json.dumps(runner.interface.config))["class"] == runner.interface.label
+
+
+def test_clean_removes_what_runs_left(make_runner):
+    runner = make_runner("t_raise")
+    runner.spawn({"u": 1.0, "v": 1.0}, wait=True)
+    assert os.path.isdir(os.path.join(runner.work_dir, "log"))
+    runner.clean()
+    assert not os.path.exists(os.path.join(runner.work_dir, "log"))
+    if runner.interface.label == "memmap":
+        assert not os.path.exists(runner.interface.path)

@@ -1,0 +1,117 @@
+"""Workers used by the test suite.
+
+This file is loaded as an include file (like a study's ``include:``), so the
+workers exist in the runner and, through PROFIT_INCLUDES, in every worker
+process started through the shell.
+"""
+
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from profit.run import Worker
+
+
+@Worker.wrap("t_sum")
+def f(u, v):
+    return u + v
+
+
+@Worker.wrap("t_pair", ["f", "g"])
+def pair(u, v):
+    return u + v, u - v
+
+
+@Worker.wrap("t_vector", "f")
+def vector(u, v):
+    return [u, v, u + v]
+
+
+@Worker.wrap("t_span", ["start", "end"])
+def span(u, v):
+    """Record when the run was active, to check how many ran at once."""
+    start = time.time()
+    time.sleep(float(u))
+    return start, time.time()
+
+
+@Worker.wrap("t_raise", "f")
+def raises(u, v):
+    raise ValueError(f"boom at u={u}")
+
+
+@Worker.wrap("t_exit3", "f")
+def exits(u, v):
+    sys.exit(3)
+
+
+@Worker.wrap("t_sigkill", "f")
+def killed(u, v):
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+@Worker.wrap("t_segv", "f")
+def segfault(u, v):
+    # A real segmentation fault, as a crashing C extension would cause.
+    ctypes.string_at(0)
+
+
+@Worker.wrap("t_wrong_count", ["f", "g"])
+def wrong_count(u, v):
+    return u, v, u + v
+
+
+@Worker.wrap("t_gate", "f")
+def gate(u, v):
+    """Block until the test opens the FIFO ``gate.fifo`` for writing, then sum."""
+    with open("gate.fifo", "rb") as fifo:
+        fifo.read()
+    return u + v
+
+
+@Worker.wrap("t_tree", "f")
+def tree(u, v):
+    """Start a grandchild, note both pids, then wait forever (until cancelled)."""
+    child = subprocess.Popen(["sleep", "300"])
+    os.makedirs("pids", exist_ok=True)
+    with open(f"pids/{os.getpid()}.tmp", "w") as file:
+        file.write(f"{os.getpid()} {child.pid}")
+    os.rename(f"pids/{os.getpid()}.tmp", f"pids/{os.getpid()}")
+    while True:
+        signal.pause()
+
+
+class NoTransmit(Worker, label="t_no_transmit"):
+    """Retrieves its inputs and ends without transmitting."""
+
+    def work(self):
+        self.interface.retrieve()
+
+
+class TransmitThenDie(Worker, label="t_transmit_then_die"):
+    """Transmits a correct result, then dies: the run is done, not failed."""
+
+    def work(self):
+        self.interface.retrieve()
+        self.interface.output["f"] = self.interface.input["u"] + self.interface.input["v"]
+        self.interface.transmit()
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+class HalfWritten(Worker, label="t_half_written"):
+    """Writes one of two outputs, then dies before transmitting."""
+
+    def work(self):
+        self.interface.retrieve()
+        self.interface.output["f"] = 1.0
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+@Worker.wrap("t_sum_unless_negative", "f")
+def sum_unless_negative(u, v):
+    if u < 0:
+        raise ArithmeticError("negative u")
+    return u + v
