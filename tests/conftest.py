@@ -84,3 +84,32 @@ def wait_for(condition, timeout=10.0, what="condition"):
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(0.01)
+
+
+class Gate:
+    """A FIFO that holds t_gate workers until the test lets them through, one byte each."""
+
+    def __init__(self, work_dir):
+        self.path = os.path.join(work_dir, "gate.fifo")
+        os.mkfifo(self.path)
+        # Read-write, so neither we nor the workers block on open.
+        self.fd = os.open(self.path, os.O_RDWR)
+
+    def release(self, count):
+        os.write(self.fd, b"x" * count)
+
+    def close(self):
+        os.close(self.fd)
+
+
+@pytest.fixture
+def gate_for():
+    gates = []
+
+    def make(runner):
+        gates.append(Gate(runner.work_dir))
+        return gates[-1]
+
+    yield make
+    for gate in gates:
+        gate.close()

@@ -90,15 +90,14 @@ def test_waiting_is_not_paced_by_sleep(make_runner):
     assert runner.status(2).state is RunState.DONE
 
 
-def test_wait_all_timeout_leaves_runs_running(make_runner, tmp_path):
+def test_wait_all_timeout_leaves_runs_running(make_runner, gate_for):
     runner = make_runner("t_gate")
-    os.mkfifo(os.path.join(runner.work_dir, "gate.fifo"))
+    gate = gate_for(runner)
     runner.spawn({"u": 1.0, "v": 1.0})
     with pytest.raises(WaitTimeout, match="still active"):
         runner.wait_all(timeout=0.2)
     assert list(runner.runs) == [0]
-    with open(os.path.join(runner.work_dir, "gate.fifo"), "wb"):
-        pass  # opening the gate releases the worker
+    gate.release(1)
     runner.wait_all(timeout=20)
     assert runner.output_data["f"].tolist() == [2.0], runner.status(0)
 

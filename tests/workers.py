@@ -66,9 +66,9 @@ def wrong_count(u, v):
 
 @Worker.wrap("t_gate", "f")
 def gate(u, v):
-    """Block until the test opens the FIFO ``gate.fifo`` for writing, then sum."""
-    with open("gate.fifo", "rb") as fifo:
-        fifo.read()
+    """Block until the test lets one byte through the FIFO ``gate.fifo``, then sum."""
+    with open("gate.fifo", "rb", buffering=0) as fifo:  # one byte per worker
+        fifo.read(1)
     return u + v
 
 

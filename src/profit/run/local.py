@@ -13,8 +13,6 @@ The memmap file is a valid ``.npy`` file. It grows in place (see
 moves, so adding runs while workers are in flight is safe.
 """
 
-from __future__ import annotations
-
 import json
 import logging
 import os
@@ -43,7 +41,7 @@ def _usable_cpus() -> int:
         return os.cpu_count() or 1
 
 
-def _resolve_parallel(parallel: int | str) -> int | str:
+def _resolve_parallel(parallel):
     # 'all' means the CPUs this process may use; anything else is checked by Runner.
     return _usable_cpus() if parallel == "all" else parallel
 
@@ -59,10 +57,10 @@ class LocalRunner(Runner, label="local"):
 
     _through_shell = True
 
-    def __init__(self, command: str = "profit-worker", parallel: int | str = "all", **kwargs):
+    def __init__(self, command="profit-worker", parallel="all", **kwargs):
         self.command = command
         super().__init__(parallel=_resolve_parallel(parallel), **kwargs)
-        self._env: dict[str, str] | None = None
+        self._env = None
 
     def __repr__(self):
         details = [f"parallel={self.parallel}"] + (["debug"] if self.debug else [])
@@ -131,7 +129,7 @@ class ForkRunner(Runner, label="fork"):
     default multiprocessing start method of the platform is.
     """
 
-    def __init__(self, parallel: int | str = "all", **kwargs):
+    def __init__(self, parallel="all", **kwargs):
         super().__init__(parallel=_resolve_parallel(parallel), **kwargs)
         self._log_handler = run_log_handler()
         self._log_options = (self.worker.get("log_path", "log"), bool(self.worker.get("debug", False)))
@@ -192,7 +190,7 @@ class ForkRunner(Runner, label="fork"):
 # The runner-side interfaces of this process by file path. A forked worker
 # inherits them and uses its row of the runner's mapping directly: no open, no
 # header parsing, no new mapping (the mapping is shared, so writes reach the file).
-_open_interfaces: weakref.WeakValueDictionary[str, MemmapRunnerInterface] = weakref.WeakValueDictionary()
+_open_interfaces: "weakref.WeakValueDictionary[str, MemmapRunnerInterface]" = weakref.WeakValueDictionary()
 
 
 class MemmapRunnerInterface(RunnerInterface, label="memmap"):
@@ -259,7 +257,7 @@ class MemmapWorkerInterface(WorkerInterface, label="memmap"):
 
     def __init__(self, run_id: int, *, path="interface.npy", logger_parent: logging.Logger = None):
         self.path = path
-        self._record: np.void | None = None
+        self._record = None
         self._time = 0.0
         super().__init__(run_id, logger_parent=logger_parent)
 

@@ -1,0 +1,76 @@
+"""Cancel ends the whole process tree of a run, and a cancelled run stays cancelled."""
+
+import os
+
+import pytest
+
+from conftest import alive, wait_for
+from profit.run import RunState
+from profit.run.errors import RunNotFoundError
+
+
+def started_pids(runner, count):
+    """Wait until `count` t_tree workers have written their (worker, grandchild) pids."""
+    folder = os.path.join(runner.work_dir, "pids")
+
+    def ready():
+        return os.path.isdir(folder) and len([n for n in os.listdir(folder) if not n.endswith(".tmp")]) >= count
+
+    wait_for(ready, what=f"{count} workers to start their grandchildren")
+    pids = []
+    for name in os.listdir(folder):
+        if not name.endswith(".tmp"):
+            with open(os.path.join(folder, name)) as file:
+                pids.extend(int(pid) for pid in file.read().split())
+    return pids
+
+
+def test_cancel_ends_worker_and_grandchild(make_runner):
+    runner = make_runner("t_tree")
+    runner.spawn({"u": 0.0, "v": 0.0})
+    pids = started_pids(runner, 1)
+    assert all(alive(pid) for pid in pids)
+    status = runner.cancel(0)
+    assert status.state is RunState.CANCELLED and status.reason == "cancelled"
+    for pid in pids:
+        wait_for(lambda: not alive(pid), what=f"process {pid} to end")
+    assert runner.runs == {}
+    assert runner.failed[0].state is RunState.CANCELLED
+    assert runner.interface.state(0) is RunState.CANCELLED
+    assert not runner.interface.internal["DONE"][0]
+
+
+def test_cancel_all_ends_every_tree(make_runner):
+    runner = make_runner("t_tree", parallel=3)
+    for _ in range(3):
+        runner.spawn({"u": 0.0, "v": 0.0})
+    pids = started_pids(runner, 3)
+    assert len(pids) == 6
+    runner.cancel_all()
+    for pid in pids:
+        wait_for(lambda: not alive(pid), what=f"process {pid} to end")
+    assert [runner.status(i).state for i in range(3)] == [RunState.CANCELLED] * 3
+
+
+def test_cancelled_run_never_turns_done(make_runner, gate_for):
+    runner = make_runner("t_gate")
+    gate = gate_for(runner)
+    runner.spawn({"u": 1.0, "v": 1.0})
+    runner.cancel(0)
+    gate.release(1)  # were the worker still there, it would now complete
+    runner.check_runs()
+    runner.wait_all(timeout=5)
+    assert runner.status(0).state is RunState.CANCELLED
+    assert len(runner.output_data) == 0
+    with pytest.raises(RunNotFoundError, match="run 0 is not active"):
+        runner.cancel(0)
+
+
+def test_cancel_of_a_finished_run_keeps_its_result(make_runner):
+    runner = make_runner("t_sum")
+    runner.spawn({"u": 1.0, "v": 1.0})
+    handle = runner.runs[0]
+    wait_for(handle.exited, what="the worker to exit")
+    status = runner.cancel(0)
+    assert status.state is RunState.DONE
+    assert runner.output_data["f"].tolist() == [2.0]
