@@ -282,7 +282,7 @@ class Runner(Component, registry=True):
                 self._wait_until(lambda: not self.runs, None, bar)
         finally:
             if bar is not None:
-                self._update_bar(bar)
+                self._update_bar(bar, force=True)
                 bar.close()
 
     # --- observing runs -----------------------------------------------------------------
@@ -426,7 +426,7 @@ class Runner(Component, registry=True):
             self._wait_until(lambda: not self.runs, timeout, bar)
         finally:
             if bar is not None:
-                self._update_bar(bar)
+                self._update_bar(bar, force=True)
                 bar.close()
 
     def _progress_bar(self, progress: bool, total: int):
@@ -434,17 +434,23 @@ class Runner(Component, registry=True):
             return None
         from tqdm import tqdm  # only where a bar is asked for
 
-        bar = tqdm(total=total, desc="runs", unit="run", smoothing=0.1)
-        bar._profit_offset = self.next_run_id - len(self.runs)  # already finished before
+        class Bar(tqdm):
+            # No monitor thread: workers are forked, and forking a threaded process is unsafe.
+            monitor_interval = 0
+
+        bar = Bar(total=total, desc="runs", unit="run", smoothing=0.1)
+        bar.profit_next_update = 0.0
         return bar
 
-    def _update_bar(self, bar) -> None:
-        if bar is None:
+    def _update_bar(self, bar, force: bool = False) -> None:
+        # Called after every event; redrawing that often would cost more than a run.
+        if bar is None or (not force and time.monotonic() < bar.profit_next_update):
             return
+        bar.profit_next_update = time.monotonic() + 0.1
         finished = self.next_run_id - len(self.runs)
         bar.total = max(bar.total, self.next_run_id)
-        bar.update(finished - bar.n)
         bar.set_postfix(done=finished - len(self.failed), failed=len(self.failed), running=len(self.runs), refresh=False)
+        bar.update(finished - bar.n)
 
     # --- stopping runs --------------------------------------------------------------
 

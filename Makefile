@@ -1,0 +1,29 @@
+# Two set-up commands for a fresh machine:  make demo  and  make test
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test install bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+# Reinstall when the package metadata changes.
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(BIN)/python examples/quickstart/study.py
+
+test: install
+	$(BIN)/python -m pytest -p no:cacheprovider
+
+bench: install
+	$(BIN)/python benchmarks/bench_runners.py
+
+clean:
+	rm -rf $(VENV) build src/*.egg-info
