@@ -12,6 +12,8 @@ $(BIN)/python:
 # Reinstall when the package metadata changes.
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q -e '.[test]'
+	@# Worker processes start faster from compiled modules (this checkout sets PYTHONDONTWRITEBYTECODE).
+	$(BIN)/python -m compileall -q src > /dev/null
 	touch $@
 
 install: $(VENV)/.installed

@@ -10,29 +10,31 @@ mapping, and no result is ever copied or lost (no delete-and-recreate).
 from __future__ import annotations
 
 import io
+import json
+import mmap
 import os
+import re
+import struct
 from collections.abc import Callable
-from dataclasses import dataclass
+from collections import namedtuple
 
-import numpy as np
-from numpy.lib import format as npy_format
-
+from ._lazy import numpy as np
 from .errors import InterfaceError
+
+_MAGIC = b"\x93NUMPY"
 
 # A header rewrite can race with a worker reading it; re-reading gives a whole copy.
 _HEADER_READ_ATTEMPTS = 3
 
 
-@dataclass(frozen=True)
-class NpyLayout:
-    """Where the rows of a structured ``.npy`` file are: dtype, row count, data offset."""
-
-    dtype: np.dtype
-    size: int
-    offset: int
+# What a header says, read without numpy: the dtype's ``descr``, the rows, the data offset.
+NpyHeader = namedtuple("NpyHeader", ["descr", "size", "offset"])
+# The same for the runner side, with the numpy dtype.
+NpyLayout = namedtuple("NpyLayout", ["dtype", "size", "offset"])
 
 
 def _header_bytes(dtype: np.dtype, size: int) -> bytes:
+    npy_format = np.lib.format
     header = {"descr": npy_format.dtype_to_descr(dtype), "fortran_order": False, "shape": (size,)}
     buffer = io.BytesIO()
     try:
@@ -52,41 +54,98 @@ def create(path: str, dtype: np.dtype, size: int) -> NpyLayout:
     return NpyLayout(dtype, size, len(header))
 
 
-def read_layout(path: str) -> NpyLayout:
-    """Read the header of ``path``; raise :class:`InterfaceError` if it is not usable."""
+# numpy writes the header as a Python literal of strings, booleans, integers,
+# tuples and lists; those map onto JSON one to one. Parsing it as JSON spares
+# every worker process the import of `ast` (slow here); anything unusual falls
+# back to ast.literal_eval.
+_TO_JSON = str.maketrans({"'": '"', "(": "[", ")": "]"})
+_TRAILING_COMMA = re.compile(r",\s*([\]}])")
+
+
+def _literal(text: str) -> object:
+    if '"' not in text and "\\" not in text:
+        candidate = _TRAILING_COMMA.sub(r"\1", text.translate(_TO_JSON))
+        candidate = candidate.replace("False", "false").replace("True", "true")
+        try:
+            return json.loads(candidate)
+        except json.JSONDecodeError:
+            pass
+    import ast
+
+    return ast.literal_eval(text)
+
+
+def _parse_header(path: str) -> dict:
+    with open(path, "rb") as file:
+        start = file.read(12)
+        if len(start) < 10 or not start.startswith(_MAGIC):
+            raise ValueError("no .npy magic string at the start")
+        major = start[6]
+        if major == 1:
+            (length,), begin = struct.unpack("<H", start[8:10]), 10
+        elif major in (2, 3):
+            (length,), begin = struct.unpack("<I", start[8:12]), 12
+        else:
+            raise ValueError(f"unknown .npy format version {major}")
+        file.seek(begin)
+        text = file.read(length)
+    if len(text) < length:
+        raise ValueError("the header is cut short")
+    header = _literal(text.decode("utf-8" if major == 3 else "latin1"))
+    if not isinstance(header, dict) or not {"descr", "fortran_order", "shape"} <= header.keys():
+        raise ValueError("the header is not a dict with descr, fortran_order and shape")
+    header["offset"] = begin + length
+    return header
+
+
+def read_header(path: str) -> NpyHeader:
+    """Read the header of ``path`` (without numpy); raise :class:`InterfaceError` if it is unusable."""
     last_error: Exception | None = None
     for _ in range(_HEADER_READ_ATTEMPTS):
         try:
-            with open(path, "rb") as file:
-                version = npy_format.read_magic(file)
-                if version == (1, 0):
-                    shape, fortran_order, dtype = npy_format.read_array_header_1_0(file)
-                else:
-                    shape, fortran_order, dtype = npy_format.read_array_header_2_0(file)
-                offset = file.tell()
+            header = _parse_header(path)
         except FileNotFoundError:
             raise InterfaceError(
                 f"interface file {os.path.abspath(path)} does not exist; start the worker in the "
                 "runner's work directory or give the interface the runner's path"
             ) from None
-        except (ValueError, SyntaxError, EOFError, OSError) as error:
+        except (ValueError, SyntaxError, TypeError, MemoryError, OSError) as error:
             last_error = error
             continue
-        if fortran_order or len(shape) != 1 or dtype.names is None:
+        shape, descr = header["shape"], header["descr"]
+        shape = tuple(shape) if isinstance(shape, list) else shape
+        one_dimensional = isinstance(shape, tuple) and len(shape) == 1 and isinstance(shape[0], int)
+        if not one_dimensional or not isinstance(descr, list) or header["fortran_order"]:
             raise InterfaceError(
-                f"interface file {os.path.abspath(path)} holds a {shape}-shaped {dtype} array; "
+                f"interface file {os.path.abspath(path)} holds a {shape}-shaped array of {descr!r}; "
                 "expected a 1-D structured array written by the memmap interface"
             )
-        return NpyLayout(dtype, shape[0], offset)
+        return NpyHeader(descr, shape[0], header["offset"])
     raise InterfaceError(
         f"interface file {os.path.abspath(path)} is corrupt ({last_error}); "
         "it must be the .npy file written by the runner's memmap interface"
     )
 
 
-def rows_on_disk(path: str, layout: NpyLayout) -> int:
+def read_layout(path: str) -> NpyLayout:
+    """Read the header of ``path`` with its numpy dtype (for the runner side)."""
+    header = read_header(path)
+    return NpyLayout(np.lib.format.descr_to_dtype(header.descr), header.size, header.offset)
+
+
+def map_row(path: str, offset: int, itemsize: int, row: int) -> memoryview:
+    """Map row ``row`` alone (shared, writable) and return its bytes; no numpy needed."""
+    start = offset + row * itemsize
+    base = start - start % mmap.ALLOCATIONGRANULARITY
+    with open(path, "r+b") as file:
+        mapping = mmap.mmap(file.fileno(), start - base + itemsize, offset=base)
+    # The view keeps the mapping alive; the file may be closed.
+    return memoryview(mapping)[start - base : start - base + itemsize]
+
+
+def data_rows(path: str, offset: int, itemsize: int) -> int:
     """How many whole rows the file holds now (may exceed the header during growth)."""
-    return (os.stat(path).st_size - layout.offset) // layout.dtype.itemsize
+    return (os.stat(path).st_size - offset) // itemsize
 
 
 def grow(

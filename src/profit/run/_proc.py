@@ -12,8 +12,7 @@ import os
 import select
 import signal
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
-from typing import Any
+from collections import namedtuple
 
 HAVE_PIDFD = hasattr(os, "pidfd_open")
 
@@ -30,12 +29,10 @@ def signal_name(number: int) -> str:
 _SHELL_CODES = {126: "the command is not executable", 127: "the command was not found"}
 
 
-@dataclass(frozen=True)
-class ExitStatus:
-    """How a process ended: an exit code, or the signal that killed it."""
+class ExitStatus(namedtuple("ExitStatus", ["code", "signal"], defaults=[None, None])):
+    """How a process ended: an exit ``code``, or the ``signal`` that killed it."""
 
-    code: int | None = None
-    signal: int | None = None
+    __slots__ = ()
 
     @classmethod
     def from_returncode(cls, returncode: int) -> ExitStatus:
@@ -64,7 +61,7 @@ class RunHandle(ABC):
     """What a runner needs of a started run: exit status, an event fd, and a way to stop it."""
 
     @abstractmethod
-    def poll(self) -> Any:
+    def poll(self) -> object:
         """An exit status once the run's process has ended (reaping it), else None."""
 
     def fileno(self) -> int | None:
@@ -80,7 +77,7 @@ class RunHandle(ABC):
         """Send ``signum`` to everything the run started."""
 
     @abstractmethod
-    def wait(self, timeout: float | None = None) -> Any:
+    def wait(self, timeout: float | None = None) -> object:
         """Wait for the end of the run's process; return its exit status or None on timeout."""
 
     def close(self) -> None:
@@ -98,7 +95,7 @@ class ChildProcess(RunHandle):
 
     __slots__ = ("pid", "_fd", "_popen", "status")
 
-    def __init__(self, pid: int, popen: Any = None):
+    def __init__(self, pid: int, popen: object = None):
         self.pid = pid
         self._popen = popen  # kept so that subprocess does not reap behind our back
         self.status: ExitStatus | None = None

@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
-import traceback
 from collections.abc import Iterable
 
 from .errors import ConfigError
@@ -41,6 +40,8 @@ def load_includes(paths: Iterable[str] | str) -> None:
         try:
             spec.loader.exec_module(module)
         except Exception as error:  # any error in user code becomes one clear sentence
+            import traceback
+
             del sys.modules[name]
             where = traceback.extract_tb(error.__traceback__)[-1]
             raise ConfigError(

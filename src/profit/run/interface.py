@@ -18,22 +18,21 @@ did not succeed, UTF-8, truncated to the field size).
 from __future__ import annotations
 
 import keyword
-import logging
+import numbers
 from abc import abstractmethod
 from collections.abc import Mapping
-from typing import Any
 
-import numpy as np
-
+from ._lazy import logging, numpy as np
+from ._record import StructRecord
 from .errors import ConfigError
 from .registry import Component
 from .state import RunState
 
 REASON_BYTES = 256
-INTERNAL_VARS: list[tuple[str, Any]] = [
-    ("DONE", np.bool_),
-    ("TIME", np.float64),
-    ("STATE", np.uint8),
+INTERNAL_VARS: list[tuple[str, str]] = [
+    ("DONE", "?"),
+    ("TIME", "<f8"),
+    ("STATE", "u1"),
     ("REASON", f"S{REASON_BYTES}"),
 ]
 INTERNAL_NAMES = frozenset(name for name, _ in INTERNAL_VARS)
@@ -51,14 +50,14 @@ def decode_reason(raw: bytes) -> str:
     return bytes(raw).decode("utf-8", "replace")
 
 
-def _spec_value(spec: Any, key: str, default: Any = None) -> Any:
+def _spec_value(spec: object, key: str, default: object = None) -> object:
     """Read ``key`` from a mapping spec or an attribute of a Variable-like object."""
     if isinstance(spec, Mapping):
         return spec.get(key, default)
     return getattr(spec, key, default)
 
 
-def _check_name(name: Any, what: str) -> None:
+def _check_name(name: object, what: str) -> None:
     if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name):
         raise ConfigError(f"{what} name {name!r} is not valid; use a Python identifier such as 'u' or 'f1'")
     if name in INTERNAL_NAMES:
@@ -68,7 +67,7 @@ def _check_name(name: Any, what: str) -> None:
         )
 
 
-def _dtype_of(name: str, spec: Any, what: str) -> np.dtype:
+def _dtype_of(name: str, spec: object, what: str) -> np.dtype:
     raw = _spec_value(spec, "dtype", np.float64)
     try:
         dtype = np.dtype(raw)
@@ -79,7 +78,7 @@ def _dtype_of(name: str, spec: Any, what: str) -> np.dtype:
     return dtype
 
 
-def output_length(name: str, size: Any) -> int:
+def output_length(name: str, size: object) -> int:
     """Validate an output ``size`` of the form ``(1, n)`` and return ``n``."""
     if size is None:
         return 1
@@ -121,6 +120,11 @@ def clear_outputs(output: np.ndarray) -> None:
         field[...] = np.nan if field.dtype.kind == "f" else 0
 
 
+def empty_record() -> StructRecord:
+    """A record without fields: ``.input``/``.output`` before ``retrieve()``."""
+    return StructRecord(memoryview(bytearray()), [])
+
+
 class RunnerInterface(Component, registry=True):
     """Runner half of an interface: the data of all runs, in structured arrays.
 
@@ -137,10 +141,8 @@ class RunnerInterface(Component, registry=True):
     internal_vars = INTERNAL_VARS
 
     def __init__(self, size: int, input_config: Mapping, output_config: Mapping, *, logger_parent: logging.Logger | None = None):
-        self.logger = logging.getLogger("profit.run.interface")
-        if logger_parent is not None:
-            self.logger = logger_parent.getChild("interface")
-        if not isinstance(size, (int, np.integer)) or isinstance(size, bool) or size < 0:
+        self._logger_parent = logger_parent
+        if not isinstance(size, numbers.Integral) or isinstance(size, bool) or size < 0:
             raise ConfigError(f"interface size must be a whole number >= 0, got {size!r}")
         self.input_vars, self.output_vars = build_vars(input_config, output_config)
         self.dtype = np.dtype(self.input_vars + list(self.internal_vars) + self.output_vars)
@@ -221,16 +223,14 @@ class WorkerInterface(Component, registry=True):
 
     def __init__(self, run_id: int, *, logger_parent: logging.Logger | None = None):
         self.run_id = run_id
-        self.logger = logging.getLogger("profit.run.interface")
-        if logger_parent is not None:
-            self.logger = logger_parent.getChild("interface")
+        self._logger_parent = logger_parent
         # Variants may define these as properties; do not shadow them.
         if not hasattr(type(self), "time"):
             self.time: float = 0.0
         if not hasattr(type(self), "input"):
-            self.input = np.zeros(1, dtype=[])[0]
+            self.input = empty_record()
         if not hasattr(type(self), "output"):
-            self.output = np.zeros(1, dtype=[])[0]
+            self.output = empty_record()
 
     @property
     def config(self) -> dict:

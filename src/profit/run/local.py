@@ -14,24 +14,23 @@ moves, so adding runs while workers are in flight is safe.
 """
 
 import json
-import logging
+import numbers
 import os
 import shlex
 import signal
-import subprocess
 import sys
 import weakref
 
-import numpy as np
-
 from . import _npyfile
+from ._lazy import logging, numpy as np
+from ._record import StructRecord, parse_descr
 from ._proc import ChildProcess
 from .errors import InterfaceError
 from .includes import loaded_includes
-from .interface import INTERNAL_NAMES, RunnerInterface, WorkerInterface, clear_outputs, encode_reason
+from .interface import INTERNAL_NAMES, RunnerInterface, WorkerInterface, clear_outputs, empty_record, encode_reason
 from .runner import Runner
 from .state import RunState
-from .worker import Worker, configure_run_logging, execute, run_log_handler
+from .worker import RunLog, Worker, execute, run_log_handler
 
 
 def _usable_cpus() -> int:
@@ -113,6 +112,8 @@ class LocalRunner(Runner, label="local"):
         return self.command
 
     def _start(self, run_id: int) -> ChildProcess:
+        import subprocess  # here, not at the top: worker processes import this module
+
         env = {**self._environment(), "PROFIT_RUN_ID": str(run_id)}
         popen = subprocess.Popen(
             self._shell_command(), shell=True, env=env, cwd=self.work_dir, start_new_session=True
@@ -180,9 +181,11 @@ class ForkRunner(Runner, label="fork"):
         os.chdir(self.work_dir)
         os.environ["PROFIT_BASE_DIR"] = self.base_dir
         log_path, debug = self._log_options
-        configure_run_logging(log_path, run_id, debug, self._log_handler)
+        log = RunLog(log_path, run_id, debug, self._log_handler)
+        # The runner's logging was inherited: re-route it before anything can log.
+        log.activate()
         interface_config = self.interface.config
-        return execute(lambda: Worker.from_config(self.worker, interface_config, run_id))
+        return execute(lambda: Worker.from_config(self.worker, interface_config, run_id), log)
 
 
 # === Numpy Memmap Interface === #
@@ -210,20 +213,21 @@ class MemmapRunnerInterface(RunnerInterface, label="memmap"):
         output_config,
         *,
         path: str = "interface.npy",
-        logger_parent: logging.Logger = None,
+        logger_parent: "logging.Logger" = None,
     ):
         self.path = os.path.abspath(path)
+        self._fields = None
         super().__init__(size, input_config, output_config, logger_parent=logger_parent)
         _open_interfaces[self.path] = self
         self.logger.debug("memmap interface %s with %d rows of %s", self.path, self.size, self.dtype)
 
-    def _allocate(self, size: int) -> np.ndarray:
+    def _allocate(self, size: int) -> "np.ndarray":
         self._layout = _npyfile.create(self.path, self.dtype, size)
         rows = _npyfile.map_rows(self.path, self._layout)
         clear_outputs(rows[self.output_names])
         return rows
 
-    def _grow(self, size: int) -> np.ndarray:
+    def _grow(self, size: int) -> "np.ndarray":
         self._layout = _npyfile.grow(
             self.path, self._layout, size, initialize=lambda rows: clear_outputs(rows[self.output_names])
         )
@@ -242,6 +246,13 @@ class MemmapRunnerInterface(RunnerInterface, label="memmap"):
         """
         super().resize(size)
 
+    def row_buffer(self, run_id: int) -> tuple:
+        """The bytes of row ``run_id`` in this process's mapping, and the row's fields."""
+        if self._fields is None:
+            self._fields = parse_descr(np.lib.format.dtype_to_descr(self.dtype))[0]
+        itemsize = self.dtype.itemsize
+        return memoryview(self._data.view(np.uint8))[run_id * itemsize : (run_id + 1) * itemsize], self._fields
+
     def clean(self):
         """Remove the interface file."""
         _open_interfaces.pop(self.path, None)
@@ -255,7 +266,7 @@ class MemmapWorkerInterface(WorkerInterface, label="memmap"):
     counterpart to :py:class:`MemmapRunnerInterface`: maps only its own row.
     """
 
-    def __init__(self, run_id: int, *, path="interface.npy", logger_parent: logging.Logger = None):
+    def __init__(self, run_id: int, *, path="interface.npy", logger_parent: "logging.Logger" = None):
         self.path = path
         self._record = None
         self._time = 0.0
@@ -276,34 +287,45 @@ class MemmapWorkerInterface(WorkerInterface, label="memmap"):
         if self._record is not None:
             self._record["TIME"] = value
 
-    def _map(self) -> np.void:
-        """This run's row of the interface file as a writable record."""
+    def _map(self) -> StructRecord:
+        """This run's whole row of the interface file as a writable record."""
         if self._record is not None:
             return self._record
-        if not isinstance(self.run_id, (int, np.integer)) or isinstance(self.run_id, bool):
+        if not isinstance(self.run_id, numbers.Integral) or isinstance(self.run_id, bool):
             raise InterfaceError(f"run id {self.run_id!r} is not a whole number")
+        run_id = int(self.run_id)
         shared = _open_interfaces.get(os.path.abspath(self.path))
-        if shared is not None and 0 <= self.run_id < shared.size:
-            # Forked from the runner: its views of the file are ours too.
-            self._record = shared._data[self.run_id]
-            self.input = shared.input[self.run_id]
-            self.output = shared.output[self.run_id]
-            return self._record
-        layout = _npyfile.read_layout(self.path)
-        rows = _npyfile.rows_on_disk(self.path, layout)
-        if not 0 <= self.run_id < rows:
-            raise InterfaceError(
-                f"run id {self.run_id!r} is outside the interface file {os.path.abspath(self.path)} "
-                f"(it holds runs 0..{rows - 1}); the run id must come from the runner that made the file"
-            )
-        row = _npyfile.map_rows(self.path, layout, int(self.run_id), 1)
-        names = layout.dtype.names
-        inputs = list(names[: names.index("DONE")]) if "DONE" in names else []
-        outputs = [name for name in names[len(inputs) :] if name not in INTERNAL_NAMES]
-        self._record = row[0]
-        self.input = row[inputs][0]
-        self.output = row[outputs][0]
+        if shared is not None and 0 <= run_id < shared.size:
+            # Forked from the runner: its mapping of the file is ours too.
+            buffer, fields = shared.row_buffer(run_id)
+        else:
+            buffer, fields = self._map_from_file(run_id)
+        names = [field.name for field in fields]
+        inputs = fields[: names.index("DONE")] if "DONE" in names else []
+        self._record = StructRecord(buffer, fields)
+        self.input = StructRecord(buffer, inputs)
+        self.output = StructRecord(buffer, [field for field in fields[len(inputs) :] if field.name not in INTERNAL_NAMES])
         return self._record
+
+    def _map_from_file(self, run_id: int) -> tuple:
+        header = _npyfile.read_header(self.path)
+        where = os.path.abspath(self.path)
+        try:
+            fields, itemsize = parse_descr(header.descr)
+        except ValueError as error:
+            raise InterfaceError(f"interface file {where} was not written by the memmap interface ({error})") from None
+        if not INTERNAL_NAMES <= {field.name for field in fields}:
+            raise InterfaceError(
+                f"interface file {where} lacks the columns {', '.join(sorted(INTERNAL_NAMES))}; "
+                "it was not written by the memmap interface"
+            )
+        rows = _npyfile.data_rows(self.path, header.offset, itemsize)
+        if not 0 <= run_id < rows:
+            raise InterfaceError(
+                f"run id {run_id} is outside the interface file {where} (it holds runs 0..{rows - 1}); "
+                "the run id must come from the runner that made the file"
+            )
+        return _npyfile.map_row(self.path, header.offset, itemsize, run_id), fields
 
     def retrieve(self):
         """retrieve the input
@@ -335,5 +357,5 @@ class MemmapWorkerInterface(WorkerInterface, label="memmap"):
     def clean(self):
         """Release the mapping."""
         self._record = None
-        self.input = np.zeros(1, dtype=[])[0]
-        self.output = np.zeros(1, dtype=[])[0]
+        self.input = empty_record()
+        self.output = empty_record()

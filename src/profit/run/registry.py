@@ -16,7 +16,10 @@ from __future__ import annotations
 
 from abc import ABCMeta
 from collections.abc import KeysView
-from typing import Any, ClassVar
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import logging
 
 from .errors import ConfigError, UnknownLabelError
 
@@ -24,7 +27,7 @@ from .errors import ConfigError, UnknownLabelError
 class RegistryMeta(ABCMeta):
     """Metaclass giving component kinds ``Kind[label]`` and ``Kind.labels``."""
 
-    def __getitem__(cls, label: str) -> Any:
+    def __getitem__(cls, label: str) -> type:
         try:
             return cls._registry[label]
         except (KeyError, TypeError):
@@ -41,13 +44,18 @@ class Component(metaclass=RegistryMeta):
 
     ``registry=True`` starts a new kind with its own registry; ``label=...``
     registers a variant in the registry of the kind it derives from.
+
+    ``logger`` is made on first use (a child of ``_logger_parent`` if one was
+    given, else ``profit.run.<kind>``), so that a worker process that logs
+    nothing never imports logging. Assigning ``self.logger`` works as usual.
     """
 
-    label: ClassVar[str | None] = None
-    _registry: ClassVar[dict[str, type]] = {}
-    _kind: ClassVar[str] = "component"
+    # class attributes
+    label: str | None = None
+    _registry: dict[str, type] = {}
+    _kind: str = "component"
 
-    def __init_subclass__(cls, label: str | None = None, registry: bool = False, **kwargs: Any):
+    def __init_subclass__(cls, label: str | None = None, registry: bool = False, **kwargs: object):
         super().__init_subclass__(**kwargs)
         if registry:
             cls._registry = {}
@@ -67,3 +75,19 @@ class Component(metaclass=RegistryMeta):
             )
         cls._registry[label] = cls
         cls.label = label
+
+    @property
+    def logger(self) -> logging.Logger:
+        logger = self.__dict__.get("_logger")
+        if logger is None:
+            from ._lazy import logging
+
+            parent = self.__dict__.get("_logger_parent")
+            suffix = self._kind.lower()
+            logger = parent.getChild(suffix) if parent is not None else logging.getLogger(f"profit.run.{suffix}")
+            self._logger = logger
+        return logger
+
+    @logger.setter
+    def logger(self, logger: logging.Logger) -> None:
+        self._logger = logger

@@ -18,18 +18,13 @@ so inputs and outputs stay aligned.
 
 from __future__ import annotations
 
-import inspect
-import logging
+import numbers
 import os
-import re
 import selectors
-import shutil
 import time
 from collections.abc import Iterable, Mapping
-from typing import Any
 
-import numpy as np
-
+from ._lazy import logging, numpy as np
 from ._proc import RunHandle
 from .errors import ConfigError, ParameterError, RunNotFoundError, WaitTimeout
 from .interface import RunnerInterface
@@ -41,7 +36,7 @@ from .worker import Worker, run_log_file
 _FALLBACK_POLL_INTERVAL = 0.005
 
 
-def _resolve_component(kind: type, spec: Any, what: str) -> tuple[type, dict]:
+def _resolve_component(kind: type, spec: object, what: str) -> tuple[type, dict]:
     if isinstance(spec, str):
         spec = {"class": spec}
     if not isinstance(spec, Mapping) or "class" not in spec:
@@ -80,7 +75,7 @@ class Runner(Component, registry=True):
         logfile: str = "runner.log",
         logger: logging.Logger | None = None,
     ):
-        if isinstance(parallel, bool) or not isinstance(parallel, (int, np.integer)) or parallel < 0:
+        if isinstance(parallel, bool) or not isinstance(parallel, numbers.Integral) or parallel < 0:
             raise ConfigError(f"parallel must be a whole number >= 0 (0: unbounded), got {parallel!r}")
         if isinstance(sleep, bool) or not isinstance(sleep, (int, float)) or sleep < 0:
             raise ConfigError(f"sleep must be a number of seconds >= 0, got {sleep!r}")
@@ -89,7 +84,8 @@ class Runner(Component, registry=True):
         self.parallel = int(parallel)
         self.sleep = float(sleep)
         self.logfile = logfile
-        self.logger = logger if logger is not None else logging.getLogger("profit.run.runner")
+        if logger is not None:
+            self.logger = logger
         os.makedirs(self.work_dir, exist_ok=True)
         # Paths of a study (a template, say) are relative to where the study started.
         self.base_dir = os.environ.get("PROFIT_BASE_DIR", os.getcwd())
@@ -100,7 +96,7 @@ class Runner(Component, registry=True):
         if self.debug:
             self.worker.setdefault("debug", True)
 
-        self.runs: dict[int, Any] = {}
+        self.runs: dict[int, object] = {}
         self.failed: dict[int, RunStatus] = {}
         self.next_run_id = 0
         self._selector = selectors.DefaultSelector()
@@ -116,6 +112,8 @@ class Runner(Component, registry=True):
                 "{'class': label, 'size': n, 'input_config': {...}, 'output_config': {...}}"
             )
         cls, options = _resolve_component(RunnerInterface, interface, "interface")
+        import inspect  # runner side only; worker processes import this module too
+
         # Interface files live in the work directory, like everything a study writes.
         parameters = inspect.signature(cls).parameters
         if "path" in parameters:
@@ -138,7 +136,7 @@ class Runner(Component, registry=True):
         runner_spec = run_config.get("runner", "fork")
         runner_spec = {"class": runner_spec} if isinstance(runner_spec, str) else dict(runner_spec)
         label = runner_spec.pop("class", "fork")
-        kwargs: dict[str, Any] = dict(runner_spec)
+        kwargs: dict[str, object] = dict(runner_spec)
 
         interface = run_config.get("interface", kwargs.get("interface", "memmap"))
         interface = {"class": interface} if isinstance(interface, str) else dict(interface)
@@ -184,7 +182,7 @@ class Runner(Component, registry=True):
         if count > self.interface.size:
             self.interface.resize(max(count, 2 * self.interface.size))
 
-    def _input_row(self, params: Any, run_id: int) -> tuple:
+    def _input_row(self, params: object, run_id: int) -> tuple:
         """Validate ``params`` against the study's inputs; return the converted row."""
         names = self.interface.input_names
         if isinstance(params, (np.void, np.ndarray)) and params.dtype.names is not None:
@@ -229,7 +227,7 @@ class Runner(Component, registry=True):
 
     # --- starting runs -----------------------------------------------------------------
 
-    def spawn(self, params: Any = None, wait: bool = False) -> int:
+    def spawn(self, params: object = None, wait: bool = False) -> int:
         """Start the next run (wait for it if asked) and return its run id.
 
         ``params`` is a mapping or numpy record of every input, or None when the
@@ -256,7 +254,7 @@ class Runner(Component, registry=True):
         """Start the Worker of ``run_id`` and return its handle (variants implement this)."""
         return None
 
-    def _launch(self, run_id: int, handle: Any) -> None:
+    def _launch(self, run_id: int, handle: object) -> None:
         """Record a started run (variants call this after starting its Worker)."""
         self.runs[run_id] = handle
         fd = handle.fileno() if isinstance(handle, RunHandle) else None
@@ -287,7 +285,7 @@ class Runner(Component, registry=True):
 
     # --- observing runs -----------------------------------------------------------------
 
-    def _handle(self, run_id: int) -> Any:
+    def _handle(self, run_id: int) -> object:
         try:
             return self.runs[run_id]
         except KeyError:
@@ -320,7 +318,7 @@ class Runner(Component, registry=True):
                 self._settle(run_id, None)
         self.poll_all()
 
-    def _settle(self, run_id: int, exit_status: Any) -> RunStatus:
+    def _settle(self, run_id: int, exit_status: object) -> RunStatus:
         """Decide a finished run's state: the one place where this happens.
 
         ``exit_status`` (an :class:`~profit.run._proc.ExitStatus` or None) was read
@@ -343,7 +341,7 @@ class Runner(Component, registry=True):
         self.interface.mark(run_id, status.state, status.reason)
         return status
 
-    def _failure_reason(self, run_id: int, exit_status: Any) -> str:
+    def _failure_reason(self, run_id: int, exit_status: object) -> str:
         if self.interface.state(run_id) == RunState.FAILED and self.interface.reason(run_id):
             return self.interface.reason(run_id)  # the worker said why
         if exit_status is None:
@@ -368,7 +366,7 @@ class Runner(Component, registry=True):
             return ""
         return lines[-1].strip() if lines else ""
 
-    def _forget(self, handle: Any) -> None:
+    def _forget(self, handle: object) -> None:
         """Stop watching a run's handle (it is no longer active)."""
         fd = handle.fileno() if isinstance(handle, RunHandle) else None
         if fd is not None:
@@ -501,7 +499,7 @@ class Runner(Component, registry=True):
             self.logger.info("run %d cancelled", run_id)
         return statuses
 
-    def _cancel_foreign(self, handle: Any) -> None:
+    def _cancel_foreign(self, handle: object) -> None:
         """Stop a run tracked by something other than a RunHandle (Popen, Process)."""
         terminate = getattr(handle, "terminate", None)
         if terminate is not None:
@@ -529,6 +527,9 @@ class Runner(Component, registry=True):
 
     def clean(self) -> None:
         """Remove what runs left in the work directory: interface, run directories, logs."""
+        import re
+        import shutil
+
         if self.runs:
             raise ConfigError(f"clean: {len(self.runs)} runs are still active; wait for or cancel them first")
         self.interface.clean()
@@ -541,7 +542,7 @@ class Runner(Component, registry=True):
                 os.remove(path)
 
 
-def _convert(name: str, value: Any, dtype: np.dtype, run_id: int) -> Any:
+def _convert(name: str, value: object, dtype: np.dtype, run_id: int) -> object:
     """Convert one input value to its field's dtype, refusing lossy or absurd values."""
 
     def refuse(why: str = "") -> ParameterError:

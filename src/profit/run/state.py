@@ -8,7 +8,7 @@ it is visible to anyone who can read the interface, including another shell.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from collections import namedtuple
 
 
 class RunState(enum.IntEnum):
@@ -29,13 +29,10 @@ class RunState(enum.IntEnum):
         return self.name.lower()
 
 
-@dataclass(frozen=True)
-class RunStatus:
-    """What is known about one run: its state and, when it did not succeed, why."""
+class RunStatus(namedtuple("RunStatus", ["run_id", "state", "reason"], defaults=[""])):
+    """What is known about one run: ``run_id``, ``state`` and, when it did not succeed, ``reason``."""
 
-    run_id: int
-    state: RunState
-    reason: str = ""
+    __slots__ = ()
 
     def __str__(self) -> str:
         text = f"run {self.run_id}: {self.state}"

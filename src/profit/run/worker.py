@@ -12,20 +12,15 @@ interface, so the runner can say why the run failed.
 
 from __future__ import annotations
 
-import ast
-import inspect
 import json
-import logging
 import os
+import struct
 import sys
 import time
-import traceback
 from abc import abstractmethod
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
 
-import numpy as np
-
+from ._lazy import logging
 from .errors import ConfigError, WorkerOutputError
 from .interface import WorkerInterface
 from .registry import Component
@@ -63,12 +58,15 @@ class Worker(Component, registry=True):
         self.run_id = run_id
         self.debug = debug
         self.log_path = log_path
-        self.logger = logger if logger is not None else logging.getLogger("profit.run.worker")
+        if logger is not None:
+            self.logger = logger
         if isinstance(interface, str):
             interface = {"class": interface}
         if isinstance(interface, Mapping):
             options = {key: value for key, value in interface.items() if key != "class"}
-            interface = WorkerInterface[interface.get("class")](run_id, **options, logger_parent=self.logger)
+            # The interface logs through our logger, if we have one already.
+            parent = self.__dict__.get("_logger")
+            interface = WorkerInterface[interface.get("class")](run_id, **options, logger_parent=parent)
         self.interface: WorkerInterface = interface
 
     @abstractmethod
@@ -163,6 +161,8 @@ def _names(names: str | Sequence[str]) -> list[str]:
 
 
 def _parameter_names(func: Callable) -> list[str]:
+    import inspect  # only when wrapping; worker processes need not pay for it
+
     kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
     return [p.name for p in inspect.signature(func).parameters.values() if p.kind in kinds]
 
@@ -171,6 +171,8 @@ def _annotated_outputs(func: Callable) -> list[str]:
     annotation = getattr(func, "__annotations__", {}).get("return", func.__name__)
     # With `from __future__ import annotations` the annotation arrives as source text.
     if isinstance(annotation, str) and annotation[:1] in "'\"[(":
+        import ast
+
         try:
             annotation = ast.literal_eval(annotation)
         except (ValueError, SyntaxError):
@@ -178,7 +180,7 @@ def _annotated_outputs(func: Callable) -> list[str]:
     return _names(annotation)
 
 
-def _collect_inputs(record: np.void, names: Sequence[str], func: Callable) -> list:
+def _collect_inputs(record: object, names: Sequence[str], func: Callable) -> list:
     available = record.dtype.names or ()
     missing = [name for name in names if name not in available]
     if missing:
@@ -190,13 +192,18 @@ def _collect_inputs(record: np.void, names: Sequence[str], func: Callable) -> li
     return [record[name] for name in names]
 
 
-def _store_outputs(record: np.void, names: Sequence[str], values: Any, func: Callable) -> None:
+def _is_sequence(values: object) -> bool:
+    # tuples, lists and arrays; a string or a 0-d array is one value
+    return not isinstance(values, (str, bytes)) and hasattr(values, "__len__") and getattr(values, "ndim", 1) > 0
+
+
+def _store_outputs(record: object, names: Sequence[str], values: object, func: Callable) -> None:
     if len(names) == 1:
         # A single output: the value itself (a 1-tuple is unwrapped).
         values = values if not (isinstance(values, tuple) and len(values) == 1) else values[0]
         values = [values]
-    elif not isinstance(values, (tuple, list, np.ndarray)) or len(values) != len(names):
-        count = len(values) if isinstance(values, (tuple, list, np.ndarray)) else 1
+    elif not _is_sequence(values) or len(values) != len(names):
+        count = len(values) if _is_sequence(values) else 1
         raise WorkerOutputError(
             f"function {func.__name__} returned {count} value{'s' * (count != 1)}; expected {len(names)} "
             f"(one for each output: {', '.join(names)})"
@@ -210,16 +217,22 @@ def _store_outputs(record: np.void, names: Sequence[str], values: Any, func: Cal
             )
         try:
             record[name] = value
-        except (ValueError, TypeError) as error:
-            field = record.dtype.fields[name][0]
-            shape = f"a vector of length {field.shape[0]}" if field.shape else "a scalar"
+        except (ValueError, TypeError, OverflowError, struct.error) as error:
             raise WorkerOutputError(
-                f"function {func.__name__}: output {name!r} must be {shape} of {field.base}; "
+                f"function {func.__name__}: output {name!r} must be {_field_description(record, name)}; "
                 f"got {_short_repr(value)} ({error})"
             ) from None
 
 
-def _short_repr(value: Any, limit: int = 60) -> str:
+def _field_description(record: object, name: str) -> str:
+    described = record.dtype.fields[name][0]
+    if isinstance(described, str):  # a StructRecord describes itself
+        return described
+    # a numpy record (custom interfaces): its field dtype
+    return f"a vector of {described.shape[0]} {described.base}" if described.shape else f"a {described}"
+
+
+def _short_repr(value: object, limit: int = 60) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
@@ -227,7 +240,7 @@ def _short_repr(value: Any, limit: int = 60) -> str:
 # --- running a worker in a worker process ---------------------------------------
 
 
-def _json_env(env: Mapping[str, str], name: str) -> Any:
+def _json_env(env: Mapping[str, str], name: str) -> object:
     if name not in env:
         raise ConfigError(f"environment variable {name} is not set; profit-worker is started by a runner, which sets it")
     try:
@@ -253,6 +266,8 @@ def run_id_from_env(env: Mapping[str, str]) -> int:
 
 def failure_reason(error: BaseException) -> str:
     """One line: exception type and message, and where it was raised (last frame)."""
+    import traceback  # only on failure
+
     text = f"{type(error).__name__}: {error}".rstrip(": ")
     frames = traceback.extract_tb(error.__traceback__)
     if frames and not isinstance(error, (WorkerOutputError, ConfigError)):
@@ -262,54 +277,61 @@ def failure_reason(error: BaseException) -> str:
     return text
 
 
-class _RunLogHandler(logging.FileHandler):
-    """The run's log file, created (with its directory) on the first record only."""
-
-    def _open(self):
-        os.makedirs(os.path.dirname(self.baseFilename), exist_ok=True)
-        return super()._open()
-
-
 def run_log_handler() -> logging.FileHandler:
-    """A handler for a run's log file; :func:`configure_run_logging` points it at one run.
+    """A handler for a run's log file; :class:`RunLog` points it at one run.
 
     A forked runner makes it once, before forking, so that each worker only
-    retargets it (making a handler in every worker costs page faults).
+    retargets it (making a handler in every worker costs page faults). The file
+    is opened on the first record only, so quiet runs leave no file.
     """
-    handler = _RunLogHandler(os.devnull, mode="a", delay=True)
+    handler = logging.FileHandler(os.devnull, mode="a", delay=True)
     handler.setFormatter(logging.Formatter(LOG_FORMAT, style="{"))
     return handler
 
 
-def configure_run_logging(
-    log_path: str, run_id: int, debug: bool = False, handler: logging.FileHandler | None = None
-) -> None:
-    """Send this worker process's log records to the run's log file.
+class RunLog:
+    """The log of one run in a worker process: ``{log_path}/run_{run_id:03d}.log``.
 
-    Called in a fresh worker process (never in the runner). Handlers a forked
-    worker inherited from the runner (on the root and ``profit`` loggers, where
-    the ``profit`` command puts them) are dropped, so workers never write the
-    runner's log. Quiet runs leave no file.
+    Set up on :meth:`activate`: at once where the worker inherited the runner's
+    logging (a fork) or in debug mode, otherwise only when there is something
+    to log, so that a worker process that succeeds never imports logging.
+    Handlers inherited from the runner (on the root and ``profit`` loggers,
+    where the ``profit`` command puts them) are dropped, so a worker never
+    writes the runner's log.
     """
-    handler = handler if handler is not None else run_log_handler()
-    handler.baseFilename = os.path.abspath(run_log_file(log_path, run_id))
-    logging.getLogger("profit").handlers = []
-    root = logging.getLogger()
-    root.handlers = [handler]
-    # Errors (a failed run's traceback) pass the default level; debug asks for all.
-    # setLevel is skipped otherwise: it walks every logger, which is slow after a fork.
-    if debug:
-        root.setLevel(logging.DEBUG)
+
+    def __init__(self, log_path: str, run_id: int, debug: bool = False, handler: logging.FileHandler | None = None):
+        self.path = os.path.abspath(run_log_file(log_path, run_id))
+        self.debug = debug
+        self._handler = handler
+        self._active = False
+
+    def activate(self) -> logging.Logger:
+        """Route records to the run's log file (once) and return the worker logger."""
+        if not self._active:
+            os.makedirs(os.path.dirname(self.path), exist_ok=True)
+            handler = self._handler if self._handler is not None else run_log_handler()
+            handler.baseFilename = self.path
+            logging.getLogger("profit").handlers = []
+            root = logging.getLogger()
+            root.handlers = [handler]
+            # Errors pass the default level; debug asks for everything. (setLevel
+            # walks every logger, which is slow in a fresh fork: only when needed.)
+            if self.debug:
+                root.setLevel(logging.DEBUG)
+            self._active = True
+        return logging.getLogger("profit.run.worker")
 
 
-def execute(build: Callable[[], Worker]) -> int:
+def execute(build: Callable[[], Worker], log: RunLog) -> int:
     """Build a Worker, run it and clean up; return the process's exit code.
 
     An exception in the Worker fails the run: its reason goes to the runner
     through the interface, the full traceback to the run's log. ``SystemExit``
     keeps its code, so ``sys.exit(3)`` in a simulation fails the run with code 3.
     """
-    logger = logging.getLogger("profit.run.worker")
+    if log.debug:
+        log.activate()
     worker: Worker | None = None
     try:
         worker = build()
@@ -320,6 +342,7 @@ def execute(build: Callable[[], Worker]) -> int:
         return code if isinstance(code, int) else (0 if code is None else 1)
     except Exception as error:  # a failing simulation is data, reported to the runner
         reason = failure_reason(error)
+        logger = log.activate()
         logger.error("run failed: %s", reason, exc_info=True)
         if worker is not None:
             try:
@@ -334,7 +357,7 @@ def execute(build: Callable[[], Worker]) -> int:
             try:
                 worker.clean()
             except Exception:
-                logger.exception("cleaning the worker failed")
+                log.activate().exception("cleaning the worker failed")
 
 
 def main() -> None:
@@ -347,5 +370,5 @@ def main() -> None:
         print(f"profit-worker: {error}", file=sys.stderr)
         sys.exit(2)
     options = worker_config if isinstance(worker_config, Mapping) else {}
-    configure_run_logging(options.get("log_path", "log"), run_id, bool(options.get("debug", False)))
-    sys.exit(execute(lambda: Worker.from_env(env)))
+    log = RunLog(options.get("log_path", "log"), run_id, bool(options.get("debug", False)))
+    sys.exit(execute(lambda: Worker.from_env(env), log))
