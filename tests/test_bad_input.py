@@ -106,8 +106,10 @@ def test_run_id_outside_the_interface(runner_with_result):
             interface.retrieve()
     finally:
         local._open_interfaces[runner_with_result.interface.path] = runner_with_result.interface
-    with pytest.raises(RunNotFoundError, match="run 7 is not active"):
+    with pytest.raises(RunNotFoundError, match="run 7 was never started"):
         runner_with_result.wait(7)
+    with pytest.raises(RunNotFoundError, match="run 7 is not active"):
+        runner_with_result.cancel(7)
     with pytest.raises(RunNotFoundError, match="run 7 does not exist"):
         runner_with_result.status(7)
 

@@ -16,6 +16,7 @@ def test_single_run_with_wait(make_runner):
     assert run_id == 0
     assert runner.runs == {} and runner.failed == {}
     assert runner.status(0).state is RunState.DONE
+    assert runner.wait(0).state is RunState.DONE  # waiting for a finished run returns at once
     assert runner.output_data["f"].tolist() == [3.75]
     assert runner.input_data["u"].tolist() == [1.5]
 

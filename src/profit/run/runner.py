@@ -412,8 +412,9 @@ class Runner(Component, registry=True):
             self._update_bar(bar)
 
     def wait(self, run_id: int, timeout: float | None = None) -> RunStatus:
-        """Block until ``run_id`` has ended; return its status."""
-        self._handle(run_id)
+        """Block until ``run_id`` has ended (at once if it has); return its status."""
+        if run_id not in self.runs and not 0 <= run_id < self.next_run_id:
+            raise RunNotFoundError(f"run {run_id} was never started (next run id: {self.next_run_id})")
         self._wait_until(lambda: run_id not in self.runs, timeout)
         return self.status(run_id)
 
