@@ -40,6 +40,30 @@ def _usable_cpus() -> int:
         return os.cpu_count() or 1
 
 
+# The seed documents spawn, poll and cancel on each local runner, with these
+# signatures; both runners share the implementation of Runner.
+
+
+def _spawn(self, params=None, wait=False):
+    """spawn a single run
+
+    Parameters:
+        params: a mapping which defines input parameters to be set
+        wait: whether to wait for the run to complete
+    """
+    return Runner.spawn(self, params, wait)
+
+
+def _poll(self, run_id):
+    """check the status of the run directly"""
+    Runner.poll(self, run_id)
+
+
+def _cancel(self, run_id):
+    """end the run's whole process tree and mark it cancelled"""
+    return Runner.cancel(self, run_id)
+
+
 def _resolve_parallel(parallel):
     # 'all' means the CPUs this process may use; anything else is checked by Runner.
     return _usable_cpus() if parallel == "all" else parallel
@@ -71,22 +95,9 @@ class LocalRunner(Runner, label="local"):
     def config(self):
         return {**super().config, "command": self.command}
 
-    def spawn(self, params=None, wait=False):
-        """spawn a single run
-
-        Parameters:
-            params: a mapping which defines input parameters to be set
-            wait: whether to wait for the run to complete
-        """
-        return super().spawn(params, wait)
-
-    def poll(self, run_id):
-        """check the status of the run directly"""
-        super().poll(run_id)
-
-    def cancel(self, run_id):
-        """end the run's whole process tree and mark it cancelled"""
-        return super().cancel(run_id)
+    spawn = _spawn
+    poll = _poll
+    cancel = _cancel
 
     def _environment(self) -> dict[str, str]:
         # Built on first use: include files may be loaded after the runner was made.
@@ -135,22 +146,9 @@ class ForkRunner(Runner, label="fork"):
         self._log_handler = run_log_handler()
         self._log_options = (self.worker.get("log_path", "log"), bool(self.worker.get("debug", False)))
 
-    def spawn(self, params=None, wait=False):
-        """spawn a single run
-
-        Parameters:
-            params: a mapping which defines input parameters to be set
-            wait: whether to wait for the run to complete
-        """
-        return super().spawn(params, wait)
-
-    def poll(self, run_id):
-        """check the status of the run directly"""
-        super().poll(run_id)
-
-    def cancel(self, run_id):
-        """end the run's whole process tree and mark it cancelled"""
-        return super().cancel(run_id)
+    spawn = _spawn
+    poll = _poll
+    cancel = _cancel
 
     def _start(self, run_id: int) -> ChildProcess:
         # Unflushed output would otherwise be written twice: by us and by the child.
