@@ -148,6 +148,8 @@ class RunnerInterface(Component, registry=True):
         self.dtype = np.dtype(self.input_vars + list(self.internal_vars) + self.output_vars)
         self.input_names = [v[0] for v in self.input_vars]
         self.output_names = [v[0] for v in self.output_vars]
+        # The value of each output while a run has no result (NaN for floats).
+        self._no_result = self._new_rows(1)[0][self.output_names] if self.output_names else None
         self._bind(self._allocate(int(size)))
 
     def _allocate(self, size: int) -> np.ndarray:
@@ -205,12 +207,13 @@ class RunnerInterface(Component, registry=True):
 
     def mark(self, run_id: int, state: RunState, reason: str = "") -> None:
         """Record the runner's verdict on a run; failed or cancelled rows get NaN outputs."""
-        internal = self._data[run_id : run_id + 1]
-        if state in (RunState.FAILED, RunState.CANCELLED, RunState.PENDING, RunState.RUNNING):
-            clear_outputs(self.output[run_id : run_id + 1])
-        internal["REASON"] = encode_reason(reason)
-        internal["DONE"] = state == RunState.DONE
-        internal["STATE"] = state
+        row = self._data[run_id]  # a record that writes through
+        if state != RunState.DONE:
+            for name in self.output_names:
+                row[name] = self._no_result[name]
+        row["REASON"] = encode_reason(reason)
+        row["DONE"] = state == RunState.DONE
+        row["STATE"] = state
 
 
 class WorkerInterface(Component, registry=True):

@@ -177,11 +177,14 @@ class ForkRunner(Runner, label="fork"):
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         os.chdir(self.work_dir)
-        os.environ["PROFIT_BASE_DIR"] = self.base_dir
+        if os.environ.get("PROFIT_BASE_DIR") != self.base_dir:
+            os.environ["PROFIT_BASE_DIR"] = self.base_dir
         log_path, debug = self._log_options
         log = RunLog(log_path, run_id, debug, self._log_handler)
-        # The runner's logging was inherited: re-route it before anything can log.
-        log.activate()
+        # Handlers inherited from the runner must not receive the worker's records:
+        # re-route them at once. Without any, routing waits until something is logged.
+        if logging.getLogger().handlers or logging.getLogger("profit").handlers:
+            log.activate()
         interface_config = self.interface.config
         return execute(lambda: Worker.from_config(self.worker, interface_config, run_id), log)
 
@@ -214,7 +217,6 @@ class MemmapRunnerInterface(RunnerInterface, label="memmap"):
         logger_parent: "logging.Logger" = None,
     ):
         self.path = os.path.abspath(path)
-        self._fields = None
         super().__init__(size, input_config, output_config, logger_parent=logger_parent)
         _open_interfaces[self.path] = self
         self.logger.debug("memmap interface %s with %d rows of %s", self.path, self.size, self.dtype)
@@ -223,13 +225,13 @@ class MemmapRunnerInterface(RunnerInterface, label="memmap"):
         self._layout = _npyfile.create(self.path, self.dtype, size)
         rows = _npyfile.map_rows(self.path, self._layout)
         clear_outputs(rows[self.output_names])
-        return rows
+        return rows.view(np.ndarray)  # plain ndarray views index faster; the mapping stays referenced
 
     def _grow(self, size: int) -> "np.ndarray":
         self._layout = _npyfile.grow(
             self.path, self._layout, size, initialize=lambda rows: clear_outputs(rows[self.output_names])
         )
-        return _npyfile.map_rows(self.path, self._layout)
+        return _npyfile.map_rows(self.path, self._layout).view(np.ndarray)
 
     @property
     def config(self):
@@ -244,12 +246,16 @@ class MemmapRunnerInterface(RunnerInterface, label="memmap"):
         """
         super().resize(size)
 
+    def _bind(self, data):
+        super()._bind(data)
+        # Prepared here, in the runner, so that forked workers only slice them.
+        self._bytes = memoryview(data.view(np.uint8))
+        self._fields = parse_descr(np.lib.format.dtype_to_descr(self.dtype))[0]
+
     def row_buffer(self, run_id: int) -> tuple:
         """The bytes of row ``run_id`` in this process's mapping, and the row's fields."""
-        if self._fields is None:
-            self._fields = parse_descr(np.lib.format.dtype_to_descr(self.dtype))[0]
         itemsize = self.dtype.itemsize
-        return memoryview(self._data.view(np.uint8))[run_id * itemsize : (run_id + 1) * itemsize], self._fields
+        return self._bytes[run_id * itemsize : (run_id + 1) * itemsize], self._fields
 
     def clean(self):
         """Remove the interface file."""
@@ -292,7 +298,7 @@ class MemmapWorkerInterface(WorkerInterface, label="memmap"):
         if not isinstance(self.run_id, numbers.Integral) or isinstance(self.run_id, bool):
             raise InterfaceError(f"run id {self.run_id!r} is not a whole number")
         run_id = int(self.run_id)
-        shared = _open_interfaces.get(os.path.abspath(self.path))
+        shared = _open_interfaces.get(self.path) or _open_interfaces.get(os.path.abspath(self.path))
         if shared is not None and 0 <= run_id < shared.size:
             # Forked from the runner: its mapping of the file is ours too.
             buffer, fields = shared.row_buffer(run_id)
