@@ -38,7 +38,7 @@ def make_runner(tmp_path, runner_label, interface_label):
     """Build a runner of the current kind; every runner made is cancelled and closed at the end."""
     made = []
 
-    def make(worker, *, output_config=None, input_config=None, size=4, **options):
+    def make(worker, *, output_config=None, input_config=None, size=4, work_dir="study", **options):
         interface = {
             "class": interface_label,
             "size": size,
@@ -46,7 +46,7 @@ def make_runner(tmp_path, runner_label, interface_label):
             "output_config": output_config or outputs("f"),
         }
         runner = Runner[runner_label](
-            interface=interface, worker=worker, work_dir=str(tmp_path / "study"), **options
+            interface=interface, worker=worker, work_dir=str(tmp_path / work_dir), **options
         )
         made.append(runner)
         return runner

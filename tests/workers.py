@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 
-from profit.run import Worker
+from profit.run import Postprocessor, Preprocessor, Worker
 
 
 @Worker.wrap("t_sum")
@@ -115,3 +115,17 @@ def sum_unless_negative(u, v):
     if u < 0:
         raise ArithmeticError("negative u")
     return u + v
+
+
+@Preprocessor.wrap("t_write_inputs", config={"filename": "inputs.txt"})
+def write_inputs(self, data):
+    """Write the inputs, space separated, into one file of the run directory."""
+    with open(self.filename, "w") as file:
+        file.write(" ".join(str(data[name]) for name in data.dtype.names))
+
+
+@Postprocessor.wrap("t_product", config={"path": "stdout", "scale": 1.0})
+def read_product(self, data):
+    """f = scale * (product of the two numbers in the file)."""
+    a, b = (float(word) for word in open(self.path).read().split())
+    data["f"] = self.scale * a * b

@@ -9,6 +9,7 @@ Importing this package registers the built-in components; optional heavy
 dependencies are imported only by the components that use them.
 """
 
+from .command import Postprocessor, Preprocessor
 from .interface import RunnerInterface, WorkerInterface
 from .runner import Runner
 from .state import RunState, RunStatus
@@ -17,4 +18,13 @@ from .worker import Worker
 # Built-in variants register themselves on import.
 from . import local  # noqa: E402,F401  (registers local, fork, memmap)
 
-__all__ = ["Runner", "Worker", "RunnerInterface", "WorkerInterface", "RunState", "RunStatus"]
+__all__ = [
+    "Runner",
+    "Worker",
+    "RunnerInterface",
+    "WorkerInterface",
+    "Preprocessor",
+    "Postprocessor",
+    "RunState",
+    "RunStatus",
+]

@@ -119,6 +119,13 @@ class StructRecord:
 
     def __setitem__(self, name: str, value: object) -> None:
         field = self._field(name)
+        try:
+            self._pack(field, value)
+        except (struct.error, TypeError) as error:
+            raise TypeError(f"{name!r} takes {field.describe()}, got {value!r} ({error})") from None
+
+    def _pack(self, field: Field, value: object) -> None:
+        name = field.name
         if field.count > 1:
             values = list(value.tolist() if hasattr(value, "tolist") else value)
             if len(values) != field.count:

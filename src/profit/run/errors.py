@@ -56,8 +56,9 @@ class WaitTimeout(ProfitError, TimeoutError):
     """Waiting for runs took longer than the given timeout."""
 
 
-class WorkerOutputError(ProfitError, ValueError):
-    """A worker produced outputs that do not fit the declared outputs.
+class WorkerError(ProfitError):
+    """Raised inside a worker to fail its run; the message is the run's reason."""
 
-    Raised inside a worker; the run fails with this message as its reason.
-    """
+
+class WorkerOutputError(WorkerError, ValueError):
+    """A worker produced outputs that do not fit the declared outputs."""

@@ -21,7 +21,7 @@ from abc import abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 
 from ._lazy import logging
-from .errors import ConfigError, WorkerOutputError
+from .errors import ConfigError, WorkerError, WorkerOutputError
 from .interface import WorkerInterface
 from .registry import Component
 
@@ -275,10 +275,13 @@ def failure_reason(error: BaseException) -> str:
 
     text = f"{type(error).__name__}: {error}".rstrip(": ")
     frames = traceback.extract_tb(error.__traceback__)
-    if frames and not isinstance(error, (WorkerOutputError, ConfigError)):
+    if frames and not isinstance(error, (WorkerError, ConfigError)):
         last = frames[-1]
         text += f" (at {os.path.basename(last.filename)}:{last.lineno} in {last.name}"
         text += f": {last.line.strip()})" if last.line else ")"
+    # Notes added on the way up (e.g. where a failed run's directory was kept).
+    for note in getattr(error, "__notes__", ()):
+        text += f"; {note}"
     return text
 
 
