@@ -117,7 +117,8 @@ DRIVER_SOURCE = textwrap.dedent(
     }}
     kwargs = {{
         "interface": interface,
-        "worker": {{"class": "{WORKER_LABEL}"}},
+        # cfg["worker"]: a worker config (the command worker, say); default: the wrapped f = u + v.
+        "worker": cfg.get("worker") or {{"class": "{WORKER_LABEL}"}},
         "work_dir": cfg["work_dir"],
         "parallel": cfg["parallel"],
     }}
@@ -163,6 +164,7 @@ DRIVER_SOURCE = textwrap.dedent(
     completed = int(done.sum())
     # Same float64 addition on both sides, so exact equality is expected.
     correct = completed > 0 and bool(np.all(f[done] == u_sent[done] + v_sent[done]))
+    wrong = int(np.count_nonzero(f[done] != u_sent[done] + v_sent[done]))
 
     result = {{
         "runs_per_s": n_runs / throughput_wall,
@@ -170,12 +172,23 @@ DRIVER_SOURCE = textwrap.dedent(
         "completed": completed,
         "total": total,
         "failed": len(runner.failed),
+        "wrong": wrong,
         "correct": correct,
         "sleep": runner.sleep,
         "parallel": runner.parallel,
         "profit_version": version,
     }}
-    runner.clean()
+    # proFit 0.6 sets DONE before a worker has finished (the command worker
+    # removes its run directory after transmit()), so workers may still be
+    # tidying up: wait for them, and never let clean() lose the figures.
+    import multiprocessing
+
+    for child in multiprocessing.active_children():
+        child.join(timeout=30)
+    try:
+        runner.clean()
+    except OSError as error:
+        result["clean_error"] = f"{{type(error).__name__}}: {{error}}"
     print("{RESULT_MARKER}" + json.dumps(result), flush=True)
     '''
 )
@@ -297,6 +310,7 @@ def measure_profit06(
     parallel: int = 2,
     latency_runs: int = 50,
     timeout: float = 600,
+    worker: dict | None = None,
 ) -> dict:
     """Measure proFit 0.6's ForkRunner or LocalRunner on ``f = u + v``.
 
@@ -316,6 +330,8 @@ def measure_profit06(
         parallel: maximum concurrent runs.
         latency_runs: number of single blocking runs for the latency median.
         timeout: seconds before the driver subprocess is killed.
+        worker: proFit 0.6 worker config (JSON-serialisable mapping) that
+            computes ``f = u + v``; None: the ``Worker.wrap``-ed function.
 
     Returns:
         ``{"runs_per_s", "latency_s", "completed", "correct", "note", ...}``
@@ -349,6 +365,7 @@ def measure_profit06(
                 "work_dir": str(work_dir),
                 "worker_file": str(worker_file),
                 "worker_command": str(venv_dir / "bin" / "profit-worker"),
+                "worker": worker,
             }
             # Own session so a timeout can kill the driver together with the
             # worker processes it started (LocalRunner spawns shells).
@@ -378,7 +395,8 @@ def measure_profit06(
         result["note"] = (
             f"proFit {result.pop('profit_version')} "
             f"{'ForkRunner' if runner == 'fork' else 'LocalRunner'}, memmap, "
-            f"parallel={result.pop('parallel')}, sleep={result.pop('sleep')} s"
+            + (f"{worker.get('class', '?')} worker, " if worker else "")
+            + f"parallel={result.pop('parallel')}, sleep={result.pop('sleep')} s"
             + ("" if sleep is not None else " (proFit default)")
         )
         return result

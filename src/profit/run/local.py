@@ -64,6 +64,21 @@ def _cancel(self, run_id):
     return Runner.cancel(self, run_id)
 
 
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+
+
+def _prctl():
+    """libc's prctl on Linux (to have workers killed with their runner), else None."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
 def _resolve_parallel(parallel):
     # 'all' means the CPUs this process may use; anything else is checked by Runner.
     return _usable_cpus() if parallel == "all" else parallel
@@ -144,6 +159,7 @@ class ForkRunner(Runner, label="fork"):
     def __init__(self, parallel="all", **kwargs):
         super().__init__(parallel=_resolve_parallel(parallel), **kwargs)
         self._log_handler = run_log_handler()
+        self._die_with_runner = _prctl()
         self._log_options = (self.worker.get("log_path", "log"), bool(self.worker.get("debug", False)))
 
     spawn = _spawn
@@ -154,11 +170,12 @@ class ForkRunner(Runner, label="fork"):
         # Unflushed output would otherwise be written twice: by us and by the child.
         sys.stdout.flush()
         sys.stderr.flush()
+        runner_pid = os.getpid()
         pid = os.fork()
         if pid == 0:  # the worker process: never return into the runner's code
             code = 70  # EX_SOFTWARE, if even the setup below fails
             try:
-                code = self._work_in_child(run_id)
+                code = self._work_in_child(run_id, runner_pid)
             finally:
                 try:
                     sys.stdout.flush()
@@ -171,8 +188,13 @@ class ForkRunner(Runner, label="fork"):
             pass
         return ChildProcess(pid)
 
-    def _work_in_child(self, run_id: int) -> int:
+    def _work_in_child(self, run_id: int, runner_pid: int) -> int:
         os.setpgid(0, 0)
+        if self._die_with_runner is not None:
+            # A worker must not run on unobserved when its runner is killed.
+            self._die_with_runner(_PR_SET_PDEATHSIG, signal.SIGKILL)
+            if os.getppid() != runner_pid:  # the runner died before prctl took effect
+                return 1
         # Ctrl-C is for the runner, which then cancels its runs.
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)

@@ -96,6 +96,7 @@ class Runner(Component, registry=True):
         if self.debug:
             self.worker.setdefault("debug", True)
 
+        self.listeners: list = []  # objects with run_started(run_id, handle) and/or run_ended(status)
         self.runs: dict[int, object] = {}
         self.failed: dict[int, RunStatus] = {}
         self.next_run_id = 0
@@ -236,7 +237,23 @@ class Runner(Component, registry=True):
         override ``spawn``, call this first (it then only prepares the row) and
         start the worker themselves.
         """
-        run_id = self.next_run_id
+        return self._spawn_at(self.next_run_id, params, wait)
+
+    def respawn(self, run_id: int, wait: bool = False) -> int:
+        """Run ``run_id`` again, with the inputs in its row (after a failure or a cancel, or to resume).
+
+        The run keeps its id and row; its previous outcome is forgotten.
+        """
+        if run_id in self.runs:
+            raise ConfigError(f"run {run_id} is still active; wait for it or cancel it before running it again")
+        if not 0 <= run_id < self.interface.size:
+            raise RunNotFoundError(f"run {run_id} does not exist (the interface holds {self.interface.size} runs)")
+        if type(self)._start is Runner._start:
+            raise ConfigError(f"{type(self).__name__} cannot run a run again (it starts runs in spawn itself)")
+        self.failed.pop(run_id, None)
+        return self._spawn_at(run_id, None, wait)
+
+    def _spawn_at(self, run_id: int, params: object, wait: bool) -> int:
         row = None if params is None else self._input_row(params, run_id)
         self._ensure_rows(run_id + 1)
         if row is not None:
@@ -264,6 +281,7 @@ class Runner(Component, registry=True):
             self._unwatched += 1
         self.next_run_id = max(self.next_run_id, run_id + 1)
         self.logger.debug("run %d started", run_id)
+        self._notify("run_started", run_id, handle)
 
     def spawn_array(self, params_array: Iterable, wait: bool = False, progress: bool = False) -> None:
         """Spawn one run per row, never more than ``parallel`` at once; block until all started."""
@@ -339,6 +357,7 @@ class Runner(Component, registry=True):
             self.failed[run_id] = status
             self.logger.info("run %d failed: %s", run_id, status.reason)
         self.interface.mark(run_id, status.state, status.reason)
+        self._notify("run_ended", status)
         return status
 
     def _failure_reason(self, run_id: int, exit_status: object) -> str:
@@ -396,6 +415,16 @@ class Runner(Component, registry=True):
         for key, _ in ready:
             if key.data in self.runs:
                 self.poll(key.data)
+
+    def wait_some(self, timeout: float | None = None) -> None:
+        """Block until at least one active run ends (or ``timeout`` seconds pass); settle what ended."""
+        self._process_events(timeout)
+
+    def _notify(self, event: str, *args: object) -> None:
+        for listener in self.listeners:
+            method = getattr(listener, event, None)
+            if method is not None:
+                method(*args)
 
     def _wait_until(self, finished, timeout: float | None, bar=None) -> None:
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -498,6 +527,7 @@ class Runner(Component, registry=True):
             self.failed[run_id] = status
             statuses.append(status)
             self.logger.info("run %d cancelled", run_id)
+            self._notify("run_ended", status)
         return statuses
 
     def _cancel_foreign(self, handle: object) -> None:

@@ -1,0 +1,388 @@
+"""The ``profit`` command: run, watch and clean a study described by ``profit.yaml``.
+
+    profit run [PATH] [--restart]   run the study (continue an unfinished one)
+    profit status [PATH]            how far a running or finished study is
+    profit clean [--all] [PATH]     remove what runs left behind
+
+Exit status: 0 all runs done, 1 some runs failed, 2 bad study file or
+arguments, 3 an internal error (a bug: please report it with --debug output),
+130 after Ctrl-C and 143 after SIGTERM (completed results are saved).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import signal
+import sys
+import time
+
+import numpy as np
+
+from . import __version__, datafiles
+from .ledger import LEDGER, LOCK, META, Ledger, Meta, StudyLock, end_process_groups
+from .run.errors import ConfigError, ProfitError
+from .run.state import RunState, RunStatus
+from .study import Study
+
+EXIT_DONE, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_BUG = 0, 1, 2, 3
+EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
+OUTPUT_WRITE_INTERVAL = 1.0  # seconds between rewrites of the output file while runs finish
+
+
+class Terminated(Exception):
+    """SIGTERM arrived."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="profit", description="Run parameter studies described by profit.yaml.")
+    parser.add_argument("--version", action="version", version=f"profit {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="{run,status,clean}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("path", nargs="?", default=".", help="study directory holding profit.yaml, or the YAML file")
+    common.add_argument("--debug", action="store_true", help="log in detail and show tracebacks")
+    run = commands.add_parser("run", parents=[common], help="run the study, continuing an unfinished one")
+    run.add_argument("--restart", action="store_true", help="start over: discard earlier results of this study")
+    commands.add_parser("status", parents=[common], help="report a running or finished study")
+    clean = commands.add_parser("clean", parents=[common], help="remove run directories, logs and the interface file")
+    clean.add_argument("--all", action="store_true", help="also remove the input and output files and the study state")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``profit`` command; returns the exit status."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_BAD_INPUT
+    handlers = {"run": command_run, "status": command_status, "clean": command_clean}
+    try:
+        return handlers[args.command](args)
+    except ProfitError as error:
+        if args.debug:
+            raise
+        print(f"profit: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except Exception as error:  # a bug: one line, unless asked for the traceback
+        if args.debug:
+            raise
+        print(f"profit: internal error: {type(error).__name__}: {error} (run with --debug for the traceback)", file=sys.stderr)
+        return EXIT_BUG
+
+
+# --- profit run ------------------------------------------------------------------------------
+
+
+def _configure_logging(run_dir: str, debug: bool) -> logging.Handler:
+    handler = logging.FileHandler(os.path.join(run_dir, "runner.log"))
+    handler.setFormatter(logging.Formatter("{asctime} {levelname:8s} {name}: {message}", style="{"))
+    logger = logging.getLogger("profit")
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG if debug else logging.INFO)
+    return handler
+
+
+class _Recorder:
+    """Keeps the ledger and the output file current as runs start and end."""
+
+    def __init__(self, ledger: Ledger, runner, study: Study):
+        self.ledger, self.runner, self.study = ledger, runner, study
+        self.next_write = 0.0
+
+    def run_started(self, run_id: int, handle) -> None:
+        self.ledger.started(run_id, getattr(handle, "pid", None))
+
+    def run_ended(self, status: RunStatus) -> None:
+        internal = self.runner.interface.internal
+        self.ledger.ended(status, self.runner.interface.output[status.run_id], float(internal["TIME"][status.run_id]))
+
+    def write_output(self, force: bool = False) -> None:
+        if not force and time.monotonic() < self.next_write:
+            return
+        self.next_write = time.monotonic() + OUTPUT_WRITE_INTERVAL
+        states = self.ledger.states()
+        notes = [
+            f"run {run_id} failed: {self.ledger.reason(run_id)}"
+            for run_id in np.flatnonzero(states == RunState.FAILED)
+        ]
+        names = [str(RunState(int(state))) for state in states]
+        datafiles.write(self.study.output_file, np.array(self.ledger.outputs), notes=notes, states=names)
+
+
+class _Progress:
+    """A tqdm bar on a terminal; plain lines every few seconds otherwise."""
+
+    def __init__(self, ledger: Ledger, runner):
+        self.ledger, self.runner = ledger, runner
+        self.total = len(ledger.rows)
+        self.started = time.monotonic()
+        self.finished_before = self._finished()
+        self.next_line = 0.0
+        self.bar = None
+        if sys.stdout.isatty():
+            from tqdm import tqdm
+
+            class Bar(tqdm):
+                monitor_interval = 0  # no thread: workers are forked
+
+            self.bar = Bar(total=self.total, initial=self.finished_before, desc="runs", unit="run")
+
+    def _finished(self) -> int:
+        counts = self.ledger.counts()
+        return counts[RunState.DONE] + counts[RunState.FAILED]
+
+    def update(self, force: bool = False) -> None:
+        counts = self.ledger.counts()
+        finished = counts[RunState.DONE] + counts[RunState.FAILED]
+        if self.bar is not None:
+            self.bar.set_postfix(done=counts[RunState.DONE], failed=counts[RunState.FAILED], running=len(self.runner.runs), refresh=False)
+            self.bar.update(finished - self.bar.n)
+            return
+        if not force and time.monotonic() < self.next_line:
+            return
+        self.next_line = time.monotonic() + 5.0
+        print(f"profit: {finished}/{self.total} finished (done {counts[RunState.DONE]}, failed {counts[RunState.FAILED]}, "
+              f"running {len(self.runner.runs)}){self._eta(finished)}", flush=True)
+
+    def _eta(self, finished: int) -> str:
+        elapsed = time.monotonic() - self.started
+        now = finished - self.finished_before
+        if now <= 0 or finished >= self.total:
+            return ""
+        return f", ETA {_duration((self.total - finished) * elapsed / now)}"
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def _open_ledger(study: Study, restart: bool, meta: Meta) -> tuple[Ledger, bool]:
+    """The study's ledger: the earlier one (to continue), or a new one with freshly sampled inputs."""
+    from .variables import sample_inputs
+
+    inputs = list(study.input_config)
+    outputs = list(study.output_config)
+    if not restart and os.path.exists(os.path.join(study.run_dir, LEDGER)):
+        if meta.data.get("fingerprint") != study.fingerprint():
+            raise ConfigError(
+                f"{study.name}: the variables, ntrain or seed changed since this study last ran in {study.run_dir}, "
+                "so its earlier runs do not match; run 'profit run --restart' to start over (earlier results are discarded)"
+            )
+        return Ledger.open(study.run_dir, inputs, outputs), True
+    rows = sample_inputs(study.variables, study.ntrain, study.seed)
+    dtype = np.dtype([(name, spec["dtype"], (spec["size"][1],)) if spec["size"][1] > 1 else (name, spec["dtype"])
+                      for name, spec in study.output_config.items()])
+    ledger = Ledger.create(study.run_dir, rows, dtype)
+    meta.data = {}
+    meta.save(fingerprint=study.fingerprint(), created=time.time(), study=study.path, runs=study.ntrain)
+    return ledger, False
+
+
+def _adopt_finished(ledger: Ledger, study: Study) -> int:
+    """Take over results that workers of a killed runner finished in the old interface file."""
+    path = os.path.join(study.run_dir, "interface.npy")
+    if not os.path.exists(path):
+        return 0
+    try:
+        old = np.load(path, mmap_mode="r")
+    except (OSError, ValueError):
+        return 0
+    adopted = 0
+    names = ledger.input_names + ledger.output_names
+    if old.dtype.names is None or not set(names + ["DONE"]) <= set(old.dtype.names):
+        return 0
+    for run_id in np.flatnonzero(ledger.states() != RunState.DONE):
+        if run_id < len(old) and old["DONE"][run_id] and all(
+            old[name][run_id] == ledger.rows[name][run_id] for name in ledger.input_names
+        ):
+            ledger.ended(RunStatus(int(run_id), RunState.DONE), old[run_id], float(old["TIME"][run_id]))
+            adopted += 1
+    return adopted
+
+
+def command_run(args) -> int:
+    """``profit run``: run the runs of the study that are not done yet."""
+    from .run import Runner
+    from .run.includes import load_includes
+
+    study = Study.load(args.path)
+    for notice in study.notices:
+        print(f"profit: {notice}")
+    load_includes(study.includes)
+    os.makedirs(study.run_dir, exist_ok=True)
+    lock = StudyLock(study.run_dir)
+    if not lock.acquire():
+        raise ConfigError(
+            f"the study in {study.run_dir} is being run by process {lock.holder()}; "
+            "wait for it to finish ('profit status' shows how far it is)"
+        )
+    handler = _configure_logging(study.run_dir, args.debug or bool(study.run.get("debug")))
+    try:
+        return _run(study, args, Runner)
+    finally:
+        logging.getLogger("profit").removeHandler(handler)
+        handler.close()
+        lock.release()
+
+
+def _run(study: Study, args, Runner) -> int:
+    meta = Meta(study.run_dir)
+    ledger, resumed = _open_ledger(study, args.restart, meta)
+    datafiles.write(study.input_file, np.array(ledger.inputs))
+    if resumed:
+        leftovers = ledger.leftovers()
+        if leftovers:
+            print(f"profit: ending {len(leftovers)} runs left running by the previous runner")
+            end_process_groups(leftovers)
+        adopted = _adopt_finished(ledger, study)
+        if adopted:
+            print(f"profit: {adopted} runs finished after the previous runner stopped; their results are kept")
+    for run_id in np.flatnonzero(ledger.states() == RunState.RUNNING):
+        ledger.ended(RunStatus(int(run_id), RunState.CANCELLED), None)  # did not finish: run again
+
+    runner = Runner.from_config(study.run_config(), study.base_config())
+    runner.base_dir = study.base_dir  # templates etc. are relative to the study file
+    runner.fill(ledger.inputs)
+    done = np.flatnonzero(ledger.states() == RunState.DONE)
+    for name in ledger.output_names:  # completed runs are results of this runner too
+        runner.interface.output[name][done] = ledger.rows[name][done]
+    for run_id in done:
+        runner.interface.mark(int(run_id), RunState.DONE)
+    pending = [int(run_id) for run_id in np.flatnonzero(ledger.states() != RunState.DONE)]
+    if resumed:
+        print(f"profit: continuing {study.path}: {len(done)} runs done before, {len(pending)} to run")
+    meta.save(started=time.time(), pid=os.getpid(), finished=None, finished_before=int(len(done)))
+
+    recorder = _Recorder(ledger, runner, study)
+    runner.listeners.append(recorder)
+    progress = _Progress(ledger, runner)
+    interrupted = None
+    previous_term = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        for run_id in pending:
+            while runner.parallel and len(runner.runs) >= runner.parallel:
+                runner.wait_some(0.5)
+                progress.update()
+                recorder.write_output()
+            runner.respawn(run_id)
+        while runner.runs:
+            runner.wait_some(0.5)
+            progress.update()
+            recorder.write_output()
+    except (KeyboardInterrupt, Terminated) as stop:
+        interrupted = EXIT_TERMINATED if isinstance(stop, Terminated) else EXIT_INTERRUPTED
+        runner.cancel_all()
+    finally:
+        signal.signal(signal.SIGTERM, previous_term)
+        progress.update(force=True)
+        progress.close()
+        recorder.write_output(force=True)
+        meta.save(finished=time.time())
+    return _summary(study, ledger, interrupted)
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
+def _summary(study: Study, ledger: Ledger, interrupted: int | None) -> int:
+    counts = ledger.counts()
+    done, failed, pending = counts[RunState.DONE], counts[RunState.FAILED], counts[RunState.PENDING]
+    print(f"\nprofit: {len(ledger.rows)} runs: {done} done, {failed} failed" + (f", {pending} not run" if pending else ""))
+    failures = np.flatnonzero(ledger.states() == RunState.FAILED)
+    for run_id in failures[:20]:
+        print(f"  run {run_id} failed: {ledger.reason(run_id)}")
+    if len(failures) > 20:
+        print(f"  ... and {len(failures) - 20} more ('profit status' lists them all)")
+    print(f"profit: outputs in {study.output_file}, inputs in {study.input_file}")
+    if interrupted:
+        print("profit: interrupted; completed results are saved. 'profit run' continues the study.")
+        return interrupted
+    return EXIT_FAILED if failed else EXIT_DONE
+
+
+# --- profit status -----------------------------------------------------------------------------
+
+
+def command_status(args) -> int:
+    """``profit status``: report a running or finished study without disturbing it."""
+    study = Study.load(args.path)
+    path = os.path.join(study.run_dir, LEDGER)
+    if not os.path.exists(path):
+        print(f"profit: {study.path} has not been run yet (no {LEDGER} in {study.run_dir})")
+        return EXIT_DONE
+    rows = np.load(path, mmap_mode="r")
+    meta = Meta(study.run_dir).data
+    holder = StudyLock(study.run_dir).holder()
+    states = np.array(rows["STATE"])
+    counts = {state: int(np.count_nonzero(states == state)) for state in RunState}
+    total = len(rows)
+    finished = counts[RunState.DONE] + counts[RunState.FAILED]
+    print(f"study:   {study.path}")
+    started, ended = meta.get("started"), meta.get("finished")
+    if holder:
+        running_for = time.time() - started if started else 0
+        done_now = finished - meta.get("finished_before", 0)
+        eta = ""
+        if done_now > 0 and finished < total:
+            eta = f", ETA {_duration((total - finished) * running_for / done_now)}"
+        print(f"state:   running (process {holder}) for {_duration(running_for)}{eta}")
+    elif ended:
+        print(f"state:   not running; last run ended {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(ended))}"
+              + (f" after {_duration(ended - started)}" if started else ""))
+    else:
+        print("state:   not running (the last runner stopped without finishing; 'profit run' continues)")
+    print(f"runs:    {total}: {counts[RunState.DONE]} done, {counts[RunState.FAILED]} failed, "
+          f"{counts[RunState.RUNNING] if holder else 0} running, "
+          f"{counts[RunState.PENDING] + (0 if holder else counts[RunState.RUNNING])} pending "
+          f"({100 * finished / total:.0f}% finished)")
+    failures = np.flatnonzero(states == RunState.FAILED)
+    for run_id in failures:
+        print(f"  run {run_id} failed: {bytes(rows['REASON'][run_id]).decode('utf-8', 'replace')}")
+    print(f"results: {study.output_file} (inputs: {study.input_file}, work directory: {study.run_dir})")
+    return EXIT_DONE
+
+
+# --- profit clean ------------------------------------------------------------------------------
+
+
+def command_clean(args) -> int:
+    """``profit clean``: remove run directories, logs and the interface file (``--all``: results too)."""
+    import re
+
+    study = Study.load(args.path)
+    holder = StudyLock(study.run_dir).holder()
+    if holder:
+        raise ConfigError(f"the study in {study.run_dir} is being run by process {holder}; clean it when it has finished")
+    if not os.path.isdir(study.run_dir):
+        return EXIT_DONE
+    removed = []
+    for entry in sorted(os.listdir(study.run_dir)):
+        path = os.path.join(study.run_dir, entry)
+        if (re.fullmatch(r"run_\d+", entry) or entry == "log") and os.path.isdir(path):
+            shutil.rmtree(path)
+        elif entry in ("interface.npy", "runner.log") or (args.all and entry in (LEDGER, META, LOCK)):
+            os.remove(path)
+        else:
+            continue
+        removed.append(entry)
+    if args.all:
+        for path in (study.input_file, study.output_file):
+            if os.path.exists(path):
+                os.remove(path)
+                removed.append(os.path.relpath(path, study.base_dir))
+    print(f"profit: removed {', '.join(removed) if removed else 'nothing'} in {study.run_dir}")
+    return EXIT_DONE
+
+
+def entry_point() -> None:
+    """Console script ``profit``."""
+    sys.exit(main())

@@ -1,0 +1,121 @@
+"""Input and output files of a study: ``.txt``, ``.csv``, ``.npy`` and ``.hdf5``.
+
+Written the way users' scripts already read them:
+
+* ``.txt``: a ``# name ...`` header line, then one row per run, readable by
+  ``numpy.genfromtxt(path, names=True)``; a vector variable ``g`` of length 3
+  spreads over the columns ``g_0 g_1 g_2``;
+* ``.csv``: the same, comma separated, with a plain header line;
+* ``.npy``: a structured array (vector variables as sub-arrays);
+* ``.hdf5``: one dataset per variable.
+
+Floats are written with 17 significant digits, so they read back exactly.
+Files are replaced atomically: a crash while writing never leaves half a file.
+Runs that did not succeed have NaN outputs; their state and reason go into
+the file where the format allows (``.hdf5``: datasets ``_state`` and
+``_reason``; ``.txt``/``.csv``: trailing comment lines).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Sequence
+
+import numpy as np
+
+from .run.errors import ConfigError
+
+FORMATS = (".txt", ".csv", ".npy", ".hdf5", ".h5")
+
+
+def check_format(path: str, key: str, where: str) -> None:
+    """Refuse a file name whose extension we cannot write, naming the key."""
+    if os.path.splitext(path)[1].lower() not in FORMATS:
+        raise ConfigError(
+            f"{where}: files.{key} is {path!r}; use one of the extensions {', '.join(FORMATS)}"
+        )
+
+
+def columns(array: np.ndarray) -> tuple[list[str], np.ndarray]:
+    """Column names and a 2-D table of a structured array (vector fields spread out)."""
+    names, parts = [], []
+    for name in array.dtype.names:
+        field = array[name]
+        if field.ndim > 1:
+            names += [f"{name}_{index}" for index in range(field.shape[1])]
+            parts.append(field.astype(float))
+        else:
+            names.append(name)
+            parts.append(field.astype(float)[:, None])
+    table = np.hstack(parts) if parts else np.zeros((len(array), 0))
+    return names, table
+
+
+def write(path: str, array: np.ndarray, notes: Sequence[str] = (), states: Sequence[str] | None = None) -> None:
+    """Write ``array`` to ``path`` atomically, in the format its extension names."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    extension = os.path.splitext(path)[1].lower()
+    handle, temporary = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=extension)
+    os.close(handle)
+    try:
+        if extension in (".txt", ".csv"):
+            _write_text(temporary, array, notes, delimiter="," if extension == ".csv" else " ")
+        elif extension == ".npy":
+            np.save(temporary, array)
+        else:
+            _write_hdf5(temporary, array, notes, states)
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+        raise
+
+
+def _write_text(path: str, array: np.ndarray, notes: Sequence[str], delimiter: str) -> None:
+    names, table = columns(array)
+    header = delimiter.join(names)
+    with open(path, "w") as file:
+        file.write(("# " + header if delimiter == " " else header) + "\n")
+        for row in table:
+            file.write(delimiter.join(repr(float(value)) if value == value else "nan" for value in row) + "\n")
+        for note in notes:
+            file.write(f"# {note}\n")
+
+
+def _write_hdf5(path: str, array: np.ndarray, notes: Sequence[str], states: Sequence[str] | None) -> None:
+    try:
+        import h5py
+    except ImportError:
+        raise ConfigError(f"writing {path!r} needs h5py: pip install 'profit-run[hdf5]'") from None
+    with h5py.File(path, "w") as file:
+        for name in array.dtype.names:
+            file[name] = array[name]
+        if states is not None:
+            file["_state"] = np.array(states, dtype="S")
+        if notes:
+            file["_reason"] = np.array(list(notes), dtype=h5py.string_dtype())
+
+
+def read(path: str, dtype: np.dtype) -> np.ndarray:
+    """Read a file written by :func:`write` back into a structured array of ``dtype``."""
+    extension = os.path.splitext(path)[1].lower()
+    if extension == ".npy":
+        return np.load(path).astype(dtype)
+    if extension in (".hdf5", ".h5"):
+        import h5py
+
+        with h5py.File(path, "r") as file:
+            rows = np.zeros(len(file[dtype.names[0]]), dtype=dtype)
+            for name in dtype.names:
+                rows[name] = file[name][()]
+            return rows
+    table = np.atleast_2d(np.genfromtxt(path, delimiter="," if extension == ".csv" else None, skip_header=1))
+    rows = np.zeros(len(table), dtype=dtype)
+    column = 0
+    for name in dtype.names:
+        width = int(np.prod(dtype[name].shape)) if dtype[name].shape else 1
+        rows[name] = table[:, column] if width == 1 else table[:, column : column + width]
+        column += width
+    return rows

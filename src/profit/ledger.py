@@ -1,0 +1,209 @@
+"""The ledger of a study: what it needs to continue, kept in its work directory.
+
+``profit-study.npy`` holds one row per run: the inputs, the outputs, the state
+and reason, the attempt count, and the process (pid and start time) of the run
+in flight. It is a memory-mapped ``.npy`` file, updated as each run starts and
+ends, so a runner that is killed (even with SIGKILL) leaves everything that
+finished on disk. ``profit-study.json`` holds what the rows were made from (a
+fingerprint of the inputs' definition), and ``profit-study.lock`` is held by
+the ``profit run`` that works on the study.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+
+import numpy as np
+
+from .run import _npyfile
+from .run.errors import InterfaceError
+from .run.interface import clear_outputs, decode_reason, encode_reason
+from .run.state import RunState, RunStatus
+
+LEDGER = "profit-study.npy"
+META = "profit-study.json"
+LOCK = "profit-study.lock"
+_BOOKKEEPING = [("STATE", "u1"), ("REASON", "S256"), ("TIME", "<f8"), ("ATTEMPTS", "<u4"), ("PID", "<i8"), ("PSTART", "<u8")]
+
+
+def process_start(pid: int) -> int:
+    """The start time of process ``pid`` in clock ticks since boot (0 if it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as file:
+            return int(file.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+class Ledger:
+    """One row per run of a study, on disk."""
+
+    def __init__(self, folder: str, rows: np.ndarray, input_names: list[str], output_names: list[str]):
+        self.folder = folder
+        self.rows = rows
+        self.input_names = input_names
+        self.output_names = output_names
+
+    @classmethod
+    def create(cls, folder: str, inputs: np.ndarray, outputs: np.dtype) -> Ledger:
+        """A new ledger for ``inputs`` (a structured array) and outputs of dtype ``outputs``."""
+        names = set(inputs.dtype.names) | set(outputs.names)
+        clash = names & {name for name, _ in _BOOKKEEPING}
+        if clash:
+            raise InterfaceError(f"variable name {sorted(clash)[0]!r} is reserved by profit; rename the variable")
+        dtype = np.dtype(inputs.dtype.descr + outputs.descr + _BOOKKEEPING)
+        path = os.path.join(folder, LEDGER)
+        layout = _npyfile.create(path, dtype, len(inputs))
+        rows = _npyfile.map_rows(path, layout).view(np.ndarray)
+        for name in inputs.dtype.names:
+            rows[name] = inputs[name]
+        clear_outputs(rows[list(outputs.names)])
+        return cls(folder, rows, list(inputs.dtype.names), list(outputs.names))
+
+    @classmethod
+    def open(cls, folder: str, input_names: list[str], output_names: list[str]) -> Ledger:
+        """The ledger in ``folder``; :class:`InterfaceError` if it is corrupt or of another study."""
+        path = os.path.join(folder, LEDGER)
+        layout = _npyfile.read_layout(path)
+        missing = [name for name in [*input_names, *output_names] if name not in layout.dtype.names]
+        if missing or _npyfile.data_rows(path, layout.offset, layout.dtype.itemsize) < layout.size:
+            raise InterfaceError(f"{path} does not belong to this study (or is cut short); run with --restart")
+        rows = _npyfile.map_rows(path, layout).view(np.ndarray)
+        return cls(folder, rows, input_names, output_names)
+
+    @property
+    def inputs(self) -> np.ndarray:
+        return self.rows[self.input_names]
+
+    @property
+    def outputs(self) -> np.ndarray:
+        return self.rows[self.output_names]
+
+    def state(self, run_id: int) -> RunState:
+        return RunState(int(self.rows["STATE"][run_id]))
+
+    def states(self) -> np.ndarray:
+        return self.rows["STATE"]
+
+    def reason(self, run_id: int) -> str:
+        return decode_reason(self.rows["REASON"][run_id])
+
+    def started(self, run_id: int, pid: int | None) -> None:
+        """Note that ``run_id`` runs in process ``pid`` (its process group)."""
+        row = self.rows[run_id]
+        row["STATE"] = RunState.RUNNING
+        row["ATTEMPTS"] += 1
+        row["PID"] = pid or 0
+        row["PSTART"] = process_start(pid) if pid else 0
+
+    def ended(self, status: RunStatus, outputs: np.void | None, duration: float = 0.0) -> None:
+        """Record how a run ended (a cancelled run goes back to pending: it did not finish)."""
+        row = self.rows[status.run_id]
+        if status.state == RunState.DONE and outputs is not None:
+            for name in self.output_names:
+                row[name] = outputs[name]
+            row["TIME"] = duration
+        else:
+            clear_outputs(self.rows[self.output_names][status.run_id : status.run_id + 1])
+        cancelled = status.state == RunState.CANCELLED
+        row["STATE"] = RunState.PENDING if cancelled else status.state
+        row["REASON"] = encode_reason("" if cancelled else status.reason)
+        row["PID"] = 0
+
+    def counts(self) -> dict[RunState, int]:
+        states = self.states()
+        return {state: int(np.count_nonzero(states == state)) for state in RunState}
+
+    def leftovers(self) -> list[int]:
+        """Process groups of runs that were running when their runner died, if still alive."""
+        alive = []
+        for run_id in np.flatnonzero(self.states() == RunState.RUNNING):
+            pid, started = int(self.rows["PID"][run_id]), int(self.rows["PSTART"][run_id])
+            # The start time tells the recorded process from a later one with the same pid.
+            if pid and started and process_start(pid) == started:
+                alive.append(pid)
+        return alive
+
+
+class Meta:
+    """``profit-study.json``: what the study's rows were made from, and when it ran."""
+
+    def __init__(self, folder: str):
+        self.path = os.path.join(folder, META)
+        self.data: dict = {}
+        if os.path.exists(self.path):
+            try:
+                with open(self.path) as file:
+                    self.data = json.load(file)
+            except (OSError, json.JSONDecodeError):
+                self.data = {}
+
+    def save(self, **changes) -> None:
+        self.data.update(changes)
+        temporary = self.path + ".tmp"
+        with open(temporary, "w") as file:
+            json.dump(self.data, file, indent=1)
+        os.replace(temporary, self.path)
+
+
+class StudyLock:
+    """An exclusive lock on a study's work directory, released when its process ends."""
+
+    def __init__(self, folder: str):
+        self.path = os.path.join(folder, LOCK)
+        self._fd: int | None = None
+
+    def holder(self) -> int | None:
+        """The pid of the process holding the lock, or None if nobody does."""
+        if not os.path.exists(self.path):
+            return None
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            content = os.read(fd, 64).decode(errors="replace").strip()
+            return int(content) if content.isdigit() else -1
+        finally:
+            os.close(fd)
+        return None
+
+    def acquire(self) -> bool:
+        """Take the lock; False if another process holds it."""
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._fd = fd
+        return True
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+def end_process_groups(pids: list[int], timeout: float = 10.0) -> None:
+    """Kill the process groups ``pids`` and wait (on pidfds) until their leaders have ended."""
+    import select
+    import signal
+
+    for pid in pids:
+        try:
+            fd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            continue
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        try:
+            if not select.select([fd], [], [], timeout)[0]:
+                raise InterfaceError(f"process {pid} of an earlier run does not end; stop it, then run again")
+        finally:
+            os.close(fd)

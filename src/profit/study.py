@@ -1,0 +1,172 @@
+"""A study: the ``profit.yaml`` file that says what to run, read and checked.
+
+Keys users already write (proFit's)::
+
+    ntrain: 100               # number of runs
+    seed: 1                   # optional: reproducible sampling
+    variables: {...}          # see profit.variables
+    include: [custom.py]      # Python files with custom components
+    files: {input: input.txt, output: output.txt}
+    run_dir: .                # the work directory
+    run:
+      runner: fork            # or {class: fork, parallel: 4}
+      interface: memmap
+      worker: command         # default; with pre, post, command below
+      pre: template           # or {class: template, path: template}
+      post: numpytxt          # or {class: json, path: out.json}
+      command: ./simulation
+      debug: false
+
+Paths are relative to the directory of the study file. Sections that proFit
+studies carry for other tasks (``fit``, ``active_learning``, ``ui``) are
+accepted and ignored with a notice. Any mistake is one :class:`ConfigError`
+sentence that names the file and the key.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import os
+from collections.abc import Mapping
+
+from .datafiles import check_format
+from .run.errors import ConfigError
+from .variables import Variable, input_config, output_config, parse_variables
+
+STUDY_FILE = "profit.yaml"
+KEYS = {"ntrain", "seed", "variables", "include", "files", "run_dir", "run"}
+IGNORED_KEYS = {"fit", "active_learning", "ui"}
+RUN_KEYS = {"runner", "interface", "worker", "pre", "post", "command", "debug", "include"}
+FILE_KEYS = {"input", "output"}
+
+
+def _unknown(key: str, known: set[str], where: str, section: str = "") -> ConfigError:
+    close = difflib.get_close_matches(str(key), sorted(known), n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    place = f"{section}.{key}" if section else str(key)
+    return ConfigError(f"{where}: unknown key {place!r}{hint} (known keys: {', '.join(sorted(known))})")
+
+
+def find_study_file(path: str) -> str:
+    """``path`` itself if it is a file, else ``path/profit.yaml``."""
+    candidate = path if os.path.isfile(path) else os.path.join(path, STUDY_FILE)
+    if not os.path.isfile(candidate):
+        raise ConfigError(
+            f"no study file at {candidate}; give a directory holding {STUDY_FILE} or the YAML file itself"
+        )
+    return os.path.abspath(candidate)
+
+
+class Study:
+    """A checked study file. Build it with :meth:`load`."""
+
+    def __init__(self, path: str, config: dict, notices: list[str]):
+        self.path = path
+        self.name = os.path.basename(path)
+        self.base_dir = os.path.dirname(path)
+        self.config = config
+        self.notices = notices
+        where = self.name
+
+        ntrain = config.get("ntrain", 10)
+        if isinstance(ntrain, bool) or not isinstance(ntrain, int) or ntrain < 1:
+            raise ConfigError(f"{where}: ntrain must be a whole number of runs >= 1, got {ntrain!r}")
+        self.ntrain: int = ntrain
+        seed = config.get("seed")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+            raise ConfigError(f"{where}: seed must be a whole number >= 0, got {seed!r}")
+        self.seed: int | None = seed
+        self.variables: dict[str, Variable] = parse_variables(config.get("variables"), where)
+
+        files = config.get("files", {})
+        if not isinstance(files, Mapping):
+            raise ConfigError(f"{where}: 'files' must map input/output to file names, e.g. {{output: output.txt}}")
+        for key in files:
+            if key not in FILE_KEYS:
+                raise _unknown(key, FILE_KEYS, where, "files")
+        self.input_file = self._path(files.get("input", "input.txt"), "files.input")
+        self.output_file = self._path(files.get("output", "output.txt"), "files.output")
+        check_format(self.input_file, "input", where)
+        check_format(self.output_file, "output", where)
+        self.run_dir = self._path(config.get("run_dir", "."), "run_dir")
+
+        run = config.get("run", {})
+        if run is None:
+            run = {}
+        if not isinstance(run, Mapping):
+            raise ConfigError(f"{where}: 'run' must be a mapping with runner, interface, worker, ...")
+        for key in run:
+            if key not in RUN_KEYS:
+                raise _unknown(key, RUN_KEYS, where, "run")
+        self.run: dict = dict(run)
+        includes = config.get("include", run.get("include", []))
+        includes = [includes] if isinstance(includes, str) else includes
+        if not isinstance(includes, list) or not all(isinstance(item, str) for item in includes):
+            raise ConfigError(f"{where}: 'include' must be a file name or a list of file names")
+        self.includes = [self._path(item, "include") for item in includes]
+
+    def _path(self, value: object, key: str) -> str:
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"{self.name}: {key} must be a path, got {value!r}")
+        return os.path.normpath(os.path.join(self.base_dir, value))
+
+    @classmethod
+    def load(cls, path: str) -> Study:
+        """Read and check the study file at ``path`` (a file or a directory holding profit.yaml)."""
+        import yaml
+
+        path = find_study_file(path)
+        name = os.path.basename(path)
+        try:
+            with open(path, encoding="utf-8") as file:
+                config = yaml.safe_load(file)
+        except yaml.YAMLError as error:
+            mark = getattr(error, "problem_mark", None)
+            line = f" line {mark.line + 1}" if mark is not None else ""
+            problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+            raise ConfigError(f"{name}{line}: not valid YAML: {problem}") from None
+        except (OSError, UnicodeDecodeError) as error:
+            raise ConfigError(f"{name}: cannot be read: {error}") from None
+        if config is None:
+            config = {}
+        if not isinstance(config, dict):
+            raise ConfigError(f"{name}: must be a mapping of keys such as ntrain, variables, run")
+        notices = []
+        for key in list(config):
+            if key in IGNORED_KEYS:
+                notices.append(f"{name}: section {key!r} is for other proFit tasks; ignored by profit run")
+                config.pop(key)
+            elif key not in KEYS:
+                raise _unknown(key, KEYS | IGNORED_KEYS, name)
+        return cls(path, config, notices)
+
+    # --- what the runner needs -------------------------------------------------------------
+
+    @property
+    def input_config(self) -> dict:
+        return input_config(self.variables)
+
+    @property
+    def output_config(self) -> dict:
+        return output_config(self.variables)
+
+    def run_config(self) -> dict:
+        """The ``run:`` section with its defaults (runner fork, interface memmap, worker command)."""
+        run = {key: value for key, value in self.run.items() if key != "include"}
+        run.setdefault("runner", "fork")
+        run.setdefault("interface", "memmap")
+        return run
+
+    def base_config(self) -> dict:
+        return {"ntrain": self.ntrain, "input": self.input_config, "output": self.output_config, "run_dir": self.run_dir}
+
+    def fingerprint(self) -> str:
+        """What decides the rows of the study: variables, number of runs, seed."""
+        definition = {
+            "ntrain": self.ntrain,
+            "seed": self.seed,
+            "variables": {name: repr(variable) + str(variable.dtype) for name, variable in self.variables.items()},
+        }
+        return hashlib.sha256(json.dumps(definition, sort_keys=True).encode()).hexdigest()[:16]

@@ -1,0 +1,190 @@
+"""The ``variables:`` of a study: inputs to sample, outputs to collect.
+
+Each variable is written as users of proFit write it::
+
+    variables:
+      u: Halton()              # quasi-random in [0, 1] (or Halton(a, b))
+      v: Uniform(0, 10)        # random, uniform
+      k: LogUniform(1e-3, 1)   # random, uniform in log space
+      n: Normal(0, 1)          # random, normal (mu, sigma)
+      x: Linear(0, 1)          # evenly spaced over the runs
+      c: Constant(3)           # or simply: c: 3
+      t: Independent(0, 1, 11) # the axis of a vector output (not an input)
+      f: Output                # a scalar output
+      g: Output(t)             # a vector output over t (11 values)
+      m: {class: Uniform, constraints: [0, 1], dtype: float32}
+
+Sampling uses scipy's ``qmc`` (Halton) and numpy's ``Generator`` (random kinds);
+a study's ``seed`` makes both reproducible.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Mapping
+
+import numpy as np
+
+from .run.errors import ConfigError
+
+_SPEC = re.compile(r"^\s*([A-Za-z_]\w*)\s*(?:\((.*)\))?\s*$", re.DOTALL)
+
+# kind -> (defaults of its numeric parameters, what they mean)
+INPUT_KINDS = {
+    "Halton": ((0.0, 1.0), "low, high"),
+    "Uniform": ((0.0, 1.0), "low, high"),
+    "LogUniform": ((None, None), "low, high (both > 0)"),
+    "Normal": ((0.0, 1.0), "mu, sigma"),
+    "Linear": ((0.0, 1.0), "start, stop"),
+    "Constant": ((None,), "value"),
+}
+OTHER_KINDS = ("Independent", "Output")
+
+
+class Variable:
+    """One variable: its name, kind, numeric parameters, dtype, and (outputs) its axis."""
+
+    def __init__(self, name: str, kind: str, args: tuple = (), dtype: str = "float64", over: str | None = None):
+        self.name, self.kind, self.args, self.dtype, self.over = name, kind, args, np.dtype(dtype), over
+
+    @property
+    def is_input(self) -> bool:
+        return self.kind in INPUT_KINDS
+
+    def __repr__(self) -> str:
+        inner = self.over if self.kind == "Output" and self.over else ", ".join(map(repr, self.args))
+        return f"{self.name}: {self.kind}({inner})"
+
+
+def parse_variables(spec: object, where: str) -> dict[str, Variable]:
+    """Parse the ``variables`` mapping; ``where`` (the file name) goes into every message."""
+    if not isinstance(spec, Mapping) or not spec:
+        raise ConfigError(f"{where}: 'variables' must map variable names to kinds, e.g. 'u: Uniform(0, 1)'")
+    variables = {}
+    for name, value in spec.items():
+        if not isinstance(name, str) or not name.isidentifier():
+            raise ConfigError(f"{where}: variable name {name!r} is not valid; use letters, digits and _")
+        variables[name] = _parse_one(name, value, f"{where}: variable {name!r}")
+    for variable in variables.values():
+        if variable.kind == "Output" and variable.over is not None:
+            axis = variables.get(variable.over)
+            if axis is None or axis.kind != "Independent":
+                raise ConfigError(
+                    f"{where}: variable {variable.name!r} is Output({variable.over}), but {variable.over!r} is not "
+                    f"an Independent variable; add e.g. '{variable.over}: Independent(0, 1, 10)'"
+                )
+    if not any(v.is_input for v in variables.values()):
+        raise ConfigError(f"{where}: 'variables' has no input (e.g. 'u: Uniform(0, 1)')")
+    if not any(v.kind == "Output" for v in variables.values()):
+        raise ConfigError(f"{where}: 'variables' has no output (e.g. 'f: Output')")
+    return variables
+
+
+def _parse_one(name: str, value: object, where: str) -> Variable:
+    if isinstance(value, bool):
+        raise ConfigError(f"{where}: {value!r} is not a variable kind")
+    if isinstance(value, (int, float)):
+        return Variable(name, "Constant", (float(value),), "int64" if isinstance(value, int) else "float64")
+    dtype = "float64"
+    if isinstance(value, Mapping):
+        unknown = set(value) - {"class", "kind", "constraints", "dtype", "over"}
+        if unknown:
+            raise ConfigError(f"{where}: unknown key {sorted(unknown)[0]!r}; a variable mapping takes class, constraints, dtype")
+        kind = value.get("class", value.get("kind"))
+        args = value.get("constraints", ())
+        args = tuple(args) if isinstance(args, (list, tuple)) else (args,)
+        dtype = value.get("dtype", dtype)
+        over = value.get("over")
+        if not isinstance(kind, str):
+            raise ConfigError(f"{where}: a variable mapping needs 'class', e.g. {{class: Uniform, constraints: [0, 1]}}")
+        text = f"{kind}({', '.join(map(str, args))})" if kind != "Output" else (f"Output({over})" if over else "Output")
+    elif isinstance(value, str):
+        text = value
+    else:
+        raise ConfigError(f"{where}: {value!r} is not a variable; write e.g. 'Uniform(0, 1)' or 'Output'")
+    match = _SPEC.match(text)
+    if not match:
+        raise ConfigError(f"{where}: cannot read {text!r}; write e.g. 'Uniform(0, 1)', 'Halton()' or 'Output'")
+    kind, inner = match.group(1), (match.group(2) or "").strip()
+    if kind not in INPUT_KINDS and kind not in OTHER_KINDS:
+        close = difflib.get_close_matches(kind, [*INPUT_KINDS, *OTHER_KINDS], n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(
+            f"{where}: unknown kind {kind!r}{hint} (kinds: {', '.join([*INPUT_KINDS, *OTHER_KINDS])})"
+        )
+    try:
+        np.dtype(dtype)
+    except TypeError:
+        raise ConfigError(f"{where}: dtype {dtype!r} is not a numpy type (e.g. float64, int64)") from None
+    if kind == "Output":
+        if inner and not inner.isidentifier():
+            raise ConfigError(f"{where}: Output({inner}) must name an Independent variable, e.g. Output(t)")
+        return Variable(name, kind, (), dtype, inner or None)
+    args = _numbers(inner, where, kind)
+    if kind == "Independent":
+        if len(args) != 3 or args[2] < 1 or args[2] != int(args[2]):
+            raise ConfigError(f"{where}: Independent takes start, stop and a whole number of points, got {inner!r}")
+        return Variable(name, kind, (args[0], args[1], int(args[2])), dtype)
+    defaults, meaning = INPUT_KINDS[kind]
+    if len(args) > len(defaults) or any(d is None for d in defaults[len(args):]):
+        raise ConfigError(f"{where}: {kind} takes {meaning}, got {inner or 'nothing'!r}")
+    args = args + tuple(defaults[len(args):])
+    if kind == "LogUniform" and min(args) <= 0:
+        raise ConfigError(f"{where}: LogUniform needs low and high > 0, got {inner!r}")
+    if kind == "Normal" and args[1] < 0:
+        raise ConfigError(f"{where}: Normal needs sigma >= 0, got {inner!r}")
+    return Variable(name, kind, args, dtype)
+
+
+def _numbers(inner: str, where: str, kind: str) -> tuple:
+    if not inner:
+        return ()
+    try:
+        values = [float(part) for part in inner.split(",") if part.strip()]
+    except ValueError:
+        raise ConfigError(f"{where}: {kind}({inner}) takes numbers, e.g. {kind}(0, 1)") from None
+    return tuple(values)
+
+
+def sample_inputs(variables: Mapping[str, Variable], runs: int, seed: int | None) -> np.ndarray:
+    """One row of inputs per run, as a structured array."""
+    inputs = [v for v in variables.values() if v.is_input]
+    rows = np.zeros(runs, dtype=[(v.name, v.dtype) for v in inputs])
+    rng = np.random.default_rng(seed)
+    halton = [v for v in inputs if v.kind == "Halton"]
+    if halton:
+        from scipy.stats import qmc  # only for studies that ask for quasi-random points
+
+        unit = qmc.Halton(d=len(halton), seed=rng).random(runs)
+        for column, variable in enumerate(halton):
+            low, high = variable.args
+            rows[variable.name] = low + (high - low) * unit[:, column]
+    for variable in inputs:
+        a, *rest = variable.args
+        if variable.kind == "Uniform":
+            rows[variable.name] = rng.uniform(a, rest[0], runs)
+        elif variable.kind == "LogUniform":
+            rows[variable.name] = np.exp(rng.uniform(np.log(a), np.log(rest[0]), runs))
+        elif variable.kind == "Normal":
+            rows[variable.name] = rng.normal(a, rest[0], runs)
+        elif variable.kind == "Linear":
+            rows[variable.name] = np.linspace(a, rest[0], runs)
+        elif variable.kind == "Constant":
+            rows[variable.name] = a
+    return rows
+
+
+def input_config(variables: Mapping[str, Variable]) -> dict:
+    """The interface's input config: ``{name: {"dtype": type}}``."""
+    return {v.name: {"dtype": v.dtype.type} for v in variables.values() if v.is_input}
+
+
+def output_config(variables: Mapping[str, Variable]) -> dict:
+    """The interface's output config: ``{name: {"dtype": type, "size": (1, n)}}``."""
+    config = {}
+    for variable in variables.values():
+        if variable.kind == "Output":
+            length = variables[variable.over].args[2] if variable.over else 1
+            config[variable.name] = {"dtype": variable.dtype.type, "size": (1, length)}
+    return config
