@@ -238,7 +238,8 @@ def measure_profit06_modes(n_runs: int, latency_runs: int, template: str) -> lis
             result.latency_s = raw["latency_s"]
             result.correct = bool(raw["correct"]) and raw["completed"] == raw["total"]
             result.note = (f"{raw['note']}; done {raw['completed']}/{raw['total']}, "
-                           f"wrong {raw.get('wrong', '?')}; no warm-up")
+                           f"wrong {raw.get('wrong', '?')}; no warm-up"
+                           + (f"; its runner.clean() failed: {raw['clean_error']}" if raw.get("clean_error") else ""))
             result.extra = {k: v for k, v in raw.items() if k not in ("runs_per_s", "latency_s", "note")}
         results.append(result)
     return results

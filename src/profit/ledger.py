@@ -18,6 +18,7 @@ import os
 import numpy as np
 
 from .run import _npyfile
+from .run._proc import group_members
 from .run.errors import InterfaceError
 from .run.interface import clear_outputs, decode_reason, encode_reason
 from .run.state import RunState, RunStatus
@@ -117,14 +118,18 @@ class Ledger:
         return {state: int(np.count_nonzero(states == state)) for state in RunState}
 
     def leftovers(self) -> list[int]:
-        """Process groups of runs that were running when their runner died, if still alive."""
-        alive = []
+        """Process groups of runs that were running when their runner died and still have processes.
+
+        The group id is the worker's pid. If a process with that pid exists but
+        started at another time, the pid was reused and the group is not ours.
+        """
+        groups = []
         for run_id in np.flatnonzero(self.states() == RunState.RUNNING):
             pid, started = int(self.rows["PID"][run_id]), int(self.rows["PSTART"][run_id])
-            # The start time tells the recorded process from a later one with the same pid.
-            if pid and started and process_start(pid) == started:
-                alive.append(pid)
-        return alive
+            now = process_start(pid) if pid else 0
+            if pid and (now == 0 or now == started) and group_members(pid):
+                groups.append(pid)
+        return groups
 
 
 class Meta:
@@ -188,22 +193,21 @@ class StudyLock:
             self._fd = None
 
 
-def end_process_groups(pids: list[int], timeout: float = 10.0) -> None:
-    """Kill the process groups ``pids`` and wait (on pidfds) until their leaders have ended."""
-    import select
+def end_process_groups(pgids: list[int], timeout: float = 10.0) -> None:
+    """Kill the process groups ``pgids`` and wait until none of their processes is left."""
     import signal
+    import time
 
-    for pid in pids:
+    for pgid in pgids:
         try:
-            fd = os.pidfd_open(pid)
-        except ProcessLookupError:
-            continue
-        try:
-            os.killpg(pid, signal.SIGKILL)
+            os.killpg(pgid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
-        try:
-            if not select.select([fd], [], [], timeout)[0]:
-                raise InterfaceError(f"process {pid} of an earlier run does not end; stop it, then run again")
-        finally:
-            os.close(fd)
+    # They are not our children: no exit event to wait on, so check their group.
+    deadline = time.monotonic() + timeout
+    while any(group_members(pgid) for pgid in pgids):
+        if time.monotonic() > deadline:
+            raise InterfaceError(
+                f"processes of earlier runs (process groups {pgids}) do not end; stop them, then run again"
+            )
+        time.sleep(0.01)

@@ -126,6 +126,9 @@ class Study:
             mark = getattr(error, "problem_mark", None)
             line = f" line {mark.line + 1}" if mark is not None else ""
             problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+            context, start = getattr(error, "context", None), getattr(error, "context_mark", None)
+            if context and start is not None and (mark is None or start.line != mark.line):
+                problem += f" ({context} that starts on line {start.line + 1})"
             raise ConfigError(f"{name}{line}: not valid YAML: {problem}") from None
         except (OSError, UnicodeDecodeError) as error:
             raise ConfigError(f"{name}: cannot be read: {error}") from None

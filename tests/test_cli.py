@@ -1,0 +1,279 @@
+"""The profit command, driven as a user drives it: in a subprocess, on study directories."""
+
+import os
+import signal
+import stat
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+from conftest import wait_for
+
+PROFIT = os.path.join(os.path.dirname(sys.executable), "profit")
+
+SIMULATION = """\
+import os, sys, time
+values = dict(line.split(" = ") for line in open("input.txt").read().splitlines())
+u, v = float(values["u"]), float(values["v"])
+log = os.path.join(os.environ["PROFIT_BASE_DIR"], "executions.log")
+with open(log, "a") as file:
+    file.write(f"start {{u!r}} {{time.time()!r}}\\n")
+time.sleep({sleep})
+if u < {fail_below}:
+    print(f"u={{u}} is too small", file=sys.stderr)
+    sys.exit(4)
+with open(log, "a") as file:
+    file.write(f"end {{u!r}} {{time.time()!r}}\\n")
+print(u + v, u * v)
+"""
+
+
+def make_study(folder, yaml, sleep=0.0, fail_below=-1.0):
+    """A study directory: profit.yaml, and a template whose program computes u+v and u*v."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "profit.yaml").write_text(textwrap.dedent(yaml))
+    template = folder / "template"
+    template.mkdir(exist_ok=True)
+    (template / "input.txt").write_text("u = {u}\nv = {v}\n")
+    program = template / "simulation"
+    program.write_text(f"#!{sys.executable}\n" + SIMULATION.format(sleep=sleep, fail_below=fail_below))
+    program.chmod(program.stat().st_mode | stat.S_IXUSR)
+    return folder
+
+
+STUDY = """\
+ntrain: {ntrain}
+seed: 11
+variables:
+  u: Uniform(0, 1)
+  v: Halton(2, 3)
+  f: Output
+  g: Output
+run:
+  runner: {runner}
+  command: ./simulation
+"""
+
+
+VARIABLES = "variables:\n  u: Uniform(0, 1)\n  f: Output\n"
+
+
+def profit(*args, cwd=None, timeout=120):
+    return subprocess.run([PROFIT, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+def executions(folder):
+    """(kind, u, time) of each line the simulation logged."""
+    path = folder / "executions.log"
+    if not path.exists():
+        return []
+    return [(kind, float(u), float(at)) for kind, u, at in (line.split() for line in path.read_text().splitlines())]
+
+
+@pytest.mark.parametrize("runner", ["fork", "local"])
+def test_full_study(tmp_path, runner):
+    study = make_study(tmp_path / "study", STUDY.format(ntrain=12, runner=runner))
+    done = profit("run", str(study))
+    assert done.returncode == 0, done.stderr
+    assert "12 runs: 12 done, 0 failed" in done.stdout
+    inputs = np.genfromtxt(study / "input.txt", names=True)
+    outputs = np.genfromtxt(study / "output.txt", names=True)
+    assert inputs.dtype.names == ("u", "v") and outputs.dtype.names == ("f", "g")
+    assert len(inputs) == len(outputs) == 12
+    np.testing.assert_array_equal(outputs["f"], inputs["u"] + inputs["v"])
+    np.testing.assert_array_equal(outputs["g"], inputs["u"] * inputs["v"])
+    assert ((2 <= inputs["v"]) & (inputs["v"] <= 3)).all()
+    assert len(executions(study)) == 24  # each run once (a start and an end line)
+    status = profit("status", str(study))
+    assert "12 done, 0 failed" in status.stdout and "not running" in status.stdout
+    # Running again finds nothing left to do.
+    again = profit("run", str(study))
+    assert again.returncode == 0 and "12 runs done before, 0 to run" in again.stdout
+    assert len(executions(study)) == 24
+
+
+def test_failed_runs_are_reported_and_keep_their_rows(tmp_path):
+    study = make_study(tmp_path / "study", STUDY.format(ntrain=10, runner="fork"), fail_below=0.3)
+    done = profit("run", str(study))
+    inputs = np.genfromtxt(study / "input.txt", names=True)
+    outputs = np.genfromtxt(study / "output.txt", names=True)
+    bad = inputs["u"] < 0.3
+    assert bad.any() and not bad.all()
+    assert done.returncode == 1
+    assert f"{(~bad).sum()} done, {bad.sum()} failed" in done.stdout
+    assert "exited with code 4; stderr ends: u=" in done.stdout
+    assert np.isnan(outputs["f"][bad]).all() and not np.isnan(outputs["f"][~bad]).any()
+    assert "failed:" in (study / "output.txt").read_text().splitlines()[-1]  # the reason is in the file too
+    status = profit("status", str(study))
+    assert f"{bad.sum()} failed" in status.stdout
+    assert status.stdout.count("failed: CommandError") == bad.sum()
+
+
+def test_output_file_formats(tmp_path):
+    pytest.importorskip("h5py")
+    import h5py
+
+    for extension in ("csv", "npy", "hdf5"):
+        yaml = STUDY.format(ntrain=3, runner="fork") + f"files:\n  input: in.{extension}\n  output: out.{extension}\n"
+        study = make_study(tmp_path / extension, yaml)
+        done = profit("run", str(study))
+        assert done.returncode == 0, done.stderr
+        path = study / f"out.{extension}"
+        if extension == "csv":
+            outputs = np.genfromtxt(path, names=True, delimiter=",")
+            inputs = np.genfromtxt(study / "in.csv", names=True, delimiter=",")
+        elif extension == "npy":
+            outputs, inputs = np.load(path), np.load(study / "in.npy")
+        else:
+            with h5py.File(path) as file, h5py.File(study / "in.hdf5") as infile:
+                outputs = {"f": file["f"][()]}
+                inputs = {"u": infile["u"][()], "v": infile["v"][()]}
+                assert list(file["_state"][()]) == [b"done"] * 3
+        np.testing.assert_array_equal(outputs["f"], inputs["u"] + inputs["v"])
+
+
+@pytest.mark.parametrize(
+    "yaml, fragment",
+    [
+        ("ntrain: 3\n" + VARIABLES + "run:\n  runner: [fork\n", "profit.yaml line 7: not valid YAML: expected ',' or ']', but got '<stream end>' (while parsing a flow sequence that starts on line 6)"),
+        ("ntrian: 3\n" + VARIABLES, "unknown key 'ntrian'; did you mean 'ntrain'?"),
+        (VARIABLES + "run: {comand: ./x}\n", "unknown key 'run.comand'; did you mean 'command'?"),
+        ("variables:\n  u: Uniform(0,\n  f: Output\n", "variable 'u': cannot read 'Uniform(0,'"),
+        ("variables:\n  u: Unifrom(0, 1)\n  f: Output\n", "variable 'u': unknown kind 'Unifrom'; did you mean 'Uniform'?"),
+        ("variables:\n  u: Uniform(a, b)\n  f: Output\n", "variable 'u': Uniform(a, b) takes numbers"),
+        ("variables:\n  u: Uniform(0, 1)\n  f: Output(t)\n", "'t' is not an Independent variable"),
+        (VARIABLES + "include: broken.py\n", "broken.py failed to import: ZeroDivisionError: division by zero (line 1 of broken.py)"),
+        (VARIABLES + "run: {runner: forky}\n", "unknown Runner label 'forky'"),
+        (VARIABLES + "ntrain: -2\n", "ntrain must be a whole number of runs >= 1, got -2"),
+        (VARIABLES + "files: {output: out.xlsx}\n", "files.output is"),
+    ],
+)
+def test_bad_study_file(tmp_path, yaml, fragment):
+    (tmp_path / "profit.yaml").write_text(yaml)
+    (tmp_path / "broken.py").write_text("1 / 0\n")
+    done = profit("run", str(tmp_path))
+    assert done.returncode == 2
+    assert fragment in done.stderr
+    assert done.stderr.startswith("profit: ") and len(done.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in done.stderr
+
+
+def test_missing_study_file_and_debug_traceback(tmp_path):
+    done = profit("run", str(tmp_path / "nowhere"))
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        f"profit: no study file at {tmp_path / 'nowhere' / 'profit.yaml'}; "
+        "give a directory holding profit.yaml or the YAML file itself"
+    )
+    debug = profit("run", "--debug", str(tmp_path / "nowhere"))
+    assert "Traceback" in debug.stderr
+
+
+def test_version_and_help():
+    assert profit("--version").stdout.startswith("profit ")
+    for command in ("run", "status", "clean"):
+        assert profit(command, "--help").returncode == 0
+
+
+def test_ignored_sections_and_changed_inputs(tmp_path):
+    yaml = STUDY.format(ntrain=2, runner="fork") + "fit:\n  surrogate: GPy\nui:\n  plot: true\n"
+    study = make_study(tmp_path / "study", yaml)
+    done = profit("run", str(study))
+    assert done.returncode == 0
+    assert "section 'fit' is for other proFit tasks; ignored" in done.stdout
+    (study / "profit.yaml").write_text(yaml.replace("ntrain: 2", "ntrain: 3"))
+    changed = profit("run", str(study))
+    assert changed.returncode == 2 and "run 'profit run --restart' to start over" in changed.stderr
+    restarted = profit("run", "--restart", str(study))
+    assert restarted.returncode == 0 and "3 runs: 3 done" in restarted.stdout
+
+
+@pytest.mark.parametrize("runner", ["fork", "local"])
+def test_kill_the_runner_and_continue(tmp_path, runner):
+    """kill -9 of the runner mid-study; 'profit run' again completes every run, none twice at once."""
+    study = make_study(tmp_path / "study", STUDY.format(ntrain=16, runner=runner), sleep=0.15)
+    process = subprocess.Popen([PROFIT, "run", str(study)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ledger = study / "profit-study.npy"
+
+    def some_done():
+        return ledger.exists() and np.count_nonzero(np.load(ledger, mmap_mode="r")["STATE"] == 2) >= 4
+
+    wait_for(some_done, timeout=60, what="four runs to finish")
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=10)
+    killed_at = time.time()
+    done_before = set(np.flatnonzero(np.load(ledger)["STATE"] == 2).tolist())
+    assert 4 <= len(done_before) < 16
+
+    again = profit("run", str(study))
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "continuing" in again.stdout
+    inputs = np.genfromtxt(study / "input.txt", names=True)
+    outputs = np.genfromtxt(study / "output.txt", names=True)
+    np.testing.assert_array_equal(outputs["f"], inputs["u"] + inputs["v"])
+
+    log = executions(study)
+    for run_id, u in enumerate(inputs["u"]):
+        starts = sorted(at for kind, value, at in log if kind == "start" and value == u)
+        ends = sorted(at for kind, value, at in log if kind == "end" and value == u)
+        assert ends, f"run {run_id} never completed"
+        if run_id in done_before:
+            # A result on disk is never computed again.
+            assert len(ends) == 1 and all(at < killed_at for at in starts), f"run {run_id} ran again"
+        # Never two executions of one run at the same time: each start follows the previous end.
+        for earlier_end, later_start in zip(ends, starts[1:]):
+            assert later_start >= earlier_end or later_start > killed_at
+
+
+def test_status_while_running_and_exclusive_access(tmp_path):
+    study = make_study(tmp_path / "study", STUDY.format(ntrain=8, runner="fork"), sleep=0.3)
+    process = subprocess.Popen([PROFIT, "run", str(study)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        ledger = study / "profit-study.npy"
+        wait_for(lambda: ledger.exists() and (np.load(ledger, mmap_mode="r")["STATE"] == 2).any(), timeout=60,
+                 what="a first run to finish")
+        status = profit("status", str(study))
+        assert status.returncode == 0
+        assert f"running (process {process.pid})" in status.stdout
+        second = profit("run", str(study))
+        assert second.returncode == 2
+        assert f"is being run by process {process.pid}" in second.stderr
+        clean = profit("clean", str(study))
+        assert clean.returncode == 2 and "is being run by process" in clean.stderr
+    finally:
+        out, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err
+    assert "8 runs: 8 done" in out
+
+
+def test_ctrl_c_saves_results_and_continues(tmp_path):
+    study = make_study(tmp_path / "study", STUDY.format(ntrain=20, runner="fork"), sleep=0.2)
+    process = subprocess.Popen([PROFIT, "run", str(study)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    ledger = study / "profit-study.npy"
+    wait_for(lambda: ledger.exists() and np.count_nonzero(np.load(ledger, mmap_mode="r")["STATE"] == 2) >= 2,
+             timeout=60, what="two runs to finish")
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 130, out + err
+    assert "interrupted; completed results are saved" in out
+    saved = np.genfromtxt(study / "output.txt", names=True)
+    assert 2 <= np.count_nonzero(~np.isnan(saved["f"])) < 20, out + err
+    again = profit("run", str(study))
+    assert again.returncode == 0 and "20 runs: 20 done" in again.stdout
+
+
+def test_clean(tmp_path):
+    study = make_study(tmp_path / "study", STUDY.format(ntrain=2, runner="fork"), fail_below=2)
+    profit("run", str(study))
+    assert (study / "run_000").is_dir() and (study / "interface.npy").exists()  # failed runs keep their directory
+    done = profit("clean", str(study))
+    assert done.returncode == 0
+    assert not (study / "run_000").exists() and not (study / "interface.npy").exists()
+    assert not (study / "runner.log").exists() and (study / "output.txt").exists()
+    profit("clean", "--all", str(study))
+    assert not (study / "output.txt").exists() and not (study / "profit-study.npy").exists()
+    assert (study / "profit.yaml").exists() and (study / "template").is_dir()
