@@ -12,14 +12,15 @@ $(BIN)/python:
 # Reinstall when the package metadata changes.
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q -e '.[test]'
-	@# Worker processes start faster from compiled modules (this checkout sets PYTHONDONTWRITEBYTECODE).
+	@# Worker processes start faster from compiled modules (even where PYTHONDONTWRITEBYTECODE is set).
 	$(BIN)/python -m compileall -q src > /dev/null
 	touch $@
 
 install: $(VENV)/.installed
 
 demo: install
-	$(BIN)/python examples/quickstart/study.py
+	$(BIN)/profit run --restart examples/external
+	$(BIN)/profit status examples/external
 
 test: install
 	$(BIN)/python -m pytest -p no:cacheprovider

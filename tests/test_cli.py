@@ -277,3 +277,18 @@ def test_clean(tmp_path):
     profit("clean", "--all", str(study))
     assert not (study / "output.txt").exists() and not (study / "profit-study.npy").exists()
     assert (study / "profit.yaml").exists() and (study / "template").is_dir()
+
+
+def test_the_demo_study(tmp_path):
+    """make demo runs examples/external: it must work as shipped."""
+    import shutil
+
+    example = os.path.join(os.path.dirname(__file__), os.pardir, "examples", "external")
+    study = tmp_path / "external"
+    shutil.copytree(example, study, ignore=shutil.ignore_patterns("study"))
+    done = profit("run", "--restart", str(study))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "60 runs: 60 done, 0 failed" in done.stdout
+    outputs = np.genfromtxt(study / "study" / "output.txt", names=True)
+    assert outputs.dtype.names == ("amplitude", "x_0", "x_1", "x_2", "x_3", "x_4")
+    np.testing.assert_allclose(outputs["amplitude"], np.abs(outputs["x_4"]))
