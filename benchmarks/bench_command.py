@@ -33,41 +33,34 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import pathlib
 import shutil
-import statistics
 import sys
 import tempfile
 import textwrap
-import time
-import traceback
 from collections.abc import Callable
-from dataclasses import asdict
 from typing import Any
-
-import numpy as np
 
 HERE = pathlib.Path(__file__).resolve().parent
 if str(HERE) not in sys.path:  # bench_runners.py and profit06.py sit beside this file
     sys.path.insert(0, str(HERE))
 
+# The measurement method and the report format are shared with bench_runners.py,
+# so that figures of the two scripts are measured and shown the same way.
 from bench_runners import (  # noqa: E402  (after the sys.path line above)
-    INTERFACE_DTYPES,
     PARALLEL,
-    SEED,
     Result,
-    _check_outputs,
-    _fmt_correct,
-    _fmt_ms,
-    _fmt_rate,
-    _fmt_x,
-    _inputs,
-    _latency_stats,
-    _ratio,
+    compute_ratios,
+    finish,
     machine_info,
+    measure_ours,
+    measure_profit06_modes,
+    parse_arguments,
+    print_preamble,
+    print_ratios,
+    print_table,
+    profit06_peer,
 )
 
 WARMUP_RUNS = 10  # per phase, ours only (proFit 0.6 gets none, as in bench_runners.py)
@@ -131,118 +124,14 @@ def worker_config(template: str) -> dict[str, Any]:
     }
 
 
-# --- ours ------------------------------------------------------------------------------
-
-
-def _with_runner(kind: str, size: int, root: str, template: str, body: Callable[[Any], Any]) -> Any:
-    """Run ``body(runner)`` with a fresh command-worker runner in a fresh work directory."""
-    from profit.run import Runner
-
-    work_dir = tempfile.mkdtemp(prefix=f"{kind}-", dir=root)
-    interface = {"class": "memmap", "size": size, **INTERFACE_DTYPES}
-    runner = Runner[kind](interface=interface, worker=worker_config(template), work_dir=work_dir, parallel=PARALLEL)
-    try:
-        return body(runner)
-    finally:
-        try:
-            if runner.runs:  # only after an error: clean() refuses active runs
-                runner.cancel_all()
-            runner.clean()
-        finally:
-            shutil.rmtree(work_dir, ignore_errors=True)
-
-
-def measure_ours(kind: str, name: str, n_runs: int, latency_runs: int, root: str, template: str,
-                 note: str = "") -> Result:
-    """Throughput and latency of our ``kind`` runner with the command worker and memmap."""
-    result = Result(key=f"ours_{kind}", name=name, runs=n_runs, latency_runs=latency_runs, ours=True, note=note)
-    rng = np.random.default_rng(SEED)
-    problems: list[str] = []
-    completed = total = 0
-
-    def check(runner: Any, sent: np.ndarray, phase: str) -> None:
-        nonlocal completed, total
-        from profit.run import RunState
-
-        states = np.asarray(runner.interface.internal["STATE"][: len(sent)])
-        completed += int(np.count_nonzero(states == RunState.DONE))
-        total += len(sent)
-        ok, why = _check_outputs(runner, sent)
-        if not ok:
-            problems.append(f"{phase}: {why}")
-
-    try:
-        warm, batch = _inputs(WARMUP_RUNS, rng), _inputs(n_runs, rng)
-
-        def throughput(runner: Any) -> float:
-            runner.spawn_array(warm, wait=True)
-            start = time.perf_counter()
-            runner.spawn_array(batch, wait=True)
-            elapsed = time.perf_counter() - start
-            check(runner, np.concatenate([warm, batch]), "throughput")
-            return elapsed
-
-        elapsed = _with_runner(kind, WARMUP_RUNS + n_runs, root, template, throughput)
-        result.runs_per_s = n_runs / elapsed
-
-        warm, singles = _inputs(WARMUP_RUNS, rng), _inputs(latency_runs, rng)
-
-        def latency(runner: Any) -> list[float]:
-            for row in warm:
-                runner.spawn({"u": row["u"], "v": row["v"]}, wait=True)
-            samples = []
-            for row in singles:
-                params = {"u": row["u"], "v": row["v"]}
-                start = time.perf_counter()
-                runner.spawn(params, wait=True)
-                samples.append(time.perf_counter() - start)
-            check(runner, np.concatenate([warm, singles]), "latency")
-            return samples
-
-        samples = _with_runner(kind, WARMUP_RUNS + latency_runs, root, template, latency)
-        result.latency_s = statistics.median(samples)
-        result.extra.update(_latency_stats(samples))
-        result.extra.update(completed=completed, total=total)
-        result.correct = not problems
-        result.note = "; ".join([result.note, f"done {completed}/{total} (incl. warm-up)", *problems]).strip("; ")
-    except Exception as error:  # a broken runner is a finding to report, not a crash
-        traceback.print_exc()
-        result.correct = False
-        result.skipped = f"error: {type(error).__name__}: {error}"
-    return result
-
-
 # --- proFit 0.6 ------------------------------------------------------------------------
 
 
-def measure_profit06_modes(n_runs: int, latency_runs: int, template: str) -> list[Result]:
-    """proFit 0.6's runners with its CommandWorker (see ``profit06.py``); skipped modes keep a note."""
-    try:
-        from profit06 import measure_profit06
-    except Exception as error:  # the baseline is optional; our own figures still count
-        return [Result(key=mode["key"], name=mode["name"], skipped=f"cannot import profit06.py: {error}")
-                for mode in PROFIT06_MODES]
-    results = []
-    for mode in PROFIT06_MODES:
-        runs = n_runs if mode["max_runs"] is None else min(n_runs, mode["max_runs"])
-        lat_runs = latency_runs if mode["max_latency_runs"] is None else min(latency_runs, mode["max_latency_runs"])
-        print(f"  {mode['name']}: {runs} runs + {lat_runs} single runs ...", flush=True)
-        raw = measure_profit06(runs, mode["runner"], sleep=mode["sleep"], parallel=PARALLEL,
-                               latency_runs=lat_runs, timeout=240, worker=worker_config(template))
-        result = Result(key=mode["key"], name=mode["name"], runs=runs, latency_runs=lat_runs)
-        if "skipped" in raw:
-            result.skipped = raw["skipped"]
-            print(f"    skipped: {raw['skipped']}", flush=True)
-        else:
-            result.runs_per_s = raw["runs_per_s"]
-            result.latency_s = raw["latency_s"]
-            result.correct = bool(raw["correct"]) and raw["completed"] == raw["total"]
-            result.note = (f"{raw['note']}; done {raw['completed']}/{raw['total']}, "
-                           f"wrong {raw.get('wrong', '?')}; no warm-up"
-                           + (f"; its runner.clean() failed: {raw['clean_error']}" if raw.get("clean_error") else ""))
-            result.extra = {k: v for k, v in raw.items() if k not in ("runs_per_s", "latency_s", "note")}
-        results.append(result)
-    return results
+def describe_profit06(raw: dict[str, Any]) -> str:
+    """The note of a proFit 0.6 mode; with its command worker, wrong outputs and a failed clean-up matter too."""
+    return (f"{raw['note']}; done {raw['completed']}/{raw['total']}, "
+            f"wrong {raw.get('wrong', '?')}; no warm-up"
+            + (f"; its runner.clean() failed: {raw['clean_error']}" if raw.get("clean_error") else ""))
 
 
 # --- report ----------------------------------------------------------------------------
@@ -255,94 +144,42 @@ PAIRS = [
 ]
 
 
-def compute_ratios(by_key: dict[str, Result]) -> list[dict[str, Any]]:
-    """Ours ÷ proFit 0.6, same runner kind: speed (runs/s, >1 = ours faster), latency (<1 = ours faster)."""
-    ratios = []
-    for ours_key, base_key in PAIRS:
-        ours, base = by_key.get(ours_key), by_key.get(base_key)
-        if ours is None or base is None:
-            continue
-        ratios.append({
-            "ours": ours_key,
-            "baseline": base_key,
-            "speed_ratio": _ratio(ours.runs_per_s, base.runs_per_s),
-            "latency_ratio": _ratio(ours.latency_s, base.latency_s),
-        })
-    return ratios
-
-
 def print_report(machine: dict[str, Any], results: list[Result], ratios: list[dict[str, Any]],
                  settings: dict[str, Any]) -> None:
-    by_key = {result.key: result for result in results}
-    load = machine["loadavg_1_5_15"]
-    print()
-    print(f"Command-worker benchmark: template copy + `{COMMAND}` (awk: f = u + v) + numpytxt, "
-          f"parallel = {PARALLEL}, {WARMUP_RUNS} warm-up runs per phase not counted (ours; not proFit 0.6)")
-    print("NOTE: this machine is shared and noisy; absolute times drift from run to run. "
-          "Compare the RATIOS, which were all measured in this same invocation.")
-    print(f"machine: nproc {machine['nproc']} (cpu_count {machine['cpu_count']}), "
-          f"Python {machine['python']}, numpy {machine['numpy']}, profit {machine['profit']}, "
-          f"{machine['platform']}" + (f", load avg {load[0]:.2f}/{load[1]:.2f}/{load[2]:.2f}" if load else ""))
-    print(f"settings: --runs {settings['runs']} --latency-runs {settings['latency_runs']}; "
-          f"runs column = throughput runs / latency runs (latency = median of single blocking runs)")
-    print()
+    print_preamble(f"Command-worker benchmark: template copy + `{COMMAND}` (awk: f = u + v) + numpytxt, "
+                   f"parallel = {PARALLEL}, {WARMUP_RUNS} warm-up runs per phase not counted (ours; not proFit 0.6)",
+                   machine, settings)
+    print_table(results, [("÷proFit", 8, profit06_peer)],
+                "÷proFit: our runs/s divided by proFit 0.6's (same runner kind, default sleep)")
 
-    def ours_ratio(result: Result) -> str:
-        if not result.ours:
-            return ""
-        base = by_key.get("profit06_local_default" if result.key == "ours_local" else "profit06_fork_default")
-        return _fmt_x(_ratio(result.runs_per_s, base.runs_per_s if base else None))
-
-    header = f"{'mode':<42} {'runs':>9} {'runs/s':>8} {'lat ms':>8} {'correct':>7} {'÷proFit':>8}"
-    print(header)
-    print("-" * len(header))
-    for result in results:
-        runs = f"{result.runs}/{result.latency_runs}" if result.runs else "-"
-        print(f"{result.name:<42} {runs:>9} {_fmt_rate(result.runs_per_s):>8} {_fmt_ms(result.latency_s):>8} "
-              f"{_fmt_correct(result):>7} {ours_ratio(result):>8}")
-    print("-" * len(header))
-    print("÷proFit: our runs/s divided by proFit 0.6's (same runner kind, default sleep)")
-    print("notes:")
-    for result in results:
-        text = f"skipped: {result.skipped}" if result.skipped else result.note
-        if text:
-            print(f"  {result.name}: {text}")
-
-    if ratios:
-        print()
-        print("ratios, ours ÷ proFit 0.6 (speed = runs/s ratio, >1: ours faster; latency = ms ratio, <1: ours faster)")
-        names = {result.key: result.name for result in results}
-        for ratio in ratios:
-            print(f"  {names[ratio['ours']]:<42} vs {names[ratio['baseline']]:<38} "
-                  f"speed {_fmt_x(ratio['speed_ratio']):>7}   latency {_fmt_x(ratio['latency_ratio']):>7}")
+    if ratios:  # none without --no-profit06's baseline: then the section is left out
+        print_ratios("ratios, ours ÷ proFit 0.6 (speed = runs/s ratio, >1: ours faster; "
+                     "latency = ms ratio, <1: ours faster)", results, ratios, widths=(42, 38))
 
 
 # --- main ------------------------------------------------------------------------------
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=300, help="runs in each throughput batch (default 300)")
-    parser.add_argument("--latency-runs", type=int, default=30,
-                        help="single runs for each latency median (default 30)")
-    parser.add_argument("--no-profit06", action="store_true", help="skip the proFit 0.6 baseline")
-    parser.add_argument("--json", metavar="PATH", help="also write all figures to this JSON file")
-    args = parser.parse_args(argv)
-    if args.runs < 1 or args.latency_runs < 1:
-        parser.error("--runs and --latency-runs must be at least 1")
+    args = parse_arguments(__doc__.splitlines()[0], 300, 30, argv)
 
     machine = machine_info()
     root = tempfile.mkdtemp(prefix="bench-command-")
     results: list[Result] = []
     try:
         template = make_template(root)
+        worker = worker_config(template)
         local_runs = min(args.runs, LOCAL_MAX_RUNS)
         local_latency_runs = min(args.latency_runs, LOCAL_MAX_LATENCY_RUNS)
+        # Every run is an external program here, so a run that did not end DONE is
+        # worth a count of its own in the notes (report_done).
         steps: list[tuple[str, Callable[[], Result]]] = [
             ("ForkRunner + command worker", lambda: measure_ours(
-                "fork", "ours: ForkRunner + command + memmap", args.runs, args.latency_runs, root, template)),
+                "fork", "ours: ForkRunner + command + memmap", args.runs, args.latency_runs, root,
+                worker=worker, warmup_runs=WARMUP_RUNS, report_done=True)),
             ("LocalRunner + command worker", lambda: measure_ours(
-                "local", "ours: LocalRunner + command + memmap *", local_runs, local_latency_runs, root, template,
+                "local", "ours: LocalRunner + command + memmap *", local_runs, local_latency_runs, root,
+                worker=worker, warmup_runs=WARMUP_RUNS, report_done=True,
                 note=f"* fewer runs: min(N, {LOCAL_MAX_RUNS}) / min(M, {LOCAL_MAX_LATENCY_RUNS}); "
                      "each run is a new profit-worker process via the shell")),
         ]
@@ -351,28 +188,17 @@ def main(argv: list[str] | None = None) -> int:
             results.append(step())
         if not args.no_profit06:
             print("measuring proFit 0.6 (its venv is created on first use, which may take a minute) ...", flush=True)
-            results.extend(measure_profit06_modes(args.runs, args.latency_runs, template))
+            results.extend(measure_profit06_modes(args.runs, args.latency_runs, modes=PROFIT06_MODES, timeout=240,
+                                                  worker=worker, describe=describe_profit06))
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
     by_key = {result.key: result for result in results}
-    ratios = compute_ratios(by_key)
+    ratios = compute_ratios(by_key, PAIRS)
     settings = {"runs": args.runs, "latency_runs": args.latency_runs, "parallel": PARALLEL,
                 "warmup_runs": WARMUP_RUNS, "command": COMMAND, "profit06": not args.no_profit06}
     print_report(machine, results, ratios, settings)
-
-    ours_wrong = [result.name for result in results if result.ours and result.correct is not True]
-    exit_code = 1 if ours_wrong else 0
-    if ours_wrong:
-        print(f"\nWRONG OR MISSING RESULTS from: {', '.join(ours_wrong)} (exit status 1)")
-
-    if args.json:
-        report = {"machine": machine, "settings": settings, "results": [asdict(result) for result in results],
-                  "ratios": ratios, "exit_code": exit_code}
-        with open(args.json, "w") as file:
-            json.dump(report, file, indent=2)
-        print(f"figures written to {args.json}")
-    return exit_code
+    return finish(results, machine, settings, args.json, ratios=ratios)
 
 
 if __name__ == "__main__":

@@ -146,11 +146,17 @@ def _add(u: float, v: float) -> float:
 # --- ours: ForkRunner / LocalRunner ----------------------------------------------------
 
 
-def _make_runner(kind: str, size: int, work_dir: str) -> Any:
+# A worker as ``Runner`` takes it: a registered label (``f = u + v`` in Python, here)
+# or a config dict (the command worker of bench_command.py).
+WorkerSpec = str | dict[str, Any]
+
+
+def _make_runner(kind: str, size: int, work_dir: str, worker: WorkerSpec = WORKER_LABEL) -> Any:
+    """Our ``kind`` runner with a memmap interface of ``size`` rows, running ``worker``."""
     from profit.run import Runner
 
     interface = {"class": "memmap", "size": size, **INTERFACE_DTYPES}
-    return Runner[kind](interface=interface, worker=WORKER_LABEL, work_dir=work_dir, parallel=PARALLEL)
+    return Runner[kind](interface=interface, worker=worker, work_dir=work_dir, parallel=PARALLEL)
 
 
 def _check_outputs(runner: Any, sent: np.ndarray) -> tuple[bool, str]:
@@ -175,10 +181,11 @@ def _check_outputs(runner: Any, sent: np.ndarray) -> tuple[bool, str]:
     return not problems, "; ".join(problems)
 
 
-def _with_runner(kind: str, size: int, root: str, body: Callable[[Any], Any]) -> Any:
+def _with_runner(kind: str, size: int, root: str, body: Callable[[Any], Any],
+                 worker: WorkerSpec = WORKER_LABEL) -> Any:
     """Run ``body(runner)`` with a fresh runner in a fresh work directory, then clean up."""
     work_dir = tempfile.mkdtemp(prefix=f"{kind}-", dir=root)
-    runner = _make_runner(kind, size, work_dir)
+    runner = _make_runner(kind, size, work_dir, worker)
     try:
         return body(runner)
     finally:
@@ -190,31 +197,70 @@ def _with_runner(kind: str, size: int, root: str, body: Callable[[Any], Any]) ->
             shutil.rmtree(work_dir, ignore_errors=True)
 
 
-def measure_ours(kind: str, name: str, n_runs: int, latency_runs: int, root: str, note: str = "") -> Result:
-    """Throughput and latency of our ``kind`` runner with the memmap interface."""
+def measure_ours(
+    kind: str,
+    name: str,
+    n_runs: int,
+    latency_runs: int,
+    root: str,
+    *,
+    worker: WorkerSpec = WORKER_LABEL,
+    warmup_runs: int = WARMUP_RUNS,
+    note: str = "",
+    report_done: bool = False,
+) -> Result:
+    """Throughput and latency of our ``kind`` runner with the memmap interface.
+
+    Both benchmark scripts measure our runners through this one function, so
+    that their figures come from the same method and stay comparable.
+
+    Args:
+        kind: ``"fork"`` or ``"local"`` (a key of ``Runner``); the result's key is ``ours_{kind}``.
+        name: the mode's name in the table.
+        n_runs: runs in the timed ``spawn_array`` batch.
+        latency_runs: single blocking runs whose median is the latency.
+        root: directory under which each phase gets a fresh work directory.
+        worker: what the runner runs (default: the ``f = u + v`` Python worker).
+        warmup_runs: untimed runs before each phase.
+        note: text for the notes section; problems found are appended to it.
+        report_done: also count the runs that ended DONE (warm-up included), keep
+            the counts in ``extra`` and say ``done X/Y (incl. warm-up)`` in the note.
+    """
     result = Result(key=f"ours_{kind}", name=name, runs=n_runs, latency_runs=latency_runs, ours=True, note=note)
     rng = np.random.default_rng(SEED)
     problems: list[str] = []
+    completed = total = 0
+
+    def check(runner: Any, sent: np.ndarray, phase: str) -> None:
+        """Check every output of ``sent`` (after the timing, so it costs nothing measured)."""
+        nonlocal completed, total
+        from profit.run import RunState
+
+        states = np.asarray(runner.interface.internal["STATE"][: len(sent)])
+        completed += int(np.count_nonzero(states == RunState.DONE))
+        total += len(sent)
+        ok, why = _check_outputs(runner, sent)
+        if not ok:
+            problems.append(f"{phase}: {why}")
+
     try:
         # (a) throughput: warm-up batch, then the timed batch, in one runner whose
         # interface is big enough from the start (no resize while timing).
-        warm, batch = _inputs(WARMUP_RUNS, rng), _inputs(n_runs, rng)
+        warm, batch = _inputs(warmup_runs, rng), _inputs(n_runs, rng)
 
         def throughput(runner: Any) -> float:
             runner.spawn_array(warm, wait=True)
             start = time.perf_counter()
             runner.spawn_array(batch, wait=True)
             elapsed = time.perf_counter() - start
-            ok, why = _check_outputs(runner, np.concatenate([warm, batch]))
-            if not ok:
-                problems.append(f"throughput: {why}")
+            check(runner, np.concatenate([warm, batch]), "throughput")
             return elapsed
 
-        elapsed = _with_runner(kind, WARMUP_RUNS + n_runs, root, throughput)
+        elapsed = _with_runner(kind, warmup_runs + n_runs, root, throughput, worker)
         result.runs_per_s = n_runs / elapsed
 
         # (b) latency: one blocking run at a time, in a new runner.
-        warm, singles = _inputs(WARMUP_RUNS, rng), _inputs(latency_runs, rng)
+        warm, singles = _inputs(warmup_runs, rng), _inputs(latency_runs, rng)
 
         def latency(runner: Any) -> list[float]:
             for row in warm:
@@ -225,17 +271,19 @@ def measure_ours(kind: str, name: str, n_runs: int, latency_runs: int, root: str
                 start = time.perf_counter()
                 runner.spawn(params, wait=True)
                 samples.append(time.perf_counter() - start)
-            ok, why = _check_outputs(runner, np.concatenate([warm, singles]))
-            if not ok:
-                problems.append(f"latency: {why}")
+            check(runner, np.concatenate([warm, singles]), "latency")
             return samples
 
-        samples = _with_runner(kind, WARMUP_RUNS + latency_runs, root, latency)
+        samples = _with_runner(kind, warmup_runs + latency_runs, root, latency, worker)
         result.latency_s = statistics.median(samples)
         result.extra.update(_latency_stats(samples))
         result.correct = not problems
-        if problems:
-            result.note = "; ".join([result.note, *problems]).strip("; ")
+        findings = list(problems)
+        if report_done:
+            result.extra.update(completed=completed, total=total)
+            findings.insert(0, f"done {completed}/{total} (incl. warm-up)")
+        if findings:
+            result.note = "; ".join([result.note, *findings]).strip("; ")
     except Exception as error:  # a broken runner is a finding to report, not a crash
         traceback.print_exc()
         result.correct = False
@@ -391,20 +439,41 @@ def measure_process_pool(n_runs: int, latency_runs: int) -> Result:
 # --- baseline: proFit 0.6 ---------------------------------------------------------------------
 
 
-def measure_profit06_modes(n_runs: int, latency_runs: int) -> list[Result]:
-    """proFit 0.6's runners in their own venv (see ``profit06.py``); skipped modes keep a note."""
+def _describe_profit06(raw: dict[str, Any]) -> str:
+    """The note of a measured proFit 0.6 mode, from what ``measure_profit06`` returned."""
+    return f"{raw['note']}; done {raw['completed']}/{raw['total']}; no warm-up"
+
+
+def measure_profit06_modes(
+    n_runs: int,
+    latency_runs: int,
+    *,
+    modes: list[dict[str, Any]] = PROFIT06_MODES,
+    timeout: float = 300,
+    worker: dict[str, Any] | None = None,
+    describe: Callable[[dict[str, Any]], str] = _describe_profit06,
+) -> list[Result]:
+    """proFit 0.6's runners in their own venv (see ``profit06.py``); skipped modes keep a note.
+
+    Args:
+        n_runs, latency_runs: requested sizes, capped per mode by its ``max_runs`` / ``max_latency_runs``.
+        modes: which proFit 0.6 runners to measure (see ``PROFIT06_MODES`` for the keys).
+        timeout: seconds each mode may take before ``profit06.py`` gives up on it.
+        worker: a proFit 0.6 worker config; None for its ``f = u + v`` Python worker.
+        describe: the note of a measured mode, from ``measure_profit06``'s raw figures.
+    """
     try:
         from profit06 import measure_profit06
     except Exception as error:  # the baseline is optional; our own figures still count
         return [Result(key=mode["key"], name=mode["name"], skipped=f"cannot import profit06.py: {error}")
-                for mode in PROFIT06_MODES]
+                for mode in modes]
     results = []
-    for mode in PROFIT06_MODES:
+    for mode in modes:
         runs = n_runs if mode["max_runs"] is None else min(n_runs, mode["max_runs"])
         lat_runs = latency_runs if mode["max_latency_runs"] is None else min(latency_runs, mode["max_latency_runs"])
         print(f"  {mode['name']}: {runs} runs + {lat_runs} single runs ...", flush=True)
         raw = measure_profit06(runs, mode["runner"], sleep=mode["sleep"], parallel=PARALLEL,
-                               latency_runs=lat_runs, timeout=300)
+                               latency_runs=lat_runs, timeout=timeout, worker=worker)
         result = Result(key=mode["key"], name=mode["name"], runs=runs, latency_runs=lat_runs)
         if "skipped" in raw:
             result.skipped = raw["skipped"]
@@ -413,7 +482,7 @@ def measure_profit06_modes(n_runs: int, latency_runs: int) -> list[Result]:
             result.runs_per_s = raw["runs_per_s"]
             result.latency_s = raw["latency_s"]
             result.correct = bool(raw["correct"]) and raw["completed"] == raw["total"]
-            result.note = f"{raw['note']}; done {raw['completed']}/{raw['total']}; no warm-up"
+            result.note = describe(raw)
             result.extra = {k: v for k, v in raw.items() if k not in ("runs_per_s", "latency_s", "note")}
         results.append(result)
     return results
@@ -479,16 +548,22 @@ def _fmt_correct(result: Result) -> str:
     return "yes" if result.correct else "NO"
 
 
-def compute_ratios(by_key: dict[str, Result]) -> list[dict[str, Any]]:
-    """Ours ÷ each baseline: speed ratio (runs/s; >1 = ours faster), latency ratio (<1 = ours faster)."""
-    pairs = [
-        ("ours_fork", "bare_fork"),
-        ("ours_fork", "process_pool"),
-        ("ours_fork", "profit06_fork_default"),
-        ("ours_fork", "profit06_fork_1ms"),
-        ("ours_local", "bare_fork"),
-        ("ours_local", "profit06_local_default"),
-    ]
+# (ours, baseline) result keys whose ratios this script reports.
+RATIO_PAIRS: list[tuple[str, str]] = [
+    ("ours_fork", "bare_fork"),
+    ("ours_fork", "process_pool"),
+    ("ours_fork", "profit06_fork_default"),
+    ("ours_fork", "profit06_fork_1ms"),
+    ("ours_local", "bare_fork"),
+    ("ours_local", "profit06_local_default"),
+]
+
+
+def compute_ratios(by_key: dict[str, Result], pairs: list[tuple[str, str]] = RATIO_PAIRS) -> list[dict[str, Any]]:
+    """Ours ÷ each baseline: speed ratio (runs/s; >1 = ours faster), latency ratio (<1 = ours faster).
+
+    Pairs whose modes were not measured (e.g. ``--no-profit06``) are left out.
+    """
     ratios = []
     for ours_key, base_key in pairs:
         ours, base = by_key.get(ours_key), by_key.get(base_key)
@@ -536,13 +611,11 @@ def evaluate_targets(by_key: dict[str, Result]) -> list[dict[str, Any]]:
     ]
 
 
-def print_report(machine: dict[str, Any], results: list[Result], ratios: list[dict[str, Any]],
-                 targets: list[dict[str, Any]], settings: dict[str, Any]) -> None:
-    by_key = {result.key: result for result in results}
+def print_preamble(title: str, machine: dict[str, Any], settings: dict[str, Any]) -> None:
+    """The report's opening: title, the noise warning, the machine and the settings."""
     load = machine["loadavg_1_5_15"]
     print()
-    print(f"Runner benchmark: f = u + v (float64), parallel = {PARALLEL}, "
-          f"{WARMUP_RUNS} warm-up runs per phase not counted (ours and the other baselines; not proFit 0.6)")
+    print(title)
     print("NOTE: this machine is shared and noisy; absolute times drift from run to run. "
           "Compare the RATIOS, which were all measured in this same invocation.")
     print(f"machine: nproc {machine['nproc']} (cpu_count {machine['cpu_count']}), "
@@ -552,35 +625,71 @@ def print_report(machine: dict[str, Any], results: list[Result], ratios: list[di
           f"runs column = throughput runs / latency runs (latency = median of single blocking runs)")
     print()
 
-    def ours_ratio(result: Result, baseline_key: str) -> str:
+
+def profit06_peer(result: Result) -> str:
+    """Key of the proFit 0.6 mode (same runner kind, default sleep) that ``result`` is compared with."""
+    return "profit06_local_default" if result.key == "ours_local" else "profit06_fork_default"
+
+
+# A ratio column of the table: heading, width, and the baseline key a row is divided by.
+RatioColumn = tuple[str, int, Callable[[Result], str]]
+
+
+def print_table(results: list[Result], ratio_columns: list[RatioColumn], legend: str) -> None:
+    """The results table, one row per mode, then ``legend`` (what the ratio columns mean) and the notes.
+
+    Every mode gets the same columns (runs, runs/s, latency, correct); each of
+    ``ratio_columns`` adds our runs/s ÷ a baseline's, filled in for our modes only.
+    """
+    by_key = {result.key: result for result in results}
+
+    def rate_ratio(result: Result, baseline_key: str) -> str:
         if not result.ours:
             return ""
         base = by_key.get(baseline_key)
         return _fmt_x(_ratio(result.runs_per_s, base.runs_per_s if base else None))
 
-    header = (f"{'mode':<42} {'runs':>9} {'runs/s':>8} {'lat ms':>8} {'correct':>7} "
-              f"{'÷bare':>7} {'÷proFit':>8}")
+    header = f"{'mode':<42} {'runs':>9} {'runs/s':>8} {'lat ms':>8} {'correct':>7}" + "".join(
+        f" {heading:>{width}}" for heading, width, _ in ratio_columns)
     print(header)
     print("-" * len(header))
     for result in results:
         runs = f"{result.runs}/{result.latency_runs}" if result.runs else "-"
-        profit_key = "profit06_local_default" if result.key == "ours_local" else "profit06_fork_default"
         print(f"{result.name:<42} {runs:>9} {_fmt_rate(result.runs_per_s):>8} {_fmt_ms(result.latency_s):>8} "
-              f"{_fmt_correct(result):>7} {ours_ratio(result, 'bare_fork'):>7} {ours_ratio(result, profit_key):>8}")
+              f"{_fmt_correct(result):>7}" + "".join(
+                  f" {rate_ratio(result, baseline(result)):>{width}}" for _, width, baseline in ratio_columns))
     print("-" * len(header))
-    print("÷bare, ÷proFit: our runs/s divided by bare os.fork's / by proFit 0.6's (same runner kind, default sleep)")
+    print(legend)
     print("notes:")
     for result in results:
         text = f"skipped: {result.skipped}" if result.skipped else result.note
         if text:
             print(f"  {result.name}: {text}")
 
+
+def print_ratios(heading: str, results: list[Result], ratios: list[dict[str, Any]],
+                 widths: tuple[int, int]) -> None:
+    """The ratio lines under ``heading``; ``widths`` pad our and the baseline's mode names."""
     print()
-    print("ratios, ours ÷ baseline (speed = runs/s ratio, >1: ours faster; latency = ms ratio, <1: ours faster)")
+    print(heading)
     names = {result.key: result.name for result in results}
+    ours_width, base_width = widths
     for ratio in ratios:
-        print(f"  {names[ratio['ours']]:<34} vs {names[ratio['baseline']]:<40} "
+        print(f"  {names[ratio['ours']]:<{ours_width}} vs {names[ratio['baseline']]:<{base_width}} "
               f"speed {_fmt_x(ratio['speed_ratio']):>7}   latency {_fmt_x(ratio['latency_ratio']):>7}")
+
+
+def print_report(machine: dict[str, Any], results: list[Result], ratios: list[dict[str, Any]],
+                 targets: list[dict[str, Any]], settings: dict[str, Any]) -> None:
+    print_preamble(f"Runner benchmark: f = u + v (float64), parallel = {PARALLEL}, "
+                   f"{WARMUP_RUNS} warm-up runs per phase not counted (ours and the other baselines; not proFit 0.6)",
+                   machine, settings)
+    print_table(results, [("÷bare", 7, lambda result: "bare_fork"), ("÷proFit", 8, profit06_peer)],
+                "÷bare, ÷proFit: our runs/s divided by bare os.fork's / by proFit 0.6's "
+                "(same runner kind, default sleep)")
+
+    print_ratios("ratios, ours ÷ baseline (speed = runs/s ratio, >1: ours faster; latency = ms ratio, <1: ours faster)",
+                 results, ratios, widths=(34, 40))
 
     print()
     print("targets")
@@ -591,15 +700,45 @@ def print_report(machine: dict[str, Any], results: list[Result], ratios: list[di
 # --- main ----------------------------------------------------------------------------------
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=1000, help="runs in each throughput batch (default 1000)")
-    parser.add_argument("--latency-runs", type=int, default=200, help="single runs for each latency median (default 200)")
+def parse_arguments(description: str, default_runs: int, default_latency_runs: int,
+                    argv: list[str] | None = None) -> argparse.Namespace:
+    """The options both benchmark scripts take (only their defaults differ)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--runs", type=int, default=default_runs,
+                        help=f"runs in each throughput batch (default {default_runs})")
+    parser.add_argument("--latency-runs", type=int, default=default_latency_runs,
+                        help=f"single runs for each latency median (default {default_latency_runs})")
     parser.add_argument("--no-profit06", action="store_true", help="skip the proFit 0.6 baseline")
     parser.add_argument("--json", metavar="PATH", help="also write all figures to this JSON file")
     args = parser.parse_args(argv)
     if args.runs < 1 or args.latency_runs < 1:
         parser.error("--runs and --latency-runs must be at least 1")
+    return args
+
+
+def finish(results: list[Result], machine: dict[str, Any], settings: dict[str, Any], json_path: str | None,
+           **sections: Any) -> int:
+    """Exit status, 1 when any mode of ours gave wrong or no results; writes the JSON report if asked.
+
+    Missed performance targets do not count: the scripts measure, they do not test.
+    ``sections`` (ratios, targets, ...) go into the JSON report after the results.
+    """
+    ours_wrong = [result.name for result in results if result.ours and result.correct is not True]
+    exit_code = 1 if ours_wrong else 0
+    if ours_wrong:
+        print(f"\nWRONG OR MISSING RESULTS from: {', '.join(ours_wrong)} (exit status 1)")
+
+    if json_path:
+        report = {"machine": machine, "settings": settings, "results": [asdict(result) for result in results],
+                  **sections, "exit_code": exit_code}
+        with open(json_path, "w") as file:
+            json.dump(report, file, indent=2)
+        print(f"figures written to {json_path}")
+    return exit_code
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_arguments(__doc__.splitlines()[0], 1000, 200, argv)
 
     machine = machine_info()
     root = tempfile.mkdtemp(prefix="bench-runners-")
@@ -648,19 +787,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = {"runs": args.runs, "latency_runs": args.latency_runs, "parallel": PARALLEL,
                 "warmup_runs": WARMUP_RUNS, "profit06": not args.no_profit06}
     print_report(machine, results, ratios, targets, settings)
-
-    ours_wrong = [result.name for result in results if result.ours and result.correct is not True]
-    exit_code = 1 if ours_wrong else 0
-    if ours_wrong:
-        print(f"\nWRONG OR MISSING RESULTS from: {', '.join(ours_wrong)} (exit status 1)")
-
-    if args.json:
-        report = {"machine": machine, "settings": settings, "results": [asdict(result) for result in results],
-                  "ratios": ratios, "targets": targets, "exit_code": exit_code}
-        with open(args.json, "w") as file:
-            json.dump(report, file, indent=2)
-        print(f"figures written to {args.json}")
-    return exit_code
+    return finish(results, machine, settings, args.json, ratios=ratios, targets=targets)
 
 
 if __name__ == "__main__":

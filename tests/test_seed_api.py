@@ -57,5 +57,5 @@ def test_runner_contract_signature():
     assert str(inspect.signature(Runner)) == (
         "(*, interface: 'RunnerInterface | Mapping', worker: 'str | Mapping', work_dir: 'str' = '.', "
         "debug: 'bool' = False, parallel: 'int' = 0, sleep: 'float' = 0.1, logfile: 'str' = 'runner.log', "
-        "logger: 'logging.Logger | None' = None)"
+        "logger: 'logging.Logger | None' = None, timeout: 'float | None' = None, retries: 'int' = 0)"
     )

@@ -129,3 +129,16 @@ def read_product(self, data):
     """f = scale * (product of the two numbers in the file)."""
     a, b = (float(word) for word in open(self.path).read().split())
     data["f"] = self.scale * a * b
+
+
+@Worker.wrap("t_faulty", "f", ["u", "v", "fault"])
+def faulty(u, v, fault):
+    """fault 1: SIGKILL itself on the first attempt; fault 2: raise on the first attempt; 3: always raise."""
+    marker = f"attempted-{u!r}"
+    first = not os.path.exists(marker)
+    open(marker, "a").close()
+    if fault == 3 or (first and fault == 2):
+        raise RuntimeError(f"injected failure at u={u!r}")
+    if first and fault == 1:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return u + v

@@ -32,8 +32,33 @@ EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
 OUTPUT_WRITE_INTERVAL = 1.0  # seconds between rewrites of the output file while runs finish
 
 
-class Terminated(Exception):
-    """SIGTERM arrived."""
+class StopRequest:
+    """Records Ctrl-C (SIGINT) and SIGTERM instead of raising where they land.
+
+    A KeyboardInterrupt raised inside a fork hook or a logging lock is lost, so
+    the run loop checks this flag instead. A second Ctrl-C changes nothing: the
+    runs in flight are being cancelled already.
+    """
+
+    def __init__(self):
+        self.signal: int | None = None
+        self._previous = {}
+
+    def __enter__(self) -> StopRequest:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            self._previous[signum] = signal.signal(signum, self._record)
+        return self
+
+    def _record(self, signum, frame) -> None:
+        self.signal = self.signal or signum
+
+    def __exit__(self, *exc) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+    @property
+    def exit_status(self) -> int | None:
+        return {signal.SIGINT: EXIT_INTERRUPTED, signal.SIGTERM: EXIT_TERMINATED}.get(self.signal)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -264,33 +289,33 @@ def _run(study: Study, args, Runner) -> int:
     recorder = _Recorder(ledger, runner, study)
     runner.listeners.append(recorder)
     progress = _Progress(ledger, runner)
-    interrupted = None
-    previous_term = signal.signal(signal.SIGTERM, _raise_terminated)
-    try:
-        for run_id in pending:
-            while runner.parallel and len(runner.runs) >= runner.parallel:
-                runner.wait_some(0.5)
-                progress.update()
-                recorder.write_output()
-            runner.respawn(run_id)
-        while runner.runs:
+    with StopRequest() as stop:
+        try:
+            _drive(runner, pending, stop, progress, recorder)
+        finally:
+            runner.cancel_all()  # nothing when all ended; after a stop, the runs in flight
+            progress.update(force=True)
+            progress.close()
+            recorder.write_output(force=True)
+            meta.save(finished=time.time())
+    return _summary(study, ledger, stop.exit_status)
+
+
+def _drive(runner, pending: list[int], stop: StopRequest, progress: _Progress, recorder: _Recorder) -> None:
+    """Start the pending runs, at most ``parallel`` at once, until all ended or a stop is asked."""
+    # wait_some returns at least every half second, so a stop is noticed quickly.
+    for run_id in pending:
+        while runner.parallel and len(runner.runs) >= runner.parallel and not stop.signal:
             runner.wait_some(0.5)
             progress.update()
             recorder.write_output()
-    except (KeyboardInterrupt, Terminated) as stop:
-        interrupted = EXIT_TERMINATED if isinstance(stop, Terminated) else EXIT_INTERRUPTED
-        runner.cancel_all()
-    finally:
-        signal.signal(signal.SIGTERM, previous_term)
-        progress.update(force=True)
-        progress.close()
-        recorder.write_output(force=True)
-        meta.save(finished=time.time())
-    return _summary(study, ledger, interrupted)
-
-
-def _raise_terminated(signum, frame):
-    raise Terminated()
+        if stop.signal:
+            return
+        runner.respawn(run_id)
+    while runner.runs and not stop.signal:
+        runner.wait_some(0.5)
+        progress.update()
+        recorder.write_output()
 
 
 def _summary(study: Study, ledger: Ledger, interrupted: int | None) -> int:

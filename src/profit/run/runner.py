@@ -18,6 +18,7 @@ so inputs and outputs stay aligned.
 
 from __future__ import annotations
 
+import heapq
 import numbers
 import os
 import selectors
@@ -58,6 +59,10 @@ class Runner(Component, registry=True):
         sleep: poll interval, used only by runners that have no event to wait on.
         logfile: the runner's log file name (the ``profit`` command writes it).
         logger: the logger to use (default ``profit.run.runner``).
+        timeout: seconds a run may take; then its process tree is killed and it
+            fails with "timed out after N s" (default: no limit).
+        retries: how many times a failed run is run again (same id and row)
+            before it counts as failed; cancelled runs are not retried.
 
     Attributes: ``runs`` (active runs by id), ``failed`` (failed and cancelled runs
     by id, each a :class:`RunStatus`), ``next_run_id``, ``interface``, ``worker``.
@@ -74,7 +79,15 @@ class Runner(Component, registry=True):
         sleep: float = 0.1,
         logfile: str = "runner.log",
         logger: logging.Logger | None = None,
+        timeout: float | None = None,
+        retries: int = 0,
     ):
+        if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0):
+            raise ConfigError(f"timeout must be a number of seconds > 0 (or None for no limit), got {timeout!r}")
+        if isinstance(retries, bool) or not isinstance(retries, numbers.Integral) or retries < 0:
+            raise ConfigError(f"retries must be a whole number >= 0, got {retries!r}")
+        self.timeout = None if timeout is None else float(timeout)
+        self.retries = int(retries)
         if isinstance(parallel, bool) or not isinstance(parallel, numbers.Integral) or parallel < 0:
             raise ConfigError(f"parallel must be a whole number >= 0 (0: unbounded), got {parallel!r}")
         if isinstance(sleep, bool) or not isinstance(sleep, (int, float)) or sleep < 0:
@@ -102,6 +115,9 @@ class Runner(Component, registry=True):
         self.next_run_id = 0
         self._selector = selectors.DefaultSelector()
         self._unwatched = 0  # active runs without an exit event: they need polling
+        self._deadlines: list[tuple[float, int]] = []  # heap of (deadline, run_id) when timeout is set
+        self._deadline_of: dict[int, float] = {}
+        self._attempts: dict[int, int] = {}  # attempt number of active runs that were retried
         self.logger.debug("init %r with config %s", self, self.config)
 
     def _build_interface(self, interface: RunnerInterface | Mapping) -> RunnerInterface:
@@ -175,6 +191,8 @@ class Runner(Component, registry=True):
             "parallel": self.parallel,
             "sleep": self.sleep,
             "logfile": self.logfile,
+            "timeout": self.timeout,
+            "retries": self.retries,
         }
 
     # --- inputs ------------------------------------------------------------------
@@ -251,6 +269,7 @@ class Runner(Component, registry=True):
         if type(self)._start is Runner._start:
             raise ConfigError(f"{type(self).__name__} cannot run a run again (it starts runs in spawn itself)")
         self.failed.pop(run_id, None)
+        self._attempts.pop(run_id, None)
         return self._spawn_at(run_id, None, wait)
 
     def _spawn_at(self, run_id: int, params: object, wait: bool) -> int:
@@ -274,6 +293,10 @@ class Runner(Component, registry=True):
     def _launch(self, run_id: int, handle: object) -> None:
         """Record a started run (variants call this after starting its Worker)."""
         self.runs[run_id] = handle
+        if self.timeout is not None:
+            deadline = time.monotonic() + self.timeout
+            self._deadline_of[run_id] = deadline
+            heapq.heappush(self._deadlines, (deadline, run_id))
         fd = handle.fileno() if isinstance(handle, RunHandle) else None
         if fd is not None:
             self._selector.register(fd, selectors.EVENT_READ, run_id)
@@ -336,29 +359,61 @@ class Runner(Component, registry=True):
                 self._settle(run_id, None)
         self.poll_all()
 
-    def _settle(self, run_id: int, exit_status: object) -> RunStatus:
+    def _settle(self, run_id: int, exit_status: object, timed_out: bool = False) -> RunStatus:
         """Decide a finished run's state: the one place where this happens.
 
         ``exit_status`` (an :class:`~profit.run._proc.ExitStatus` or None) was read
         *before* the interface's DONE flag, so a run that transmitted and then
-        exited is never called failed.
+        exited is never called failed, not even when its time was up. A failed
+        run with retries left is started again (same id and row).
         """
         handle = self.runs.pop(run_id)
         self._forget(handle)
+        self._deadline_of.pop(run_id, None)
         if isinstance(handle, RunHandle):
             handle.close()
+        attempt = self._attempts.pop(run_id, 1)
         if self.interface.internal["DONE"][run_id]:
             status = RunStatus(run_id, RunState.DONE)
             if exit_status is not None and not getattr(exit_status, "success", True):
                 self.logger.warning("run %d transmitted its results, then %s", run_id, exit_status.describe())
             self.logger.debug("run %d done", run_id)
         else:
-            status = RunStatus(run_id, RunState.FAILED, self._failure_reason(run_id, exit_status))
+            if timed_out:
+                reason = f"timed out after {self.timeout:g} s"
+            else:
+                reason = self._failure_reason(run_id, exit_status)
+            if attempt <= self.retries:
+                self.logger.info("run %d failed (attempt %d of %d): %s; running it again", run_id, attempt,
+                                 self.retries + 1, reason)
+                self._spawn_at(run_id, None, wait=False)
+                self._attempts[run_id] = attempt + 1
+                return RunStatus(run_id, RunState.RUNNING)
+            if attempt > 1:
+                reason += f" (attempt {attempt} of {self.retries + 1})"
+            status = RunStatus(run_id, RunState.FAILED, reason)
             self.failed[run_id] = status
             self.logger.info("run %d failed: %s", run_id, status.reason)
         self.interface.mark(run_id, status.state, status.reason)
         self._notify("run_ended", status)
         return status
+
+    def _expire(self) -> None:
+        """End the runs whose time is up (their whole process tree)."""
+        import signal
+
+        now = time.monotonic()
+        while self._deadlines and self._deadlines[0][0] <= now:
+            deadline, run_id = heapq.heappop(self._deadlines)
+            if self._deadline_of.get(run_id) != deadline:
+                continue  # that attempt of the run has ended already
+            handle = self.runs[run_id]
+            if isinstance(handle, RunHandle):
+                handle.signal_tree(signal.SIGKILL)
+                self._settle(run_id, handle.wait(), timed_out=True)
+            else:
+                self._cancel_foreign(handle)
+                self._settle(run_id, None, timed_out=True)
 
     def _failure_reason(self, run_id: int, exit_status: object) -> str:
         if self.interface.state(run_id) == RunState.FAILED and self.interface.reason(run_id):
@@ -405,16 +460,21 @@ class Runner(Component, registry=True):
 
     def _process_events(self, timeout: float | None) -> None:
         """Wait up to ``timeout`` for a run to end and settle the runs that did."""
+        if self._deadlines:  # wake up in time to end a run that runs too long
+            until = max(0.0, self._deadlines[0][0] - time.monotonic())
+            timeout = until if timeout is None else min(timeout, until)
         if self._unwatched:
             interval = self.sleep if not self._selector.get_map() else _FALLBACK_POLL_INTERVAL
             time.sleep(interval if timeout is None else min(timeout, interval))
             self.check_runs()
-            return
-        ready = self._selector.select(timeout) if self._selector.get_map() else []
-        self.interface.poll()
-        for key, _ in ready:
-            if key.data in self.runs:
-                self.poll(key.data)
+        else:
+            ready = self._selector.select(timeout) if self._selector.get_map() else []
+            self.interface.poll()
+            for key, _ in ready:
+                if key.data in self.runs:
+                    self.poll(key.data)
+        if self._deadlines:
+            self._expire()
 
     def wait_some(self, timeout: float | None = None) -> None:
         """Block until at least one active run ends (or ``timeout`` seconds pass); settle what ended."""
@@ -508,8 +568,10 @@ class Runner(Component, registry=True):
         import signal
 
         handles = {run_id: self.runs.pop(run_id) for run_id in run_ids}
-        for handle in handles.values():
+        for run_id, handle in handles.items():
             self._forget(handle)
+            self._deadline_of.pop(run_id, None)
+            self._attempts.pop(run_id, None)
             if isinstance(handle, RunHandle):
                 handle.signal_tree(signal.SIGTERM)
         deadline = time.monotonic() + self.cancel_grace
