@@ -292,3 +292,30 @@ def test_the_demo_study(tmp_path):
     outputs = np.genfromtxt(study / "study" / "output.txt", names=True)
     assert outputs.dtype.names == ("amplitude", "x_0", "x_1", "x_2", "x_3", "x_4")
     np.testing.assert_allclose(outputs["amplitude"], np.abs(outputs["x_4"]))
+
+
+def test_sigterm_and_a_second_ctrl_c_leave_no_worker_behind(tmp_path):
+    study = make_study(tmp_path / "study", STUDY.format(ntrain=20, runner="fork") + "  timeout: 60\n  retries: 1\n",
+                       sleep=0.3)
+    process = subprocess.Popen([PROFIT, "run", str(study)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    ledger = study / "profit-study.npy"
+
+    def two_done_one_running():
+        rows = np.load(ledger) if ledger.exists() else None
+        return rows is not None and np.count_nonzero(rows["STATE"] == 2) >= 2 and (rows["PID"][rows["STATE"] == 1] > 0).any()
+
+    wait_for(two_done_one_running, timeout=60, what="two runs to finish while another runs")
+    running = np.load(ledger)
+    pids = [int(pid) for pid in running["PID"][running["STATE"] == 1] if pid]
+    process.send_signal(signal.SIGTERM)
+    # Once it is stopping (its runs leave the running state), an impatient second signal.
+    wait_for(lambda: not (np.load(ledger, mmap_mode="r")["STATE"] == 1).any() or process.poll() is not None,
+             timeout=60, what="the runs to be cancelled")
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 143, out + err
+    from profit.run._proc import group_members
+
+    assert all(not group_members(pid) for pid in pids)  # workers and their simulations are gone
+    assert "interrupted; completed results are saved" in out

@@ -36,25 +36,18 @@ class StopRequest:
     """Records Ctrl-C (SIGINT) and SIGTERM instead of raising where they land.
 
     A KeyboardInterrupt raised inside a fork hook or a logging lock is lost, so
-    the run loop checks this flag instead. A second Ctrl-C changes nothing: the
-    runs in flight are being cancelled already.
+    the run loop checks this flag instead. Once installed, it stays for the rest
+    of the ``profit run`` process: a second Ctrl-C changes nothing while the runs
+    in flight are cancelled and the results saved.
     """
 
     def __init__(self):
         self.signal: int | None = None
-        self._previous = {}
-
-    def __enter__(self) -> StopRequest:
         for signum in (signal.SIGINT, signal.SIGTERM):
-            self._previous[signum] = signal.signal(signum, self._record)
-        return self
+            signal.signal(signum, self._record)
 
     def _record(self, signum, frame) -> None:
         self.signal = self.signal or signum
-
-    def __exit__(self, *exc) -> None:
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
 
     @property
     def exit_status(self) -> int | None:
@@ -289,16 +282,21 @@ def _run(study: Study, args, Runner) -> int:
     recorder = _Recorder(ledger, runner, study)
     runner.listeners.append(recorder)
     progress = _Progress(ledger, runner)
-    with StopRequest() as stop:
-        try:
-            _drive(runner, pending, stop, progress, recorder)
-        finally:
-            runner.cancel_all()  # nothing when all ended; after a stop, the runs in flight
-            progress.update(force=True)
-            progress.close()
-            recorder.write_output(force=True)
-            meta.save(finished=time.time())
-    return _summary(study, ledger, stop.exit_status)
+    stop = StopRequest()
+    try:
+        _drive(runner, pending, stop, progress, recorder)
+    finally:
+        runner.cancel_all()  # nothing when all ended; after a stop, the runs in flight
+        progress.update(force=True)
+        progress.close()
+        recorder.write_output(force=True)
+        meta.save(finished=time.time())
+    status = _summary(study, ledger, stop.exit_status)
+    # Everything is saved: a late Ctrl-C must not turn the exit status into "killed by SIGINT"
+    # (Python restores the default handlers while it shuts down).
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_IGN)
+    return status
 
 
 def _drive(runner, pending: list[int], stop: StopRequest, progress: _Progress, recorder: _Recorder) -> None:

@@ -15,6 +15,8 @@ Keys users already write (proFit's)::
       pre: template           # or {class: template, path: template}
       post: numpytxt          # or {class: json, path: out.json}
       command: ./simulation
+      timeout: 600            # seconds a run may take (default: no limit)
+      retries: 2              # run a failed run again, at most this often
       debug: false
 
 Paths are relative to the directory of the study file. Sections that proFit
@@ -38,7 +40,7 @@ from .variables import Variable, input_config, output_config, parse_variables
 STUDY_FILE = "profit.yaml"
 KEYS = {"ntrain", "seed", "variables", "include", "files", "run_dir", "run"}
 IGNORED_KEYS = {"fit", "active_learning", "ui"}
-RUN_KEYS = {"runner", "interface", "worker", "pre", "post", "command", "debug", "include"}
+RUN_KEYS = {"runner", "interface", "worker", "pre", "post", "command", "debug", "include", "timeout", "retries"}
 FILE_KEYS = {"input", "output"}
 
 
@@ -157,9 +159,14 @@ class Study:
 
     def run_config(self) -> dict:
         """The ``run:`` section with its defaults (runner fork, interface memmap, worker command)."""
-        run = {key: value for key, value in self.run.items() if key != "include"}
+        run = {key: value for key, value in self.run.items() if key not in ("include", "timeout", "retries")}
         run.setdefault("runner", "fork")
         run.setdefault("interface", "memmap")
+        # timeout and retries may stand directly under run: they are runner options
+        options = {key: self.run[key] for key in ("timeout", "retries") if key in self.run}
+        if options:
+            runner = run["runner"]
+            run["runner"] = {**({"class": runner} if isinstance(runner, str) else runner), **options}
         return run
 
     def base_config(self) -> dict:
