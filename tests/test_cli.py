@@ -319,3 +319,49 @@ def test_sigterm_and_a_second_ctrl_c_leave_no_worker_behind(tmp_path):
 
     assert all(not group_members(pid) for pid in pids)  # workers and their simulations are gone
     assert "interrupted; completed results are saved" in out
+
+
+@pytest.mark.parametrize("damage", ["truncate", "foreign", "garbage"])
+def test_damaged_study_state_is_refused_clearly(tmp_path, damage):
+    study = make_study(tmp_path / "study", STUDY.format(ntrain=4, runner="fork"))
+    assert profit("run", str(study)).returncode == 0
+    ledger = study / "profit-study.npy"
+    if damage == "truncate":
+        ledger.write_bytes(ledger.read_bytes()[:300])
+    elif damage == "foreign":
+        np.save(ledger, np.zeros(4, dtype=[("x", "f8")]))
+    else:
+        ledger.write_bytes(b"not a study state at all")
+    done = profit("run", str(study))
+    assert done.returncode == 2
+    assert f"the study state {ledger} cannot be used" in done.stderr
+    assert "run 'profit run --restart' to start over" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert profit("run", "--restart", str(study)).returncode == 0
+
+
+def test_full_disk_keeps_the_results(tmp_path):
+    """The output file cannot be written (a file size limit stands in for a full disk)."""
+    import resource
+
+    yaml = STUDY.format(ntrain=6, runner="fork").replace("  g: Output\n", "  g: Output(t)\n  t: Independent(0, 1, 400)\n")
+    study = make_study(tmp_path / "study", yaml)
+    program = study / "template" / "simulation"
+    program.write_text(program.read_text().replace("print(u + v, u * v)", "print(u + v, *([u * v] * 400))"))
+    limit = 32 * 1024  # the ledger and interface (binary, ~21 kB) fit; the output text (~45 kB) does not
+
+    def limited():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG instead
+
+    done = subprocess.run([PROFIT, "run", str(study)], capture_output=True, text=True, timeout=120, preexec_fn=limited)
+    assert done.returncode == 4, done.stdout + done.stderr
+    assert "output.txt could not be written (File too large)" in done.stderr
+    assert "6 runs: 6 done, 0 failed" in done.stdout
+    # With space again, the results are all there: nothing is run again.
+    again = profit("run", str(study))
+    assert again.returncode == 0 and "6 runs done before, 0 to run" in again.stdout
+    outputs = np.genfromtxt(study / "output.txt", names=True)
+    inputs = np.genfromtxt(study / "input.txt", names=True)
+    np.testing.assert_array_equal(outputs["f"], inputs["u"] + inputs["v"])
+    assert len(executions(study)) == 12

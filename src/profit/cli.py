@@ -6,7 +6,9 @@
 
 Exit status: 0 all runs done, 1 some runs failed, 2 bad study file or
 arguments, 3 an internal error (a bug: please report it with --debug output),
-130 after Ctrl-C and 143 after SIGTERM (completed results are saved).
+4 the output file could not be written (a full disk: the results are kept in
+the study's work directory), 130 after Ctrl-C and 143 after SIGTERM
+(completed results are saved).
 """
 
 from __future__ import annotations
@@ -23,11 +25,11 @@ import numpy as np
 
 from . import __version__, datafiles
 from .ledger import LEDGER, LOCK, META, Ledger, Meta, StudyLock, end_process_groups
-from .run.errors import ConfigError, ProfitError
+from .run.errors import ConfigError, InterfaceError, ProfitError
 from .run.state import RunState, RunStatus
 from .study import Study
 
-EXIT_DONE, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_BUG = 0, 1, 2, 3
+EXIT_DONE, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_BUG, EXIT_UNSAVED = 0, 1, 2, 3, 4
 EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
 OUTPUT_WRITE_INTERVAL = 1.0  # seconds between rewrites of the output file while runs finish
 
@@ -109,6 +111,7 @@ class _Recorder:
     def __init__(self, ledger: Ledger, runner, study: Study):
         self.ledger, self.runner, self.study = ledger, runner, study
         self.next_write = 0.0
+        self.write_error: OSError | None = None
 
     def run_started(self, run_id: int, handle) -> None:
         self.ledger.started(run_id, getattr(handle, "pid", None))
@@ -127,7 +130,15 @@ class _Recorder:
             for run_id in np.flatnonzero(states == RunState.FAILED)
         ]
         names = [str(RunState(int(state))) for state in states]
-        datafiles.write(self.study.output_file, np.array(self.ledger.outputs), notes=notes, states=names)
+        try:
+            datafiles.write(self.study.output_file, np.array(self.ledger.outputs), notes=notes, states=names)
+        except OSError as error:  # a full disk: the ledger has the results; try again later
+            if self.write_error is None:
+                print(f"profit: cannot write {self.study.output_file} ({error.strerror or error}); "
+                      f"the results are kept in {os.path.join(self.study.run_dir, LEDGER)}", file=sys.stderr)
+            self.write_error = error
+        else:
+            self.write_error = None
 
 
 class _Progress:
@@ -188,13 +199,19 @@ def _open_ledger(study: Study, restart: bool, meta: Meta) -> tuple[Ledger, bool]
 
     inputs = list(study.input_config)
     outputs = list(study.output_config)
-    if not restart and os.path.exists(os.path.join(study.run_dir, LEDGER)):
+    path = os.path.join(study.run_dir, LEDGER)
+    if not restart and os.path.exists(path):
         if meta.data.get("fingerprint") != study.fingerprint():
             raise ConfigError(
                 f"{study.name}: the variables, ntrain or seed changed since this study last ran in {study.run_dir}, "
                 "so its earlier runs do not match; run 'profit run --restart' to start over (earlier results are discarded)"
             )
-        return Ledger.open(study.run_dir, inputs, outputs), True
+        try:
+            return Ledger.open(study.run_dir, inputs, outputs), True
+        except InterfaceError as error:
+            raise ConfigError(
+                f"the study state {path} cannot be used ({error}); run 'profit run --restart' to start over"
+            ) from None
     rows = sample_inputs(study.variables, study.ntrain, study.seed)
     dtype = np.dtype([(name, spec["dtype"], (spec["size"][1],)) if spec["size"][1] > 1 else (name, spec["dtype"])
                       for name, spec in study.output_config.items()])
@@ -211,7 +228,7 @@ def _adopt_finished(ledger: Ledger, study: Study) -> int:
         return 0
     try:
         old = np.load(path, mmap_mode="r")
-    except (OSError, ValueError):
+    except (OSError, ValueError, EOFError):  # damaged: nothing to adopt from it
         return 0
     adopted = 0
     names = ledger.input_names + ledger.output_names
@@ -292,6 +309,11 @@ def _run(study: Study, args, Runner) -> int:
         recorder.write_output(force=True)
         meta.save(finished=time.time())
     status = _summary(study, ledger, stop.exit_status)
+    if recorder.write_error is not None:
+        print(f"profit: {study.output_file} could not be written ({recorder.write_error.strerror or recorder.write_error}); "
+              f"every completed result is kept in {os.path.join(study.run_dir, LEDGER)}: free some space and "
+              "run 'profit run' again to write it", file=sys.stderr)
+        status = EXIT_UNSAVED
     # Everything is saved: a late Ctrl-C must not turn the exit status into "killed by SIGINT"
     # (Python restores the default handlers while it shuts down).
     for signum in (signal.SIGINT, signal.SIGTERM):

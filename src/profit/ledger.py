@@ -70,7 +70,7 @@ class Ledger:
         layout = _npyfile.read_layout(path)
         missing = [name for name in [*input_names, *output_names] if name not in layout.dtype.names]
         if missing or _npyfile.data_rows(path, layout.offset, layout.dtype.itemsize) < layout.size:
-            raise InterfaceError(f"{path} does not belong to this study (or is cut short); run with --restart")
+            raise InterfaceError(f"{path} does not belong to this study or is cut short")
         rows = _npyfile.map_rows(path, layout).view(np.ndarray)
         return cls(folder, rows, input_names, output_names)
 

@@ -45,12 +45,25 @@ def _header_bytes(dtype: np.dtype, size: int) -> bytes:
     return buffer.getvalue()
 
 
+def _reserve(file, length: int) -> None:
+    """Extend ``file`` to ``length`` bytes of zeros, with the disk space reserved.
+
+    A sparse file would fail later, when a mapped page is first written on a
+    full disk, with SIGBUS; reserving the space makes that an OSError here.
+    """
+    file.flush()
+    if hasattr(os, "posix_fallocate"):
+        os.posix_fallocate(file.fileno(), 0, length)
+    else:
+        file.truncate(length)
+
+
 def create(path: str, dtype: np.dtype, size: int) -> NpyLayout:
     """Create (or replace) ``path`` with ``size`` zeroed rows of ``dtype``."""
     header = _header_bytes(dtype, size)
     with open(path, "wb") as file:
         file.write(header)
-        file.truncate(len(header) + size * dtype.itemsize)  # sparse zeros, no copy
+        _reserve(file, len(header) + size * dtype.itemsize)
     return NpyLayout(dtype, size, len(header))
 
 
@@ -163,7 +176,7 @@ def grow(
             f"({layout.offset} -> {len(header)} bytes); numpy>=1.24 writes headers with room to grow"
         )
     with open(path, "r+b") as file:
-        file.truncate(layout.offset + size * layout.dtype.itemsize)
+        _reserve(file, layout.offset + size * layout.dtype.itemsize)
         if initialize is not None:
             initialize(map_rows(path, layout, layout.size, size - layout.size))
         file.seek(0)
