@@ -67,7 +67,7 @@ class Ledger:
     def open(cls, folder: str, input_names: list[str], output_names: list[str]) -> Ledger:
         """The ledger in ``folder``; :class:`InterfaceError` if it is corrupt or of another study."""
         path = os.path.join(folder, LEDGER)
-        layout = _npyfile.read_layout(path)
+        layout = _npyfile.read_layout(path, "study state", "profit run")
         missing = [name for name in [*input_names, *output_names] if name not in layout.dtype.names]
         if missing or _npyfile.data_rows(path, layout.offset, layout.dtype.itemsize) < layout.size:
             raise InterfaceError(f"{path} does not belong to this study or is cut short")

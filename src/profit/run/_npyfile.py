@@ -111,16 +111,21 @@ def _parse_header(path: str) -> dict:
     return header
 
 
-def read_header(path: str) -> NpyHeader:
-    """Read the header of ``path`` (without numpy); raise :class:`InterfaceError` if it is unusable."""
+def read_header(path: str, what: str = "interface file", writer: str = "the runner's memmap interface") -> NpyHeader:
+    """Read the header of ``path`` (without numpy); raise :class:`InterfaceError` if it is unusable.
+
+    ``what`` names the file and ``writer`` what should have written it, in messages.
+    """
     last_error: Exception | None = None
     for _ in range(_HEADER_READ_ATTEMPTS):
         try:
             header = _parse_header(path)
         except FileNotFoundError:
             raise InterfaceError(
-                f"interface file {os.path.abspath(path)} does not exist; start the worker in the "
+                f"{what} {os.path.abspath(path)} does not exist; start the worker in the "
                 "runner's work directory or give the interface the runner's path"
+                if what == "interface file"
+                else f"{what} {os.path.abspath(path)} does not exist"
             ) from None
         except (ValueError, SyntaxError, TypeError, MemoryError, OSError) as error:
             last_error = error
@@ -130,19 +135,19 @@ def read_header(path: str) -> NpyHeader:
         one_dimensional = isinstance(shape, tuple) and len(shape) == 1 and isinstance(shape[0], int)
         if not one_dimensional or not isinstance(descr, list) or header["fortran_order"]:
             raise InterfaceError(
-                f"interface file {os.path.abspath(path)} holds a {shape}-shaped array of {descr!r}; "
-                "expected a 1-D structured array written by the memmap interface"
+                f"{what} {os.path.abspath(path)} holds a {shape}-shaped array of {descr!r}; "
+                f"expected a 1-D structured array written by {writer}"
             )
         return NpyHeader(descr, shape[0], header["offset"])
     raise InterfaceError(
-        f"interface file {os.path.abspath(path)} is corrupt ({last_error}); "
-        "it must be the .npy file written by the runner's memmap interface"
+        f"{what} {os.path.abspath(path)} is corrupt ({last_error}); "
+        f"it must be the .npy file written by {writer}"
     )
 
 
-def read_layout(path: str) -> NpyLayout:
+def read_layout(path: str, what: str = "interface file", writer: str = "the runner's memmap interface") -> NpyLayout:
     """Read the header of ``path`` with its numpy dtype (for the runner side)."""
-    header = read_header(path)
+    header = read_header(path, what, writer)
     return NpyLayout(np.lib.format.descr_to_dtype(header.descr), header.size, header.offset)
 
 
