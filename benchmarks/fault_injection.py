@@ -32,12 +32,14 @@ not happen as planned (then the benchmark did not test what it claims); else 0.
 
 Usage::
 
-    python benchmarks/fault_injection.py [--repeats N] [--keep]
+    python benchmarks/fault_injection.py [--fork-repeats N] [--local-repeats M] [--keep]
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
+import contextlib
 import logging
 import os
 import platform
@@ -210,6 +212,27 @@ def _seconds(value: float | None) -> str:
 # --- scenarios 1 and 2: faulty workers under a Runner with retries -------------------------------
 
 
+@contextlib.contextmanager
+def captured_stderr(lines: list[str]):
+    """Collect what is written to file descriptor 2 meanwhile (by us or any child) into ``lines``.
+
+    At the descriptor, not sys.stderr: worker processes and the shells that start
+    them inherit fd 2, and whatever they print there lands in a user's terminal.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            lines.extend(sink.read().decode("utf-8", "replace").splitlines())
+
+
 class RetryLog(logging.Handler):
     """Counts the runner's own records of retried runs, by the reason it gives.
 
@@ -265,6 +288,7 @@ class Batch:
     attempts: int  # lines in attempts.log: every attempt that got as far as the worker function
     warnings: list[str]
     failed: dict
+    stderr: list[str]  # what the runner's process and its children printed to fd 2
 
 
 def run_batch(label: str, rows: np.ndarray, work_dir: str) -> Batch:
@@ -288,9 +312,11 @@ def run_batch(label: str, rows: np.ndarray, work_dir: str) -> Batch:
             parallel=PARALLEL,
             retries=RETRIES,
         )
-        started = time.perf_counter()
-        runner.spawn_array(rows, wait=True)
-        wall = time.perf_counter() - started
+        stderr: list[str] = []
+        with captured_stderr(stderr):
+            started = time.perf_counter()
+            runner.spawn_array(rows, wait=True)
+            wall = time.perf_counter() - started
         n = len(rows)
         states = np.asarray(runner.interface.internal["STATE"][:n])
         f = np.asarray(runner.interface.output["f"][:n]).reshape(n)
@@ -305,7 +331,7 @@ def run_batch(label: str, rows: np.ndarray, work_dir: str) -> Batch:
     attempts_path = os.path.join(work_dir, "attempts.log")
     attempts = len(open(attempts_path).read().splitlines()) if os.path.exists(attempts_path) else 0
     return Batch(wall, int(np.count_nonzero(~done)), wrong, log.sigkill, log.raised, log.other, attempts,
-                 log.warnings, failed)
+                 log.warnings, failed, stderr)
 
 
 def runner_scenario(label: str, n: int, repeats: int, scratch: str) -> Row:
@@ -314,6 +340,7 @@ def runner_scenario(label: str, n: int, repeats: int, scratch: str) -> Row:
     row = Row(f"{label}: {n} runs of u+v, retries={RETRIES}", f"{n} x{repeats}" if repeats > 1 else str(n),
               f"{kills} SIGKILL + {raises} raise" + (f" (each of {repeats} repeats)" if repeats > 1 else ""))
     clean_times, faulty_times = [], []
+    stray: collections.Counter[str] = collections.Counter()
     for repeat in range(repeats):
         # Clean first, then faulty, in every repeat: drifts of the machine hit both alike.
         seed = 2026 + repeat
@@ -344,6 +371,7 @@ def runner_scenario(label: str, n: int, repeats: int, scratch: str) -> Row:
                     f"{tag}: {batch.attempts} attempts reached the worker function, expected "
                     f"{n + expected_kill + expected_raise} ({n} runs + one retry per fault)"
                 )
+            stray.update(f"{kind}: {line}" for line in batch.stderr)
             for warning in batch.warnings[:5]:
                 row.notes.append(f"{tag}: runner warned: {warning}")
             if kind == "faulty" and repeat == 0:
@@ -352,15 +380,25 @@ def runner_scenario(label: str, n: int, repeats: int, scratch: str) -> Row:
                     f"{batch.retried_raise} after the injected RuntimeError; {batch.attempts} attempts reached the "
                     f"worker function for {n} runs (first repeat)"
                 )
+    if stray:
+        row.notes.append(
+            f"{label}: printed to the runner's stderr (all repeats, count x line): "
+            + "; ".join(f"{count} x {line!r}" for line, count in stray.most_common(5))
+        )
     row.clean_s = statistics.median(clean_times)
     row.faulty_s = statistics.median(faulty_times)
     faults = kills + raises
     difference = row.faulty_s - row.clean_s
     row.recover = f"{difference:+.2f} s ({1000 * difference / faults:+.1f} ms/fault)"
     if repeats > 1:
+        spread = max(max(clean_times) - min(clean_times), max(faulty_times) - min(faulty_times))
+        # Say so when the machine's noise is as large as the effect: the figure is then an upper bound at best.
+        verdict = (f"the difference of the medians is smaller than the run-to-run spread ({spread:.2f} s), so "
+                   "read it as noise around a small cost" if abs(difference) < spread else
+                   f"the run-to-run spread is {spread:.2f} s")
         row.notes.append(
             f"{label}: wall times of the {repeats} repeats, clean: {', '.join(f'{t:.2f}' for t in clean_times)} s; "
-            f"with faults: {', '.join(f'{t:.2f}' for t in faulty_times)} s (the table shows medians)"
+            f"with faults: {', '.join(f'{t:.2f}' for t in faulty_times)} s (the table shows medians); {verdict}"
         )
     return row
 
@@ -383,20 +421,27 @@ def make_study(folder: str, ntrain: int) -> str:
     return folder
 
 
-def executions(folder: str) -> list[tuple[str, float, float]]:
-    """(kind, u, time) of every line the template program logged."""
+def executions(folder: str) -> dict[float, list[tuple[float, float | None]]]:
+    """Executions of each run (keyed by its u) as (start, end) times; end None when it never ended.
+
+    The program logs its pid on both lines, which pairs them even when two
+    executions of one run overlap.
+    """
     path = os.path.join(folder, "executions.log")
-    if not os.path.exists(path):
-        return []
-    result = []
-    for line in open(path).read().splitlines():
-        kind, u, at, _pid = line.split()
-        result.append((kind, float(u), float(at)))
-    return result
+    runs: dict[float, dict[int, list]] = {}
+    if os.path.exists(path):
+        for line in open(path).read().splitlines():
+            kind, u, at, pid = line.split()
+            span = runs.setdefault(float(u), {}).setdefault(int(pid), [None, None])
+            span[0 if kind == "start" else 1] = float(at)
+    return {u: sorted((tuple(span) for span in by_pid.values()), key=lambda span: span[0] or 0.0)
+            for u, by_pid in runs.items()}
 
 
 def check_results(folder: str, ntrain: int) -> tuple[int, int, np.ndarray, str]:
     """(lost, wrong, u of every row, details) from the study's input.txt and output.txt."""
+    if not os.path.exists(os.path.join(folder, "output.txt")):
+        return ntrain, 0, np.full(ntrain, np.nan), "no output.txt was written"
     inputs = np.genfromtxt(os.path.join(folder, "input.txt"), names=True)
     outputs = np.genfromtxt(os.path.join(folder, "output.txt"), names=True)
     inputs, outputs = np.atleast_1d(inputs), np.atleast_1d(outputs)
@@ -421,6 +466,7 @@ def ledger_states(folder: str) -> np.ndarray | None:
 
 
 def run_profit(folder: str) -> tuple[float, subprocess.CompletedProcess]:
+    """Run ``profit run folder`` to its end; return its wall time and what it printed."""
     started = time.perf_counter()
     done = subprocess.run([PROFIT, "run", folder], capture_output=True, text=True, timeout=WAIT_LIMIT * 2)
     return time.perf_counter() - started, done
@@ -462,8 +508,9 @@ def study_scenario(scratch: str) -> Row:
         states = np.zeros(n, dtype=np.uint8) if states is None else states
     done_before = set(np.flatnonzero(states == RunState.DONE).tolist())
     in_flight = int(np.count_nonzero(states == RunState.RUNNING))
-    starts_before = sum(1 for kind, _, at in executions(study) if kind == "start" and at <= killed_at)
-    row.faults = f"1 runner SIGKILL, {in_flight} runs in flight"
+    starts_before = sum(1 for spans in executions(study).values() for start, _ in spans
+                        if start is not None and start <= killed_at)
+    row.faults = f"1 runner SIGKILL, {in_flight} run{'' if in_flight == 1 else 's'} in flight"
 
     resume_s, resumed = run_profit(study)
     remaining = n - len(done_before)
@@ -477,18 +524,28 @@ def study_scenario(scratch: str) -> Row:
 
     # Executions per run, from the program's own log.
     log = executions(study)
-    starts: dict[float, list[float]] = {}
-    ends: dict[float, list[float]] = {}
-    for kind, u, at in log:
-        (starts if kind == "start" else ends).setdefault(u, []).append(at)
+    spans_of = [log.get(float(u), []) for u in u_of_row]
     again = [run_id for run_id in sorted(done_before)
-             if len(starts.get(float(u_of_row[run_id]), [])) != 1 or any(at > killed_at for at in starts[float(u_of_row[run_id])])]
+             if len(spans_of[run_id]) != 1 or (spans_of[run_id][0][0] or 0.0) > killed_at]
     if again:
         row.problems.append(f"runs done before the kill were executed again: {again}")
-    never = [run_id for run_id, u in enumerate(u_of_row) if not ends.get(float(u))]
+    never = [run_id for run_id, spans in enumerate(spans_of) if not any(end is not None for _, end in spans)]
     if never:
         row.problems.append(f"runs whose program never completed, by its own log: {never}")
-    executed_twice = [run_id for run_id, u in enumerate(u_of_row) if len(starts.get(float(u), [])) > 1]
+    executed_twice = [run_id for run_id, spans in enumerate(spans_of) if len(spans) > 1]
+    # Two executions of one run at the same time: a start before the previous execution's
+    # logged end. (An execution killed before its end line cannot be checked this way.)
+    overlapping = [run_id for run_id, spans in enumerate(spans_of)
+                   if any(end is not None and later is not None and later < end
+                          for (_, end), (later, _) in zip(spans, spans[1:]))]
+    if overlapping:
+        row.problems.append(f"runs executed twice at the same time: {overlapping}")
+    twice_details = []
+    for run_id in executed_twice:
+        first_start, first_end = spans_of[run_id][0]
+        fate = ("its program had completed at kill %+.3f s, but the run was not recorded as done"
+                % (first_end - killed_at) if first_end is not None else "its program never logged an end (killed)")
+        twice_details.append(f"run {run_id}: first execution started at kill {first_start - killed_at:+.3f} s, {fate}")
 
     # Time to recover: the crash's whole cost in wall time, i.e. both invocations
     # together minus one uninterrupted run of the same study. It contains the work
@@ -504,15 +561,22 @@ def study_scenario(scratch: str) -> Row:
     continuing = re.search(r"continuing .*?: (\d+) runs done before, (\d+) to run", resumed.stdout)
     row.notes += [
         f"study: killed {first_s:.2f} s after start with {len(done_before)} of {n} runs done in the ledger and "
-        f"{in_flight} running; {starts_before} executions had started by then",
+        f"{in_flight} running; {starts_before} executions had logged their start by then (a program logs it "
+        "after its interpreter started, so one started just before the kill may log it just after)",
         "study: the 2nd 'profit run' said: "
         + "; ".join(filter(None, [
             continuing and f"{continuing.group(1)} done before, {continuing.group(2)} to run",
             ended and f"ended {ended.group(1)} leftover process groups",
             adopted and f"adopted {adopted.group(1)} results finished after the kill",
-        ])),
+        ]))
+        + ("" if ended else "; no leftover processes to end")
+        + ("" if adopted else "; no results to adopt"),
         f"study: runs done before the kill executed again: {len(again)} (must be 0); runs executed twice in all: "
-        f"{len(executed_twice)} {executed_twice} (only runs in flight at the kill may be)",
+        f"{len(executed_twice)} {executed_twice} (only runs in flight at the kill may be); executions of one run "
+        f"overlapping in time: {len(overlapping)} (must be 0)",
+        *(f"study: executed twice: {detail}" for detail in twice_details),
+        *([f"study: the 2nd 'profit run' printed to stderr: {resumed.stderr.strip()[-300:]!r}"]
+          if resumed.stderr.strip() else []),
         f"study: time to recover = (time until the kill {first_s:.2f} s + 2nd run {resume_s:.2f} s) - clean run "
         f"{clean_s:.2f} s. For scale: the clean run took {per_run:.3f} s per run, so {remaining} runs would take "
         f"{per_run * remaining:.2f} s at its pace; the 2nd run took {resume_s:.2f} s",
@@ -525,8 +589,10 @@ def study_scenario(scratch: str) -> Row:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeats", type=int, default=3,
-                        help="clean/faulty pairs per runner scenario; the table shows medians (default 3)")
+    parser.add_argument("--fork-repeats", type=int, default=5,
+                        help="clean/faulty pairs of the fork scenario; the table shows medians (default 5)")
+    parser.add_argument("--local-repeats", type=int, default=3,
+                        help="clean/faulty pairs of the local scenario (default 3)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory and print its path")
     args = parser.parse_args()
     if not os.access(PROFIT, os.X_OK):
@@ -545,8 +611,8 @@ def main() -> int:
               f"{RAISE_SHARE:.0%} raise on their first attempt, retries={RETRIES}; scratch: {scratch}")
         started = time.perf_counter()
         rows = [
-            runner_scenario("fork", FORK_RUNS, args.repeats, scratch),
-            runner_scenario("local", LOCAL_RUNS, max(1, args.repeats - 1), scratch),
+            runner_scenario("fork", FORK_RUNS, max(1, args.fork_repeats), scratch),
+            runner_scenario("local", LOCAL_RUNS, max(1, args.local_repeats), scratch),
             study_scenario(scratch),
         ]
         print()

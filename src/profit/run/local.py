@@ -129,12 +129,14 @@ class LocalRunner(Runner, label="local"):
 
     def _shell_command(self) -> str:
         # The default worker is the one installed beside this Python (a venv's
-        # bin/ need not be on PATH); any other command is the user's to resolve.
+        # bin/ need not be on PATH), and the shell execs it: one process less,
+        # and no "Killed" line from the shell when a worker is killed. Any other
+        # command is the user's, run as written.
         name, _, rest = self.command.partition(" ")
         if name == "profit-worker":
             sibling = os.path.join(os.path.dirname(sys.executable), "profit-worker")
             if os.access(sibling, os.X_OK):
-                return shlex.quote(sibling) + (" " + rest if rest else "")
+                return "exec " + shlex.quote(sibling) + (" " + rest if rest else "")
         return self.command
 
     def _start(self, run_id: int) -> ChildProcess:
