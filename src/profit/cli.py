@@ -124,6 +124,7 @@ class _Recorder:
         if not force and time.monotonic() < self.next_write:
             return
         self.next_write = time.monotonic() + OUTPUT_WRITE_INTERVAL
+        self.ledger.flush()
         states = self.ledger.states()
         notes = [
             f"run {run_id} failed: {self.ledger.reason(run_id)}"

@@ -4,7 +4,8 @@
 and reason, the attempt count, and the process (pid and start time) of the run
 in flight. It is a memory-mapped ``.npy`` file, updated as each run starts and
 ends, so a runner that is killed (even with SIGKILL) leaves everything that
-finished on disk. ``profit-study.json`` holds what the rows were made from (a
+finished in the file; ``profit run`` also syncs it to the disk whenever it
+writes the output file (at most a second apart) and at the end. ``profit-study.json`` holds what the rows were made from (a
 fingerprint of the inputs' definition), and ``profit-study.lock`` is held by
 the ``profit run`` that works on the study.
 """
@@ -41,9 +42,10 @@ def process_start(pid: int) -> int:
 class Ledger:
     """One row per run of a study, on disk."""
 
-    def __init__(self, folder: str, rows: np.ndarray, input_names: list[str], output_names: list[str]):
+    def __init__(self, folder: str, mapping: np.memmap, input_names: list[str], output_names: list[str]):
         self.folder = folder
-        self.rows = rows
+        self._mapping = mapping
+        self.rows = mapping.view(np.ndarray)
         self.input_names = input_names
         self.output_names = output_names
 
@@ -57,11 +59,13 @@ class Ledger:
         dtype = np.dtype(inputs.dtype.descr + outputs.descr + _BOOKKEEPING)
         path = os.path.join(folder, LEDGER)
         layout = _npyfile.create(path, dtype, len(inputs))
-        rows = _npyfile.map_rows(path, layout).view(np.ndarray)
+        mapping = _npyfile.map_rows(path, layout)
         for name in inputs.dtype.names:
-            rows[name] = inputs[name]
-        clear_outputs(rows[list(outputs.names)])
-        return cls(folder, rows, list(inputs.dtype.names), list(outputs.names))
+            mapping[name] = inputs[name]
+        clear_outputs(mapping[list(outputs.names)])
+        ledger = cls(folder, mapping, list(inputs.dtype.names), list(outputs.names))
+        ledger.flush()
+        return ledger
 
     @classmethod
     def open(cls, folder: str, input_names: list[str], output_names: list[str]) -> Ledger:
@@ -71,8 +75,11 @@ class Ledger:
         missing = [name for name in [*input_names, *output_names] if name not in layout.dtype.names]
         if missing or _npyfile.data_rows(path, layout.offset, layout.dtype.itemsize) < layout.size:
             raise InterfaceError(f"{path} does not belong to this study or is cut short")
-        rows = _npyfile.map_rows(path, layout).view(np.ndarray)
-        return cls(folder, rows, input_names, output_names)
+        return cls(folder, _npyfile.map_rows(path, layout), input_names, output_names)
+
+    def flush(self) -> None:
+        """Write the rows through to the disk (they survive a crash of the runner anyway)."""
+        self._mapping.flush()
 
     @property
     def inputs(self) -> np.ndarray:
