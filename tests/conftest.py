@@ -13,7 +13,7 @@ TESTS = pathlib.Path(__file__).parent
 # Like a study's include file: loaded in the runner, passed on to every worker.
 load_includes([str(TESTS / "workers.py")])
 
-RUNNERS = ["fork", "local"]
+RUNNERS = ["fork", "local", "pool"]
 INTERFACES = ["memmap"]
 
 SCALAR_INPUTS = {"u": {"dtype": np.float64}, "v": {"dtype": np.float64}}
@@ -54,6 +54,7 @@ def make_runner(tmp_path, runner_label, interface_label):
     yield make
     for runner in made:
         runner.cancel_all()
+        getattr(runner, "shutdown", lambda: None)()  # a pool's worker processes
 
 
 def params(n, seed=0):

@@ -10,7 +10,7 @@ from profit.run import _npyfile
 
 
 def test_growth_with_workers_in_flight(make_runner, gate_for):
-    runner = make_runner("t_gate", size=2, parallel=0)
+    runner = make_runner("t_gate", size=2, parallel=3)  # spawn does not throttle; a pool has 3 workers
     gate = gate_for(runner)
     rows = params(2)
     inode = os.stat(runner.interface.path).st_ino if runner.interface.label == "memmap" else None
@@ -21,7 +21,7 @@ def test_growth_with_workers_in_flight(make_runner, gate_for):
     for row in more:
         runner.spawn(row)
     assert runner.interface.size >= 9
-    assert list(runner.runs) == list(range(9))
+    assert list(runner.runs) == list(range(9))  # all active (a pool's beyond its workers wait)
     gate.release(9)
     runner.wait_all(timeout=30)
     everything = np.concatenate([rows, more])

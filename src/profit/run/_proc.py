@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import select
 import signal
+import sys
 from abc import ABC, abstractmethod
 from collections import namedtuple
 
@@ -59,6 +60,10 @@ class ExitStatus(namedtuple("ExitStatus", ["code", "signal"], defaults=[None, No
 
 class RunHandle(ABC):
     """What a runner needs of a started run: exit status, an event fd, and a way to stop it."""
+
+    # True when the runner hears of the run's end through its own event sources
+    # (a pool worker's result pipe), so the handle needs neither an fd nor polling.
+    notified = False
 
     @abstractmethod
     def poll(self) -> object:
@@ -185,3 +190,29 @@ def group_members(pgid: int) -> list[int]:
         if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
             members.append(int(entry))
     return members
+
+
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+_prctl: object = None
+
+
+def load_prctl() -> object:
+    """Load libc's prctl (Linux), so that forked workers can call it cheaply; None elsewhere."""
+    global _prctl
+    if _prctl is None and sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            _prctl = ctypes.CDLL(None, use_errno=True).prctl
+        except (OSError, AttributeError):
+            _prctl = False
+    return _prctl or None
+
+
+def die_with_parent(parent_pid: int) -> bool:
+    """In a forked worker: be killed (SIGKILL) when the parent dies; False if it is gone already."""
+    prctl = _prctl or None
+    if prctl is None:
+        return True
+    prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    return os.getppid() == parent_pid  # it may have died before prctl took effect

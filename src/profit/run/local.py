@@ -24,7 +24,7 @@ import weakref
 from . import _npyfile
 from ._lazy import logging, numpy as np
 from ._record import StructRecord, parse_descr
-from ._proc import ChildProcess
+from ._proc import ChildProcess, die_with_parent, load_prctl
 from .errors import InterfaceError
 from .includes import loaded_includes
 from .interface import INTERNAL_NAMES, RunnerInterface, WorkerInterface, clear_outputs, empty_record, encode_reason
@@ -64,22 +64,7 @@ def _cancel(self, run_id):
     return Runner.cancel(self, run_id)
 
 
-_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
-
-
-def _prctl():
-    """libc's prctl on Linux (to have workers killed with their runner), else None."""
-    if not sys.platform.startswith("linux"):
-        return None
-    import ctypes
-
-    try:
-        return ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-
-
-def _resolve_parallel(parallel):
+def resolve_parallel(parallel):
     # 'all' means the CPUs this process may use; anything else is checked by Runner.
     return _usable_cpus() if parallel == "all" else parallel
 
@@ -97,7 +82,7 @@ class LocalRunner(Runner, label="local"):
 
     def __init__(self, command="profit-worker", parallel="all", **kwargs):
         self.command = command
-        super().__init__(parallel=_resolve_parallel(parallel), **kwargs)
+        super().__init__(parallel=resolve_parallel(parallel), **kwargs)
         self._env = None
 
     def __repr__(self):
@@ -159,9 +144,9 @@ class ForkRunner(Runner, label="fork"):
     """
 
     def __init__(self, parallel="all", **kwargs):
-        super().__init__(parallel=_resolve_parallel(parallel), **kwargs)
+        super().__init__(parallel=resolve_parallel(parallel), **kwargs)
         self._log_handler = run_log_handler()
-        self._die_with_runner = _prctl()
+        load_prctl()  # before forking: the workers only call it
         self._log_options = (self.worker.get("log_path", "log"), bool(self.worker.get("debug", False)))
 
     spawn = _spawn
@@ -192,11 +177,8 @@ class ForkRunner(Runner, label="fork"):
 
     def _work_in_child(self, run_id: int, runner_pid: int) -> int:
         os.setpgid(0, 0)
-        if self._die_with_runner is not None:
-            # A worker must not run on unobserved when its runner is killed.
-            self._die_with_runner(_PR_SET_PDEATHSIG, signal.SIGKILL)
-            if os.getppid() != runner_pid:  # the runner died before prctl took effect
-                return 1
+        if not die_with_parent(runner_pid):  # a worker must not run on unobserved
+            return 1
         # Ctrl-C is for the runner, which then cancels its runs.
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)

@@ -300,7 +300,7 @@ class Runner(Component, registry=True):
         fd = handle.fileno() if isinstance(handle, RunHandle) else None
         if fd is not None:
             self._selector.register(fd, selectors.EVENT_READ, run_id)
-        else:
+        elif not getattr(handle, "notified", False):
             self._unwatched += 1
         self.next_run_id = max(self.next_run_id, run_id + 1)
         self.logger.debug("run %d started", run_id)
@@ -445,7 +445,7 @@ class Runner(Component, registry=True):
         fd = handle.fileno() if isinstance(handle, RunHandle) else None
         if fd is not None:
             self._selector.unregister(fd)
-        else:
+        elif not getattr(handle, "notified", False):
             self._unwatched -= 1
 
     def status(self, run_id: int) -> RunStatus:
@@ -471,7 +471,9 @@ class Runner(Component, registry=True):
             ready = self._selector.select(timeout) if self._selector.get_map() else []
             self.interface.poll()
             for key, _ in ready:
-                if key.data in self.runs:
+                if callable(key.data):  # an event source of the variant (e.g. a pool's result pipe)
+                    key.data()
+                elif key.data in self.runs:
                     self.poll(key.data)
         if self._deadlines:
             self._expire()

@@ -330,6 +330,11 @@ class RunLog:
             self._active = True
         return logging.getLogger("profit.run.worker")
 
+    def release(self) -> None:
+        """Close the run's log file if it was opened (a worker serving many runs moves on)."""
+        if self._active and self._handler is not None and self._handler.stream is not None:
+            self._handler.close()
+
 
 def execute(build: Callable[[], Worker], log: RunLog) -> int:
     """Build a Worker, run it and clean up; return the process's exit code.
