@@ -104,6 +104,7 @@ class Runner(Component, registry=True):
         self.base_dir = os.environ.get("PROFIT_BASE_DIR", os.getcwd())
 
         self.interface: RunnerInterface = self._build_interface(interface)
+        self._input_dtypes = {name: self.interface.input.dtype[name] for name in self.interface.input_names}
         worker_class, worker_options = _resolve_component(Worker, worker, "worker")
         self.worker: dict = {"class": worker_class.label, **worker_options}
         if self.debug:
@@ -205,6 +206,10 @@ class Runner(Component, registry=True):
         """Validate ``params`` against the study's inputs; return the converted row."""
         names = self.interface.input_names
         if isinstance(params, (np.void, np.ndarray)) and params.dtype.names is not None:
+            if params.dtype.names == tuple(names) and all(
+                params.dtype[name] == self._input_dtypes[name] for name in names
+            ):
+                return params.item()  # a record of exactly the inputs: nothing to check or convert
             given = {name: params[name] for name in params.dtype.names}
         elif isinstance(params, Mapping):
             given = params
