@@ -74,3 +74,21 @@ def test_cancel_of_a_finished_run_keeps_its_result(make_runner):
     status = runner.cancel(0)
     assert status.state is RunState.DONE
     assert runner.output_data["f"].tolist() == [2.0]
+
+
+def test_cancel_keeps_a_result_that_was_transmitted(make_runner):
+    runner = make_runner("t_transmit_then_wait")
+    runner.spawn({"u": 1.0, "v": 2.0})
+    wait_for(lambda: os.path.exists(os.path.join(runner.work_dir, "transmitted")), what="the result")
+    status = runner.cancel(0)
+    assert status.state is RunState.DONE
+    assert runner.output_data["f"].tolist() == [3.0]
+
+
+def test_cancel_does_not_retry_a_failed_run(make_runner):
+    inputs = {"u": {"dtype": "f8"}, "v": {"dtype": "f8"}, "fault": {"dtype": "i8"}}
+    runner = make_runner("t_faulty", input_config=inputs, retries=2)
+    runner.spawn({"u": 1.0, "v": 2.0, "fault": 3})  # always raises
+    runner.cancel_all()
+    assert runner.runs == {}
+    assert runner.status(0).state in (RunState.FAILED, RunState.CANCELLED)

@@ -365,3 +365,59 @@ def test_full_disk_keeps_the_results(tmp_path):
     inputs = np.genfromtxt(study / "input.txt", names=True)
     np.testing.assert_array_equal(outputs["f"], inputs["u"] + inputs["v"])
     assert len(executions(study)) == 12
+
+
+@pytest.mark.parametrize(
+    "run, fragment",
+    [
+        ("  runner: {class: fork, paralel: 2}\n", "run: got an unexpected keyword argument 'paralel'"),
+        ("  pre: {class: template, pth: tpl}\n", "run.pre: got an unexpected keyword argument 'pth'"),
+        ("  post: {class: json, path: out.json, names: [f]}\n", "run.post: postprocessor 'json' has no option 'names'"),
+        ("  runner: 5\n", "run.runner must be a label or a mapping"),
+        ("  command: [./simulation]\n", "run.command must be a shell command"),
+    ],
+)
+def test_bad_run_section(tmp_path, run, fragment):
+    yaml = STUDY.format(ntrain=2, runner="fork").replace("  runner: fork\n  command: ./simulation\n", run)
+    study = make_study(tmp_path / "study", yaml)
+    done = profit("run", str(study))
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert fragment in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_simulation_reading_stdin_does_not_hang(tmp_path):
+    study = make_study(tmp_path / "study", STUDY.format(ntrain=2, runner="fork"))
+    program = study / "template" / "simulation"
+    program.write_text(program.read_text().replace("import os, sys, time\n", "import os, sys, time\nsys.stdin.read()\n", 1))
+    # stdin stays open and silent, as a terminal would: the simulation must see no input, not wait for it.
+    process = subprocess.Popen([PROFIT, "run", str(study)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.wait(timeout=60) == 0
+    finally:
+        process.stdin.close()
+        process.stdout.close()
+
+
+def test_result_files_get_ordinary_permissions(tmp_path):
+    study = make_study(tmp_path / "study", STUDY.format(ntrain=2, runner="fork"))
+    assert profit("run", str(study)).returncode == 0
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE((study / "output.txt").stat().st_mode) == 0o666 & ~umask
+
+
+def test_status_of_a_damaged_study(tmp_path):
+    study = make_study(tmp_path / "study", STUDY.format(ntrain=2, runner="fork"))
+    assert profit("run", str(study)).returncode == 0
+    (study / "profit-study.npy").write_bytes(b"junk")
+    done = profit("status", str(study))
+    assert done.returncode == 2 and "is damaged" in done.stderr
+
+
+def test_include_with_a_syntax_error(tmp_path):
+    (tmp_path / "profit.yaml").write_text(VARIABLES + "include: broken.py\n")
+    (tmp_path / "broken.py").write_text("x = 1\ndef f(:\n")
+    done = profit("run", str(tmp_path))
+    assert done.returncode == 2
+    assert "broken.py failed to import: SyntaxError" in done.stderr and "(line 2 of broken.py)" in done.stderr

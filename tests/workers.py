@@ -142,3 +142,15 @@ def faulty(u, v, fault):
     if first and fault == 1:
         os.kill(os.getpid(), signal.SIGKILL)
     return u + v
+
+
+class TransmitThenWait(Worker, label="t_transmit_then_wait"):
+    """Transmits a correct result, then lingers until it is ended."""
+
+    def work(self):
+        self.interface.retrieve()
+        self.interface.output["f"] = self.interface.input["u"] + self.interface.input["v"]
+        self.interface.transmit()
+        open("transmitted", "w").close()
+        while True:
+            signal.pause()

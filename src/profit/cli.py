@@ -86,6 +86,15 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"profit: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except KeyboardInterrupt:  # before any run started: nothing to save
+        print("profit: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except OSError as error:  # a file or directory that cannot be made or read
+        if args.debug:
+            raise
+        where = f": {error.filename}" if error.filename else ""
+        print(f"profit: {error.strerror or error}{where}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     except Exception as error:  # a bug: one line, unless asked for the traceback
         if args.debug:
             raise
@@ -202,6 +211,11 @@ def _open_ledger(study: Study, restart: bool, meta: Meta) -> tuple[Ledger, bool]
     outputs = list(study.output_config)
     path = os.path.join(study.run_dir, LEDGER)
     if not restart and os.path.exists(path):
+        if "fingerprint" not in meta.data:
+            raise ConfigError(
+                f"the study record {meta.path} is missing or damaged, so the earlier runs in {study.run_dir} "
+                "cannot be matched to this study; run 'profit run --restart' to start over"
+            )
         if meta.data.get("fingerprint") != study.fingerprint():
             raise ConfigError(
                 f"{study.name}: the variables, ntrain or seed changed since this study last ran in {study.run_dir}, "
@@ -284,8 +298,7 @@ def _run(study: Study, args, Runner) -> int:
     for run_id in np.flatnonzero(ledger.states() == RunState.RUNNING):
         ledger.ended(RunStatus(int(run_id), RunState.CANCELLED), None)  # did not finish: run again
 
-    runner = Runner.from_config(study.run_config(), study.base_config())
-    runner.base_dir = study.base_dir  # templates etc. are relative to the study file
+    runner = _build_runner(study, Runner)
     runner.fill(ledger.inputs)
     done = np.flatnonzero(ledger.states() == RunState.DONE)
     for name in ledger.output_names:  # completed runs are results of this runner too
@@ -315,10 +328,6 @@ def _run(study: Study, args, Runner) -> int:
               f"every completed result is kept in {os.path.join(study.run_dir, LEDGER)}: free some space and "
               "run 'profit run' again to write it", file=sys.stderr)
         status = EXIT_UNSAVED
-    # Everything is saved: a late Ctrl-C must not turn the exit status into "killed by SIGINT"
-    # (Python restores the default handlers while it shuts down).
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, signal.SIG_IGN)
     return status
 
 
@@ -337,6 +346,28 @@ def _drive(runner, pending: list[int], stop: StopRequest, progress: _Progress, r
         runner.wait_some(0.5)
         progress.update()
         recorder.write_output()
+
+
+def _build_runner(study: Study, Runner):
+    """The study's runner; an option that a component does not take is a mistake in the study file."""
+    from .run.command import Postprocessor, Preprocessor
+
+    try:
+        runner = Runner.from_config(study.run_config(), study.base_config())
+    except TypeError as error:  # e.g. __init__() got an unexpected keyword argument 'paralel'
+        raise ConfigError(f"{study.name}: run: {str(error).split('() ', 1)[-1]}") from None
+    runner.base_dir = study.base_dir  # templates etc. are relative to the study file
+    # The worker's processors are built in every worker: check their options once, here.
+    if runner.worker.get("class") == "command":
+        for key, kind, args in (("pre", Preprocessor, ("run_000",)), ("post", Postprocessor, ())):
+            spec = runner.worker.get(key, "template" if key == "pre" else "numpytxt")
+            spec = {"class": spec} if isinstance(spec, str) else spec
+            options = {name: value for name, value in spec.items() if name != "class"}
+            try:
+                kind[spec["class"]](*args, **options)
+            except (TypeError, ConfigError) as error:
+                raise ConfigError(f"{study.name}: run.{key}: {str(error).split('() ', 1)[-1]}") from None
+    return runner
 
 
 def _summary(study: Study, ledger: Ledger, interrupted: int | None) -> int:
@@ -365,10 +396,13 @@ def command_status(args) -> int:
     if not os.path.exists(path):
         print(f"profit: {study.path} has not been run yet (no {LEDGER} in {study.run_dir})")
         return EXIT_DONE
-    rows = np.load(path, mmap_mode="r")
+    try:
+        rows = np.load(path, mmap_mode="r")
+        states, reasons = np.array(rows["STATE"]), rows["REASON"]
+    except (OSError, ValueError, EOFError, KeyError, TypeError, IndexError):
+        raise ConfigError(f"the study state {path} is damaged; 'profit run --restart' starts the study over") from None
     meta = Meta(study.run_dir).data
     holder = StudyLock(study.run_dir).holder()
-    states = np.array(rows["STATE"])
     counts = {state: int(np.count_nonzero(states == state)) for state in RunState}
     total = len(rows)
     finished = counts[RunState.DONE] + counts[RunState.FAILED]
@@ -392,7 +426,7 @@ def command_status(args) -> int:
           f"({100 * finished / total:.0f}% finished)")
     failures = np.flatnonzero(states == RunState.FAILED)
     for run_id in failures:
-        print(f"  run {run_id} failed: {bytes(rows['REASON'][run_id]).decode('utf-8', 'replace')}")
+        print(f"  run {run_id} failed: {bytes(reasons[run_id]).decode('utf-8', 'replace')}")
     print(f"results: {study.output_file} (inputs: {study.input_file}, work directory: {study.run_dir})")
     return EXIT_DONE
 
@@ -431,4 +465,9 @@ def command_clean(args) -> int:
 
 def entry_point() -> None:
     """Console script ``profit``."""
-    sys.exit(main())
+    status = main()
+    # Everything is saved: a late Ctrl-C must not turn the exit status into "killed by SIGINT"
+    # (Python restores the default handlers while it shuts down).
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_IGN)
+    sys.exit(status)

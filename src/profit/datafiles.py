@@ -9,11 +9,12 @@ Written the way users' scripts already read them:
 * ``.npy``: a structured array (vector variables as sub-arrays);
 * ``.hdf5``: one dataset per variable.
 
-Floats are written with 17 significant digits, so they read back exactly.
+Floats are written in their shortest exact form (``repr``), so they read back exactly.
 Files are replaced atomically: a crash while writing never leaves half a file.
 Runs that did not succeed have NaN outputs; their state and reason go into
-the file where the format allows (``.hdf5``: datasets ``_state`` and
-``_reason``; ``.txt``/``.csv``: trailing comment lines).
+the file where the format allows (``.hdf5``: a dataset ``_state`` with one
+state per run and ``_reason`` with a line per failed run; ``.txt``/``.csv``:
+trailing comment lines).
 """
 
 from __future__ import annotations
@@ -59,6 +60,9 @@ def write(path: str, array: np.ndarray, notes: Sequence[str] = (), states: Seque
     extension = os.path.splitext(path)[1].lower()
     handle, temporary = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=extension)
     os.close(handle)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(temporary, 0o666 & ~umask)  # as an ordinary new file, not mkstemp's 0600
     try:
         if extension in (".txt", ".csv"):
             _write_text(temporary, array, notes, delimiter="," if extension == ".csv" else " ")

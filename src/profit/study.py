@@ -102,6 +102,17 @@ class Study:
         for key in run:
             if key not in RUN_KEYS:
                 raise _unknown(key, RUN_KEYS, where, "run")
+        for key in ("runner", "interface", "worker", "pre", "post"):
+            if key in run and not isinstance(run[key], (str, Mapping)):
+                raise ConfigError(f"{where}: run.{key} must be a label or a mapping with 'class', got {run[key]!r}")
+            if isinstance(run.get(key), Mapping) and "class" not in run[key]:
+                raise ConfigError(f"{where}: run.{key} needs a 'class' (a label), e.g. {{class: ...}}")
+        if "command" in run and (not isinstance(run["command"], str) or not run["command"].strip()):
+            raise ConfigError(f"{where}: run.command must be a shell command (a string), got {run['command']!r}")
+        if "command" in run and "worker" in run:
+            worker = run["worker"] if isinstance(run["worker"], str) else run["worker"]["class"]
+            if worker != "command":
+                raise ConfigError(f"{where}: run.command is for the command worker, but run.worker is {worker!r}")
         self.run: dict = dict(run)
         includes = config.get("include", run.get("include", []))
         includes = [includes] if isinstance(includes, str) else includes

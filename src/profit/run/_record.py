@@ -127,7 +127,9 @@ class StructRecord:
     def _pack(self, field: Field, value: object) -> None:
         name = field.name
         if field.count > 1:
-            values = list(value.tolist() if hasattr(value, "tolist") else value)
+            values = value.tolist() if hasattr(value, "tolist") else list(value)
+            if len(values) == 1 and isinstance(values[0], (list, tuple)):
+                values = list(values[0])  # a (1, n) array, the shape of the output's "size"
             if len(values) != field.count:
                 raise ValueError(f"{name!r} takes {field.count} values, got {len(values)}")
             struct.pack_into(f"{field.code[0]}{field.count}{field.code[1:]}", self._buffer, field.offset, *values)

@@ -98,8 +98,8 @@ class CommandWorker(Worker, label="command"):
     def work(self) -> None:
         """Prepare the run directory, run the command there, read and transmit its results."""
         self.interface.retrieve()
-        self.pre.prepare(self.interface.input)
         try:
+            self.pre.prepare(self.interface.input)
             started = time.perf_counter()
             self.run_command()
             self.interface.time = time.perf_counter() - started
@@ -124,7 +124,10 @@ class CommandWorker(Worker, label="command"):
         stderr = open(self.stderr, "w+b") if self.stderr is not None else tempfile.TemporaryFile()
         try:
             self.logger.debug("run %r in %s", self.command, os.getcwd())
-            returncode = subprocess.run(self.command, shell=True, stdout=stdout, stderr=stderr).returncode
+            # No stdin: a simulation waiting for input would wait forever in a background group.
+            returncode = subprocess.run(
+                self.command, shell=True, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr
+            ).returncode
             if returncode != 0:
                 from ._proc import ExitStatus
 

@@ -43,10 +43,14 @@ def load_includes(paths: Iterable[str] | str) -> None:
             import traceback
 
             del sys.modules[name]
-            where = traceback.extract_tb(error.__traceback__)[-1]
+            if isinstance(error, SyntaxError):
+                line = error.lineno
+            else:  # the deepest frame in the include file itself
+                frames = [f for f in traceback.extract_tb(error.__traceback__) if f.filename == path]
+                line = frames[-1].lineno if frames else "?"
             raise ConfigError(
                 f"include file {path} failed to import: {type(error).__name__}: {error} "
-                f"(line {where.lineno} of {os.path.basename(where.filename)})"
+                f"(line {line} of {os.path.basename(path)})"
             ) from error
         _loaded[path] = name
 

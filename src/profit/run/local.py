@@ -64,6 +64,13 @@ def _cancel(self, run_id):
     return Runner.cancel(self, run_id)
 
 
+def _no_stdin() -> None:
+    """In a forked worker: stdin from /dev/null (in a background group, reading the terminal stops it)."""
+    fd = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(fd, 0)
+    os.close(fd)
+
+
 def resolve_parallel(parallel):
     # 'all' means the CPUs this process may use; anything else is checked by Runner.
     return _usable_cpus() if parallel == "all" else parallel
@@ -129,7 +136,8 @@ class LocalRunner(Runner, label="local"):
 
         env = {**self._environment(), "PROFIT_RUN_ID": str(run_id)}
         popen = subprocess.Popen(
-            self._shell_command(), shell=True, env=env, cwd=self.work_dir, start_new_session=True
+            self._shell_command(), shell=True, env=env, cwd=self.work_dir, start_new_session=True,
+            stdin=subprocess.DEVNULL,  # a worker in a background session must not wait for a terminal
         )
         return ChildProcess(popen.pid, popen)
 
@@ -182,6 +190,7 @@ class ForkRunner(Runner, label="fork"):
         # Ctrl-C is for the runner, which then cancels its runs.
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        _no_stdin()
         os.chdir(self.work_dir)
         if os.environ.get("PROFIT_BASE_DIR") != self.base_dir:
             os.environ["PROFIT_BASE_DIR"] = self.base_dir
@@ -208,7 +217,7 @@ class MemmapRunnerInterface(RunnerInterface, label="memmap"):
 
     - fast with the local runners: each Worker maps its own row of the file
       (see ``benchmarks/`` for figures)
-    - inefficient on a cluster with a shared filesystem (use ``zeromq`` there)
+    - inefficient on a cluster with a shared filesystem (every worker maps the file)
     - reliable: the file is a valid ``.npy`` file (``numpy.load`` reads it)
     - growing is safe: the file is extended in place, rows never move
     """

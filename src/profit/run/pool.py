@@ -24,7 +24,7 @@ import struct
 import sys
 
 from ._proc import ChildProcess, ExitStatus, RunHandle, die_with_parent, load_prctl
-from .local import resolve_parallel
+from .local import _no_stdin, resolve_parallel
 from .runner import Runner
 from .worker import RunLog, Worker, execute, run_log_handler
 
@@ -256,6 +256,7 @@ class PoolRunner(Runner, label="pool"):
                 os.close(other.result_fd)
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        _no_stdin()
         os.chdir(self.work_dir)
         os.environ["PROFIT_BASE_DIR"] = self.base_dir
         # The runner's handlers must not receive the workers' records.

@@ -55,7 +55,8 @@ class Runner(Component, registry=True):
         worker: a Worker label or a config ``{"class": label, ...}`` given to each Worker.
         work_dir: where workers run and write (created if missing).
         debug: log in more detail.
-        parallel: maximum number of concurrent runs in :meth:`spawn_array` (0: unbounded).
+        parallel: maximum number of concurrent runs in :meth:`spawn_array` (0: unbounded;
+            the local runners take ``"all"``, the CPUs this process may use, by default).
         sleep: poll interval, used only by runners that have no event to wait on.
         logfile: the runner's log file name (the ``profit`` command writes it).
         logger: the logger to use (default ``profit.run.runner``).
@@ -364,13 +365,17 @@ class Runner(Component, registry=True):
                 self._settle(run_id, None)
         self.poll_all()
 
-    def _settle(self, run_id: int, exit_status: object, timed_out: bool = False) -> RunStatus:
+    def _settle(
+        self, run_id: int, exit_status: object, timed_out: bool = False, cancelled: bool = False, retry: bool = True
+    ) -> RunStatus:
         """Decide a finished run's state: the one place where this happens.
 
         ``exit_status`` (an :class:`~profit.run._proc.ExitStatus` or None) was read
         *before* the interface's DONE flag, so a run that transmitted and then
-        exited is never called failed, not even when its time was up. A failed
-        run with retries left is started again (same id and row).
+        exited is never called failed or cancelled, not even when its time was up
+        or it was cancelled on its way out. Otherwise a ``cancelled`` run is
+        cancelled, and a failed run with retries left (and ``retry``) is started
+        again (same id and row).
         """
         handle = self.runs.pop(run_id)
         self._forget(handle)
@@ -383,12 +388,16 @@ class Runner(Component, registry=True):
             if exit_status is not None and not getattr(exit_status, "success", True):
                 self.logger.warning("run %d transmitted its results, then %s", run_id, exit_status.describe())
             self.logger.debug("run %d done", run_id)
+        elif cancelled:
+            status = RunStatus(run_id, RunState.CANCELLED, "cancelled")
+            self.failed[run_id] = status
+            self.logger.info("run %d cancelled", run_id)
         else:
             if timed_out:
                 reason = f"timed out after {self.timeout:g} s"
             else:
                 reason = self._failure_reason(run_id, exit_status)
-            if attempt <= self.retries:
+            if retry and attempt <= self.retries:
                 self.logger.info("run %d failed (attempt %d of %d): %s; running it again", run_id, attempt,
                                  self.retries + 1, reason)
                 self._spawn_at(run_id, None, wait=False)
@@ -559,8 +568,7 @@ class Runner(Component, registry=True):
         """
         handle = self._handle(run_id)
         if isinstance(handle, RunHandle) and handle.exited():
-            self.poll(run_id)
-            return self.status(run_id)
+            return self._settle(run_id, handle.poll(), retry=False)
         return self._cancel_many([run_id])[0]
 
     def cancel_all(self) -> None:
@@ -568,35 +576,29 @@ class Runner(Component, registry=True):
         self.logger.debug("cancel all %d runs", len(self.runs))
         ended = [run_id for run_id, handle in self.runs.items() if isinstance(handle, RunHandle) and handle.exited()]
         for run_id in ended:
-            self.poll(run_id)
+            self._settle(run_id, self.runs[run_id].poll(), retry=False)
         self._cancel_many(list(self.runs))
 
     def _cancel_many(self, run_ids: list[int]) -> list[RunStatus]:
         import signal
 
-        handles = {run_id: self.runs.pop(run_id) for run_id in run_ids}
-        for run_id, handle in handles.items():
-            self._forget(handle)
-            self._deadline_of.pop(run_id, None)
-            self._attempts.pop(run_id, None)
+        handles = {run_id: self.runs[run_id] for run_id in run_ids}
+        for handle in handles.values():
             if isinstance(handle, RunHandle):
                 handle.signal_tree(signal.SIGTERM)
         deadline = time.monotonic() + self.cancel_grace
         statuses = []
         for run_id, handle in handles.items():
+            exit_status = None
             if isinstance(handle, RunHandle):
-                if handle.wait(max(0.0, deadline - time.monotonic())) is None:
+                exit_status = handle.wait(max(0.0, deadline - time.monotonic()))
+                if exit_status is None:
                     handle.signal_tree(signal.SIGKILL)
-                    handle.wait()
-                handle.close()
+                    exit_status = handle.wait()
             else:
                 self._cancel_foreign(handle)
-            status = RunStatus(run_id, RunState.CANCELLED, "cancelled")
-            self.interface.mark(run_id, status.state, status.reason)
-            self.failed[run_id] = status
-            statuses.append(status)
-            self.logger.info("run %d cancelled", run_id)
-            self._notify("run_ended", status)
+            # One decision: a run that transmitted before the signal keeps its result.
+            statuses.append(self._settle(run_id, exit_status, cancelled=True))
         return statuses
 
     def _cancel_foreign(self, handle: object) -> None:

@@ -189,7 +189,7 @@ def _collect_inputs(record: object, names: Sequence[str], func: Callable) -> lis
     available = record.dtype.names or ()
     missing = [name for name in names if name not in available]
     if missing:
-        raise WorkerOutputError(
+        raise WorkerError(
             f"function {func.__name__} takes {', '.join(map(repr, missing))} which "
             f"{'is not an input' if len(missing) == 1 else 'are not inputs'} of the study "
             f"(inputs: {', '.join(available) or 'none'}); pass inputs=[...] to Worker.wrap"
@@ -273,7 +273,8 @@ def failure_reason(error: BaseException) -> str:
     """One line: exception type and message, and where it was raised (last frame)."""
     import traceback  # only on failure
 
-    text = f"{type(error).__name__}: {error}".rstrip(": ")
+    message = str(error)
+    text = f"{type(error).__name__}: {message}" if message else type(error).__name__
     frames = traceback.extract_tb(error.__traceback__)
     if frames and not isinstance(error, (WorkerError, ConfigError)):
         last = frames[-1]
