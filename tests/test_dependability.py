@@ -106,3 +106,12 @@ def test_fault_injection_without_retries_fails_exactly_the_injected(make_runner,
     fine = np.flatnonzero(rows["fault"] == 0)
     np.testing.assert_array_equal(runner.interface.output["f"][fine], rows["u"][fine] + rows["v"][fine])
     assert np.isnan(runner.interface.output["f"][sorted(killed | raised)]).all()
+
+
+def test_time_waiting_for_a_worker_does_not_count(make_runner):
+    # Two runs of 0.6 s with a 1 s limit: a pool with one worker runs them one after the other.
+    runner = make_runner("t_span", output_config=outputs("start", "end"), timeout=1.0, parallel=1)
+    runner.spawn({"u": 0.6, "v": 0.0})
+    runner.spawn({"u": 0.6, "v": 0.0})
+    runner.wait_all(timeout=20)
+    assert runner.failed == {}, runner.failed

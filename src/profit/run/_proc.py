@@ -64,6 +64,9 @@ class RunHandle(ABC):
     # True when the runner hears of the run's end through its own event sources
     # (a pool worker's result pipe), so the handle needs neither an fd nor polling.
     notified = False
+    # False when the run may wait before it really starts (a pool queue): its
+    # variant starts the timeout clock itself (Runner._start_clock).
+    clock_at_launch = True
 
     @abstractmethod
     def poll(self) -> object:

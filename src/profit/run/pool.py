@@ -70,6 +70,7 @@ class _PoolRun(RunHandle):
     """A run of the pool: waiting for a worker, or running on one."""
 
     notified = True  # its end arrives through the worker's result pipe
+    clock_at_launch = False  # its timeout starts when a worker takes it, not while it waits
     __slots__ = ("runner", "run_id", "worker")
 
     def __init__(self, runner: "PoolRunner", run_id: int):
@@ -147,6 +148,7 @@ class PoolRunner(Runner, label="pool"):
         worker.current = handle.run_id
         handle.worker = worker
         os.write(worker.task_fd, _TASK.pack(handle.run_id))
+        self._start_clock(handle.run_id)
 
     def _dispatch(self) -> None:
         """Give waiting runs to idle workers."""

@@ -299,10 +299,8 @@ class Runner(Component, registry=True):
     def _launch(self, run_id: int, handle: object) -> None:
         """Record a started run (variants call this after starting its Worker)."""
         self.runs[run_id] = handle
-        if self.timeout is not None:
-            deadline = time.monotonic() + self.timeout
-            self._deadline_of[run_id] = deadline
-            heapq.heappush(self._deadlines, (deadline, run_id))
+        if getattr(handle, "clock_at_launch", True):
+            self._start_clock(run_id)
         fd = handle.fileno() if isinstance(handle, RunHandle) else None
         if fd is not None:
             self._selector.register(fd, selectors.EVENT_READ, run_id)
@@ -311,6 +309,13 @@ class Runner(Component, registry=True):
         self.next_run_id = max(self.next_run_id, run_id + 1)
         self.logger.debug("run %d started", run_id)
         self._notify("run_started", run_id, handle)
+
+    def _start_clock(self, run_id: int) -> None:
+        """From now on, ``run_id`` has ``timeout`` seconds (if a timeout is set)."""
+        if self.timeout is not None:
+            deadline = time.monotonic() + self.timeout
+            self._deadline_of[run_id] = deadline
+            heapq.heappush(self._deadlines, (deadline, run_id))
 
     def spawn_array(self, params_array: Iterable, wait: bool = False, progress: bool = False) -> None:
         """Spawn one run per row, never more than ``parallel`` at once; block until all started."""
