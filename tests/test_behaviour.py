@@ -128,3 +128,12 @@ def test_clean_removes_what_runs_left(make_runner):
     assert not os.path.exists(os.path.join(runner.work_dir, "log"))
     if runner.interface.label == "memmap":
         assert not os.path.exists(runner.interface.path)
+
+
+def test_runner_as_context_manager_cancels_what_runs(make_runner, gate_for):
+    runner = make_runner("t_gate")
+    gate_for(runner)
+    with runner:
+        runner.spawn({"u": 1.0, "v": 1.0})
+    assert runner.runs == {}
+    assert runner.status(0).state is RunState.CANCELLED

@@ -238,7 +238,11 @@ def _open_ledger(study: Study, restart: bool, meta: Meta) -> tuple[Ledger, bool]
 
 def _adopt_finished(ledger: Ledger, study: Study) -> int:
     """Take over results that workers of a killed runner finished in the old interface file."""
-    path = os.path.join(study.run_dir, "interface.npy")
+    interface = study.run_config()["interface"]
+    options = interface if isinstance(interface, dict) else {"class": interface}
+    if options.get("class") != "memmap":
+        return 0  # only a memmap interface outlives its runner
+    path = os.path.join(study.run_dir, options.get("path", "interface.npy"))
     if not os.path.exists(path):
         return 0
     try:

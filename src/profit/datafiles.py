@@ -100,26 +100,3 @@ def _write_hdf5(path: str, array: np.ndarray, notes: Sequence[str], states: Sequ
             file["_state"] = np.array(states, dtype="S")
         if notes:
             file["_reason"] = np.array(list(notes), dtype=h5py.string_dtype())
-
-
-def read(path: str, dtype: np.dtype) -> np.ndarray:
-    """Read a file written by :func:`write` back into a structured array of ``dtype``."""
-    extension = os.path.splitext(path)[1].lower()
-    if extension == ".npy":
-        return np.load(path).astype(dtype)
-    if extension in (".hdf5", ".h5"):
-        import h5py
-
-        with h5py.File(path, "r") as file:
-            rows = np.zeros(len(file[dtype.names[0]]), dtype=dtype)
-            for name in dtype.names:
-                rows[name] = file[name][()]
-            return rows
-    table = np.atleast_2d(np.genfromtxt(path, delimiter="," if extension == ".csv" else None, skip_header=1))
-    rows = np.zeros(len(table), dtype=dtype)
-    column = 0
-    for name in dtype.names:
-        width = int(np.prod(dtype[name].shape)) if dtype[name].shape else 1
-        rows[name] = table[:, column] if width == 1 else table[:, column : column + width]
-        column += width
-    return rows

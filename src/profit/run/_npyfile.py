@@ -45,15 +45,16 @@ def _header_bytes(dtype: np.dtype, size: int) -> bytes:
     return buffer.getvalue()
 
 
-def _reserve(file, length: int) -> None:
-    """Extend ``file`` to ``length`` bytes of zeros, with the disk space reserved.
+def _reserve(file, length: int, start: int = 0) -> None:
+    """Extend ``file`` to ``length`` bytes of zeros, with the disk space from ``start`` on reserved.
 
     A sparse file would fail later, when a mapped page is first written on a
     full disk, with SIGBUS; reserving the space makes that an OSError here.
+    Bytes before ``start`` (rows that workers may be writing) are not touched.
     """
     file.flush()
     if hasattr(os, "posix_fallocate"):
-        os.posix_fallocate(file.fileno(), 0, length)
+        os.posix_fallocate(file.fileno(), start, length - start)
     else:
         file.truncate(length)
 
@@ -181,7 +182,7 @@ def grow(
             f"({layout.offset} -> {len(header)} bytes); numpy>=1.24 writes headers with room to grow"
         )
     with open(path, "r+b") as file:
-        _reserve(file, layout.offset + size * layout.dtype.itemsize)
+        _reserve(file, layout.offset + size * layout.dtype.itemsize, layout.offset + layout.size * layout.dtype.itemsize)
         if initialize is not None:
             initialize(map_rows(path, layout, layout.size, size - layout.size))
         file.seek(0)

@@ -306,3 +306,9 @@ class PoolRunner(Runner, label="pool"):
         """End the worker processes, then remove what the runs left (see :meth:`Runner.clean`)."""
         self.shutdown()
         super().clean()
+
+    def close(self) -> None:
+        """Cancel what still runs, end the worker processes and release the event sources."""
+        self.cancel_all()
+        self.shutdown()
+        self._selector.close()

@@ -632,6 +632,17 @@ class Runner(Component, registry=True):
         data = self.output_data
         return recfunctions.structured_to_unstructured(data, dtype=np.float64).reshape(len(data), -1)
 
+    def close(self) -> None:
+        """Cancel what still runs and release the runner's event sources (it cannot be used after)."""
+        self.cancel_all()
+        self._selector.close()
+
+    def __enter__(self) -> Runner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def clean(self) -> None:
         """Remove what runs left in the work directory: interface, run directories, logs."""
         import re
