@@ -14,6 +14,7 @@ import signal
 import sys
 from abc import ABC, abstractmethod
 from collections import namedtuple
+from collections.abc import Callable
 
 HAVE_PIDFD = hasattr(os, "pidfd_open")
 
@@ -219,3 +220,32 @@ def die_with_parent(parent_pid: int) -> bool:
         return True
     prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     return os.getppid() == parent_pid  # it may have died before prctl took effect
+
+
+def fork_group(child: Callable[[int], int]) -> int:
+    """Fork a process that leads its own process group and runs ``child(parent_pid)``.
+
+    The child never returns into the caller's code: it exits with what ``child``
+    returns (70, EX_SOFTWARE, if it raises). Returns the child's pid.
+    """
+    # Unflushed output would otherwise be written twice: by us and by the child.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    parent_pid = os.getpid()
+    pid = os.fork()
+    if pid == 0:
+        code = 70
+        try:
+            os.setpgid(0, 0)
+            code = child(parent_pid)
+        finally:
+            try:
+                sys.stdout.flush()
+                sys.stderr.flush()
+            finally:
+                os._exit(code)
+    try:
+        os.setpgid(pid, pid)  # also done by the child; whoever is first wins the race
+    except OSError:
+        pass
+    return pid

@@ -24,7 +24,7 @@ import weakref
 from . import _npyfile
 from ._lazy import logging, numpy as np
 from ._record import StructRecord, parse_descr
-from ._proc import ChildProcess, die_with_parent, load_prctl
+from ._proc import ChildProcess, die_with_parent, fork_group, load_prctl
 from .errors import InterfaceError
 from .includes import loaded_includes
 from .interface import INTERNAL_NAMES, RunnerInterface, WorkerInterface, clear_outputs, empty_record, encode_reason
@@ -162,29 +162,9 @@ class ForkRunner(Runner, label="fork"):
     cancel = _cancel
 
     def _start(self, run_id: int) -> ChildProcess:
-        # Unflushed output would otherwise be written twice: by us and by the child.
-        sys.stdout.flush()
-        sys.stderr.flush()
-        runner_pid = os.getpid()
-        pid = os.fork()
-        if pid == 0:  # the worker process: never return into the runner's code
-            code = 70  # EX_SOFTWARE, if even the setup below fails
-            try:
-                code = self._work_in_child(run_id, runner_pid)
-            finally:
-                try:
-                    sys.stdout.flush()
-                    sys.stderr.flush()
-                finally:
-                    os._exit(code)
-        try:
-            os.setpgid(pid, pid)  # also done by the child; whoever is first wins the race
-        except OSError:
-            pass
-        return ChildProcess(pid)
+        return ChildProcess(fork_group(lambda runner_pid: self._work_in_child(run_id, runner_pid)))
 
     def _work_in_child(self, run_id: int, runner_pid: int) -> int:
-        os.setpgid(0, 0)
         if not die_with_parent(runner_pid):  # a worker must not run on unobserved
             return 1
         # Ctrl-C is for the runner, which then cancels its runs.

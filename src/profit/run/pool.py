@@ -21,9 +21,8 @@ import os
 import selectors
 import signal
 import struct
-import sys
 
-from ._proc import ChildProcess, ExitStatus, RunHandle, die_with_parent, load_prctl
+from ._proc import ChildProcess, ExitStatus, RunHandle, die_with_parent, fork_group, load_prctl
 from .local import _no_stdin, resolve_parallel
 from .runner import Runner
 from .worker import RunLog, Worker, execute, run_log_handler
@@ -215,28 +214,15 @@ class PoolRunner(Runner, label="pool"):
     def _fork_worker(self) -> _PoolWorker:
         task_read, task_write = os.pipe()
         result_read, result_write = os.pipe()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        runner_pid = os.getpid()
-        pid = os.fork()
-        if pid == 0:  # the worker process: never return into the runner's code
-            code = 70
-            try:
-                os.close(task_write)
-                os.close(result_read)
-                code = self._serve(task_read, result_write, runner_pid)
-            finally:
-                try:
-                    sys.stdout.flush()
-                    sys.stderr.flush()
-                finally:
-                    os._exit(code)
+
+        def serve(runner_pid: int) -> int:
+            os.close(task_write)
+            os.close(result_read)
+            return self._serve(task_read, result_write, runner_pid)
+
+        pid = fork_group(serve)
         os.close(task_read)
         os.close(result_write)
-        try:
-            os.setpgid(pid, pid)
-        except OSError:
-            pass
         os.set_blocking(result_read, False)
         worker = _PoolWorker(ChildProcess(pid), task_write, result_read)
         self._selector.register(result_read, selectors.EVENT_READ, lambda: self._on_results(worker))
@@ -248,7 +234,6 @@ class PoolRunner(Runner, label="pool"):
         """The loop of a worker process: run each run id that arrives, answer with its exit code."""
         import logging
 
-        os.setpgid(0, 0)
         if not die_with_parent(runner_pid):
             return 1
         # Pipes of the other workers, inherited: holding them would hide their end from them.
