@@ -92,3 +92,16 @@ def test_cancel_does_not_retry_a_failed_run(make_runner):
     runner.cancel_all()
     assert runner.runs == {}
     assert runner.status(0).state in (RunState.FAILED, RunState.CANCELLED)
+
+
+def test_cancel_one_run_among_several(make_runner, gate_for):
+    # With a one-worker pool, run 0 runs and runs 1 and 2 wait in its queue.
+    runner = make_runner("t_gate", parallel=1)
+    gate = gate_for(runner)
+    for u in (1.0, 2.0, 3.0):
+        runner.spawn({"u": u, "v": 0.0})
+    assert runner.cancel(1).state is RunState.CANCELLED
+    gate.release(2)
+    runner.wait_all(timeout=30)
+    assert [runner.status(i).state for i in range(3)] == [RunState.DONE, RunState.CANCELLED, RunState.DONE]
+    assert runner.interface.output["f"][[0, 2]].tolist() == [1.0, 3.0]

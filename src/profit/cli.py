@@ -339,7 +339,7 @@ def _drive(runner, pending: list[int], stop: StopRequest, progress: _Progress, r
     """Start the pending runs, at most ``parallel`` at once, until all ended or a stop is asked."""
     # wait_some returns at least every half second, so a stop is noticed quickly.
     for run_id in pending:
-        while runner.parallel and len(runner.runs) >= runner.parallel and not stop.signal:
+        while runner.capacity and len(runner.runs) >= runner.capacity and not stop.signal:
             runner.wait_some(0.5)
             progress.update()
             recorder.write_output()

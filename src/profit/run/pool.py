@@ -1,19 +1,19 @@
 """Pool Runner: a fixed set of forked worker processes, each serving many runs.
 
 For cheap simulations starting a process per run costs more than the run. The
-pool forks ``parallel`` worker processes once; the runner sends each a run id
-through a pipe, the worker computes that run (exactly as a forked worker of
-:class:`~profit.run.local.ForkRunner` would: same Worker, same interface, same
-failure reasons) and answers with the run id and its exit code::
+pool forks ``parallel`` worker processes once; the runner sends each a batch of
+run ids through a pipe, the worker computes them in order (exactly as a forked
+worker of :class:`~profit.run.local.ForkRunner` would: same Worker, same
+interface, same failure reasons) and answers with each run id and its exit code::
 
-    runner --run id--> task pipe --> worker: execute(Worker for run id) --> interface row
+    runner --run ids--> task pipe --> worker: execute(Worker for each id) --> interface rows
     runner <--run id, code-- result pipe <--'
 
-Every worker runs one run at a time, so a run that is sent is running:
-cancelling it or ending it at its timeout kills that worker's process group,
-and a replacement worker starts. A worker that dies fails its current run
-with the exit status (``killed by SIGKILL``) and is replaced too. Runs beyond
-the free workers wait in the runner (a ``spawn`` without throttling).
+A worker holds at most ``depth`` runs; the first is running, and its timeout
+clock runs. Cancelling a run that a worker holds, or ending it at its timeout,
+kills that worker's process group; a replacement starts and the worker's other
+runs go to the front of the waiting line. A worker that dies fails its running
+run with the exit status (``killed by SIGKILL``) and is replaced too.
 """
 
 import collections
@@ -21,8 +21,10 @@ import os
 import selectors
 import signal
 import struct
+import time
 
 from ._proc import ChildProcess, ExitStatus, RunHandle, die_with_parent, fork_group, load_prctl
+from .errors import ConfigError
 from .local import _no_stdin, resolve_parallel
 from .runner import Runner
 from .worker import RunLog, Worker, execute, run_log_handler
@@ -33,43 +35,58 @@ _RESULT = struct.Struct("<qi")  # run id, exit code
 
 
 class _PoolWorker:
-    """The runner's view of one worker process."""
+    """The runner's view of one worker process: runs sent to it, in order, and runs to send."""
 
-    __slots__ = ("process", "task_fd", "result_fd", "current", "buffer", "reported", "alive")
+    __slots__ = ("process", "task_fd", "result_fd", "queue", "outbox", "clocked", "buffer", "reported", "alive")
 
     def __init__(self, process: ChildProcess, task_fd: int, result_fd: int):
         self.process, self.task_fd, self.result_fd = process, task_fd, result_fd
-        self.current: int | None = None
+        self.queue: collections.deque[int] = collections.deque()  # sent; the first one is running
+        self.outbox: list[int] = []  # assigned, not sent yet
+        self.clocked: int | None = None  # the run whose timeout clock runs
         self.buffer = b""
         self.reported: dict[int, int] = {}  # run id -> exit code, read but not yet settled
         self.alive = True
 
-    def collect(self) -> bool:
-        """Read what the worker reported so far; False once it closed its end."""
-        open_ = True
+    @property
+    def load(self) -> int:
+        return len(self.queue) + len(self.outbox)
+
+    def collect(self) -> None:
+        """Read what the worker reported so far (it works through its queue in order)."""
         while True:
             try:
                 data = os.read(self.result_fd, 65536)
             except BlockingIOError:
                 break
             if not data:
-                open_ = False
-                break
+                break  # it ended: its exit event settles the rest
             self.buffer += data
         usable = len(self.buffer) - len(self.buffer) % _RESULT.size
         for run_id, code in _RESULT.iter_unpack(self.buffer[:usable]):
             self.reported[run_id] = code
-            if self.current == run_id:
-                self.current = None
+            if self.queue and self.queue[0] == run_id:
+                self.queue.popleft()
+            elif run_id in self.queue:
+                self.queue.remove(run_id)
         self.buffer = self.buffer[usable:]
-        return open_
+
+    def flush(self) -> None:
+        """Send the assigned runs in one write."""
+        if self.outbox and self.alive:
+            try:
+                os.write(self.task_fd, b"".join(_TASK.pack(run_id) for run_id in self.outbox))
+            except BrokenPipeError:
+                return  # it died; its exit event hands these runs to another worker
+            self.queue.extend(self.outbox)
+            self.outbox.clear()
 
 
 class _PoolRun(RunHandle):
-    """A run of the pool: waiting for a worker, or running on one."""
+    """A run of the pool: waiting for a worker, queued at one, or running on one."""
 
     notified = True  # its end arrives through the worker's result pipe
-    clock_at_launch = False  # its timeout starts when a worker takes it, not while it waits
+    clock_at_launch = False  # its timeout starts when its worker starts it, not while it waits
     __slots__ = ("runner", "run_id", "worker")
 
     def __init__(self, runner: "PoolRunner", run_id: int):
@@ -78,7 +95,7 @@ class _PoolRun(RunHandle):
 
     @property
     def pid(self) -> int | None:
-        """The process group of the worker that runs it (None while it waits)."""
+        """The process group of the worker that has it (None while it waits)."""
         return self.worker.process.pid if self.worker is not None else None
 
     def poll(self):
@@ -96,39 +113,53 @@ class _PoolRun(RunHandle):
         return self.run_id in self.worker.reported
 
     def signal_tree(self, signum: int) -> None:
-        if self.worker is None:
-            self.runner._drop_waiting(self.run_id)
-        else:
+        """Used for timeouts: only a running run has a clock, so its worker is signalled."""
+        if self.worker is not None and self.run_id in self.worker.queue:
             self.worker.process.signal_tree(signum)
 
     def wait(self, timeout: float | None = None):
-        if self.worker is None:
+        if self.worker is None or self.run_id not in self.worker.queue:
             return ExitStatus(signal=signal.SIGTERM)  # it never started
-        status = self.worker.process.wait(timeout)
+        worker = self.worker
+        status = worker.process.wait(timeout)
         if status is not None:
-            self.runner._replace(self.worker)
+            self.runner._retire(worker, status, keep=self.run_id)
         return status
 
 
 class PoolRunner(Runner, label="pool"):
     """Keep ``parallel`` worker processes (default: the usable CPUs) and send them runs.
 
-    Same semantics as the other runners (states and reasons, cancel, timeouts,
-    retries); a worker process that dies is replaced. Workers are forked, so
-    they know every component the runner knows. Call :meth:`shutdown` (or
-    :meth:`clean`) to end the worker processes; they also end with the runner.
+    Each worker gets up to ``depth`` runs at a time (sent in one message) and
+    works through them in order. Same semantics as the other runners (states
+    and reasons, cancel, timeouts, retries). A worker process that dies fails
+    its running run and is replaced; the runs queued behind it go to another
+    worker. Cancelling a queued run ends its worker too, so the run that worker
+    was running starts again elsewhere. Workers are forked, so they know every
+    component the runner knows. Call :meth:`shutdown` (or :meth:`clean`) to end
+    the worker processes; they also end with the runner.
     """
 
-    def __init__(self, parallel="all", **kwargs):
+    def __init__(self, parallel="all", depth: int = 32, **kwargs):
+        if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
+            raise ConfigError(f"depth (runs queued per pool worker) must be a whole number >= 1, got {depth!r}")
+        self.depth = depth
         super().__init__(parallel=resolve_parallel(parallel), **kwargs)
         if self.parallel < 1:
-            from .errors import ConfigError
-
             raise ConfigError(f"a pool needs at least one worker process (parallel >= 1), got {self.parallel}")
         self._workers: list[_PoolWorker] = []
         self._waiting: collections.deque[int] = collections.deque()
         self._log_handler = run_log_handler()
         load_prctl()  # before forking: the workers only call it
+
+    @property
+    def capacity(self) -> int:
+        """Runs kept active at once by :meth:`spawn_array`: ``depth`` per worker."""
+        return self.parallel * self.depth
+
+    @property
+    def config(self) -> dict:
+        return {**super().config, "depth": self.depth}
 
     # --- starting runs ---------------------------------------------------------------
 
@@ -136,33 +167,38 @@ class PoolRunner(Runner, label="pool"):
         while len(self._workers) < self.parallel:  # one by one: each closes its elders' pipes
             self._workers.append(self._fork_worker())
         handle = _PoolRun(self, run_id)
-        idle = next((worker for worker in self._workers if worker.current is None), None)
-        if idle is None:
-            self._waiting.append(run_id)
-        else:
-            self._send(idle, handle)
+        self._waiting.append(run_id)
+        self._dispatch(handle)
         return handle
 
-    def _send(self, worker: _PoolWorker, handle: _PoolRun) -> None:
-        worker.current = handle.run_id
-        handle.worker = worker
-        os.write(worker.task_fd, _TASK.pack(handle.run_id))
-        self._start_clock(handle.run_id)
+    def _dispatch(self, new: _PoolRun | None = None) -> None:
+        """Give waiting runs to workers with room; idle workers get theirs at once."""
+        while self._waiting:
+            worker = min(self._workers, key=lambda w: w.load)
+            if worker.load >= self.depth:
+                break
+            run_id = self._waiting.popleft()
+            handle = new if new is not None and new.run_id == run_id else self.runs.get(run_id)
+            if not isinstance(handle, _PoolRun):
+                continue  # cancelled while it waited
+            handle.worker = worker
+            worker.outbox.append(run_id)
+            if len(worker.queue) == 0:
+                self._flush(worker)
 
-    def _dispatch(self) -> None:
-        """Give waiting runs to idle workers."""
+    def _flush(self, worker: _PoolWorker) -> None:
+        worker.flush()
+        self._clock(worker)
+
+    def _clock(self, worker: _PoolWorker) -> None:
+        """Start the timeout clock of the run the worker works on now."""
+        if worker.queue and worker.clocked != worker.queue[0]:
+            worker.clocked = worker.queue[0]
+            self._start_clock(worker.clocked)
+
+    def _before_waiting(self) -> None:
         for worker in self._workers:
-            while worker.current is None and self._waiting:
-                run_id = self._waiting.popleft()
-                handle = self.runs.get(run_id)
-                if isinstance(handle, _PoolRun):
-                    self._send(worker, handle)
-
-    def _drop_waiting(self, run_id: int) -> None:
-        try:
-            self._waiting.remove(run_id)
-        except ValueError:
-            pass
+            self._flush(worker)
 
     # --- events -----------------------------------------------------------------------
 
@@ -175,8 +211,10 @@ class PoolRunner(Runner, label="pool"):
     def _on_results(self, worker: _PoolWorker) -> None:
         if not worker.alive:
             return
-        worker.collect()  # an end of file is left to the exit event, which settles the rest
+        worker.collect()
         self._settle_reported(worker)
+        if worker.alive:
+            self._clock(worker)
         self._dispatch()
 
     def _on_exit(self, worker: _PoolWorker) -> None:
@@ -185,16 +223,20 @@ class PoolRunner(Runner, label="pool"):
         status = worker.process.poll()
         worker.collect()  # results it sent before it ended still count
         self._settle_reported(worker)
-        current = worker.current
-        self._replace(worker)
-        if current is not None and current in self.runs:
+        running = worker.queue[0] if worker.queue else None
+        self._retire(worker, status, keep=running)
+        if running is not None and running in self.runs:
             self.logger.warning("pool worker %d ended (%s) during run %d", worker.process.pid,
-                                status.describe() if status else "?", current)
-            self._settle(current, status)
+                                status.describe() if status else "?", running)
+            self._settle(running, status)
         self._dispatch()
 
-    def _replace(self, worker: _PoolWorker) -> None:
-        """Forget a worker that ended and start another in its place."""
+    def _retire(self, worker: _PoolWorker, status, keep: int | None = None) -> None:
+        """Replace a worker that ended; its other runs go back to the front of the waiting line.
+
+        ``keep`` (the run the caller settles itself) is left alone; a run that
+        had transmitted before the end is settled as done.
+        """
         if not worker.alive:
             return
         worker.alive = False
@@ -205,9 +247,49 @@ class PoolRunner(Runner, label="pool"):
         os.close(worker.task_fd)
         os.close(worker.result_fd)
         worker.process.close()
-        index = self._workers.index(worker)
-        self._workers[index] = self._fork_worker()
+        self._workers[self._workers.index(worker)] = self._fork_worker()
+        again = []
+        for run_id in [*worker.queue, *worker.outbox]:
+            if run_id == keep or run_id not in self.runs:
+                continue
+            if self.interface.internal["DONE"][run_id]:
+                self._settle(run_id, status)
+            else:
+                again.append(run_id)
+        self._waiting.extendleft(reversed(again))
         self._dispatch()
+
+    def _cancel_many(self, run_ids: list[int]) -> list:
+        """Cancel runs: waiting or unsent ones are dropped; workers running or holding one end."""
+        targets = set(run_ids)
+        workers = [w for w in self._workers if any(run_id in targets for run_id in w.queue)]
+        for worker in workers:
+            worker.process.signal_tree(signal.SIGTERM)
+        deadline = time.monotonic() + self.cancel_grace
+        statuses = {}
+        for worker in workers:
+            status = worker.process.wait(max(0.0, deadline - time.monotonic()))
+            if status is None:
+                worker.process.signal_tree(signal.SIGKILL)
+                status = worker.process.wait()
+            worker.collect()
+            for run_id in worker.queue:
+                if run_id in targets:
+                    statuses[run_id] = self._settle(run_id, status, cancelled=True)
+            self._retire(worker, status)
+        for run_id in run_ids:
+            if run_id not in statuses and run_id in self.runs:
+                self._drop(run_id)
+                statuses[run_id] = self._settle(run_id, None, cancelled=True)
+        return [statuses[run_id] for run_id in run_ids if run_id in statuses]
+
+    def _drop(self, run_id: int) -> None:
+        """Take a run that has not started out of the waiting line or a worker's outbox."""
+        if run_id in self._waiting:
+            self._waiting.remove(run_id)
+        for worker in self._workers:
+            if run_id in worker.outbox:
+                worker.outbox.remove(run_id)
 
     # --- worker processes --------------------------------------------------------------
 

@@ -310,6 +310,11 @@ class Runner(Component, registry=True):
         self.logger.debug("run %d started", run_id)
         self._notify("run_started", run_id, handle)
 
+    @property
+    def capacity(self) -> int:
+        """How many runs :meth:`spawn_array` keeps active at once (``parallel``; 0: no limit)."""
+        return self.parallel
+
     def _start_clock(self, run_id: int) -> None:
         """From now on, ``run_id`` has ``timeout`` seconds (if a timeout is set)."""
         if self.timeout is not None:
@@ -324,7 +329,7 @@ class Runner(Component, registry=True):
         bar = self._progress_bar(progress, total=self.next_run_id + len(params_array))
         try:
             for params in params_array:
-                while self.parallel and len(self.runs) >= self.parallel:
+                while self.capacity and len(self.runs) >= self.capacity:
                     self._process_events(None)
                     self._update_bar(bar)
                 self.spawn(params)
@@ -477,8 +482,12 @@ class Runner(Component, registry=True):
 
     # --- waiting ----------------------------------------------------------------------
 
+    def _before_waiting(self) -> None:
+        """Hand over what a variant buffered (a pool sends runs in batches) before blocking."""
+
     def _process_events(self, timeout: float | None) -> None:
         """Wait up to ``timeout`` for a run to end and settle the runs that did."""
+        self._before_waiting()
         if self._deadlines:  # wake up in time to end a run that runs too long
             until = max(0.0, self._deadlines[0][0] - time.monotonic())
             timeout = until if timeout is None else min(timeout, until)
