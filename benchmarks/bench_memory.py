@@ -28,7 +28,8 @@ it is read again. Each reading follows ``gc.collect()`` and takes:
 
 Growth per 1000 runs = (RSS - iface at the end - RSS - iface after start-up)
 / (N - 100) x 1000. For the pool, the largest resident set among its worker
-processes is reported as well (``max worker RSS``, at the same two moments).
+processes is reported as well, with and without their interface pages (at
+the same two moments).
 Wall time counts both batches (``spawn_array(..., wait=True)``), not the
 runner's construction (``setup``, reported apart: it creates the interface file
 and, for the pool, forks the workers) and not the memory readings in between.
@@ -229,10 +230,6 @@ def growth_per_1000(result: dict[str, Any]) -> float | None:
         return None
     delta = result["end"]["rss_excl_iface_kb"] - result["start"]["rss_excl_iface_kb"]
     return delta / measured * 1000
-
-
-def _mb(kb: int | None) -> str:
-    return "-" if kb is None else f"{kb / 1024:.1f}"
 
 
 def print_report(machine: dict[str, Any], results: list[dict[str, Any]], elapsed: float) -> None:
