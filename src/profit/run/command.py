@@ -21,17 +21,18 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import time
 from abc import abstractmethod
 from collections.abc import Callable, Mapping
 
-from ._lazy import logging, numpy as np
+from ._lazy import LazyModule, logging, numpy as np
 from .errors import ConfigError, WorkerError
 from .registry import Component
 from .worker import Worker
 
 _STDERR_TAIL_LINES = 5
+# shutil imports compression modules: only command workers that copy templates pay for it.
+shutil = LazyModule("shutil")
 
 
 class CommandError(WorkerError):
