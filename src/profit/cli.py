@@ -162,12 +162,9 @@ class _Progress:
         self.next_line = 0.0
         self.bar = None
         if sys.stdout.isatty():
-            from tqdm import tqdm
+            from .run.runner import progress_bar
 
-            class Bar(tqdm):
-                monitor_interval = 0  # no thread: workers are forked
-
-            self.bar = Bar(total=self.total, initial=self.finished_before, desc="runs", unit="run")
+            self.bar = progress_bar(self.total, self.finished_before)
 
     def _finished(self) -> int:
         counts = self.ledger.counts()

@@ -83,19 +83,24 @@ class Ledger:
 
     @property
     def inputs(self) -> np.ndarray:
+        """The inputs of every run (a structured view)."""
         return self.rows[self.input_names]
 
     @property
     def outputs(self) -> np.ndarray:
+        """The outputs of every run (NaN where a run has no result)."""
         return self.rows[self.output_names]
 
     def state(self, run_id: int) -> RunState:
+        """The recorded state of ``run_id``."""
         return RunState(int(self.rows["STATE"][run_id]))
 
     def states(self) -> np.ndarray:
+        """The state of every run (values of :class:`RunState`)."""
         return self.rows["STATE"]
 
     def reason(self, run_id: int) -> str:
+        """Why ``run_id`` failed (empty when it did not)."""
         return decode_reason(self.rows["REASON"][run_id])
 
     def started(self, run_id: int, pid: int | None) -> None:
@@ -121,6 +126,7 @@ class Ledger:
         row["PID"] = 0
 
     def counts(self) -> dict[RunState, int]:
+        """How many runs are in each state."""
         states = self.states()
         return {state: int(np.count_nonzero(states == state)) for state in RunState}
 
@@ -153,6 +159,7 @@ class Meta:
                 self.data = {}
 
     def save(self, **changes) -> None:
+        """Update the record with ``changes`` and replace the file atomically."""
         self.data.update(changes)
         temporary = self.path + ".tmp"
         with open(temporary, "w") as file:
@@ -195,6 +202,7 @@ class StudyLock:
         return True
 
     def release(self) -> None:
+        """Give the lock up (it also goes when the process ends)."""
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None

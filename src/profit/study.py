@@ -162,10 +162,12 @@ class Study:
 
     @property
     def input_config(self) -> dict:
+        """The interface's input config of this study."""
         return input_config(self.variables)
 
     @property
     def output_config(self) -> dict:
+        """The interface's output config of this study."""
         return output_config(self.variables)
 
     def run_config(self) -> dict:
@@ -181,6 +183,7 @@ class Study:
         return run
 
     def base_config(self) -> dict:
+        """What :meth:`Runner.from_config` needs besides the ``run:`` section."""
         return {"ntrain": self.ntrain, "input": self.input_config, "output": self.output_config, "run_dir": self.run_dir}
 
     def fingerprint(self) -> str:

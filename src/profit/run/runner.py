@@ -550,13 +550,7 @@ class Runner(Component, registry=True):
     def _progress_bar(self, progress: bool, total: int):
         if not progress:
             return None
-        from tqdm import tqdm  # only where a bar is asked for
-
-        class Bar(tqdm):
-            # No monitor thread: workers are forked, and forking a threaded process is unsafe.
-            monitor_interval = 0
-
-        bar = Bar(total=total, desc="runs", unit="run", smoothing=0.1)
+        bar = progress_bar(total)
         bar.profit_next_update = 0.0
         return bar
 
@@ -667,6 +661,16 @@ class Runner(Component, registry=True):
                 shutil.rmtree(path)
             elif entry == self.logfile and os.path.isfile(path):
                 os.remove(path)
+
+
+def progress_bar(total: int, initial: int = 0):
+    """A tqdm bar of runs, without tqdm's monitor thread (forking a threaded process is unsafe)."""
+    from tqdm import tqdm  # only where a bar is asked for
+
+    class Bar(tqdm):
+        monitor_interval = 0
+
+    return Bar(total=total, initial=initial, desc="runs", unit="run", smoothing=0.1)
 
 
 def _convert(name: str, value: object, dtype: np.dtype, run_id: int) -> object:
