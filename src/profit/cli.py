@@ -362,10 +362,9 @@ def _build_runner(study: Study, Runner):
     if runner.worker.get("class") == "command":
         for key, kind, args in (("pre", Preprocessor, ("run_000",)), ("post", Postprocessor, ())):
             spec = runner.worker.get(key, "template" if key == "pre" else "numpytxt")
-            spec = {"class": spec} if isinstance(spec, str) else spec
-            options = {name: value for name, value in spec.items() if name != "class"}
             try:
-                kind[spec["class"]](*args, **options)
+                component, options = kind.resolve(spec, f"run.{key}")
+                component(*args, **options)
             except (TypeError, ConfigError) as error:
                 raise ConfigError(f"{study.name}: run.{key}: {str(error).split('() ', 1)[-1]}") from None
     return runner

@@ -43,14 +43,6 @@ class OutputError(WorkerError):
     """The simulation's output could not be read."""
 
 
-def _options(spec: object, what: str) -> tuple[str, dict]:
-    if isinstance(spec, str):
-        return spec, {}
-    if isinstance(spec, Mapping) and "class" in spec:
-        return spec["class"], {key: value for key, value in spec.items() if key != "class"}
-    raise ConfigError(f"{what} {spec!r} must be a label or a mapping with a 'class' key")
-
-
 # === Command Worker === #
 
 
@@ -83,13 +75,13 @@ class CommandWorker(Worker, label="command"):
         if isinstance(pre, Preprocessor):
             self.pre = pre
         else:
-            label, options = _options(pre, "pre")
-            self.pre = Preprocessor[label](self.run_dir, **options, logger_parent=parent)
+            kind, options = Preprocessor.resolve(pre, "pre")
+            self.pre = kind(self.run_dir, **options, logger_parent=parent)
         if isinstance(post, Postprocessor):
             self.post = post
         else:
-            label, options = _options(post, "post")
-            self.post = Postprocessor[label](**options, logger_parent=parent)
+            kind, options = Postprocessor.resolve(post, "post")
+            self.post = kind(**options, logger_parent=parent)
         if not isinstance(command, str) or not command.strip():
             raise ConfigError(f"command must be a non-empty shell command, got {command!r}")
         self.command = command

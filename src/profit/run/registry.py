@@ -15,7 +15,7 @@ Postprocessor) is a base class declared with ``registry=True``; it keeps its own
 from __future__ import annotations
 
 from abc import ABCMeta
-from collections.abc import KeysView
+from collections.abc import KeysView, Mapping
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -32,6 +32,17 @@ class RegistryMeta(ABCMeta):
             return cls._registry[label]
         except (KeyError, TypeError):
             raise UnknownLabelError(cls._kind, label, cls._registry) from None
+
+    def resolve(cls, spec: object, what: str) -> tuple[type, dict]:
+        """A label or a config ``{"class": label, **options}`` -> (the class, its options).
+
+        ``what`` names the config key in the error for anything else.
+        """
+        if isinstance(spec, str):
+            return cls[spec], {}
+        if isinstance(spec, Mapping) and "class" in spec:
+            return cls[spec["class"]], {key: value for key, value in spec.items() if key != "class"}
+        raise ConfigError(f"{what} config {spec!r} must be a label or a mapping with a 'class' key")
 
     @property
     def labels(cls) -> KeysView[str]:

@@ -37,15 +37,6 @@ from .worker import Worker, run_log_file
 _FALLBACK_POLL_INTERVAL = 0.005
 
 
-def _resolve_component(kind: type, spec: object, what: str) -> tuple[type, dict]:
-    if isinstance(spec, str):
-        spec = {"class": spec}
-    if not isinstance(spec, Mapping) or "class" not in spec:
-        raise ConfigError(f"{what} config {spec!r} must be a label or a mapping with a 'class' key")
-    options = {key: value for key, value in spec.items() if key != "class"}
-    return kind[spec["class"]], options
-
-
 class Runner(Component, registry=True):
     """Start Workers, one per run, and keep every run's state.
 
@@ -106,7 +97,7 @@ class Runner(Component, registry=True):
 
         self.interface: RunnerInterface = self._build_interface(interface)
         self._input_dtypes = {name: self.interface.input.dtype[name] for name in self.interface.input_names}
-        worker_class, worker_options = _resolve_component(Worker, worker, "worker")
+        worker_class, worker_options = Worker.resolve(worker, "worker")
         self.worker: dict = {"class": worker_class.label, **worker_options}
         if self.debug:
             self.worker.setdefault("debug", True)
@@ -130,7 +121,7 @@ class Runner(Component, registry=True):
                 f"interface {interface!r}: a label alone is not enough here; pass a RunnerInterface or a mapping "
                 "{'class': label, 'size': n, 'input_config': {...}, 'output_config': {...}}"
             )
-        cls, options = _resolve_component(RunnerInterface, interface, "interface")
+        cls, options = RunnerInterface.resolve(interface, "interface")
         import inspect  # runner side only; worker processes import this module too
 
         # Interface files live in the work directory, like everything a study writes.
