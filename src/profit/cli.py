@@ -171,15 +171,16 @@ class _Progress:
         return counts[RunState.DONE] + counts[RunState.FAILED]
 
     def update(self, force: bool = False) -> None:
+        # Counting reads every run's state: only as often as anybody can read it.
+        if not force and time.monotonic() < self.next_line:
+            return
+        self.next_line = time.monotonic() + (0.1 if self.bar is not None else 5.0)
         counts = self.ledger.counts()
         finished = counts[RunState.DONE] + counts[RunState.FAILED]
         if self.bar is not None:
             self.bar.set_postfix(done=counts[RunState.DONE], failed=counts[RunState.FAILED], running=len(self.runner.runs), refresh=False)
             self.bar.update(finished - self.bar.n)
             return
-        if not force and time.monotonic() < self.next_line:
-            return
-        self.next_line = time.monotonic() + 5.0
         print(f"profit: {finished}/{self.total} finished (done {counts[RunState.DONE]}, failed {counts[RunState.FAILED]}, "
               f"running {len(self.runner.runs)}){self._eta(finished)}", flush=True)
 
