@@ -74,7 +74,7 @@ def executions(folder):
     return [(kind, float(u), float(at)) for kind, u, at in (line.split() for line in path.read_text().splitlines())]
 
 
-@pytest.mark.parametrize("runner", ["fork", "local"])
+@pytest.mark.parametrize("runner", ["fork", "local", "pool"])
 def test_full_study(tmp_path, runner):
     study = make_study(tmp_path / "study", STUDY.format(ntrain=12, runner=runner))
     done = profit("run", str(study))
@@ -192,7 +192,7 @@ def test_ignored_sections_and_changed_inputs(tmp_path):
     assert restarted.returncode == 0 and "3 runs: 3 done" in restarted.stdout
 
 
-@pytest.mark.parametrize("runner", ["fork", "local"])
+@pytest.mark.parametrize("runner", ["fork", "local", "pool"])
 def test_kill_the_runner_and_continue(tmp_path, runner):
     """kill -9 of the runner mid-study; 'profit run' again completes every run, none twice at once."""
     study = make_study(tmp_path / "study", STUDY.format(ntrain=16, runner=runner), sleep=0.15)
