@@ -24,8 +24,9 @@ import time
 import numpy as np
 
 from . import __version__, datafiles
-from .ledger import LEDGER, LOCK, META, Ledger, Meta, StudyLock, end_process_groups
+from .ledger import LEDGER, LOCK, META, Ledger, Meta, StudyLock, count_states, end_process_groups
 from .run.errors import ConfigError, InterfaceError, ProfitError
+from .run.interface import build_vars
 from .run.state import RunState, RunStatus
 from .study import Study
 
@@ -226,9 +227,7 @@ def _open_ledger(study: Study, restart: bool, meta: Meta) -> tuple[Ledger, bool]
                 f"the study state {path} cannot be used ({error}); run 'profit run --restart' to start over"
             ) from None
     rows = sample_inputs(study.variables, study.ntrain, study.seed)
-    dtype = np.dtype([(name, spec["dtype"], (spec["size"][1],)) if spec["size"][1] > 1 else (name, spec["dtype"])
-                      for name, spec in study.output_config.items()])
-    ledger = Ledger.create(study.run_dir, rows, dtype)
+    ledger = Ledger.create(study.run_dir, rows, np.dtype(build_vars({}, study.output_config)[1]))
     meta.data = {}
     meta.save(fingerprint=study.fingerprint(), created=time.time(), study=study.path, runs=study.ntrain)
     return ledger, False
@@ -404,7 +403,7 @@ def command_status(args) -> int:
         raise ConfigError(f"the study state {path} is damaged; 'profit run --restart' starts the study over") from None
     meta = Meta(study.run_dir).data
     holder = StudyLock(study.run_dir).holder()
-    counts = {state: int(np.count_nonzero(states == state)) for state in RunState}
+    counts = count_states(states)
     total = len(rows)
     finished = counts[RunState.DONE] + counts[RunState.FAILED]
     print(f"study:   {study.path}")

@@ -19,7 +19,7 @@ import os
 import numpy as np
 
 from .run import _npyfile
-from .run._proc import group_members
+from .run._proc import group_members, proc_stat
 from .run.errors import InterfaceError
 from .run.interface import clear_outputs, decode_reason, encode_reason
 from .run.state import RunState, RunStatus
@@ -32,11 +32,13 @@ _BOOKKEEPING = [("STATE", "u1"), ("REASON", "S256"), ("TIME", "<f8"), ("ATTEMPTS
 
 def process_start(pid: int) -> int:
     """The start time of process ``pid`` in clock ticks since boot (0 if it is gone)."""
-    try:
-        with open(f"/proc/{pid}/stat") as file:
-            return int(file.read().rsplit(")", 1)[1].split()[19])
-    except (OSError, IndexError, ValueError):
-        return 0
+    fields = proc_stat(pid)
+    return int(fields[19]) if fields is not None else 0
+
+
+def count_states(states: np.ndarray) -> dict[RunState, int]:
+    """How many of ``states`` (values of :class:`RunState`) are in each state."""
+    return {state: int(np.count_nonzero(states == state)) for state in RunState}
 
 
 class Ledger:
@@ -127,8 +129,7 @@ class Ledger:
 
     def counts(self) -> dict[RunState, int]:
         """How many runs are in each state."""
-        states = self.states()
-        return {state: int(np.count_nonzero(states == state)) for state in RunState}
+        return count_states(self.states())
 
     def leftovers(self) -> list[int]:
         """Process groups of runs that were running when their runner died and still have processes.

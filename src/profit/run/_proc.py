@@ -180,19 +180,26 @@ class ChildProcess(RunHandle):
         return self.status
 
 
+def proc_stat(pid: int) -> list[str] | None:
+    """The fields of ``/proc/<pid>/stat`` after the command name (state first), or None if gone.
+
+    The command name may hold spaces and parentheses, so the split is after its last ")".
+    """
+    try:
+        with open(f"/proc/{pid}/stat") as file:
+            return file.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
 def group_members(pgid: int) -> list[int]:
     """Live (not zombie) processes of process group ``pgid`` (Linux: read from /proc)."""
     members = []
     for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as file:
-                fields = file.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue  # ended meanwhile
-        if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
-            members.append(int(entry))
+        if entry.isdigit():
+            fields = proc_stat(int(entry))  # None: it ended meanwhile
+            if fields is not None and int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
+                members.append(int(entry))
     return members
 
 

@@ -64,11 +64,25 @@ def _cancel(self, run_id):
     return Runner.cancel(self, run_id)
 
 
-def _no_stdin() -> None:
-    """In a forked worker: stdin from /dev/null (in a background group, reading the terminal stops it)."""
+def enter_worker_process(runner: Runner, runner_pid: int) -> bool:
+    """Set up a process forked from ``runner`` as a worker; False if the runner is gone already.
+
+    The worker dies with its runner (it must not run on unobserved), leaves
+    Ctrl-C to the runner (which cancels its runs), reads no stdin (in a
+    background group, reading the terminal would stop it), and works in the
+    work directory with the study's base directory in ``PROFIT_BASE_DIR``.
+    """
+    if not die_with_parent(runner_pid):
+        return False
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     fd = os.open(os.devnull, os.O_RDONLY)
     os.dup2(fd, 0)
     os.close(fd)
+    os.chdir(runner.work_dir)
+    if os.environ.get("PROFIT_BASE_DIR") != runner.base_dir:
+        os.environ["PROFIT_BASE_DIR"] = runner.base_dir
+    return True
 
 
 def resolve_parallel(parallel):
@@ -165,15 +179,8 @@ class ForkRunner(Runner, label="fork"):
         return ChildProcess(fork_group(lambda runner_pid: self._work_in_child(run_id, runner_pid)))
 
     def _work_in_child(self, run_id: int, runner_pid: int) -> int:
-        if not die_with_parent(runner_pid):  # a worker must not run on unobserved
+        if not enter_worker_process(self, runner_pid):
             return 1
-        # Ctrl-C is for the runner, which then cancels its runs.
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        _no_stdin()
-        os.chdir(self.work_dir)
-        if os.environ.get("PROFIT_BASE_DIR") != self.base_dir:
-            os.environ["PROFIT_BASE_DIR"] = self.base_dir
         log_path, debug = self._log_options
         log = RunLog(log_path, run_id, debug, self._log_handler)
         # Handlers inherited from the runner must not receive the worker's records:

@@ -23,9 +23,9 @@ import signal
 import struct
 import time
 
-from ._proc import ChildProcess, ExitStatus, RunHandle, die_with_parent, fork_group, load_prctl
+from ._proc import ChildProcess, ExitStatus, RunHandle, fork_group, load_prctl
 from .errors import ConfigError
-from .local import _no_stdin, resolve_parallel
+from .local import enter_worker_process, resolve_parallel
 from .runner import Runner
 from .worker import RunLog, Worker, execute, run_log_handler
 
@@ -316,18 +316,13 @@ class PoolRunner(Runner, label="pool"):
         """The loop of a worker process: run each run id that arrives, answer with its exit code."""
         import logging
 
-        if not die_with_parent(runner_pid):
+        if not enter_worker_process(self, runner_pid):
             return 1
         # Pipes of the other workers, inherited: holding them would hide their end from them.
         for other in self._workers:
             if other.alive:
                 os.close(other.task_fd)
                 os.close(other.result_fd)
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        _no_stdin()
-        os.chdir(self.work_dir)
-        os.environ["PROFIT_BASE_DIR"] = self.base_dir
         # The runner's handlers must not receive the workers' records.
         logging.getLogger("profit").handlers = []
         logging.getLogger().handlers = [self._log_handler]
