@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test install bench clean
+.PHONY: demo test install bench clean slurm
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,10 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest -p no:cacheprovider
+
+# A real single-node Slurm cluster on localhost for the Slurm tests (as root, Debian 12).
+slurm:
+	bash ci/slurm/start.sh
 
 bench: install
 	$(BIN)/python benchmarks/bench_runners.py

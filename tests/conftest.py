@@ -14,7 +14,7 @@ TESTS = pathlib.Path(__file__).parent
 load_includes([str(TESTS / "workers.py")])
 
 RUNNERS = ["fork", "local", "pool"]
-INTERFACES = ["memmap"]
+INTERFACES = ["memmap", "zeromq"]
 
 SCALAR_INPUTS = {"u": {"dtype": np.float64}, "v": {"dtype": np.float64}}
 
@@ -76,12 +76,21 @@ def alive(pid):
     return state not in ("Z", "X")
 
 
-def wait_for(condition, timeout=10.0, what="condition"):
-    """Wait until condition() is true, checking often; fail after timeout seconds."""
+def wait_for(condition, timeout=10.0, what="condition", listen=None):
+    """Wait until condition() is true, checking often; fail after timeout seconds.
+
+    ``listen``: a runner whose interface keeps receiving meanwhile (without
+    settling runs), as a runner does while it waits: workers of a message-based
+    interface (zeromq) need the runner's answer to go on.
+    """
     import time
 
     deadline = time.monotonic() + timeout
-    while not condition():
+    while True:
+        if listen is not None:
+            listen.interface.poll()
+        if condition():
+            return
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(0.01)

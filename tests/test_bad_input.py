@@ -9,8 +9,8 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import outputs
-from profit.run import Runner, RunState, Worker
+from conftest import outputs, wait_for
+from profit.run import Runner, RunState, Worker, WorkerInterface
 from profit.run.errors import ConfigError, InterfaceError, ParameterError, RunNotFoundError, UnknownLabelError
 from profit.run.local import MemmapRunnerInterface, MemmapWorkerInterface
 
@@ -98,14 +98,24 @@ def test_wrapped_function_with_wrong_number_of_values(make_runner):
 def test_run_id_outside_the_interface(runner_with_result):
     from profit.run import local
 
-    interface = MemmapWorkerInterface(7, path=runner_with_result.interface.path)
-    # Read the file as a worker started through the shell would (not through the runner's mapping).
-    local._open_interfaces.pop(runner_with_result.interface.path)
-    try:
-        with pytest.raises(InterfaceError, match=r"run id 7 is outside the interface file .*\(it holds runs 0\.\.0\)"):
-            interface.retrieve()
-    finally:
-        local._open_interfaces[runner_with_result.interface.path] = runner_with_result.interface
+    if runner_with_result.interface.label == "zeromq":
+        from concurrent.futures import ThreadPoolExecutor
+
+        options = {k: v for k, v in runner_with_result.interface.config.items() if k != "class"}
+        worker_side = WorkerInterface["zeromq"](7, **options)
+        with ThreadPoolExecutor(1) as pool, pytest.raises(InterfaceError, match="refused READY for run 7: run 7 does not exist"):
+            call = pool.submit(worker_side.retrieve)
+            wait_for(lambda: runner_with_result.interface.poll() or call.done(), what="the refusal")
+            call.result()
+    else:
+        interface = MemmapWorkerInterface(7, path=runner_with_result.interface.path)
+        # Read the file as a worker started through the shell would (not through the runner's mapping).
+        local._open_interfaces.pop(runner_with_result.interface.path)
+        try:
+            with pytest.raises(InterfaceError, match=r"run id 7 is outside the interface file .*\(it holds runs 0\.\.0\)"):
+                interface.retrieve()
+        finally:
+            local._open_interfaces[runner_with_result.interface.path] = runner_with_result.interface
     with pytest.raises(RunNotFoundError, match="run 7 was never started"):
         runner_with_result.wait(7)
     with pytest.raises(RunNotFoundError, match="run 7 is not active"):

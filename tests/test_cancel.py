@@ -16,7 +16,7 @@ def started_pids(runner, count):
     def ready():
         return os.path.isdir(folder) and len([n for n in os.listdir(folder) if not n.endswith(".tmp")]) >= count
 
-    wait_for(ready, what=f"{count} workers to start their grandchildren")
+    wait_for(ready, what=f"{count} workers to start their grandchildren", listen=runner)
     pids = []
     for name in os.listdir(folder):
         if not name.endswith(".tmp"):
@@ -70,7 +70,7 @@ def test_cancel_of_a_finished_run_keeps_its_result(make_runner):
     runner = make_runner("t_sum")
     runner.spawn({"u": 1.0, "v": 1.0})
     handle = runner.runs[0]
-    wait_for(handle.exited, what="the worker to exit")
+    wait_for(handle.exited, what="the worker to exit", listen=runner)
     status = runner.cancel(0)
     assert status.state is RunState.DONE
     assert runner.output_data["f"].tolist() == [2.0]
@@ -79,7 +79,7 @@ def test_cancel_of_a_finished_run_keeps_its_result(make_runner):
 def test_cancel_keeps_a_result_that_was_transmitted(make_runner):
     runner = make_runner("t_transmit_then_wait")
     runner.spawn({"u": 1.0, "v": 2.0})
-    wait_for(lambda: os.path.exists(os.path.join(runner.work_dir, "transmitted")), what="the result")
+    wait_for(lambda: os.path.exists(os.path.join(runner.work_dir, "transmitted")), what="the result", listen=runner)
     status = runner.cancel(0)
     assert status.state is RunState.DONE
     assert runner.output_data["f"].tolist() == [3.0]

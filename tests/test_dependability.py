@@ -29,7 +29,7 @@ def test_timeout_ends_the_process_tree(make_runner):
     runner.spawn({"u": 0.0, "v": 0.0})
     folder = os.path.join(runner.work_dir, "pids")
     wait_for(lambda: os.path.isdir(folder) and any(not n.endswith(".tmp") for n in os.listdir(folder)),
-             what="the worker to start its grandchild")
+             what="the worker to start its grandchild", listen=runner)
     name = next(n for n in os.listdir(folder) if not n.endswith(".tmp"))
     pids = [int(pid) for pid in open(os.path.join(folder, name)).read().split()]
     status = runner.wait(0, timeout=20)

@@ -154,3 +154,17 @@ class TransmitThenWait(Worker, label="t_transmit_then_wait"):
         open("transmitted", "w").close()
         while True:
             signal.pause()
+
+
+class Sleep(Worker, label="t_sleep"):
+    """f = u + v after `seconds` of idling (a long run, for connection keep-alive tests)."""
+
+    def __init__(self, run_id, *, seconds=1.0, **kwargs):
+        super().__init__(run_id, **kwargs)
+        self.seconds = seconds
+
+    def work(self):
+        self.interface.retrieve()
+        time.sleep(self.seconds)
+        self.interface.output["f"] = self.interface.input["u"] + self.interface.input["v"]
+        self.interface.transmit()

@@ -38,6 +38,13 @@ INTERNAL_VARS: list[tuple[str, str]] = [
 INTERNAL_NAMES = frozenset(name for name, _ in INTERNAL_VARS)
 
 
+# Set in a worker process forked by the runner *after* the run's row was written
+# (ForkRunner): that process's copy of the runner's arrays is current for this
+# run, so an interface may read its inputs there instead of asking the runner.
+# (A pool worker is forked before its runs are filled in: it never sets this.)
+forked_for_run: int | None = None
+
+
 def encode_reason(reason: str) -> bytes:
     """Fit a reason into the ``REASON`` field (UTF-8, cut at a character boundary)."""
     data = reason.encode("utf-8", "replace")

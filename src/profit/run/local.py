@@ -27,6 +27,7 @@ from ._record import StructRecord, parse_descr
 from ._proc import ChildProcess, die_with_parent, fork_group, load_prctl
 from .errors import InterfaceError
 from .includes import loaded_includes
+from . import interface as interface_module
 from .interface import INTERNAL_NAMES, RunnerInterface, WorkerInterface, clear_outputs, empty_record, encode_reason
 from .runner import Runner
 from .state import RunState
@@ -181,6 +182,7 @@ class ForkRunner(Runner, label="fork"):
     def _work_in_child(self, run_id: int, runner_pid: int) -> int:
         if not enter_worker_process(self, runner_pid):
             return 1
+        interface_module.forked_for_run = run_id
         log_path, debug = self._log_options
         log = RunLog(log_path, run_id, debug, self._log_handler)
         # Handlers inherited from the runner must not receive the worker's records:

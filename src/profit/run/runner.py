@@ -35,6 +35,8 @@ from .worker import Worker, run_log_file
 
 # Without an exit event to wait on (no pidfd), check this often.
 _FALLBACK_POLL_INTERVAL = 0.005
+# Selector data of the interface's own event source (messages arriving).
+_INTERFACE_EVENT = object()
 
 
 class Runner(Component, registry=True):
@@ -111,6 +113,10 @@ class Runner(Component, registry=True):
         self._deadlines: list[tuple[float, int]] = []  # heap of (deadline, run_id) when timeout is set
         self._deadline_of: dict[int, float] = {}
         self._attempts: dict[int, int] = {}  # attempt number of active runs that were retried
+        # An interface that receives messages (zeromq) wakes the runner when they arrive.
+        interface_fd = getattr(self.interface, "fileno", lambda: None)()
+        if interface_fd is not None:
+            self._selector.register(interface_fd, selectors.EVENT_READ, _INTERFACE_EVENT)
         self.logger.debug("init %r with config %s", self, self.config)
 
     def _build_interface(self, interface: RunnerInterface | Mapping) -> RunnerInterface:
@@ -126,10 +132,11 @@ class Runner(Component, registry=True):
 
         # Interface files live in the work directory, like everything a study writes.
         parameters = inspect.signature(cls).parameters
-        if "path" in parameters:
-            path = options.get("path", parameters["path"].default)
-            if isinstance(path, str) and not os.path.isabs(path):
-                options["path"] = os.path.join(self.work_dir, path)
+        for option in getattr(cls, "path_options", ("path",)):
+            if option in parameters:
+                path = options.get(option, parameters[option].default)
+                if isinstance(path, str) and not os.path.isabs(path):
+                    options[option] = os.path.join(self.work_dir, path)
         missing = [key for key in ("size", "input_config", "output_config") if key not in options]
         if missing:
             raise ConfigError(f"interface config for {cls.label!r} lacks {', '.join(missing)}")
@@ -276,7 +283,11 @@ class Runner(Component, registry=True):
             self.interface.input[run_id] = row
         # Before the worker starts: a worker that fails at once writes over this.
         self.interface.mark(run_id, RunState.RUNNING)
-        handle = self._start(run_id)
+        try:
+            handle = self._start(run_id)
+        except BaseException:
+            self.interface.mark(run_id, RunState.PENDING)  # it never started
+            raise
         if handle is not None:
             self._launch(run_id, handle)
             if wait:
@@ -482,20 +493,32 @@ class Runner(Component, registry=True):
         if self._deadlines:  # wake up in time to end a run that runs too long
             until = max(0.0, self._deadlines[0][0] - time.monotonic())
             timeout = until if timeout is None else min(timeout, until)
-        if self._unwatched:
-            interval = self.sleep if not self._selector.get_map() else _FALLBACK_POLL_INTERVAL
-            time.sleep(interval if timeout is None else min(timeout, interval))
-            self.check_runs()
+        if self._unwatched:  # runs without an exit event: look at them every so often
+            interval = self._poll_interval()
+            timeout = interval if timeout is None else min(timeout, interval)
+        if self._selector.get_map():
+            ready = self._selector.select(timeout)
         else:
-            ready = self._selector.select(timeout) if self._selector.get_map() else []
-            self.interface.poll()
-            for key, _ in ready:
-                if callable(key.data):  # an event source of the variant (e.g. a pool's result pipe)
-                    key.data()
-                elif key.data in self.runs:
-                    self.poll(key.data)
+            ready = []
+            time.sleep(timeout or 0)
+        self.interface.poll()
+        for key, _ in ready:
+            if callable(key.data):  # an event source of the variant (a pool's result pipe)
+                key.data()
+            elif key.data is _INTERFACE_EVENT:
+                continue  # handled by interface.poll() above
+            elif key.data in self.runs:
+                self.poll(key.data)
+        if self._unwatched:
+            self.check_runs()
         if self._deadlines:
             self._expire()
+
+    def _poll_interval(self) -> float:
+        """How often runs without an exit event are checked (``sleep``; short when others have events)."""
+        if any(isinstance(key.data, int) for key in self._selector.get_map().values()):
+            return _FALLBACK_POLL_INTERVAL
+        return self.sleep
 
     def wait_some(self, timeout: float | None = None) -> None:
         """Block until at least one active run ends (or ``timeout`` seconds pass); settle what ended."""
@@ -630,6 +653,7 @@ class Runner(Component, registry=True):
         """Cancel what still runs and release the runner's event sources (it cannot be used after)."""
         self.cancel_all()
         self._selector.close()
+        getattr(self.interface, "close", lambda: None)()
 
     def __enter__(self) -> Runner:
         return self

@@ -1,0 +1,513 @@
+"""ZeroMQ Runner-Worker interface: inputs and outputs travel as messages.
+
+For workers that do not share a file system with the runner (cluster nodes) or
+should not map the runner's file. The runner binds a ROUTER socket (loopback
+unless told otherwise); each worker connects a DEALER socket for the duration
+of its run::
+
+    Worker                                   Runner (ROUTER, in poll())
+      READY  run_id            ------->      row RUNNING?  reply INPUT (layout, inputs)
+      ... simulate ...                       (ZMTP heartbeats keep the connection alive)
+      DATA   run_id time outputs ----->      write outputs, TIME, DONE; reply ACK
+      (or FAIL run_id reason   ------->      record the reason; reply ACK)
+
+Every message, both ways, is signed with HMAC-SHA256 under a per-study secret.
+The runner writes the secret to a file readable only by its user (``keyfile``,
+in the work directory) and workers read it from there: it never appears on a
+command line or in the environment. Messages that are malformed, unsigned,
+signed wrongly, or name a run that is out of range or not running are logged
+and dropped; the runner never crashes on what arrives on its socket.
+
+Workers wait ``timeout`` seconds for an answer and try again ``retries`` times
+on a fresh connection (so a reconnecting worker is never mistaken for another),
+sleeping ``retry_sleep`` seconds, doubled after each try, in between.
+
+pyzmq is an optional dependency (``pip install 'profit-run[zeromq]'``), imported
+only when this interface is used.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import time
+import weakref
+
+from ._lazy import logging, numpy as np
+from ._record import StructRecord, parse_descr
+from .errors import ConfigError, InterfaceError
+from . import interface as interface_module
+from .interface import RunnerInterface, WorkerInterface, empty_record
+from .state import RunState
+
+PROTOCOL = b"PROFIT-ZMQ-1"
+_FRAMES = 6  # protocol, kind, run id, request id, payload, signature
+_TIME = struct.Struct("<d")
+# Larger messages are refused by libzmq before they reach us (the peer is disconnected).
+_MAX_MESSAGE = 64 * 1024 * 1024
+# After this many log lines about dropped messages, only every 1000th is logged.
+_LOGGED_DROPS = 20
+
+
+def _zmq():
+    try:
+        import zmq
+    except ImportError:
+        raise ConfigError(
+            "the zeromq interface needs pyzmq, which is not installed; install it with "
+            "pip install 'profit-run[zeromq]' (or pip install pyzmq)"
+        ) from None
+    return zmq
+
+
+_contexts: dict[int, object] = {}
+
+# The runner halves of this process by keyfile. A worker forked from the runner
+# finds its runner half here: it knows the secret and holds the inputs already,
+# so it needs no file read and no READY round trip, only the DATA message.
+_runner_sides: "weakref.WeakValueDictionary[str, ZeroMQRunnerInterface]" = weakref.WeakValueDictionary()
+
+
+def _context():
+    """This process's ZeroMQ context (a forked worker must not use its parent's)."""
+    pid = os.getpid()
+    if pid not in _contexts:
+        _contexts.clear()
+        _contexts[pid] = _zmq().Context()
+    return _contexts[pid]
+
+
+def sign(secret: bytes, frames: list[bytes]) -> bytes:
+    """HMAC-SHA256 of the frames, each prefixed with its length (so frames cannot be shifted)."""
+    import hashlib  # here: every worker process imports this module, few use it
+    import hmac
+
+    mac = hmac.new(secret, digestmod=hashlib.sha256)
+    for frame in frames:
+        mac.update(len(frame).to_bytes(8, "little"))
+        mac.update(frame)
+    return mac.digest()
+
+
+def message(secret: bytes, kind: bytes, run_id: int, request_id: bytes, payload: bytes = b"") -> list[bytes]:
+    """The frames of one signed protocol message."""
+    frames = [PROTOCOL, kind, str(run_id).encode(), request_id, payload]
+    return frames + [sign(secret, frames)]
+
+
+def verify(secret: bytes, frames: list[bytes]) -> str:
+    """Why ``frames`` are not a valid signed message ('' if they are)."""
+    if len(frames) != _FRAMES:
+        return f"{len(frames)} frames instead of {_FRAMES}"
+    if frames[0] != PROTOCOL:
+        return f"unknown protocol {frames[0][:20]!r}"
+    import hmac
+
+    if not hmac.compare_digest(sign(secret, frames[:-1]), frames[-1]):
+        return "bad signature (not signed with this study's secret)"
+    return ""
+
+
+def write_secret(path: str) -> bytes:
+    """Make a fresh random secret and store it in ``path``, readable by this user only."""
+    secret = os.urandom(32)
+    temporary = f"{path}.{os.getpid()}.tmp"
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, secret.hex().encode())
+    finally:
+        os.close(fd)
+    os.replace(temporary, path)
+    return secret
+
+
+def read_secret(path: str) -> bytes:
+    """The study's secret from ``path`` (written by the runner)."""
+    try:
+        with open(path, "rb") as file:
+            return bytes.fromhex(file.read().decode("ascii").strip())
+    except OSError as error:
+        raise InterfaceError(
+            f"cannot read the zeromq interface's secret {path} ({error.strerror}); the runner writes it "
+            "into its work directory, which must be reachable from the worker"
+        ) from None
+    except ValueError:
+        raise InterfaceError(f"the zeromq interface's secret {path} is damaged; start the runner again") from None
+
+
+# The options both halves share; the runner half's config hands them to workers.
+WORKER_OPTIONS = ("transport", "address", "port", "connection", "timeout", "retries", "retry_sleep", "heartbeat",
+                  "keyfile")
+
+
+def _store_options(target: object, transport: str, address: str | None, port: object, connection: str | None,
+                   timeout: object, retries: object, retry_sleep: object, heartbeat: object, keyfile: str) -> None:
+    """Validate the shared options and set them as attributes of ``target``."""
+    if transport not in ("tcp", "ipc"):
+        raise ConfigError(f"zeromq interface: transport {transport!r} is not supported; use 'tcp' or 'ipc'")
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise ConfigError(f"zeromq interface: port must be a whole number 0..65535 (0: any free port), got {port!r}")
+    for name, value in (("timeout", timeout), ("retry_sleep", retry_sleep), ("heartbeat", heartbeat)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            raise ConfigError(f"zeromq interface: {name} must be a number of seconds > 0, got {value!r}")
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise ConfigError(f"zeromq interface: retries must be a whole number >= 0, got {retries!r}")
+    target.transport, target.address, target.port, target.connection = transport, address, port, connection
+    target.timeout, target.retries, target.retry_sleep, target.heartbeat = timeout, retries, retry_sleep, heartbeat
+    target.keyfile = keyfile
+
+
+def _set_heartbeat(socket, zmq, seconds: float) -> None:
+    """ZMTP heartbeats: idle connections of long runs stay open, dead peers are noticed."""
+    interval = max(1, int(seconds * 1000))
+    socket.setsockopt(zmq.HEARTBEAT_IVL, interval)
+    socket.setsockopt(zmq.HEARTBEAT_TIMEOUT, 3 * interval)
+    socket.setsockopt(zmq.HEARTBEAT_TTL, 3 * interval)
+
+
+class ZeroMQRunnerInterface(RunnerInterface, label="zeromq"):
+    """Runner-Worker interface over ZeroMQ messages (runner half).
+
+    Parameters (besides those of :class:`RunnerInterface`):
+        transport: ``'tcp'`` (default) or ``'ipc'`` (``address`` is then a socket path).
+        address: where to bind; default loopback (``127.0.0.1``). Give the host's
+            address, or ``'*'`` for every interface, when workers run on other hosts.
+        port: TCP port; 0 (default) picks a free one, which workers learn from :attr:`config`.
+        connection: what workers connect to, overriding the address (e.g. ``tcp://login1:5555``).
+        bind: what the runner binds, overriding transport, address and port (e.g. ``tcp://*:5555``).
+        timeout, retries, retry_sleep: how long a worker waits for an answer, how
+            often it tries again, and how long it sleeps before the first retry (doubled each time).
+        heartbeat: seconds between ZMTP heartbeats on idle connections.
+        keyfile: file holding the study's secret (relative paths: in the work directory).
+    """
+
+    path_options = ("keyfile",)
+
+    def __init__(
+        self,
+        size,
+        input_config,
+        output_config,
+        *,
+        transport: str = "tcp",
+        address: str | None = None,
+        port: int = 0,
+        connection: str | None = None,
+        bind: str | None = None,
+        timeout: float = 4,
+        retries: int = 3,
+        retry_sleep: float = 1,
+        heartbeat: float = 10,
+        keyfile: str = "zeromq.key",
+        logger_parent: logging.Logger | None = None,
+    ):
+        _store_options(self, transport, address, port, connection, timeout, retries, retry_sleep, heartbeat,
+                       os.path.abspath(keyfile))
+        self._bind_spec = bind
+        self.dropped = 0  # messages dropped so far (malformed, unsigned, refused)
+        super().__init__(size, input_config, output_config, logger_parent=logger_parent)
+        self._input_layout = np.dtype(self.input_vars)
+        self._output_layout = np.dtype(self.output_vars)
+        self._output_size = self._output_layout.itemsize
+        self._header = json.dumps({
+            "input": np.lib.format.dtype_to_descr(self._input_layout),
+            "output": np.lib.format.dtype_to_descr(self._output_layout),
+        }).encode() + b"\n"
+        no_result = np.zeros(1, self._output_layout)
+        for name in self.output_names:
+            no_result[name] = self._no_result[name]
+        self._no_result_bytes = no_result.tobytes()
+        # Layouts as a forked worker uses them, parsed here once rather than in every fork.
+        row_fields = parse_descr(np.lib.format.dtype_to_descr(self.dtype))[0]
+        self._row_input_fields = [field for field in row_fields if field.name in self.input_names]
+        self._output_fields = parse_descr(np.lib.format.dtype_to_descr(self._output_layout))[0]
+        self._secret = write_secret(self.keyfile)
+        self._open_socket()
+        _runner_sides[self.keyfile] = self
+
+    def _open_socket(self) -> None:
+        zmq = _zmq()
+        self._zmq = zmq
+        self._socket = _context().socket(zmq.ROUTER)
+        self._socket.setsockopt(zmq.LINGER, 0)
+        self._socket.setsockopt(zmq.MAXMSGSIZE, _MAX_MESSAGE)
+        _set_heartbeat(self._socket, zmq, self.heartbeat)
+        endpoint = self.bind
+        try:
+            self._socket.bind(endpoint)
+        except zmq.ZMQError as error:
+            self._socket.close()
+            raise ConfigError(
+                f"zeromq interface: cannot bind {endpoint} ({error}); choose another port (0 picks a free one) "
+                "or address"
+            ) from None
+        self.endpoint = self._socket.getsockopt_string(zmq.LAST_ENDPOINT)
+        if self.transport == "tcp":
+            self.port = int(self.endpoint.rsplit(":", 1)[1])
+        self.logger.info("zeromq interface listening on %s", self.endpoint)
+
+    @property
+    def bind(self) -> str:
+        """The endpoint the runner binds (``tcp://127.0.0.1:*`` unless configured)."""
+        if self._bind_spec:
+            return self._bind_spec
+        if self.transport == "ipc":
+            return f"ipc://{os.path.abspath(self.address or os.path.splitext(self.keyfile)[0] + '.ipc')}"
+        port = self.port or "*"
+        return f"tcp://{self.address or '127.0.0.1'}:{port}"
+
+    def fileno(self) -> int:
+        """A file descriptor that becomes readable when messages may have arrived."""
+        return self._socket.getsockopt(self._zmq.FD)
+
+    @property
+    def config(self) -> dict:
+        """What a worker needs: where to connect (the port actually bound), timing, the secret's file."""
+        config = {**super().config, **{name: getattr(self, name) for name in WORKER_OPTIONS}}
+        if self.transport == "ipc":
+            config["address"] = self.endpoint[len("ipc://"):]
+        return config
+
+    def poll(self) -> None:
+        """Answer every message that has arrived (never blocks)."""
+        zmq, socket = self._zmq, self._socket
+        while socket.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+            try:
+                frames = socket.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            try:
+                reply = self._answer(frames[1:])
+            except Exception:  # a bug, but what a peer sends must never stop the study
+                self.logger.exception("zeromq interface: a message could not be handled; it was dropped")
+                continue
+            if reply is not None:
+                try:
+                    socket.send_multipart([frames[0], *reply], zmq.NOBLOCK)
+                except zmq.ZMQError as error:  # the worker went away: it will try again
+                    self.logger.debug("could not answer a worker: %s", error)
+
+    def _drop(self, why: str) -> None:
+        self.dropped += 1
+        if self.dropped <= _LOGGED_DROPS or self.dropped % 1000 == 0:
+            self.logger.warning("zeromq interface dropped a message (%d so far): %s", self.dropped, why)
+
+    def _answer(self, frames: list[bytes]) -> list[bytes] | None:
+        """The reply to one message, or None when it is dropped unanswered."""
+        problem = verify(self._secret, frames)
+        if problem:
+            self._drop(problem)  # no answer: an unauthenticated peer learns nothing
+            return None
+        _, kind, raw_run_id, request_id, payload, _ = frames
+        try:
+            run_id = int(raw_run_id)
+        except ValueError:
+            self._drop(f"run id {raw_run_id[:20]!r} is not a number")
+            return None
+        if not 0 <= run_id < self.size:
+            self._drop(f"run id {run_id} is out of range (the interface holds runs 0..{self.size - 1})")
+            return self._error(run_id, request_id, f"run {run_id} does not exist")
+        handler = {b"READY": self._on_ready, b"DATA": self._on_data, b"FAIL": self._on_fail}.get(kind)
+        if handler is None:
+            self._drop(f"unknown message kind {kind[:20]!r}")
+            return self._error(run_id, request_id, f"unknown message kind {kind[:20]!r}")
+        state = self.state(run_id)
+        if state != RunState.RUNNING and not (kind == b"DATA" and state == RunState.DONE):
+            self._drop(f"{kind.decode()} for run {run_id}, which is {state.name.lower()}, not running")
+            return self._error(run_id, request_id, f"run {run_id} is {state.name.lower()}, not running")
+        return handler(run_id, request_id, payload)
+
+    def _error(self, run_id: int, request_id: bytes, text: str) -> list[bytes]:
+        return message(self._secret, b"ERROR", run_id, request_id, text.encode())
+
+    def _on_ready(self, run_id: int, request_id: bytes, payload: bytes) -> list[bytes]:
+        return message(self._secret, b"INPUT", run_id, request_id, self.input_message(run_id))
+
+    def inherited_records(self, run_id: int) -> tuple[StructRecord, bytearray, StructRecord]:
+        """In a worker forked from the runner: its input record (in this process's copy of
+        the row), a fresh output buffer and the output record over it."""
+        itemsize = self.dtype.itemsize
+        row = memoryview(self._data.view(np.uint8))[run_id * itemsize : (run_id + 1) * itemsize]
+        output_buffer = bytearray(self._no_result_bytes)
+        return StructRecord(row, self._row_input_fields), output_buffer, StructRecord(memoryview(output_buffer), self._output_fields)
+
+    def input_message(self, run_id: int) -> bytes:
+        """What a worker needs to start ``run_id``: the layout, the inputs, the outputs' initial values."""
+        packed = np.empty(1, self._input_layout)
+        packed[0] = self.input[run_id]  # field by field, into the packed layout the worker reads
+        return self._header + packed.tobytes() + self._no_result_bytes
+
+    def _on_data(self, run_id: int, request_id: bytes, payload: bytes) -> list[bytes]:
+        expected = _TIME.size + self._output_size
+        if len(payload) != expected:
+            self._drop(f"DATA for run {run_id} has {len(payload)} bytes instead of {expected}")
+            return self._error(run_id, request_id, f"outputs of {len(payload)} bytes instead of {expected}")
+        if not self.internal["DONE"][run_id]:  # a repeated DATA (the ACK was lost) changes nothing
+            values = np.frombuffer(payload, self._output_layout, count=1, offset=_TIME.size)[0]
+            row = self._data[run_id]  # a record that writes through
+            for name in self.output_names:
+                row[name] = values[name]
+            row["TIME"] = _TIME.unpack_from(payload)[0]
+            row["DONE"] = True
+        return message(self._secret, b"ACK", run_id, request_id)
+
+    def _on_fail(self, run_id: int, request_id: bytes, payload: bytes) -> list[bytes]:
+        reason = payload.decode("utf-8", "replace")
+        self.mark(run_id, RunState.FAILED, reason)
+        return message(self._secret, b"ACK", run_id, request_id)
+
+    def close(self) -> None:
+        """Stop listening (the runner is done with this interface)."""
+        if not self._socket.closed:
+            self._socket.close()
+
+    def clean(self) -> None:
+        """Close the socket and remove the secret (and the ipc socket file)."""
+        self.close()
+        for path in (self.keyfile, self.endpoint[len("ipc://"):] if self.transport == "ipc" else None):
+            if path and os.path.exists(path):
+                os.remove(path)
+
+
+class ZeroMQWorkerInterface(WorkerInterface, label="zeromq"):
+    """Runner-Worker interface over ZeroMQ messages (worker half).
+
+    Takes the options of :class:`ZeroMQRunnerInterface` as its ``config`` gives
+    them. The runner's host is ``connection`` if set, else the environment
+    variable ``PROFIT_RUNNER_ADDRESS`` (set by runners whose workers run on other
+    hosts), else ``address`` (loopback when it is a wildcard or unset).
+    """
+
+    def __init__(
+        self,
+        run_id: int,
+        *,
+        transport: str = "tcp",
+        address: str | None = None,
+        port: int = 0,
+        connection: str | None = None,
+        bind: str | None = None,
+        timeout: float = 4,
+        retries: int = 3,
+        retry_sleep: float = 1,
+        heartbeat: float = 10,
+        keyfile: str = "zeromq.key",
+        logger_parent: logging.Logger | None = None,
+    ):
+        super().__init__(run_id, logger_parent=logger_parent)
+        _store_options(self, transport, address, port, connection, timeout, retries, retry_sleep, heartbeat, keyfile)
+        self._socket = None
+        self._secret: bytes | None = None
+        self._output_buffer: bytearray | None = None
+
+    @property
+    def config(self) -> dict:
+        return {**super().config, **{name: getattr(self, name) for name in WORKER_OPTIONS}}
+
+    @property
+    def endpoint(self) -> str:
+        """Where the runner listens, as seen from this worker."""
+        if self.connection:
+            return self.connection
+        if self.transport == "ipc":
+            return f"ipc://{self.address}"
+        host = os.environ.get("PROFIT_RUNNER_ADDRESS") or self.address
+        if not host or host in ("*", "0.0.0.0", "::"):
+            host = "127.0.0.1"
+        return f"tcp://{host}:{self.port}"
+
+    def _connect(self):
+        zmq = _zmq()
+        socket = _context().socket(zmq.DEALER)
+        socket.setsockopt(zmq.LINGER, 0)
+        _set_heartbeat(socket, zmq, self.heartbeat)
+        socket.connect(self.endpoint)
+        return socket
+
+    def _request(self, kind: bytes, payload: bytes = b"", retries: int | None = None) -> bytes:
+        """Send one message and return the payload of the runner's answer.
+
+        Tries ``retries + 1`` times, each on a fresh connection, with backoff.
+        """
+        zmq = _zmq()
+        if self._secret is None:
+            self._secret = read_secret(self.keyfile)
+        retries = self.retries if retries is None else retries
+        request_id = os.urandom(8).hex().encode()
+        run_id = int(self.run_id)
+        frames = message(self._secret, kind, run_id, request_id, payload)
+        pause = self.retry_sleep
+        for attempt in range(retries + 1):
+            if self._socket is None:
+                self._socket = self._connect()
+            self._socket.send_multipart(frames)
+            deadline = time.monotonic() + self.timeout
+            while (remaining := deadline - time.monotonic()) > 0 and self._socket.poll(remaining * 1000, zmq.POLLIN):
+                reply = self._socket.recv_multipart()
+                problem = verify(self._secret, reply)
+                if problem or reply[3] != request_id:
+                    self.logger.warning("ignored an answer that is not for this request: %s", problem or "stale")
+                    continue
+                if reply[1] == b"ERROR":
+                    raise InterfaceError(f"the runner refused {kind.decode()} for run {run_id}: {reply[4].decode()}")
+                return reply[4]
+            # No answer: start over on a new connection (a new identity), after a pause.
+            self._socket.close()
+            self._socket = None
+            if attempt < retries:
+                self.logger.warning(
+                    "no answer from the runner at %s within %g s (try %d of %d); trying again in %g s",
+                    self.endpoint, self.timeout, attempt + 1, retries + 1, pause,
+                )
+                time.sleep(pause)
+                pause *= 2
+        raise InterfaceError(
+            f"no answer from the runner at {self.endpoint} to {kind.decode()} for run {run_id} after "
+            f"{retries + 1} tries of {self.timeout:g} s; is the runner still running, and can this host reach it?"
+        )
+
+    def retrieve(self) -> None:
+        """Ask the runner for this run's inputs; ``.input`` and ``.output`` become available."""
+        runner_side = _runner_sides.get(os.path.abspath(self.keyfile))
+        if runner_side is not None and interface_module.forked_for_run == self.run_id:
+            # Forked from the runner: the inputs are in this process already. Connect
+            # now all the same, so that the handshake runs while the simulation does.
+            self._secret = runner_side._secret
+            self._socket = self._connect()
+            self.input, self._output_buffer, self.output = runner_side.inherited_records(int(self.run_id))
+            return
+        answer = self._request(b"READY")
+        header, _, data = answer.partition(b"\n")
+        try:
+            layout = json.loads(header)
+            input_fields, input_size = parse_descr(layout["input"])
+            output_fields, output_size = parse_descr(layout["output"])
+        except (ValueError, KeyError, TypeError) as error:
+            raise InterfaceError(f"the runner sent a layout this worker cannot read ({error})") from None
+        if len(data) != input_size + output_size:
+            raise InterfaceError(f"the runner sent {len(data)} bytes of data instead of {input_size + output_size}")
+        self.input = StructRecord(memoryview(bytearray(data[:input_size])), input_fields)
+        self._output_buffer = bytearray(data[input_size:])
+        self.output = StructRecord(memoryview(self._output_buffer), output_fields)
+
+    def transmit(self) -> None:
+        """Send outputs and time to the runner; returns once the runner has stored them."""
+        if self._output_buffer is None:
+            raise InterfaceError(f"run {self.run_id}: transmit() before retrieve()")
+        self._request(b"DATA", _TIME.pack(float(self.time)) + bytes(self._output_buffer))
+
+    def fail(self, reason: str) -> None:
+        """Tell the runner why this run failed (one try: the exit status tells the rest)."""
+        try:
+            self._request(b"FAIL", reason.encode("utf-8", "replace"), retries=0)
+        except InterfaceError as error:
+            self.logger.error("run %s failed: %s (and could not report it: %s)", self.run_id, reason, error)
+
+    def clean(self) -> None:
+        """Close the connection."""
+        if self._socket is not None:
+            self._socket.close()
+            self._socket = None
+        self.input = empty_record()
+        self.output = empty_record()
