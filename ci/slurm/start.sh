@@ -43,7 +43,9 @@ DB_SOCK=/run/mysqld/mysqld.sock
 DB_PASS=slurmdbpass             # MariaDB user 'slurm'@'localhost'; test cluster only
 export DEBIAN_FRONTEND=noninteractive
 
-log() { printf '[ci/slurm %(%H:%M:%S)T] %s\n' -1 "$*"; }
+# log, pid_alive, pid_of, stop_group
+# shellcheck source=common.sh source-path=SCRIPTDIR
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh" || exit 1
 dump_logs() {
     local f
     for f in /var/log/munge/munged.log /var/log/mysql/error.log "$LOGDIR/slurmdbd.log" \
@@ -58,15 +60,6 @@ trap 'die "command failed (line $LINENO, exit $?): $BASH_COMMAND"' ERR
 [[ $CPUS =~ ^[1-9][0-9]*$ ]] || { echo "CI_SLURM_CPUS must be a positive integer" >&2; exit 2; }
 
 # ------------------------------------------------------------------- helpers
-# pid_alive PIDFILE COMM: the pid in PIDFILE runs a program named COMM
-# (checking /proc/PID/comm guards against a recycled pid)
-pid_alive() {
-    local pid
-    [[ -r $1 ]] || return 1
-    pid=$(tr -dc 0-9 < "$1")
-    [[ -n $pid && -r /proc/$pid/comm && $(< "/proc/$pid/comm") == "$2" ]]
-}
-pid_of() { tr -dc 0-9 < "$1"; }
 # wait_for SECONDS CMD...: run CMD every 0.1 s until it succeeds
 wait_for() {
     local limit=$(( $1 * 10 )) i=0; shift
@@ -74,26 +67,6 @@ wait_for() {
         (( ++i > limit )) && return 1
         sleep 0.1
     done
-}
-# stop_group PIDFILE:COMM ...: SIGTERM (by pid), wait up to 20 s, then SIGKILL
-stop_group() {
-    local spec f c pid pids=() alive
-    for spec in "$@"; do
-        f=${spec%%:*}; c=${spec#*:}
-        if pid_alive "$f" "$c"; then
-            pid=$(pid_of "$f"); pids+=("$pid")
-            log "stopping $c (pid $pid)"; kill -TERM "$pid" 2>/dev/null || true
-        fi
-        rm -f "$f"          # a stale slurmctld pid file breaks the package's prerm
-    done
-    (( ${#pids[@]} )) || return 0
-    for _ in $(seq 200); do
-        alive=0
-        for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
-        (( alive )) || return 0
-        sleep 0.1
-    done
-    for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
 }
 # write_if_changed FILE MODE OWNER:GROUP < content: returns 0 if FILE changed
 write_if_changed() {

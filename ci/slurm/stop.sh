@@ -12,44 +12,14 @@
 # SLURM_KEEP_JOBS=1 skips the scancel of remaining jobs.
 set -Euo pipefail
 
-log() { printf '[ci/slurm %(%H:%M:%S)T] %s\n' -1 "$*"; }
+# log, pid_alive, pid_of, stop_group
+# shellcheck source=common.sh source-path=SCRIPTDIR
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh" || exit 1
 [[ $(id -u) -eq 0 ]] || { echo "ci/slurm/stop.sh: must run as root" >&2; exit 1; }
 PURGE=0; [[ ${1:-} == --purge ]] && PURGE=1
 MARK=/run/ci-slurm
 DB_SOCK=/run/mysqld/mysqld.sock
 OUR_MARIADB=0; [[ -e $MARK/mariadbd ]] && OUR_MARIADB=1
-
-pid_alive() {
-    local pid
-    [[ -r $1 ]] || return 1
-    pid=$(tr -dc 0-9 < "$1")
-    [[ -n $pid && -r /proc/$pid/comm && $(< "/proc/$pid/comm") == "$2" ]]
-}
-# stop_group PIDFILE:COMM ...: SIGTERM all at once, wait up to 20 s, SIGKILL stragglers
-stop_group() {
-    local spec f c pid pids=() alive
-    for spec in "$@"; do
-        f=${spec%%:*}; c=${spec#*:}
-        if pid_alive "$f" "$c"; then
-            pid=$(tr -dc 0-9 < "$f"); pids+=("$pid")
-            log "stopping $c (pid $pid)"; kill -TERM "$pid" 2>/dev/null || true
-        fi
-        # a stale /run/slurmctld.pid makes the package's prerm (apt-get remove) fail
-        rm -f "$f"
-    done
-    (( ${#pids[@]} )) || return 0
-    for _ in $(seq 200); do
-        alive=0
-        for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
-        (( alive )) || return 0
-        sleep 0.1
-    done
-    for pid in "${pids[@]}"; do
-        if kill -0 "$pid" 2>/dev/null; then
-            log "pid $pid ignored SIGTERM for 20 s: SIGKILL"; kill -KILL "$pid" 2>/dev/null || true
-        fi
-    done
-}
 
 # 1. cancel remaining jobs, so that no job processes outlive the daemons
 if [[ ${SLURM_KEEP_JOBS:-0} != 1 ]] && pid_alive /run/slurmctld.pid slurmctld \

@@ -13,7 +13,6 @@ The memmap file is a valid ``.npy`` file. It grows in place (see
 moves, so adding runs while workers are in flight is safe.
 """
 
-import json
 import numbers
 import os
 import shlex
@@ -26,7 +25,6 @@ from ._lazy import logging, numpy as np
 from ._record import StructRecord, parse_descr
 from ._proc import ChildProcess, die_with_parent, fork_group, load_prctl
 from .errors import InterfaceError
-from .includes import loaded_includes
 from . import interface as interface_module
 from .interface import INTERNAL_NAMES, RunnerInterface, WorkerInterface, clear_outputs, empty_record, encode_reason
 from .runner import Runner
@@ -124,14 +122,7 @@ class LocalRunner(Runner, label="local"):
     def _environment(self) -> dict[str, str]:
         # Built on first use: include files may be loaded after the runner was made.
         if self._env is None:
-            self._env = {
-                **os.environ,
-                "PROFIT_WORKER": json.dumps(self.worker),
-                "PROFIT_INTERFACE": json.dumps(self.interface.config),
-                "PROFIT_INCLUDES": json.dumps(loaded_includes()),
-                "PROFIT_BASE_DIR": self.base_dir,
-            }
-            self._env.pop("PROFIT_ARRAY_ID", None)
+            self._env = self.worker_environment()
         return self._env
 
     def _shell_command(self) -> str:

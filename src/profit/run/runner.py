@@ -19,6 +19,7 @@ so inputs and outputs stay aligned.
 from __future__ import annotations
 
 import heapq
+import json
 import numbers
 import os
 import selectors
@@ -194,6 +195,21 @@ class Runner(Component, registry=True):
             "timeout": self.timeout,
             "retries": self.retries,
         }
+
+    def worker_environment(self) -> dict[str, str]:
+        """The environment of a worker started as a program: this process's, plus what
+        ``Worker.from_env`` reads (all but ``PROFIT_RUN_ID``, which is per run)."""
+        from .includes import loaded_includes
+
+        env = {
+            **os.environ,
+            "PROFIT_WORKER": json.dumps(self.worker),
+            "PROFIT_INTERFACE": json.dumps(self.interface.config),
+            "PROFIT_INCLUDES": json.dumps(loaded_includes()),
+            "PROFIT_BASE_DIR": self.base_dir,
+        }
+        env.pop("PROFIT_ARRAY_ID", None)
+        return env
 
     # --- inputs ------------------------------------------------------------------
 

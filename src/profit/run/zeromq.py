@@ -267,6 +267,8 @@ class ZeroMQRunnerInterface(RunnerInterface, label="zeromq"):
         config = {**super().config, **{name: getattr(self, name) for name in WORKER_OPTIONS}}
         if self.transport == "ipc":
             config["address"] = self.endpoint[len("ipc://"):]
+        elif not self.address:
+            config["address"] = "127.0.0.1"  # where it bound; a wildcard lets workers use PROFIT_RUNNER_ADDRESS
         return config
 
     def poll(self) -> None:
@@ -374,9 +376,10 @@ class ZeroMQWorkerInterface(WorkerInterface, label="zeromq"):
     """Runner-Worker interface over ZeroMQ messages (worker half).
 
     Takes the options of :class:`ZeroMQRunnerInterface` as its ``config`` gives
-    them. The runner's host is ``connection`` if set, else the environment
-    variable ``PROFIT_RUNNER_ADDRESS`` (set by runners whose workers run on other
-    hosts), else ``address`` (loopback when it is a wildcard or unset).
+    them. The runner's endpoint is ``connection`` if set; else its host is
+    ``address``, unless that is a wildcard (``*``, ``0.0.0.0``) or unset: then the
+    environment variable ``PROFIT_RUNNER_ADDRESS`` (the submit host, in a Slurm
+    job), or loopback.
     """
 
     def __init__(
@@ -412,9 +415,9 @@ class ZeroMQWorkerInterface(WorkerInterface, label="zeromq"):
             return self.connection
         if self.transport == "ipc":
             return f"ipc://{self.address}"
-        host = os.environ.get("PROFIT_RUNNER_ADDRESS") or self.address
+        host = self.address
         if not host or host in ("*", "0.0.0.0", "::"):
-            host = "127.0.0.1"
+            host = os.environ.get("PROFIT_RUNNER_ADDRESS") or "127.0.0.1"
         return f"tcp://{host}:{self.port}"
 
     def _connect(self):
