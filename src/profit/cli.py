@@ -335,6 +335,9 @@ def _run(study: Study, args, Runner) -> int:
 def _drive(runner, pending: list[int], stop: StopRequest, progress: _Progress, recorder: _Recorder) -> None:
     """Start the pending runs, at most ``parallel`` at once, until all ended or a stop is asked."""
     # wait_some returns at least every half second, so a stop is noticed quickly.
+    if hasattr(runner, "respawn_array"):  # a batch system: one job array for all of them
+        runner.respawn_array(pending)
+        pending = []
     for run_id in pending:
         while runner.capacity and len(runner.runs) >= runner.capacity and not stop.signal:
             runner.wait_some(0.5)

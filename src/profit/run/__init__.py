@@ -16,7 +16,7 @@ from .state import RunState, RunStatus
 from .worker import Worker
 
 # Built-in variants register themselves on import.
-from . import local, pool, zeromq  # noqa: E402,F401  (register local, fork, memmap, pool, zeromq)
+from . import local, pool, slurm, zeromq  # noqa: E402,F401  (register the built-in variants)
 
 __all__ = [
     "Runner",

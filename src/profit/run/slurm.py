@@ -1,0 +1,495 @@
+"""SlurmRunner: one batch job per run, job arrays for many runs.
+
+The scheduler is reached through its commands (``sbatch``, ``sacct``,
+``scancel``, ``scontrol``), run by one gateway (:class:`SlurmCommands`). The
+command lines and the parsing of their output are pure functions, so they can be
+tested without a cluster; ``tests/fake_slurm`` fakes the commands as a whole.
+
+How a run ends is noticed two ways::
+
+    worker transmits --> interface (DONE; a zeromq message wakes the runner at once)
+    job ends badly   --> sacct, polled with backoff (0.5 s, growing to max_poll)
+
+so a run that succeeds is settled as soon as its results arrive, and the
+scheduler is asked only every so often about jobs that end without results
+(FAILED, TIMEOUT, OUT_OF_MEMORY, NODE_FAIL, cancelled by someone else...).
+
+Workers find a zeromq runner bound to a wildcard address through
+``PROFIT_RUNNER_ADDRESS`` (the submit host, set in the batch script).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from collections import namedtuple
+from collections.abc import Iterable, Mapping
+
+from ._lazy import logging
+from ._proc import ExitStatus
+from .errors import ConfigError, ProfitError
+from .runner import Runner
+from .state import RunState
+
+DEFAULT_MAX_ARRAY_SIZE = 1001  # Slurm's default MaxArraySize
+
+# sacct states after which a job does not run any more.
+FINAL_STATES = frozenset({
+    "COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "PREEMPTED", "BOOT_FAIL",
+    "DEADLINE", "REVOKED", "SPECIAL_EXIT",
+})
+# What a user should read for a job that Slurm ended.
+_ENDED_BY_SLURM = {
+    "TIMEOUT": "reached its Slurm time limit",
+    "OUT_OF_MEMORY": "ran out of memory",
+    "NODE_FAIL": "lost its node (node failure)",
+    "PREEMPTED": "was preempted",
+    "BOOT_FAIL": "could not start (its node failed to boot)",
+    "DEADLINE": "reached its Slurm deadline",
+    "REVOKED": "was revoked by a federated cluster",
+    "CANCELLED": "was cancelled by Slurm or a user",
+}
+# sbatch/sacct failures worth trying again: the controller is busy or briefly away.
+_TRANSIENT = re.compile(
+    r"temporarily|try again|timed out|time out|unable to contact|connection refused|socket|busy", re.IGNORECASE
+)
+
+
+class SchedulerError(ProfitError):
+    """A Slurm command failed (the message has its stderr)."""
+
+
+# --- pure functions: command lines, batch script, parsing ----------------------------
+
+
+def batch_script(*, command: str, cpus: int | str = 1, openmp: bool = False, options: Mapping[str, object],
+                 output: str | None = None) -> str:
+    """The batch script of every run of a study (a pure function of the options).
+
+    ``options`` become ``#SBATCH --key=value`` lines (``True``: ``--key`` alone);
+    ``cpus`` is the CPUs of one run (``'all'`` or 0: a whole node, exclusively);
+    ``openmp`` exports ``OMP_NUM_THREADS`` to match. An array task adds its index to
+    ``PROFIT_RUN_ID`` through ``PROFIT_ARRAY_ID``.
+    """
+    whole_node = cpus in ("all", 0)
+    lines = ["#!/bin/bash", "# Written by profit's SlurmRunner: one run per job or array task."]
+    for key, value in options.items():
+        if value is True:
+            lines.append(f"#SBATCH --{key}")
+        elif value is not False and value is not None:
+            lines.append(f"#SBATCH --{key}={value}")
+    if output is not None and "output" not in options:
+        lines.append(f"#SBATCH --output={output}")
+    lines.append("#SBATCH --ntasks=1")
+    if whole_node:
+        lines += ["#SBATCH --nodes=1", "#SBATCH --exclusive"]
+    else:
+        lines.append(f"#SBATCH --cpus-per-task={cpus}")
+    lines += [
+        "",
+        'if [ -n "${SLURM_ARRAY_TASK_ID:-}" ]; then',
+        '    export PROFIT_ARRAY_ID="$SLURM_ARRAY_TASK_ID"',
+        "fi",
+        'export PROFIT_RUNNER_ADDRESS="${PROFIT_RUNNER_ADDRESS:-$SLURM_SUBMIT_HOST}"',
+    ]
+    if openmp:
+        threads = "$SLURM_CPUS_ON_NODE" if whole_node else "${SLURM_CPUS_PER_TASK:-1}"
+        lines += [f'export OMP_NUM_THREADS="{threads}"', "export OMP_PLACES=threads"]
+    lines += ["", command, ""]
+    return "\n".join(lines)
+
+
+def array_spec(indices: Iterable[int], parallel: int = 0) -> str:
+    """``[0, 1, 2, 5, 7, 8]`` -> ``'0-2,5,7-8'``, with ``%parallel`` when that is > 0."""
+    parts: list[str] = []
+    indices = sorted(indices)
+    start = previous = None
+    for index in indices + [None]:
+        if start is not None and index == previous + 1:
+            previous = index
+            continue
+        if start is not None:
+            parts.append(str(start) if start == previous else f"{start}-{previous}")
+        start = previous = index
+    return ",".join(parts) + (f"%{parallel}" if parallel else "")
+
+
+def array_chunks(run_ids: Iterable[int], max_array_size: int) -> list[tuple[int, list[int]]]:
+    """Split run ids into arrays: ``(base run id, task indices)`` with every index < ``max_array_size``."""
+    chunks: list[tuple[int, list[int]]] = []
+    for run_id in sorted(run_ids):
+        if chunks and run_id - chunks[-1][0] < max_array_size:
+            chunks[-1][1].append(run_id - chunks[-1][0])
+        else:
+            chunks.append((run_id, [0]))
+    return chunks
+
+
+def parse_job_id(stdout: str) -> str:
+    """The job id from ``sbatch --parsable`` (``'123'`` or ``'123;cluster'``)."""
+    first = stdout.strip().splitlines()[0] if stdout.strip() else ""
+    job_id = first.split(";", 1)[0].strip()
+    if not job_id.isdigit():
+        raise SchedulerError(f"sbatch printed {stdout.strip()[:200]!r} instead of a job id")
+    return job_id
+
+
+def parse_max_array_size(scontrol_config: str) -> int:
+    """``MaxArraySize`` from ``scontrol show config`` (Slurm's default if it is not there)."""
+    match = re.search(r"^\s*MaxArraySize\s*=\s*(\d+)", scontrol_config, re.MULTILINE)
+    return int(match.group(1)) if match else DEFAULT_MAX_ARRAY_SIZE
+
+
+class JobRecord(namedtuple("JobRecord", ["job_id", "state", "exit_code", "signal", "detail"])):
+    """One line of ``sacct``: ``state`` is the first word (``'CANCELLED by 0'`` -> ``CANCELLED``)."""
+
+    __slots__ = ()
+
+    @property
+    def final(self) -> bool:
+        return self.state in FINAL_STATES
+
+
+def sacct_command(job_ids: Iterable[str]) -> list[str]:
+    """Jobs and their steps (a step tells a signal that the job's own exit code hides)."""
+    return ["sacct", "-n", "-P", "-o", "JobID,State,ExitCode", "-j", ",".join(sorted(set(job_ids)))]
+
+
+def parse_sacct(stdout: str) -> dict[str, JobRecord]:
+    """``JobID|State|ExitCode`` lines -> records by job id (``'123'``, ``'123_4'``, steps ``'123_4.0'``).
+
+    Lines of array tasks not started yet (``123_[5-9%2]``) are skipped: those
+    tasks are pending, which is what a missing record means too.
+    """
+    records = {}
+    for line in stdout.splitlines():
+        fields = line.strip().split("|")
+        if len(fields) < 3 or "[" in fields[0]:
+            continue
+        job_id, state_text, exit_text = fields[:3]
+        words = state_text.split()
+        code, _, signal = exit_text.partition(":")
+        records[job_id] = JobRecord(
+            job_id, words[0] if words else "UNKNOWN",
+            int(code) if code.isdigit() else 0, int(signal) if signal.isdigit() else 0, " ".join(words[1:]),
+        )
+    return records
+
+
+class JobEnd(namedtuple("JobEnd", ["record", "step"], defaults=[None])):
+    """How a Slurm job ended, read like an exit status by :meth:`Runner._settle`.
+
+    ``step`` is the record of the job's first step (``srun``), if there was one.
+    """
+
+    __slots__ = ()
+
+    @property
+    def success(self) -> bool:
+        return self.record.state == "COMPLETED"
+
+    def describe(self, *, through_shell: bool = False) -> str:
+        """E.g. 'exited with code 3 (Slurm job 12_3: FAILED)', 'ran out of memory (Slurm job 12: OUT_OF_MEMORY)'."""
+        record = self.record
+        state = f"{record.state} {record.detail}".strip()
+        where = f"(Slurm job {record.job_id}: {state})"
+        if record.state in ("COMPLETED", "FAILED"):
+            signal = record.signal or (self.step.signal if self.step is not None else 0)
+            status = ExitStatus(signal=signal) if signal else ExitStatus(code=record.exit_code)
+            return f"{status.describe(through_shell=True)} {where}"
+        return f"{_ENDED_BY_SLURM.get(record.state, 'was ended by Slurm')} {where}"
+
+
+# --- the one gateway to the scheduler -----------------------------------------------------
+
+
+class SlurmCommands:
+    """Runs Slurm's commands: transient failures are retried with backoff, others raise
+    :class:`SchedulerError` with the command's stderr."""
+
+    def __init__(self, logger: logging.Logger, retries: int = 3, retry_sleep: float = 1.0, timeout: float = 60.0):
+        self.logger, self.retries, self.retry_sleep, self.timeout = logger, retries, retry_sleep, timeout
+
+    def run(self, argv: list[str], *, env: Mapping[str, str] | None = None, cwd: str | None = None,
+            retries: int | None = None) -> str:
+        """The command's stdout; raises :class:`SchedulerError` when it fails for good."""
+        retries = self.retries if retries is None else retries
+        pause = self.retry_sleep
+        for attempt in range(retries + 1):
+            try:
+                done = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True, timeout=self.timeout,
+                                      stdin=subprocess.DEVNULL)
+            except FileNotFoundError:
+                raise SchedulerError(
+                    f"{argv[0]} was not found; the slurm runner needs Slurm's commands on PATH "
+                    "(run the study on a machine that can submit jobs, such as a cluster's login node)"
+                ) from None
+            except subprocess.TimeoutExpired:
+                problem, transient = f"did not answer within {self.timeout:g} s", True
+            else:
+                if done.returncode == 0:
+                    return done.stdout
+                stderr = " ".join(done.stderr.strip().splitlines()[-3:]) or "(no error message)"
+                problem = f"exited with code {done.returncode}: {stderr}"
+                transient = bool(_TRANSIENT.search(done.stderr))
+            if not transient or attempt == retries:
+                raise SchedulerError(f"{argv[0]} failed ({problem})" + (
+                    f" after {attempt + 1} tries" if attempt else ""))
+            self.logger.warning("%s failed (%s); trying again in %g s", argv[0], problem, pause)
+            time.sleep(pause)
+            pause *= 2
+        raise AssertionError("unreachable")
+
+
+# --- the runner ---------------------------------------------------------------------------
+
+
+class SlurmJob:
+    """The handle of a run submitted to Slurm (a job, or a task of a job array)."""
+
+    pid = None  # no local process
+    notified = False  # the runner checks the interface and asks the scheduler
+    clock_at_launch = False  # the timeout counts from when Slurm starts the job
+
+    def __init__(self, job_id: str, array_job: str):
+        self.job_id = job_id  # '123' or '123_4': what sacct and scancel take
+        self.array_job = array_job  # '123': what sacct is asked about
+        self.started = False
+        self.ended: JobEnd | None = None
+        self.ended_seen = 0.0
+
+    def __repr__(self) -> str:
+        return f"<SlurmJob {self.job_id}>"
+
+
+class SlurmRunner(Runner, label="slurm"):
+    """Run each Worker as a Slurm batch job (job arrays for :meth:`spawn_array`).
+
+    Parameters (besides those of :class:`Runner`):
+        cpus: CPUs per run (``--cpus-per-task``); ``'all'`` or 0 takes whole nodes.
+        openmp: export ``OMP_NUM_THREADS`` (and ``OMP_PLACES``) to match ``cpus``.
+        custom: use the batch script at ``path`` as it is, instead of writing one.
+        path: the batch script (relative: in the work directory).
+        options: extra ``#SBATCH`` options, e.g. ``{"time": "1:00:00", "partition": "short"}``
+            (default ``{"job-name": "profit"}``).
+        command: how the batch script starts the worker.
+        parallel: how many runs of an array may run at once (``%parallel``; 0: as the cluster allows).
+        min_poll, max_poll: the scheduler is asked about jobs every ``min_poll`` seconds
+            at first, backing off to every ``max_poll`` seconds while nothing changes.
+        submit_retries: how often a transiently failing ``sbatch`` is tried again.
+    """
+
+    def __init__(
+        self,
+        *,
+        cpus: int | str = 1,
+        openmp: bool = False,
+        custom: bool = False,
+        path: str = "slurm.bash",
+        options: Mapping[str, object] | None = None,
+        command: str = "srun profit-worker",
+        min_poll: float = 0.5,
+        max_poll: float = 30.0,
+        submit_retries: int = 3,
+        **kwargs,
+    ):
+        if cpus != "all" and (isinstance(cpus, bool) or not isinstance(cpus, int) or cpus < 0):
+            raise ConfigError(f"slurm runner: cpus must be a whole number >= 1, or 'all' (whole nodes), got {cpus!r}")
+        if options is not None and not isinstance(options, Mapping):
+            raise ConfigError(f"slurm runner: options must be a mapping of #SBATCH option to value, got {options!r}")
+        for name, value in (("min_poll", min_poll), ("max_poll", max_poll)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+                raise ConfigError(f"slurm runner: {name} must be a number of seconds > 0, got {value!r}")
+        self.cpus, self.openmp, self.custom, self.command = cpus, bool(openmp), bool(custom), command
+        self.options = {"job-name": "profit", **(options or {})}
+        self.min_poll, self.max_poll = float(min_poll), float(max(max_poll, min_poll))
+        self.path = path if os.path.isabs(path) else os.path.join(str(kwargs.get("work_dir", ".")), path)
+        super().__init__(**kwargs)
+        self._slurm = SlurmCommands(self.logger, retries=submit_retries)
+        self._poll_every = self.min_poll
+        self._next_poll = 0.0
+        self._max_array_size: int | None = None
+        self._env: dict[str, str] | None = None
+        if self.custom:
+            if not os.path.isfile(self.path):
+                raise ConfigError(f"slurm runner: custom is set, but there is no batch script at {self.path}")
+        else:
+            self._write_script()
+
+    def __repr__(self) -> str:
+        details = [f"cpus={self.cpus}"] + (["OpenMP"] if self.openmp else []) + (["custom script"] if self.custom else [])
+        return f"<{type(self).__name__} ({', '.join(details)})>"
+
+    @property
+    def config(self) -> dict:
+        return {
+            **super().config, "cpus": self.cpus, "openmp": self.openmp, "custom": self.custom, "path": self.path,
+            "options": dict(self.options), "command": self.command, "min_poll": self.min_poll,
+            "max_poll": self.max_poll,
+        }
+
+    @property
+    def capacity(self) -> int:
+        return 0  # Slurm queues and throttles (%parallel); spawn never has to wait here
+
+    def _write_script(self) -> None:
+        log_path = self.worker.get("log_path", "log")
+        os.makedirs(os.path.join(self.work_dir, log_path), exist_ok=True)
+        script = batch_script(command=self.command, cpus=self.cpus, openmp=self.openmp, options=self.options,
+                              output=os.path.join(log_path, "slurm-%j.out"))
+        with open(self.path, "w") as file:
+            file.write(script)
+
+    # --- submitting ---------------------------------------------------------------------
+
+    def _submit_environment(self, base_run_id: int) -> dict[str, str]:
+        if self._env is None:
+            env = self.worker_environment()
+            # profit-worker of this Python, even where its bin/ is not on PATH (a venv).
+            env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
+            self._env = env
+        return {**self._env, "PROFIT_RUN_ID": str(base_run_id)}
+
+    def _sbatch(self, base_run_id: int, array: str | None = None) -> str:
+        argv = ["sbatch", "--parsable"] + ([f"--array={array}"] if array else []) + [self.path]
+        try:
+            out = self._slurm.run(argv, env=self._submit_environment(base_run_id), cwd=self.work_dir)
+        except SchedulerError as error:
+            raise SchedulerError(f"submitting runs to Slurm failed: {error}; the batch script is {self.path}") from None
+        return parse_job_id(out)
+
+    def _start(self, run_id: int) -> SlurmJob:
+        job_id = self._sbatch(run_id)
+        self.logger.debug("run %d is Slurm job %s", run_id, job_id)
+        self._poll_soon()
+        return SlurmJob(job_id, job_id)
+
+    @property
+    def max_array_size(self) -> int:
+        """The cluster's ``MaxArraySize`` (asked once)."""
+        if self._max_array_size is None:
+            try:
+                self._max_array_size = parse_max_array_size(self._slurm.run(["scontrol", "show", "config"], retries=1))
+            except SchedulerError as error:
+                self.logger.warning("could not read MaxArraySize (%s); assuming %d", error, DEFAULT_MAX_ARRAY_SIZE)
+                self._max_array_size = DEFAULT_MAX_ARRAY_SIZE
+        return self._max_array_size
+
+    def spawn_array(self, params_array: Iterable, wait: bool = False, progress: bool = False) -> None:
+        """Submit one job array (or as many as ``MaxArraySize`` needs) for all rows, ``%parallel`` throttled."""
+        rows = list(params_array)
+        first = self.next_run_id
+        self.fill(rows, offset=first)
+        self.respawn_array(range(first, first + len(rows)), progress=progress)
+        if wait:
+            self.wait_all(progress=progress)
+
+    def respawn_array(self, run_ids: Iterable[int], progress: bool = False) -> None:
+        """Run these runs (their rows are filled) as job arrays; blocks until all are submitted.
+
+        Arrays are split where task indices would reach ``MaxArraySize``; with a
+        ``parallel`` limit, the next array is submitted when the previous ones ended.
+        """
+        run_ids = list(run_ids)
+        for run_id in run_ids:
+            if run_id in self.runs:
+                raise ConfigError(f"run {run_id} is still active; wait for it or cancel it before running it again")
+        for base, indices in array_chunks(run_ids, self.max_array_size):
+            if self.parallel:
+                self._wait_until(lambda: not self.runs, None)
+            chunk = [base + index for index in indices]
+            self._ensure_rows(chunk[-1] + 1)
+            for run_id in chunk:
+                self.failed.pop(run_id, None)
+                self._attempts.pop(run_id, None)
+                self.interface.mark(run_id, RunState.RUNNING)
+            try:
+                job_id = self._sbatch(base, array_spec(indices, self.parallel))
+            except BaseException:
+                for run_id in chunk:
+                    self.interface.mark(run_id, RunState.PENDING)
+                raise
+            self.logger.info("runs %d..%d are Slurm job array %s", chunk[0], chunk[-1], job_id)
+            for index, run_id in zip(indices, chunk):
+                self._launch(run_id, SlurmJob(f"{job_id}_{index}", job_id))
+        self._poll_soon()
+
+    # --- noticing ends ----------------------------------------------------------------------
+
+    def _poll_soon(self) -> None:
+        self._poll_every = self.min_poll
+        self._next_poll = min(self._next_poll or float("inf"), time.monotonic() + self.min_poll)
+
+    def check_runs(self) -> None:
+        """Settle runs whose results arrived; ask the scheduler about the others when it is time."""
+        super().check_runs()
+        now = time.monotonic()
+        for run_id, job in list(self.runs.items()):
+            if job.ended is not None and now >= job.ended_seen:
+                self._settle(run_id, job.ended)
+        if self.runs and now >= self._next_poll:
+            self._ask_scheduler()
+
+    def _ask_scheduler(self) -> None:
+        jobs = {job.array_job for job in self.runs.values()}
+        changed = False
+        try:
+            records = parse_sacct(self._slurm.run(sacct_command(jobs), retries=0))
+        except SchedulerError as error:
+            self.logger.warning("could not ask Slurm about %d jobs (%s); asking again later", len(jobs), error)
+            records = {}
+        now = time.monotonic()
+        for run_id, job in list(self.runs.items()):
+            record = records.get(job.job_id)
+            if record is None:
+                continue  # not in the accounting yet: pending
+            if not job.started and record.state != "PENDING":
+                job.started = changed = True
+                self._start_clock(run_id)
+            if record.final and job.ended is None:
+                changed = True
+                if self.interface.internal["DONE"][run_id]:
+                    self._settle(run_id, None)
+                else:
+                    # Results may still be on their way (a message in flight, a file
+                    # system that shows writes late): give them a moment.
+                    job.ended, job.ended_seen = JobEnd(record, records.get(f"{job.job_id}.0")), now + self.min_poll
+        self._poll_every = self.min_poll if changed else min(self.max_poll, self._poll_every * 1.5)
+        self._next_poll = now + self._poll_every
+
+    def _poll_interval(self) -> float:
+        return min(self.sleep, max(0.0, self._next_poll - time.monotonic())) if self.runs else self.sleep
+
+    # --- stopping ----------------------------------------------------------------------------
+
+    def _scancel(self, job_ids: list[str]) -> None:
+        if job_ids:
+            try:
+                self._slurm.run(["scancel", *job_ids])
+            except SchedulerError as error:  # e.g. some jobs ended meanwhile
+                self.logger.warning("scancel: %s", error)
+
+    def _cancel_foreign(self, handle: object) -> None:
+        self._scancel([handle.job_id])
+
+    def _cancel_many(self, run_ids: list[int]) -> list:
+        """``scancel`` the runs' jobs, wait (bounded) until Slurm reports them ended, settle them."""
+        jobs = {run_id: self.runs[run_id] for run_id in run_ids}
+        self._scancel([job.job_id for job in jobs.values()])
+        deadline = time.monotonic() + self.cancel_grace + 10
+        pending = set(run_ids)
+        while pending and time.monotonic() < deadline:
+            try:
+                records = parse_sacct(self._slurm.run(sacct_command(jobs[r].array_job for r in pending), retries=0))
+            except SchedulerError:
+                break
+            pending = {r for r in pending if not (jobs[r].job_id in records and records[jobs[r].job_id].final)}
+            if pending:
+                time.sleep(0.2)
+        if pending:
+            self.logger.warning("%d cancelled jobs are not reported ended by Slurm yet", len(pending))
+        self.interface.poll()  # results that arrived before the cancel are kept
+        return [self._settle(run_id, None, cancelled=True) for run_id in run_ids]
