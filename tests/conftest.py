@@ -123,3 +123,32 @@ def gate_for():
     yield make
     for gate in gates:
         gate.close()
+
+
+def _why_no_slurm():
+    """None when a Slurm cluster answers here; otherwise why not."""
+    import shutil
+    import subprocess
+
+    if shutil.which("sbatch") is None or shutil.which("sinfo") is None:
+        return "Slurm's commands are not on PATH (start a local cluster with 'make slurm')"
+    try:
+        nodes = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=15)
+        accounting = subprocess.run(["sacct", "-n", "-X", "-j", "1"], capture_output=True, text=True, timeout=15)
+    except subprocess.TimeoutExpired:
+        return "the Slurm controller does not answer within 15 s"
+    if nodes.returncode != 0:
+        return f"sinfo fails: {nodes.stderr.strip()}"
+    if not any(state.startswith(("idle", "mix", "alloc")) for state in nodes.stdout.split()):
+        return f"no node can take jobs (sinfo: {nodes.stdout.strip() or 'no nodes'})"
+    if accounting.returncode != 0:
+        return f"sacct fails (job accounting is needed): {accounting.stderr.strip()}"
+    return None
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster():
+    """Skip (with the reason) unless a real Slurm cluster takes jobs here."""
+    why = _why_no_slurm()
+    if why is not None:
+        pytest.skip(f"no Slurm cluster: {why}")

@@ -161,22 +161,36 @@ def sacct_command(job_ids: Iterable[str]) -> list[str]:
 def parse_sacct(stdout: str) -> dict[str, JobRecord]:
     """``JobID|State|ExitCode`` lines -> records by job id (``'123'``, ``'123_4'``, steps ``'123_4.0'``).
 
-    Lines of array tasks not started yet (``123_[5-9%2]``) are skipped: those
-    tasks are pending, which is what a missing record means too.
+    Array tasks that never started share one line (``123_[5-9,12%2]``): it
+    stands for each of them.
     """
     records = {}
     for line in stdout.splitlines():
         fields = line.strip().split("|")
-        if len(fields) < 3 or "[" in fields[0]:
+        if len(fields) < 3:
             continue
-        job_id, state_text, exit_text = fields[:3]
+        job_ids, state_text, exit_text = _expand_tasks(fields[0]), fields[1], fields[2]
         words = state_text.split()
         code, _, signal = exit_text.partition(":")
-        records[job_id] = JobRecord(
-            job_id, words[0] if words else "UNKNOWN",
-            int(code) if code.isdigit() else 0, int(signal) if signal.isdigit() else 0, " ".join(words[1:]),
-        )
+        for job_id in job_ids:
+            records[job_id] = JobRecord(
+                job_id, words[0] if words else "UNKNOWN",
+                int(code) if code.isdigit() else 0, int(signal) if signal.isdigit() else 0, " ".join(words[1:]),
+            )
     return records
+
+
+def _expand_tasks(job_id: str) -> list[str]:
+    """``'123_[1-3,7%2]'`` -> ``['123_1', '123_2', '123_3', '123_7']``; other ids as they are."""
+    match = re.fullmatch(r"(\d+)_\[([\d,\-]+)(?:%\d+)?\]", job_id)
+    if match is None:
+        return [job_id]
+    tasks = []
+    for part in match.group(2).split(","):
+        first, _, last = part.partition("-")
+        if first.isdigit() and (not last or last.isdigit()):
+            tasks += [f"{match.group(1)}_{index}" for index in range(int(first), int(last or first) + 1)]
+    return tasks
 
 
 class JobEnd(namedtuple("JobEnd", ["record", "step"], defaults=[None])):
@@ -263,6 +277,17 @@ class SlurmJob:
 
     def __repr__(self) -> str:
         return f"<SlurmJob {self.job_id}>"
+
+    def record(self, records: Mapping[str, JobRecord]) -> JobRecord | None:
+        """This job's sacct record, if it has one yet.
+
+        A task of an array that never started may have none of its own: once the
+        rest of the array is cancelled, sacct shows them under the array's id.
+        """
+        record = records.get(self.job_id)
+        if record is None and self.job_id != self.array_job:
+            record = records.get(self.array_job)
+        return record
 
 
 class SlurmRunner(Runner, label="slurm"):
@@ -443,7 +468,7 @@ class SlurmRunner(Runner, label="slurm"):
             records = {}
         now = time.monotonic()
         for run_id, job in list(self.runs.items()):
-            record = records.get(job.job_id)
+            record = job.record(records)
             if record is None:
                 continue  # not in the accounting yet: pending
             if not job.started and record.state != "PENDING":
@@ -486,7 +511,7 @@ class SlurmRunner(Runner, label="slurm"):
                 records = parse_sacct(self._slurm.run(sacct_command(jobs[r].array_job for r in pending), retries=0))
             except SchedulerError:
                 break
-            pending = {r for r in pending if not (jobs[r].job_id in records and records[jobs[r].job_id].final)}
+            pending = {r for r in pending if not getattr(jobs[r].record(records), "final", False)}
             if pending:
                 time.sleep(0.2)
         if pending:
