@@ -171,7 +171,7 @@ def test_worker_retries_on_a_new_connection_when_an_answer_is_lost(interface, ba
 def test_worker_gives_up_after_retries_with_a_clear_error(tmp_path):
     interface = ZeroMQRunnerInterface(1, SCALAR_INPUTS, outputs("f"), keyfile=str(tmp_path / "k"))
     options = {key: value for key, value in interface.config.items() if key != "class"}
-    interface.close()  # nobody answers any more
+    # The runner never polls: nobody answers (a hung runner, or one on a host the worker cannot reach).
     worker = ZeroMQWorkerInterface(0, **{**options, "timeout": 0.05, "retries": 2, "retry_sleep": 0.01})
     with pytest.raises(InterfaceError, match=r"no answer from the runner at tcp://127.0.0.1:\d+ to READY for run 0 "
                                              r"after 3 tries of 0.05 s"):
@@ -286,3 +286,16 @@ def test_ipc_transport(tmp_path):
         runner.close()
         runner.clean()
     assert not os.path.exists(tmp_path / "zeromq.ipc")
+
+
+@pytest.mark.parametrize("runner", ["fork", "local"])
+def test_profit_run_with_the_zeromq_interface(tmp_path, runner):
+    from test_cli import STUDY, make_study, profit
+
+    study = make_study(tmp_path / "study", STUDY.format(ntrain=8, runner=runner) + "  interface: zeromq\n")
+    done = profit("run", str(study))
+    assert done.returncode == 0, done.stdout + done.stderr
+    inputs = np.genfromtxt(study / "input.txt", names=True)
+    results = np.genfromtxt(study / "output.txt", names=True)
+    np.testing.assert_array_equal(results["f"], inputs["u"] + inputs["v"])
+    assert not (study / "zeromq.key").exists()  # the secret lives only as long as its runner

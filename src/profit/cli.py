@@ -318,7 +318,7 @@ def _run(study: Study, args, Runner) -> int:
     try:
         _drive(runner, pending, stop, progress, recorder)
     finally:
-        runner.cancel_all()  # nothing when all ended; after a stop, the runs in flight
+        runner.close()  # cancels what still runs (after a stop: the runs in flight)
         progress.update(force=True)
         progress.close()
         recorder.write_output(force=True)
@@ -452,7 +452,9 @@ def command_clean(args) -> int:
         path = os.path.join(study.run_dir, entry)
         if (re.fullmatch(r"run_\d+", entry) or entry == "log") and os.path.isdir(path):
             shutil.rmtree(path)
-        elif entry in ("interface.npy", "runner.log") or (args.all and entry in (LEDGER, META, LOCK)):
+        elif entry in ("interface.npy", "runner.log", "zeromq.key", "slurm.bash") or (
+            args.all and entry in (LEDGER, META, LOCK)
+        ):
             os.remove(path)
         else:
             continue

@@ -368,6 +368,12 @@ class SlurmRunner(Runner, label="slurm"):
         with open(self.path, "w") as file:
             file.write(script)
 
+    def clean(self) -> None:
+        """Remove what runs left in the work directory, and the batch script this runner wrote."""
+        super().clean()
+        if not self.custom and os.path.exists(self.path):
+            os.remove(self.path)
+
     # --- submitting ---------------------------------------------------------------------
 
     def _submit_environment(self, base_run_id: int) -> dict[str, str]:

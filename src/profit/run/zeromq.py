@@ -360,16 +360,16 @@ class ZeroMQRunnerInterface(RunnerInterface, label="zeromq"):
         return message(self._secret, b"ACK", run_id, request_id)
 
     def close(self) -> None:
-        """Stop listening (the runner is done with this interface)."""
+        """Stop listening and remove the secret (and the ipc socket file): the runner is done."""
         if not self._socket.closed:
             self._socket.close()
-
-    def clean(self) -> None:
-        """Close the socket and remove the secret (and the ipc socket file)."""
-        self.close()
         for path in (self.keyfile, self.endpoint[len("ipc://"):] if self.transport == "ipc" else None):
             if path and os.path.exists(path):
                 os.remove(path)
+
+    def clean(self) -> None:
+        """Remove what the interface created (its secret, the ipc socket file)."""
+        self.close()
 
 
 class ZeroMQWorkerInterface(WorkerInterface, label="zeromq"):
