@@ -3,8 +3,8 @@
 proFit 0.6 (PyPI ``profit==0.6``) is the release our run system replaces. To
 compare like with like, this module installs it into a private virtual
 environment and drives its ``ForkRunner`` / ``LocalRunner`` with the memmap
-interface and a ``Worker.wrap``-ed function ``f = u + v``, in a subprocess
-that uses the venv's interpreter.
+interface (or, on request, its ZeroMQ interface) and a ``Worker.wrap``-ed
+function ``f = u + v``, in a subprocess that uses the venv's interpreter.
 
 Why a separate venv and subprocess: our package is also called ``profit``, and
 proFit 0.6 pins ``numpy<1.24``, so the two cannot share an interpreter.
@@ -13,7 +13,7 @@ Only the standard library is used here; numpy and proFit live in the venv.
 
 Usage::
 
-    python3 benchmarks/profit06.py --runs 200
+    python3 benchmarks/profit06.py --runs 200 [--interface zeromq]
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import math
 import os
 import pathlib
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -109,8 +110,9 @@ DRIVER_SOURCE = textwrap.dedent(
 
     # One interface big enough for both phases: MemmapRunnerInterface.resize
     # rewrites the file with zeros, which would wipe earlier results.
+    # cfg["interface"]: the interface's class and options (memmap if not given).
     interface = {{
-        "class": "memmap",
+        **(cfg.get("interface") or {{"class": "memmap"}}),
         "size": total,
         "input_config": {{"u": {{"dtype": np.float64}}, "v": {{"dtype": np.float64}}}},
         "output_config": {{"f": {{"dtype": np.float64, "size": (1, 1)}}}},
@@ -302,6 +304,35 @@ def profit06_python(venv_dir: pathlib.Path | None = None) -> tuple[pathlib.Path 
         return None, f"could not set up proFit 0.6 venv: {type(exc).__name__}: {exc}"
 
 
+def free_port() -> int:
+    """A TCP port on loopback that was free a moment ago (bound to port 0, then closed).
+
+    proFit 0.6's ZeroMQ interface binds a fixed port (default 9000) and cannot
+    pick a free one itself; a port that something else took in between makes
+    the mode fail, which the benchmark reports like any other failure.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def interface_config(interface: str | dict | None) -> dict:
+    """proFit 0.6's interface config (without size and variables) for ``interface``.
+
+    ``None`` or ``"memmap"``: the memmap interface. ``"zeromq"`` (or a dict with
+    ``"class": "zeromq"``): proFit 0.6's ZeroMQ interface on loopback and a free
+    port; options given in the dict win. proFit's defaults otherwise (timeout
+    4 s, retries 3, retry_sleep 1 s). Without ``bind`` proFit 0.6 binds
+    ``tcp://*:PORT`` (every interface), so the runner is bound to loopback here.
+    """
+    config = {"class": interface} if isinstance(interface, str) else dict(interface or {"class": "memmap"})
+    if config.get("class") == "zeromq":
+        port = config.get("port") or free_port()
+        config = {"transport": "tcp", "address": "127.0.0.1", "port": port,
+                  "bind": f"tcp://127.0.0.1:{port}", **config}
+    return config
+
+
 def measure_profit06(
     n_runs: int,
     runner: str,
@@ -311,6 +342,7 @@ def measure_profit06(
     latency_runs: int = 50,
     timeout: float = 600,
     worker: dict | None = None,
+    interface: str | dict | None = None,
 ) -> dict:
     """Measure proFit 0.6's ForkRunner or LocalRunner on ``f = u + v``.
 
@@ -332,6 +364,8 @@ def measure_profit06(
         timeout: seconds before the driver subprocess is killed.
         worker: proFit 0.6 worker config (JSON-serialisable mapping) that
             computes ``f = u + v``; None: the ``Worker.wrap``-ed function.
+        interface: ``"memmap"`` (None, the default) or ``"zeromq"``, or a dict
+            of proFit 0.6 interface options (see :func:`interface_config`).
 
     Returns:
         ``{"runs_per_s", "latency_s", "completed", "correct", "note", ...}``
@@ -344,6 +378,7 @@ def measure_profit06(
         if python is None:
             return {"skipped": note}
         venv_dir = python.parent.parent
+        iface = interface_config(interface)
 
         with tempfile.TemporaryDirectory(prefix="profit06-bench-") as tmp:
             tmp_path = pathlib.Path(tmp)
@@ -366,6 +401,7 @@ def measure_profit06(
                 "worker_file": str(worker_file),
                 "worker_command": str(venv_dir / "bin" / "profit-worker"),
                 "worker": worker,
+                "interface": iface,
             }
             # Own session so a timeout can kill the driver together with the
             # worker processes it started (LocalRunner spawns shells).
@@ -394,7 +430,10 @@ def measure_profit06(
         result = json.loads(lines[-1][len(RESULT_MARKER):])
         result["note"] = (
             f"proFit {result.pop('profit_version')} "
-            f"{'ForkRunner' if runner == 'fork' else 'LocalRunner'}, memmap, "
+            f"{'ForkRunner' if runner == 'fork' else 'LocalRunner'}, {iface['class']}"
+            + (f" (port {iface.get('port')}, timeout {iface.get('timeout', 4)} s, retries {iface.get('retries', 3)}, "
+               f"retry_sleep {iface.get('retry_sleep', 1)} s)" if iface["class"] == "zeromq" else "")
+            + ", "
             + (f"{worker.get('class', '?')} worker, " if worker else "")
             + f"parallel={result.pop('parallel')}, sleep={result.pop('sleep')} s"
             + ("" if sleep is not None else " (proFit default)")
@@ -412,11 +451,13 @@ def _fmt(value: object, spec: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Print proFit 0.6 figures for fork/local at default sleep and 1 ms."""
+    """Print proFit 0.6 figures for fork/local at default sleep and 1 ms (memmap or zeromq interface)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=200, help="runs in the throughput batch")
     parser.add_argument("--latency-runs", type=int, default=50, help="single runs for the latency median")
     parser.add_argument("--parallel", type=int, default=2, help="maximum concurrent runs")
+    parser.add_argument("--interface", choices=("memmap", "zeromq"), default="memmap",
+                        help="proFit 0.6's interface (zeromq: loopback, a free port)")
     args = parser.parse_args(argv)
 
     python, note = profit06_python()
@@ -431,7 +472,7 @@ def main(argv: list[str] | None = None) -> int:
         for sleep in (None, 0.001):
             res = measure_profit06(
                 args.runs, runner, sleep=sleep,
-                parallel=args.parallel, latency_runs=args.latency_runs,
+                parallel=args.parallel, latency_runs=args.latency_runs, interface=args.interface,
             )
             label = "default" if sleep is None else f"{sleep:g}"
             if "skipped" in res:

@@ -113,3 +113,34 @@ def test_array_is_throttled_to_parallel(make_slurm_runner):
     spans = runner.output_data
     most = max(sum(1 for other in spans if other["start"] <= span["start"] < other["end"]) for span in spans)
     assert most <= 2
+
+
+@pytest.mark.parametrize("interface", ["memmap", "zeromq"])
+def test_kill_the_runner_and_continue(tmp_path, interface):
+    """kill -9 of 'profit run': its Slurm jobs are cancelled by the next 'profit run', which completes the study."""
+    import json
+    import signal
+
+    from test_cli import PROFIT
+
+    yaml = STUDY.format(ntrain=12, runner="{class: slurm, parallel: 3, min_poll: 0.2}") + f"  interface: {interface}\n"
+    study = make_study(tmp_path / "study", yaml, sleep=1.0)
+    process = subprocess.Popen([PROFIT, "run", str(study)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ledger = study / "profit-study.npy"
+
+    def some_done():
+        return ledger.exists() and np.count_nonzero(np.load(ledger, mmap_mode="r")["STATE"] == 2) >= 3
+
+    wait_for(some_done, timeout=120, what="three runs to finish")
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=10)
+    jobs = json.loads((study / "profit-study.json").read_text())["batch_jobs"]
+    assert jobs, "the runner did not note its Slurm jobs"
+
+    again = profit("run", str(study), timeout=300)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert f"cancelling {len(jobs)} batch jobs left by the previous runner" in again.stdout
+    assert all(state.startswith(("CANCELLED", "COMPLETED")) for job in jobs for state in sacct_states(job).values())
+    inputs = np.genfromtxt(study / "input.txt", names=True)
+    results = np.genfromtxt(study / "output.txt", names=True)
+    np.testing.assert_array_equal(results["f"], inputs["u"] + inputs["v"])

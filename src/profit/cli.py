@@ -118,13 +118,19 @@ def _configure_logging(run_dir: str, debug: bool) -> logging.Handler:
 class _Recorder:
     """Keeps the ledger and the output file current as runs start and end."""
 
-    def __init__(self, ledger: Ledger, runner, study: Study):
-        self.ledger, self.runner, self.study = ledger, runner, study
+    def __init__(self, ledger: Ledger, runner, study: Study, meta: Meta):
+        self.ledger, self.runner, self.study, self.meta = ledger, runner, study, meta
         self.next_write = 0.0
         self.write_error: OSError | None = None
+        self.batch_jobs: set[str] = set()
 
     def run_started(self, run_id: int, handle) -> None:
         self.ledger.started(run_id, getattr(handle, "pid", None))
+        # A batch job outlives a runner that is killed: note it, so that the next run ends it.
+        job = getattr(handle, "array_job", None)
+        if job is not None and job not in self.batch_jobs:
+            self.batch_jobs.add(job)
+            self.meta.save(batch_jobs=sorted(self.batch_jobs))
 
     def run_ended(self, status: RunStatus) -> None:
         internal = self.runner.interface.internal
@@ -233,6 +239,20 @@ def _open_ledger(study: Study, restart: bool, meta: Meta) -> tuple[Ledger, bool]
     return ledger, False
 
 
+def _end_leftover_jobs(study: Study, meta: Meta) -> None:
+    """Cancel the batch jobs of a runner that was killed: their runs will run again."""
+    from .run import Runner
+
+    jobs = meta.data.get("batch_jobs") or []
+    runner_spec = study.run_config()["runner"]
+    label = runner_spec if isinstance(runner_spec, str) else runner_spec.get("class", "fork")
+    end_jobs = getattr(Runner[label], "end_jobs", None) if label in Runner.labels else None
+    if jobs and end_jobs is not None:
+        print(f"profit: cancelling {len(jobs)} batch jobs left by the previous runner ({', '.join(jobs)})")
+        end_jobs(jobs)
+    meta.save(batch_jobs=[])
+
+
 def _adopt_finished(ledger: Ledger, study: Study) -> int:
     """Take over results that workers of a killed runner finished in the old interface file."""
     interface = study.run_config()["interface"]
@@ -289,6 +309,7 @@ def _run(study: Study, args, Runner) -> int:
     ledger, resumed = _open_ledger(study, args.restart, meta)
     datafiles.write(study.input_file, np.array(ledger.inputs))
     if resumed:
+        _end_leftover_jobs(study, meta)
         leftovers = ledger.leftovers()
         if leftovers:
             print(f"profit: ending {len(leftovers)} runs left running by the previous runner")
@@ -311,7 +332,7 @@ def _run(study: Study, args, Runner) -> int:
         print(f"profit: continuing {study.path}: {len(done)} runs done before, {len(pending)} to run")
     meta.save(started=time.time(), pid=os.getpid(), finished=None, finished_before=int(len(done)))
 
-    recorder = _Recorder(ledger, runner, study)
+    recorder = _Recorder(ledger, runner, study, meta)
     runner.listeners.append(recorder)
     progress = _Progress(ledger, runner)
     stop = StopRequest()
@@ -322,7 +343,7 @@ def _run(study: Study, args, Runner) -> int:
         progress.update(force=True)
         progress.close()
         recorder.write_output(force=True)
-        meta.save(finished=time.time())
+        meta.save(finished=time.time(), batch_jobs=[])  # closing the runner ended its jobs
     status = _summary(study, ledger, stop.exit_status)
     if recorder.write_error is not None:
         print(f"profit: {study.output_file} could not be written ({recorder.write_error.strerror or recorder.write_error}); "

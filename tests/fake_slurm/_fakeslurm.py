@@ -1116,7 +1116,7 @@ def resolve(sd, token, index=None):
 
 SACCT_FIELDS = {  # lower-case name -> (name, width, left-justified)
     name.lower(): (name, width, left) for name, width, left in [
-        ("JobID", 12, True), ("JobIDRaw", 12, True), ("JobName", 10, False), ("State", 10, True),
+        ("JobID", 12, True), ("JobIDRaw", 12, True), ("JobName", 10, False), ("State", 10, False),
         ("ExitCode", 8, False), ("DerivedExitCode", 15, False), ("Reason", 20, False),
         ("Submit", 19, False), ("Start", 19, False), ("End", 19, False), ("Elapsed", 10, False),
         ("ElapsedRaw", 10, False), ("Partition", 10, False), ("Account", 10, False), ("User", 9, False),

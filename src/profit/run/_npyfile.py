@@ -60,11 +60,23 @@ def _reserve(file, length: int, start: int = 0) -> None:
 
 
 def create(path: str, dtype: np.dtype, size: int) -> NpyLayout:
-    """Create (or replace) ``path`` with ``size`` zeroed rows of ``dtype``."""
+    """Create (or replace) ``path`` with ``size`` zeroed rows of ``dtype``.
+
+    A replaced file is a new file (written aside, then renamed): a worker left
+    over from an earlier runner that still has the old one mapped writes there,
+    never into the new runner's rows.
+    """
     header = _header_bytes(dtype, size)
-    with open(path, "wb") as file:
-        file.write(header)
-        _reserve(file, len(header) + size * dtype.itemsize)
+    temporary = f"{path}.{os.getpid()}.new"
+    try:
+        with open(temporary, "wb") as file:
+            file.write(header)
+            _reserve(file, len(header) + size * dtype.itemsize)
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+        raise
     return NpyLayout(dtype, size, len(header))
 
 

@@ -368,6 +368,15 @@ class SlurmRunner(Runner, label="slurm"):
         with open(self.path, "w") as file:
             file.write(script)
 
+    @classmethod
+    def end_jobs(cls, job_ids: Iterable[str]) -> None:
+        """Cancel jobs of an earlier runner of the study (one that was killed); ended ones are ignored."""
+        commands = SlurmCommands(logging.getLogger("profit.run.slurm"))
+        try:
+            commands.run(["scancel", *job_ids])
+        except SchedulerError as error:  # "Invalid job id": it has ended already
+            commands.logger.info("scancel of leftover jobs: %s", error)
+
     def clean(self) -> None:
         """Remove what runs left in the work directory, and the batch script this runner wrote."""
         super().clean()
