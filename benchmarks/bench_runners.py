@@ -1,4 +1,4 @@
-"""Benchmark: our ForkRunner / LocalRunner against bare fork, a process pool and proFit 0.6.
+"""Benchmark: our ForkRunner / LocalRunner / PoolRunner against bare fork, process pools and proFit 0.6.
 
 Every mode evaluates the trivial model ``f = u + v`` (float64 inputs and output)
 with at most two runs in flight, so what is measured is the cost of the run
@@ -10,19 +10,30 @@ Modes, all measured in one invocation so that their ratios are comparable:
 * ours, ForkRunner + memmap interface (``Runner["fork"]``);
 * ours, LocalRunner + memmap interface: every run is a new ``profit-worker``
   process started through the shell, hence fewer runs;
+* ours, PoolRunner + memmap interface: persistent forked workers, hence more runs;
+* ours, the same three runners with the ZeroMQ interface (loopback, a free
+  port): a worker sends its outputs as a signed DATA message (LocalRunner's
+  workers first ask for their inputs with READY) instead of writing the row;
 * baseline "bare fork": one ``os.fork`` per task, the child computes ``u + v``
   and calls ``os._exit(0)``, the parent reaps it (pidfd + selector); this is
   the floor for any run system that starts a process per run;
-* baseline ``concurrent.futures.ProcessPoolExecutor`` (fork context): workers
-  are reused, so it shows what process-per-run costs against a pool;
+* baseline ``concurrent.futures.ProcessPoolExecutor`` (fork context), default
+  use: one ``submit`` per task; workers are reused, so it shows what
+  process-per-run costs against a pool;
+* baselines for PoolRunner, with as many runs as it gets: the same executor
+  with ``pool.map(..., chunksize=c)``, and ``multiprocessing.Pool`` (fork
+  context) with ``pool.starmap(..., chunksize=c)``, c = max(1, n // (4 x parallel));
 * baseline proFit 0.6 (the release our run system replaces), measured in its
-  own venv by ``benchmarks/profit06.py``.
+  own venv by ``benchmarks/profit06.py``: ForkRunner and LocalRunner with its
+  memmap interface, and ForkRunner with its ZeroMQ interface (few runs: it
+  stalls for seconds at a time).
 
 For each mode: throughput = runs / wall time of one batch (``spawn_array(...,
 wait=True)`` for ours), latency = median wall time of one blocking run
-(``spawn(params, wait=True)`` for ours). Our outputs are checked against the
-inputs that were sent; wrong results make the script exit with status 1.
-Missed performance targets do not: this is a measurement, not a test.
+(``spawn(params, wait=True)`` for ours; ``submit(...).result()``,
+``map`` of one task or ``apply`` for the pools). Our outputs are checked
+against the inputs that were sent; wrong results make the script exit with
+status 1. Missed performance targets do not: this is a measurement, not a test.
 
 Usage::
 
@@ -39,6 +50,7 @@ import multiprocessing
 import os
 import pathlib
 import platform
+import resource
 import selectors
 import shutil
 import statistics
@@ -66,6 +78,8 @@ WORKER_LABEL = "bench_sum"
 # LocalRunner starts a Python interpreter per run; these caps keep it to seconds.
 LOCAL_MAX_RUNS = 300
 LOCAL_MAX_LATENCY_RUNS = 30
+# PoolRunner + zeromq makes one DATA round trip per run (~1000 runs/s): fewer runs than the memmap pool.
+POOL_ZEROMQ_MAX_RUNS = 5000
 
 # proFit 0.6 polls with a 0.1 s sleep by default, so it gets fewer runs in the
 # slow modes; the whole script should stay within a few minutes.
@@ -76,6 +90,11 @@ PROFIT06_MODES: list[dict[str, Any]] = [
      "runner": "fork", "sleep": 0.001, "max_runs": None, "max_latency_runs": None},
     {"key": "profit06_local_default", "name": "proFit 0.6 LocalRunner, default sleep",
      "runner": "local", "sleep": None, "max_runs": 100, "max_latency_runs": 20},
+    # Its ZeroMQ interface (loopback, a free port, otherwise proFit's defaults) does
+    # 1-12 runs/s with stalls of ~5 s (timeout 4 s + retry_sleep 1 s): few runs, own time limit.
+    {"key": "profit06_fork_zeromq", "name": "proFit 0.6 ForkRunner + zeromq *",
+     "runner": "fork", "sleep": None, "interface": "zeromq", "max_runs": 50, "max_latency_runs": 10,
+     "timeout": 150},
 ]
 
 # The worker lives in a file of its own because LocalRunner's workers are fresh
@@ -139,9 +158,20 @@ def _latency_stats(samples: list[float]) -> dict[str, float]:
     }
 
 
+def _cpu_seconds() -> tuple[float, float]:
+    """CPU time (user + system) so far of this process (all its threads) and of its reaped children."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime, children.ru_utime + children.ru_stime
+
+
 def _add(u: float, v: float) -> float:
-    """The model, for the process pool (module level, so it pickles by reference)."""
+    """The model, for the process pools (module level, so it pickles by reference)."""
     return u + v
+
+
+def _chunksize(n_tasks: int) -> int:
+    """Chunk size of the chunked pool baselines: about four chunks per worker."""
+    return max(1, n_tasks // (4 * PARALLEL))
 
 
 # --- ours: ForkRunner / LocalRunner ----------------------------------------------------
@@ -152,12 +182,16 @@ def _add(u: float, v: float) -> float:
 WorkerSpec = str | dict[str, Any]
 
 
-def _make_runner(kind: str, size: int, work_dir: str, worker: WorkerSpec = WORKER_LABEL) -> Any:
-    """Our ``kind`` runner with a memmap interface of ``size`` rows, running ``worker``."""
+def _make_runner(kind: str, size: int, work_dir: str, worker: WorkerSpec = WORKER_LABEL,
+                 interface: str = "memmap") -> Any:
+    """Our ``kind`` runner with an ``interface`` (label: memmap, zeromq) of ``size`` rows, running ``worker``.
+
+    Every interface gets its defaults otherwise (zeromq: loopback, a free port).
+    """
     from profit.run import Runner
 
-    interface = {"class": "memmap", "size": size, **INTERFACE_DTYPES}
-    return Runner[kind](interface=interface, worker=worker, work_dir=work_dir, parallel=PARALLEL)
+    config = {"class": interface, "size": size, **INTERFACE_DTYPES}
+    return Runner[kind](interface=config, worker=worker, work_dir=work_dir, parallel=PARALLEL)
 
 
 def _check_outputs(runner: Any, sent: np.ndarray) -> tuple[bool, str]:
@@ -183,10 +217,10 @@ def _check_outputs(runner: Any, sent: np.ndarray) -> tuple[bool, str]:
 
 
 def _with_runner(kind: str, size: int, root: str, body: Callable[[Any], Any],
-                 worker: WorkerSpec = WORKER_LABEL) -> Any:
+                 worker: WorkerSpec = WORKER_LABEL, interface: str = "memmap") -> Any:
     """Run ``body(runner)`` with a fresh runner in a fresh work directory, then clean up."""
-    work_dir = tempfile.mkdtemp(prefix=f"{kind}-", dir=root)
-    runner = _make_runner(kind, size, work_dir, worker)
+    work_dir = tempfile.mkdtemp(prefix=f"{kind}-{interface}-", dir=root)
+    runner = _make_runner(kind, size, work_dir, worker, interface)
     try:
         return body(runner)
     finally:
@@ -206,28 +240,37 @@ def measure_ours(
     root: str,
     *,
     worker: WorkerSpec = WORKER_LABEL,
+    interface: str = "memmap",
     warmup_runs: int = WARMUP_RUNS,
     note: str = "",
     report_done: bool = False,
+    report_cpu: bool = False,
 ) -> Result:
-    """Throughput and latency of our ``kind`` runner with the memmap interface.
+    """Throughput and latency of our ``kind`` runner with the ``interface`` (default: memmap).
 
     Both benchmark scripts measure our runners through this one function, so
     that their figures come from the same method and stay comparable.
 
     Args:
-        kind: ``"fork"`` or ``"local"`` (a key of ``Runner``); the result's key is ``ours_{kind}``.
+        kind: ``"fork"``, ``"local"`` or ``"pool"`` (a key of ``Runner``); the result's key is
+            ``ours_{kind}`` with the memmap interface, ``ours_{kind}_{interface}`` with another.
         name: the mode's name in the table.
         n_runs: runs in the timed ``spawn_array`` batch.
         latency_runs: single blocking runs whose median is the latency.
         root: directory under which each phase gets a fresh work directory.
         worker: what the runner runs (default: the ``f = u + v`` Python worker).
+        interface: the interface's label (``"memmap"``, ``"zeromq"``), with its default options.
         warmup_runs: untimed runs before each phase.
         note: text for the notes section; problems found are appended to it.
         report_done: also count the runs that ended DONE (warm-up included), keep
             the counts in ``extra`` and say ``done X/Y (incl. warm-up)`` in the note.
+        report_cpu: say the CPU time per run of the timed batch in the note: the runner
+            process's (all its threads) and its workers' (reaped children: so only for
+            runners with a process per run, not the pool, whose workers are reaped at the end).
+            The runner's figure is kept in ``extra`` in any case.
     """
-    result = Result(key=f"ours_{kind}", name=name, runs=n_runs, latency_runs=latency_runs, ours=True, note=note)
+    key = f"ours_{kind}" if interface == "memmap" else f"ours_{kind}_{interface}"
+    result = Result(key=key, name=name, runs=n_runs, latency_runs=latency_runs, ours=True, note=note)
     rng = np.random.default_rng(SEED)
     problems: list[str] = []
     completed = total = 0
@@ -251,13 +294,18 @@ def measure_ours(
 
         def throughput(runner: Any) -> float:
             runner.spawn_array(warm, wait=True)
+            own_before, children_before = _cpu_seconds()
             start = time.perf_counter()
             runner.spawn_array(batch, wait=True)
             elapsed = time.perf_counter() - start
+            own_after, children_after = _cpu_seconds()
+            result.extra["runner_cpu_ms_per_run"] = (own_after - own_before) * 1000 / n_runs
+            if report_cpu:  # meaningless for the pool, whose workers are reaped only at the end
+                result.extra["children_cpu_ms_per_run"] = (children_after - children_before) * 1000 / n_runs
             check(runner, np.concatenate([warm, batch]), "throughput")
             return elapsed
 
-        elapsed = _with_runner(kind, warmup_runs + n_runs, root, throughput, worker)
+        elapsed = _with_runner(kind, warmup_runs + n_runs, root, throughput, worker, interface)
         result.runs_per_s = n_runs / elapsed
 
         # (b) latency: one blocking run at a time, in a new runner.
@@ -275,11 +323,14 @@ def measure_ours(
             check(runner, np.concatenate([warm, singles]), "latency")
             return samples
 
-        samples = _with_runner(kind, warmup_runs + latency_runs, root, latency, worker)
+        samples = _with_runner(kind, warmup_runs + latency_runs, root, latency, worker, interface)
         result.latency_s = statistics.median(samples)
         result.extra.update(_latency_stats(samples))
         result.correct = not problems
         findings = list(problems)
+        if report_cpu:
+            findings.insert(0, f"CPU per run: workers {result.extra['children_cpu_ms_per_run']:.2f} ms, "
+                               f"runner {result.extra['runner_cpu_ms_per_run']:.2f} ms")
         if report_done:
             result.extra.update(completed=completed, total=total)
             findings.insert(0, f"done {completed}/{total} (incl. warm-up)")
@@ -394,47 +445,97 @@ def measure_bare_fork(n_runs: int, latency_runs: int) -> Result:
     return result
 
 
-# --- baseline: ProcessPoolExecutor -------------------------------------------------------
+# --- baselines: process pools ------------------------------------------------------------
 
 
-def measure_process_pool(n_runs: int, latency_runs: int) -> Result:
-    """``ProcessPoolExecutor(max_workers=PARALLEL)``, fork context, one ``submit`` per task."""
-    result = Result(
-        key="process_pool", name="baseline: ProcessPoolExecutor(fork)", runs=n_runs, latency_runs=latency_runs,
-    )
+def _measure_pool(
+    result: Result,
+    open_pool: Callable[[], Any],
+    batch_call: Callable[[Any, list[tuple[float, float]]], list[float]],
+    single_call: Callable[[Any, float, float], float],
+    note: str,
+) -> Result:
+    """Throughput and latency of one pool baseline, all in one pool.
+
+    ``open_pool()`` gives the pool (a context manager); ``batch_call(pool, pairs)``
+    computes a batch and returns its outputs; ``single_call(pool, u, v)`` is one
+    blocking call. The start of the pool (until the first result) is not counted.
+    """
     rng = np.random.default_rng(SEED)
-    warm, batch, singles = (_inputs(count, rng).tolist() for count in (WARMUP_RUNS, n_runs, latency_runs))
+    warm, batch, singles = (_inputs(count, rng).tolist() for count in
+                            (WARMUP_RUNS, result.runs, result.latency_runs))
     try:
         sys.stdout.flush()
         sys.stderr.flush()
         started = time.perf_counter()
-        context = multiprocessing.get_context("fork")
-        with concurrent.futures.ProcessPoolExecutor(max_workers=PARALLEL, mp_context=context) as pool:
-            # With fork, the pool starts all its processes on the first submit:
+        with open_pool() as pool:
+            # With fork, ProcessPoolExecutor starts its processes on the first submit:
             # "pool start" is creation until that first result, excluded from the rates.
-            pool.submit(_add, 0.0, 0.0).result()
+            single_call(pool, 0.0, 0.0)
             result.extra["pool_start_s"] = time.perf_counter() - started
-            for future in [pool.submit(_add, u, v) for u, v in warm]:
-                future.result()
+            batch_call(pool, warm)
 
             start = time.perf_counter()
-            futures = [pool.submit(_add, u, v) for u, v in batch]
-            outputs = [future.result() for future in futures]
-            result.runs_per_s = n_runs / (time.perf_counter() - start)
+            outputs = batch_call(pool, batch)
+            result.runs_per_s = result.runs / (time.perf_counter() - start)
 
             samples = []
             for u, v in singles:
                 start = time.perf_counter()
-                outputs.append(pool.submit(_add, u, v).result())
+                outputs.append(single_call(pool, u, v))
                 samples.append(time.perf_counter() - start)
         result.latency_s = statistics.median(samples)
         result.extra.update(_latency_stats(samples))
         result.correct = outputs == [u + v for u, v in batch + singles]
-        result.note = f"workers reused; pool start {result.extra['pool_start_s'] * 1000:.1f} ms (not counted)"
+        result.note = f"{note}; workers reused; pool start {result.extra['pool_start_s'] * 1000:.1f} ms (not counted)"
     except Exception as error:
         traceback.print_exc()
         result.skipped = f"error: {type(error).__name__}: {error}"
     return result
+
+
+def _executor() -> concurrent.futures.ProcessPoolExecutor:
+    return concurrent.futures.ProcessPoolExecutor(max_workers=PARALLEL, mp_context=multiprocessing.get_context("fork"))
+
+
+def measure_process_pool(n_runs: int, latency_runs: int) -> Result:
+    """``ProcessPoolExecutor(max_workers=PARALLEL)``, fork context, one ``submit`` per task (its default use)."""
+    result = Result(key="process_pool", name="baseline: ProcessPoolExecutor, default",
+                    runs=n_runs, latency_runs=latency_runs)
+
+    def batch_call(pool: Any, pairs: list[tuple[float, float]]) -> list[float]:
+        futures = [pool.submit(_add, u, v) for u, v in pairs]
+        return [future.result() for future in futures]
+
+    return _measure_pool(result, _executor, batch_call, lambda pool, u, v: pool.submit(_add, u, v).result(),
+                         "fork context, one submit per task; latency: submit().result()")
+
+
+def measure_process_pool_chunked(n_runs: int, latency_runs: int) -> Result:
+    """The same executor with ``pool.map(_add, us, vs, chunksize=c)``, c = ``_chunksize(n_runs)``."""
+    chunksize = _chunksize(n_runs)
+    result = Result(key="process_pool_chunked", name="baseline: ProcessPoolExecutor, chunked",
+                    runs=n_runs, latency_runs=latency_runs, extra={"chunksize": chunksize})
+
+    def batch_call(pool: Any, pairs: list[tuple[float, float]]) -> list[float]:
+        us, vs = zip(*pairs)
+        return list(pool.map(_add, us, vs, chunksize=chunksize))
+
+    return _measure_pool(result, _executor, batch_call,
+                         lambda pool, u, v: list(pool.map(_add, (u,), (v,), chunksize=chunksize))[0],
+                         f"fork context, pool.map(chunksize={chunksize}); latency: map of one task")
+
+
+def measure_mp_pool(n_runs: int, latency_runs: int) -> Result:
+    """``multiprocessing.Pool(PARALLEL)``, fork context, ``starmap(_add, pairs, chunksize=c)``."""
+    chunksize = _chunksize(n_runs)
+    result = Result(key="mp_pool", name="baseline: multiprocessing.Pool, chunked",
+                    runs=n_runs, latency_runs=latency_runs, extra={"chunksize": chunksize})
+    context = multiprocessing.get_context("fork")
+    return _measure_pool(result, lambda: context.Pool(PARALLEL),
+                         lambda pool, pairs: pool.starmap(_add, pairs, chunksize=chunksize),
+                         lambda pool, u, v: pool.apply(_add, (u, v)),
+                         f"fork context, starmap(chunksize={chunksize}); latency: apply()")
 
 
 # --- baseline: proFit 0.6 ---------------------------------------------------------------------
@@ -458,7 +559,8 @@ def measure_profit06_modes(
 
     Args:
         n_runs, latency_runs: requested sizes, capped per mode by its ``max_runs`` / ``max_latency_runs``.
-        modes: which proFit 0.6 runners to measure (see ``PROFIT06_MODES`` for the keys).
+        modes: which proFit 0.6 runners to measure (see ``PROFIT06_MODES`` for the keys;
+            optional: ``interface``, default memmap, and ``timeout``, overriding the argument).
         timeout: seconds each mode may take before ``profit06.py`` gives up on it.
         worker: a proFit 0.6 worker config; None for its ``f = u + v`` Python worker.
         describe: the note of a measured mode, from ``measure_profit06``'s raw figures.
@@ -474,7 +576,8 @@ def measure_profit06_modes(
         lat_runs = latency_runs if mode["max_latency_runs"] is None else min(latency_runs, mode["max_latency_runs"])
         print(f"  {mode['name']}: {runs} runs + {lat_runs} single runs ...", flush=True)
         raw = measure_profit06(runs, mode["runner"], sleep=mode["sleep"], parallel=PARALLEL,
-                               latency_runs=lat_runs, timeout=timeout, worker=worker)
+                               latency_runs=lat_runs, timeout=mode.get("timeout", timeout), worker=worker,
+                               interface=mode.get("interface"))
         result = Result(key=mode["key"], name=mode["name"], runs=runs, latency_runs=lat_runs)
         if "skipped" in raw:
             result.skipped = raw["skipped"]
@@ -555,8 +658,15 @@ RATIO_PAIRS: list[tuple[str, str]] = [
     ("ours_fork", "process_pool"),
     ("ours_fork", "profit06_fork_default"),
     ("ours_fork", "profit06_fork_1ms"),
+    ("ours_fork_zeromq", "bare_fork"),
+    ("ours_fork_zeromq", "ours_fork"),
+    ("ours_fork_zeromq", "profit06_fork_zeromq"),
     ("ours_local", "bare_fork"),
     ("ours_local", "profit06_local_default"),
+    ("ours_local_zeromq", "ours_local"),
+    ("ours_pool", "mp_pool"),
+    ("ours_pool", "process_pool_chunked"),
+    ("ours_pool_zeromq", "ours_pool"),
 ]
 
 
@@ -585,8 +695,9 @@ def evaluate_targets(by_key: dict[str, Result]) -> list[dict[str, Any]]:
     A mode whose results were wrong MISSes every goal: a fast wrong answer is no answer.
     """
     fork, local, bare = by_key.get("ours_fork"), by_key.get("ours_local"), by_key.get("bare_fork")
-    pool = by_key.get("ours_pool")
+    pool, fork_zmq = by_key.get("ours_pool"), by_key.get("ours_fork_zeromq")
     pool_rate = pool.runs_per_s if pool else None
+    fork_zmq_rate = fork_zmq.runs_per_s if fork_zmq else None
     fork_rate = fork.runs_per_s if fork else None
     fork_latency = fork.latency_s if fork else None
     local_rate = local.runs_per_s if local else None
@@ -613,6 +724,8 @@ def evaluate_targets(by_key: dict[str, Result]) -> list[dict[str, Any]]:
                f"{_fmt_rate(local_rate)} runs/s"),
         target("PoolRunner >= 20000 runs/s", pool, pool_rate, pool_rate is not None and pool_rate >= 20000,
                f"{_fmt_rate(pool_rate)} runs/s"),
+        target("ForkRunner + zeromq >= 300 runs/s", fork_zmq, fork_zmq_rate,
+               fork_zmq_rate is not None and fork_zmq_rate >= 300, f"{_fmt_rate(fork_zmq_rate)} runs/s"),
     ]
 
 
@@ -632,8 +745,14 @@ def print_preamble(title: str, machine: dict[str, Any], settings: dict[str, Any]
 
 
 def profit06_peer(result: Result) -> str:
-    """Key of the proFit 0.6 mode (same runner kind, default sleep) that ``result`` is compared with."""
-    return "profit06_local_default" if result.key == "ours_local" else "profit06_fork_default"
+    """Key of the proFit 0.6 mode (same runner kind, default sleep) that ``result`` is compared with.
+
+    ForkRunner + zeromq is compared with proFit 0.6's ForkRunner + zeromq; every
+    other mode with proFit's memmap mode of the same runner kind (PoolRunner: ForkRunner).
+    """
+    if result.key == "ours_fork_zeromq":
+        return "profit06_fork_zeromq"
+    return "profit06_local_default" if result.key.startswith("ours_local") else "profit06_fork_default"
 
 
 # A ratio column of the table: heading, width, and the baseline key a row is divided by.
@@ -690,11 +809,12 @@ def print_report(machine: dict[str, Any], results: list[Result], ratios: list[di
                    f"{WARMUP_RUNS} warm-up runs per phase not counted (ours and the other baselines; not proFit 0.6)",
                    machine, settings)
     print_table(results, [("÷bare", 7, lambda result: "bare_fork"), ("÷proFit", 8, profit06_peer)],
-                "÷bare, ÷proFit: our runs/s divided by bare os.fork's / by proFit 0.6's "
-                "(same runner kind, default sleep)")
+                "÷bare, ÷proFit: our runs/s divided by bare os.fork's / by proFit 0.6's (same runner kind, "
+                "default sleep, memmap;\n  ForkRunner + zeromq: by proFit 0.6's ForkRunner + zeromq; "
+                "PoolRunner: by proFit 0.6's ForkRunner)")
 
     print_ratios("ratios, ours ÷ baseline (speed = runs/s ratio, >1: ours faster; latency = ms ratio, <1: ours faster)",
-                 results, ratios, widths=(34, 40))
+                 results, ratios, widths=(29, 40))
 
     print()
     print("targets")
@@ -760,22 +880,41 @@ def main(argv: list[str] | None = None) -> int:
 
         local_runs = min(args.runs, LOCAL_MAX_RUNS)
         local_latency_runs = min(args.latency_runs, LOCAL_MAX_LATENCY_RUNS)
+        local_note = (f"* fewer runs: min(N, {LOCAL_MAX_RUNS}) / min(M, {LOCAL_MAX_LATENCY_RUNS}); "
+                      "each run is a new profit-worker process via the shell")
+        pool_runs = args.runs * POOL_RUNS_FACTOR
+        pool_zeromq_runs = min(pool_runs, POOL_ZEROMQ_MAX_RUNS)
         # Bare fork and ForkRunner back to back: their ratio is the headline figure,
         # and adjacent measurements see the most similar machine load.
-        # The process pool comes after every fork-based mode of ours: its
-        # management thread must not exist while we fork (forking a threaded process is unsafe).
+        # The memmap modes of ours come before the zeromq ones: a zeromq runner leaves
+        # this process's ZeroMQ context (and its I/O thread) behind, which the memmap
+        # modes should not fork with.
+        # The process pools come after every fork-based mode of ours: their
+        # management threads must not exist while we fork (forking a threaded process is unsafe).
         steps: list[tuple[str, Callable[[], Result]]] = [
             ("bare os.fork", lambda: measure_bare_fork(args.runs, args.latency_runs)),
-            ("ForkRunner", lambda: measure_ours(
-                "fork", "ours: ForkRunner + memmap", args.runs, args.latency_runs, root)),
-            ("LocalRunner", lambda: measure_ours(
-                "local", "ours: LocalRunner + memmap *", local_runs, local_latency_runs, root,
-                note=f"* fewer runs: min(N, {LOCAL_MAX_RUNS}) / min(M, {LOCAL_MAX_LATENCY_RUNS}); "
-                     "each run is a new profit-worker process via the shell")),
-            ("PoolRunner", lambda: measure_ours(
-                "pool", "ours: PoolRunner + memmap", args.runs * POOL_RUNS_FACTOR, args.latency_runs, root,
+            ("ForkRunner + memmap", lambda: measure_ours(
+                "fork", "ours: ForkRunner + memmap", args.runs, args.latency_runs, root, report_cpu=True)),
+            ("LocalRunner + memmap", lambda: measure_ours(
+                "local", "ours: LocalRunner + memmap *", local_runs, local_latency_runs, root, note=local_note,
+                report_cpu=True)),
+            ("PoolRunner + memmap", lambda: measure_ours(
+                "pool", "ours: PoolRunner + memmap", pool_runs, args.latency_runs, root,
                 note=f"persistent workers: {POOL_RUNS_FACTOR} x N runs, so that timing is not dominated by start-up")),
-            ("ProcessPoolExecutor", lambda: measure_process_pool(args.runs, args.latency_runs)),
+            ("ForkRunner + zeromq", lambda: measure_ours(
+                "fork", "ours: ForkRunner + zeromq", args.runs, args.latency_runs, root, interface="zeromq",
+                note="loopback, a free port; each forked worker connects and sends one DATA message",
+                report_cpu=True)),
+            ("LocalRunner + zeromq", lambda: measure_ours(
+                "local", "ours: LocalRunner + zeromq *", local_runs, local_latency_runs, root, interface="zeromq",
+                note=f"{local_note}; READY + DATA round trips", report_cpu=True)),
+            ("PoolRunner + zeromq", lambda: measure_ours(
+                "pool", "ours: PoolRunner + zeromq *", pool_zeromq_runs, args.latency_runs, root,
+                interface="zeromq",
+                note=f"* min({POOL_RUNS_FACTOR} x N, {POOL_ZEROMQ_MAX_RUNS}) runs: one DATA round trip per run")),
+            ("ProcessPoolExecutor, default", lambda: measure_process_pool(args.runs, args.latency_runs)),
+            ("ProcessPoolExecutor, chunked", lambda: measure_process_pool_chunked(pool_runs, args.latency_runs)),
+            ("multiprocessing.Pool, chunked", lambda: measure_mp_pool(pool_runs, args.latency_runs)),
         ]
         for label, step in steps:
             print(f"measuring {label} ...", flush=True)
@@ -787,7 +926,8 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(root, ignore_errors=True)
 
     # Table order: baselines first, then ours, then proFit.
-    order = ["bare_fork", "process_pool", "ours_fork", "ours_local", "ours_pool"]
+    order = ["bare_fork", "process_pool", "process_pool_chunked", "mp_pool",
+             "ours_fork", "ours_fork_zeromq", "ours_local", "ours_local_zeromq", "ours_pool", "ours_pool_zeromq"]
     results.sort(key=lambda r: order.index(r.key) if r.key in order else len(order))
     by_key = {result.key: result for result in results}
     ratios = compute_ratios(by_key)

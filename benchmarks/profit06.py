@@ -379,6 +379,7 @@ def measure_profit06(
             return {"skipped": note}
         venv_dir = python.parent.parent
         iface = interface_config(interface)
+        mode = runner if iface["class"] == "memmap" else f"{runner} + {iface['class']}"
 
         with tempfile.TemporaryDirectory(prefix="profit06-bench-") as tmp:
             tmp_path = pathlib.Path(tmp)
@@ -422,11 +423,11 @@ def measure_profit06(
                 except ProcessLookupError:
                     pass
                 stdout, stderr = proc.communicate()
-                return {"skipped": f"proFit 0.6 {runner} timed out after {timeout:.0f} s: {_tail(stderr)}"}
+                return {"skipped": f"proFit 0.6 {mode} timed out after {timeout:.0f} s: {_tail(stderr)}"}
 
         lines = [line for line in stdout.splitlines() if line.startswith(RESULT_MARKER)]
         if proc.returncode != 0 or not lines:
-            return {"skipped": f"proFit 0.6 {runner} failed (exit {proc.returncode}): {_tail(stderr)}"}
+            return {"skipped": f"proFit 0.6 {mode} failed (exit {proc.returncode}): {_tail(stderr)}"}
         result = json.loads(lines[-1][len(RESULT_MARKER):])
         result["note"] = (
             f"proFit {result.pop('profit_version')} "

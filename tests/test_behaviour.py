@@ -49,8 +49,8 @@ def test_integer_and_bool_inputs(make_runner):
 
 def test_parallel_limit_is_respected(make_runner):
     runner = make_runner("t_span", output_config=outputs("start", "end"), parallel=2)
-    rows = params(8)
-    rows["u"] = 0.05
+    rows = params(6)
+    rows["u"] = 0.3  # long enough that two runs overlap even when workers start slowly (a loaded machine)
     runner.spawn_array(rows, wait=True)
     assert runner.failed == {}
     events = sorted(

@@ -70,8 +70,9 @@ def test_parse_max_array_size():
 def test_parse_sacct_expands_pending_tasks_and_keeps_steps():
     records = parse_sacct(
         "12_0|COMPLETED|0:0\n12_0.batch|COMPLETED|0:0\n12_1|FAILED|3:0\n12_1.0|FAILED|0:9\n"
-        "12_[2-3,6%2]|CANCELLED by 1000|0:0\n13|RUNNING|0:0\n"
+        "12_[2-3,6%2]|CANCELLED by 1000|0:0\n13|RUNNING|0:0\n14_[0-6:3]|PENDING|0:0\n"
     )
+    assert [records.get(f"14_{i}") is not None for i in range(7)] == [True, False, False, True, False, False, True]
     assert records["12_0"].state == "COMPLETED" and records["12_1"].exit_code == 3
     assert records["12_1.0"].signal == 9
     assert [records[f"12_{i}"].state for i in (2, 3, 6)] == ["CANCELLED"] * 3
@@ -109,3 +110,172 @@ def test_bad_options(tmp_path, options, fragment):
     interface = {"class": "memmap", "size": 1, "input_config": {"u": {}}, "output_config": {"f": {}}}
     with pytest.raises(ConfigError, match=fragment):
         Runner["slurm"](interface=interface, worker="t_sum", work_dir=str(tmp_path), **options)
+
+
+# --- the runner against fake Slurm commands ----------------------------------------------
+
+import json  # noqa: E402
+import os  # noqa: E402
+import subprocess  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from conftest import SCALAR_INPUTS, outputs, wait_for  # noqa: E402
+from profit.run import RunState  # noqa: E402
+
+FAKE = pathlib.Path(__file__).parent / "fake_slurm"
+
+
+@pytest.fixture
+def fake_slurm(tmp_path, monkeypatch):
+    """Fake Slurm commands first on PATH; their state in a fresh directory."""
+    state = tmp_path / "fake-slurm-state"
+    monkeypatch.setenv("PATH", f"{FAKE}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_SLURM_DIR", str(state))
+    yield state
+    subprocess.run([str(FAKE / "scancel"), "--me"], capture_output=True)
+
+
+@pytest.fixture
+def make_fake_runner(tmp_path, fake_slurm):
+    made = []
+
+    def make(worker, interface="memmap", output_config=None, **options):
+        runner = Runner["slurm"](
+            interface={"class": interface, "size": 4, "input_config": SCALAR_INPUTS,
+                       "output_config": output_config or outputs("f")},
+            worker=worker, work_dir=str(tmp_path / "study"), min_poll=0.1, max_poll=1.0, **options,
+        )
+        runner._slurm.retry_sleep = 0.05  # transient failures are retried quickly in tests
+        made.append(runner)
+        return runner
+
+    yield make
+    for runner in made:
+        runner.close()
+
+
+def sum_rows(count):
+    rows = np.zeros(count, dtype=[("u", "f8"), ("v", "f8")])
+    rows["u"], rows["v"] = np.arange(count), 0.5
+    return rows
+
+
+def test_runs_complete_through_fake_slurm(make_fake_runner):
+    runner = make_fake_runner("t_sum")
+    runner.spawn_array(sum_rows(5), wait=True)
+    assert runner.failed == {}
+    assert runner.output_data["f"].tolist() == [0.5, 1.5, 2.5, 3.5, 4.5]
+
+
+def test_arrays_are_split_at_max_array_size(make_fake_runner, monkeypatch, caplog):
+    monkeypatch.setenv("FAKE_SLURM_MAX_ARRAY_SIZE", "4")
+    runner = make_fake_runner("t_sum")
+    with caplog.at_level("INFO", logger="profit"):
+        runner.spawn_array(sum_rows(10), wait=True)
+    assert runner.max_array_size == 4
+    arrays = [message.split(" are ")[0] for message in caplog.messages if "Slurm job array" in message]
+    assert arrays == ["runs 0..3", "runs 4..7", "runs 8..9"]
+    np.testing.assert_array_equal(runner.output_data["f"], sum_rows(10)["u"] + 0.5)
+
+
+def test_parallel_holds_across_split_arrays(make_fake_runner, monkeypatch):
+    monkeypatch.setenv("FAKE_SLURM_MAX_ARRAY_SIZE", "3")
+    runner = make_fake_runner("t_span", output_config=outputs("start", "end"), parallel=2)
+    rows = sum_rows(7)
+    rows["u"] = 0.3
+    runner.spawn_array(rows, wait=True)
+    assert runner.failed == {}
+    spans = runner.output_data
+    most = max(sum(1 for other in spans if other["start"] <= span["start"] < other["end"]) for span in spans)
+    assert most <= 2
+
+
+def test_transient_sbatch_failures_are_retried(make_fake_runner, monkeypatch, caplog):
+    monkeypatch.setenv("FAKE_SLURM_SBATCH_FAIL", "transient:2")
+    runner = make_fake_runner("t_sum")
+    with caplog.at_level("WARNING", logger="profit"):
+        status = runner.wait(runner.spawn({"u": 1.0, "v": 2.0}), timeout=30)
+    assert status.state is RunState.DONE
+    assert sum("Resource temporarily unavailable" in message for message in caplog.messages) == 2
+
+
+def test_failing_sbatch_gives_one_clear_error(make_fake_runner, monkeypatch):
+    monkeypatch.setenv("FAKE_SLURM_SBATCH_FAIL", "permanent")
+    runner = make_fake_runner("t_sum")
+    with pytest.raises(SchedulerError, match=r"submitting runs to Slurm failed: sbatch failed \(exited with code 1: "
+                                             r"sbatch: error: Batch job submission failed: Invalid account .*\); "
+                                             r"the batch script is .*slurm.bash"):
+        runner.spawn_array(sum_rows(3))
+    assert runner.runs == {}
+    assert [runner.interface.state(i) for i in range(3)] == [RunState.PENDING] * 3
+
+
+@pytest.mark.parametrize("state, reason", [
+    ("TIMEOUT", "worker reached its Slurm time limit (Slurm job {job}: TIMEOUT)"),
+    ("OUT_OF_MEMORY", "worker ran out of memory (Slurm job {job}: OUT_OF_MEMORY)"),
+    ("NODE_FAIL", "worker lost its node (node failure) (Slurm job {job}: NODE_FAIL)"),
+])
+def test_slurm_ending_a_job_is_the_runs_reason(make_fake_runner, fake_slurm, state, reason):
+    runner = make_fake_runner({"class": "t_sleep", "seconds": 60})
+    run_id = runner.spawn({"u": 1.0, "v": 2.0})
+    job = runner.runs[run_id].job_id
+    (fake_slurm / "forced_states.json").write_text(json.dumps({job: state}))
+    status = runner.wait(run_id, timeout=30)
+    assert status.state is RunState.FAILED
+    assert status.reason == reason.format(job=job)
+
+
+def test_job_that_completes_without_results(make_fake_runner):
+    runner = make_fake_runner("t_no_transmit")
+    status = runner.wait(runner.spawn({"u": 1.0, "v": 2.0}), timeout=30)
+    assert status.state is RunState.FAILED
+    assert "(Slurm job" in status.reason and ": COMPLETED) without transmitting results" in status.reason
+
+
+def test_scheduler_is_polled_with_backoff(make_fake_runner, fake_slurm):
+    runner = make_fake_runner({"class": "t_sleep", "seconds": 3.0})
+    runner.wait(runner.spawn({"u": 1.0, "v": 2.0}), timeout=30)
+    assert runner.status(0).state is RunState.DONE
+    calls = (fake_slurm / "sacct_calls").read_text().splitlines()
+    # Every 0.1 s would be about 30 calls, and every loop of the runner (each 0.1 s
+    # at most) as many; backing off by 1.5x from 0.1 s to 1 s makes about 8.
+    assert 2 <= len(calls) <= 12
+
+
+def test_results_arrive_even_when_sacct_fails(make_fake_runner, monkeypatch, caplog):
+    monkeypatch.setenv("FAKE_SLURM_SACCT_FAIL", "1")
+    runner = make_fake_runner("t_sum")
+    with caplog.at_level("WARNING", logger="profit"):
+        runner.spawn_array(sum_rows(3), wait=True)
+    assert runner.output_data["f"].tolist() == [0.5, 1.5, 2.5]
+    assert any("could not ask Slurm about" in message for message in caplog.messages)
+
+
+def test_timeout_cancels_the_job(make_fake_runner, fake_slurm):
+    runner = make_fake_runner({"class": "t_sleep", "seconds": 60}, timeout=0.5)
+    run_id = runner.spawn({"u": 1.0, "v": 2.0})
+    job = runner.runs[run_id].job_id
+    assert runner.wait(run_id, timeout=30).reason == "timed out after 0.5 s"
+    sacct = subprocess.run([str(FAKE / "sacct"), "-X", "-n", "-P", "-o", "JobID,State", "-j", job],
+                           capture_output=True, text=True).stdout
+    wait_for(lambda: "CANCELLED" in subprocess.run(
+        [str(FAKE / "sacct"), "-X", "-n", "-P", "-o", "JobID,State", "-j", job], capture_output=True, text=True
+    ).stdout, what=f"job {job} to be cancelled ({sacct.strip()})")
+
+
+def test_custom_batch_script_is_used_as_it_is(make_fake_runner, tmp_path):
+    study = tmp_path / "study"
+    study.mkdir()
+    script = study / "mine.sh"
+    script.write_text('#!/bin/bash\n#SBATCH --job-name=mine\ntouch "custom-$PROFIT_RUN_ID"\nexec profit-worker\n')
+    runner = make_fake_runner("t_sum", custom=True, path="mine.sh")
+    assert runner.wait(runner.spawn({"u": 1.0, "v": 2.0}), timeout=30).state is RunState.DONE
+    assert (study / "custom-0").exists()
+    assert script.read_text().startswith("#!/bin/bash\n#SBATCH --job-name=mine")
+
+
+def test_zeromq_workers_through_fake_slurm(make_fake_runner):
+    runner = make_fake_runner("t_sum", interface="zeromq")
+    runner.spawn_array(sum_rows(4), wait=True)
+    assert runner.output_data["f"].tolist() == [0.5, 1.5, 2.5, 3.5]

@@ -737,7 +737,13 @@ class Supervisor:
             exited = {i: info for i, info in self.running.items() if info["popen"].poll() is not None}
             starting = self.waiting and now >= self.not_before
             if exited or self.stop or starting or now - last_sync >= SYNC_INTERVAL or not last_sync:
-                if self.sync(exited, now):
+                try:
+                    if self.sync(exited, now):
+                        return
+                except FileNotFoundError:
+                    if os.path.isdir(self.sd):
+                        raise
+                    self.kill_all()  # the state directory is gone (test cleanup): end the jobs with it
                     return
                 last_sync = now
             timeout = SYNC_INTERVAL
@@ -760,9 +766,8 @@ class Supervisor:
         """Look at the record under the lock; True when the supervisor is done."""
         with locked(self.sd):
             rec = load_rec(self.sd, self.job_id)
-            if rec is None:  # the state directory was removed: nothing to report to any more
-                for info in self.running.values():
-                    signal_group(info["pgid"], signal.SIGKILL)
+            if rec is None:  # the record was removed: nothing to report to any more
+                self.kill_all()
                 return True
             if self.stop:
                 self.abandon_locked(rec, "NODE_FAIL")
@@ -853,7 +858,16 @@ class Supervisor:
         if not t.get("end"):
             t["end"] = now
 
+    def kill_all(self):
+        for info in self.running.values():
+            signal_group(info["pgid"], signal.SIGKILL)
+            try:
+                info["popen"].wait(timeout=1)
+            except (subprocess.TimeoutExpired, OSError):
+                pass
+
     def abandon(self, state):
+        self.kill_all()
         try:
             with locked(self.sd):
                 rec = load_rec(self.sd, self.job_id)
@@ -864,8 +878,7 @@ class Supervisor:
 
     def abandon_locked(self, rec, state):
         now = time.time()
-        for i, info in self.running.items():
-            signal_group(info["pgid"], signal.SIGKILL)
+        self.kill_all()
         for t in rec["tasks"]:
             if t["state"] in ACTIVE:
                 t.update(state=state, exit_code="0:0", end=now)

@@ -181,15 +181,17 @@ def parse_sacct(stdout: str) -> dict[str, JobRecord]:
 
 
 def _expand_tasks(job_id: str) -> list[str]:
-    """``'123_[1-3,7%2]'`` -> ``['123_1', '123_2', '123_3', '123_7']``; other ids as they are."""
-    match = re.fullmatch(r"(\d+)_\[([\d,\-]+)(?:%\d+)?\]", job_id)
+    """``'123_[1-3,7,10-14:2%2]'`` -> ``123_1, 123_2, 123_3, 123_7, 123_10, 123_12, 123_14``;
+    other ids as they are."""
+    match = re.fullmatch(r"(\d+)_\[([\d,:\-]+)(?:%\d+)?\]", job_id)
     if match is None:
         return [job_id]
     tasks = []
     for part in match.group(2).split(","):
-        first, _, last = part.partition("-")
-        if first.isdigit() and (not last or last.isdigit()):
-            tasks += [f"{match.group(1)}_{index}" for index in range(int(first), int(last or first) + 1)]
+        span = re.fullmatch(r"(\d+)(?:-(\d+)(?::(\d+))?)?", part)
+        if span:
+            first, last, step = int(span[1]), int(span[2] or span[1]), int(span[3] or 1)
+            tasks += [f"{match.group(1)}_{index}" for index in range(first, last + 1, max(step, 1))]
     return tasks
 
 
