@@ -230,7 +230,8 @@ def test_kill_the_runner_and_continue(tmp_path, runner):
 
 
 def test_status_while_running_and_exclusive_access(tmp_path):
-    study = make_study(tmp_path / "study", STUDY.format(ntrain=8, runner="fork"), sleep=0.3)
+    # Runs long enough (about 4 s) that the study is still running after three profit commands on a loaded machine.
+    study = make_study(tmp_path / "study", STUDY.format(ntrain=8, runner="fork"), sleep=1.0)
     process = subprocess.Popen([PROFIT, "run", str(study)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         ledger = study / "profit-study.npy"
