@@ -40,6 +40,7 @@ def make_slurm_runner(tmp_path):
         runner.close()
 
 
+@pytest.mark.timeout(600)  # 100 jobs on a single-node cluster of 2 cores: about 30 s, more when loaded
 @pytest.mark.parametrize("interface", ["memmap", "zeromq"])
 def test_profit_run_of_a_100_run_study(tmp_path, interface):
     yaml = STUDY.format(ntrain=100, runner="{class: slurm, min_poll: 0.2}") + f"  interface: {interface}\n"
@@ -115,6 +116,7 @@ def test_array_is_throttled_to_parallel(make_slurm_runner):
     assert most <= 2
 
 
+@pytest.mark.timeout(600)
 @pytest.mark.parametrize("interface", ["memmap", "zeromq"])
 def test_kill_the_runner_and_continue(tmp_path, interface):
     """kill -9 of 'profit run': its Slurm jobs are cancelled by the next 'profit run', which completes the study."""
