@@ -19,7 +19,7 @@ zmq = pytest.importorskip("zmq")
 from conftest import SCALAR_INPUTS, outputs, wait_for  # noqa: E402
 from profit.run import Runner, RunState  # noqa: E402
 from profit.run.errors import ConfigError, InterfaceError  # noqa: E402
-from profit.run.zeromq import ZeroMQRunnerInterface, ZeroMQWorkerInterface, message, read_secret  # noqa: E402
+from profit.run.zeromq import Message, ZeroMQRunnerInterface, ZeroMQWorkerInterface, message, read_secret  # noqa: E402
 
 
 @pytest.fixture
@@ -115,18 +115,19 @@ def test_junk_is_dropped_without_an_answer(interface, caplog):
     rng = np.random.default_rng(7)
     junk = [[rng.bytes(int(rng.integers(0, 200))) for _ in range(int(rng.integers(1, 9)))] for _ in range(200)]
     junk += [
-        message(b"not the secret" * 3, b"READY", 0, b"r1"),  # signed with another key
-        message(secret, b"READY", 0, b"r2")[:-1] + [b"\0" * 32],  # signature forged
-        [b"PROFIT-ZMQ-1", b"READY", b"0", b"r3", b"", b""],  # unsigned
+        [message(b"not the secret" * 3, b"READY", 0, b"r1")],  # signed with another key
+        [b"\0" * 32 + message(secret, b"READY", 0, b"r2")[32:]],  # signature forged
+        [message(secret, b"READY", 0, b"r3")[32:]],  # unsigned
+        [message(secret, b"READY", 0, b"r4"), b"extra"],  # a valid message with a frame added
     ]
     with caplog.at_level(logging.WARNING, logger="profit"):
         for frames in junk:
             peer.send_multipart(frames)
         # Then one valid message: its answer must be the first thing the peer receives.
-        peer.send_multipart(message(secret, b"READY", 0, b"valid"))
+        peer.send(message(secret, b"READY", 0, b"valid"))
         wait_for(lambda: interface.poll() or peer.poll(0), what="the answer to the valid message")
-    answer = peer.recv_multipart()
-    assert answer[1] == b"INPUT" and answer[3] == b"valid"
+    answer, problem = Message.unpack(secret, peer.recv())
+    assert answer.kind == b"INPUT" and answer.request_id == b"valid", problem
     assert interface.state(0) is RunState.RUNNING and not interface.internal["DONE"][0]
     assert interface.dropped == len(junk)
     assert "zeromq interface dropped a message (1 so far)" in caplog.text
@@ -141,10 +142,11 @@ def test_junk_is_dropped_without_an_answer(interface, caplog):
 ])
 def test_signed_but_wrong_messages_are_refused(interface, kind, run_id, payload, refusal):
     peer = raw_peer(interface)
-    peer.send_multipart(message(read_secret(interface.keyfile), kind, run_id, b"req", payload))
+    secret = read_secret(interface.keyfile)
+    peer.send(message(secret, kind, run_id, b"req", payload))
     wait_for(lambda: interface.poll() or peer.poll(0), what="the refusal")
-    answer = peer.recv_multipart()
-    assert answer[1] == b"ERROR" and refusal in answer[4].decode()
+    answer, _ = Message.unpack(secret, peer.recv())
+    assert answer.kind == b"ERROR" and refusal in answer.payload.decode()
     assert not interface.internal["DONE"].any()
     peer.close()
 
@@ -186,9 +188,10 @@ def test_worker_ignores_answers_not_signed_by_its_runner(interface, background, 
     worker = worker_side(interface, port=port, timeout=0.2, retries=0)
     call = background(worker.retrieve)
     assert impostor.poll(5000)
-    identity, *request = impostor.recv_multipart()
-    forged = message(b"another study's secret", b"INPUT", 0, request[3], b"{}\n")
-    impostor.send_multipart([identity, *forged])
+    identity, request = impostor.recv_multipart()
+    request_id = request[32:].split(b"\n")[0].split(b" ")[3]
+    forged = message(b"another study's secret", b"INPUT", 0, request_id, b"{}\n")
+    impostor.send_multipart([identity, forged])
     with pytest.raises(InterfaceError, match="no answer from the runner"):
         call.result(timeout=10)
     impostor.close()

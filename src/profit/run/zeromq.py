@@ -33,6 +33,7 @@ import os
 import struct
 import time
 import weakref
+from collections import namedtuple
 
 from ._lazy import logging, numpy as np
 from ._record import StructRecord, parse_descr
@@ -42,7 +43,7 @@ from .interface import RunnerInterface, WorkerInterface, empty_record
 from .state import RunState
 
 PROTOCOL = b"PROFIT-ZMQ-1"
-_FRAMES = 6  # protocol, kind, run id, request id, payload, signature
+_SIGNATURE = 32  # bytes of an HMAC-SHA256
 _TIME = struct.Struct("<d")
 # Larger messages are refused by libzmq before they reach us (the peer is disconnected).
 _MAX_MESSAGE = 64 * 1024 * 1024
@@ -78,35 +79,45 @@ def _context():
     return _contexts[pid]
 
 
-def sign(secret: bytes, frames: list[bytes]) -> bytes:
-    """HMAC-SHA256 of the frames, each prefixed with its length (so frames cannot be shifted)."""
+def sign(secret: bytes, body: bytes) -> bytes:
+    """HMAC-SHA256 of a message's body."""
     import hashlib  # here: every worker process imports this module, few use it
     import hmac
 
-    mac = hmac.new(secret, digestmod=hashlib.sha256)
-    for frame in frames:
-        mac.update(len(frame).to_bytes(8, "little"))
-        mac.update(frame)
-    return mac.digest()
+    return hmac.new(secret, body, hashlib.sha256).digest()
 
 
-def message(secret: bytes, kind: bytes, run_id: int, request_id: bytes, payload: bytes = b"") -> list[bytes]:
-    """The frames of one signed protocol message."""
-    frames = [PROTOCOL, kind, str(run_id).encode(), request_id, payload]
-    return frames + [sign(secret, frames)]
+class Message(namedtuple("Message", ["kind", "run_id", "request_id", "payload"])):
+    """One protocol message: a single frame of signature, a header line and the payload::
+
+        <32-byte signature> PROFIT-ZMQ-1 <kind> <run id> <request id> \\n <payload>
+    """
+
+    __slots__ = ()
+
+    def pack(self, secret: bytes) -> bytes:
+        header = b" ".join([PROTOCOL, self.kind, str(self.run_id).encode(), self.request_id])
+        body = header + b"\n" + self.payload
+        return sign(secret, body) + body
+
+    @classmethod
+    def unpack(cls, secret: bytes, frame: bytes) -> tuple[Message | None, str]:
+        """The message in ``frame``, or None and why it is not a valid signed message."""
+        import hmac
+
+        signature, body = frame[:_SIGNATURE], frame[_SIGNATURE:]
+        header, newline, payload = body.partition(b"\n")
+        fields = header.split(b" ")
+        if not newline or len(fields) != 4 or fields[0] != PROTOCOL:
+            return None, f"not a message of this protocol (starts {frame[:48]!r})"
+        if not hmac.compare_digest(sign(secret, body), signature):
+            return None, "bad signature (not signed with this study's secret)"
+        return cls(fields[1], fields[2], fields[3], payload), ""
 
 
-def verify(secret: bytes, frames: list[bytes]) -> str:
-    """Why ``frames`` are not a valid signed message ('' if they are)."""
-    if len(frames) != _FRAMES:
-        return f"{len(frames)} frames instead of {_FRAMES}"
-    if frames[0] != PROTOCOL:
-        return f"unknown protocol {frames[0][:20]!r}"
-    import hmac
-
-    if not hmac.compare_digest(sign(secret, frames[:-1]), frames[-1]):
-        return "bad signature (not signed with this study's secret)"
-    return ""
+def message(secret: bytes, kind: bytes, run_id: int, request_id: bytes, payload: bytes = b"") -> bytes:
+    """One signed protocol message, packed into one frame."""
+    return Message(kind, run_id, request_id, payload).pack(secret)
 
 
 def write_secret(path: str) -> bytes:
@@ -286,7 +297,7 @@ class ZeroMQRunnerInterface(RunnerInterface, label="zeromq"):
                 continue
             if reply is not None:
                 try:
-                    socket.send_multipart([frames[0], *reply], zmq.NOBLOCK)
+                    socket.send_multipart([frames[0], reply], zmq.NOBLOCK)
                 except zmq.ZMQError as error:  # the worker went away: it will try again
                     self.logger.debug("could not answer a worker: %s", error)
 
@@ -295,17 +306,20 @@ class ZeroMQRunnerInterface(RunnerInterface, label="zeromq"):
         if self.dropped <= _LOGGED_DROPS or self.dropped % 1000 == 0:
             self.logger.warning("zeromq interface dropped a message (%d so far): %s", self.dropped, why)
 
-    def _answer(self, frames: list[bytes]) -> list[bytes] | None:
+    def _answer(self, frames: list[bytes]) -> bytes | None:
         """The reply to one message, or None when it is dropped unanswered."""
-        problem = verify(self._secret, frames)
-        if problem:
+        if len(frames) != 1:
+            self._drop(f"{len(frames)} frames instead of 1")
+            return None
+        received, problem = Message.unpack(self._secret, frames[0])
+        if received is None:
             self._drop(problem)  # no answer: an unauthenticated peer learns nothing
             return None
-        _, kind, raw_run_id, request_id, payload, _ = frames
+        kind, request_id, payload = received.kind, received.request_id, received.payload
         try:
-            run_id = int(raw_run_id)
+            run_id = int(received.run_id)
         except ValueError:
-            self._drop(f"run id {raw_run_id[:20]!r} is not a number")
+            self._drop(f"run id {received.run_id[:20]!r} is not a number")
             return None
         if not 0 <= run_id < self.size:
             self._drop(f"run id {run_id} is out of range (the interface holds runs 0..{self.size - 1})")
@@ -320,10 +334,10 @@ class ZeroMQRunnerInterface(RunnerInterface, label="zeromq"):
             return self._error(run_id, request_id, f"run {run_id} is {state.name.lower()}, not running")
         return handler(run_id, request_id, payload)
 
-    def _error(self, run_id: int, request_id: bytes, text: str) -> list[bytes]:
+    def _error(self, run_id: int, request_id: bytes, text: str) -> bytes:
         return message(self._secret, b"ERROR", run_id, request_id, text.encode())
 
-    def _on_ready(self, run_id: int, request_id: bytes, payload: bytes) -> list[bytes]:
+    def _on_ready(self, run_id: int, request_id: bytes, payload: bytes) -> bytes:
         return message(self._secret, b"INPUT", run_id, request_id, self.input_message(run_id))
 
     def inherited_records(self, run_id: int) -> tuple[StructRecord, bytearray, StructRecord]:
@@ -340,7 +354,7 @@ class ZeroMQRunnerInterface(RunnerInterface, label="zeromq"):
         packed[0] = self.input[run_id]  # field by field, into the packed layout the worker reads
         return self._header + packed.tobytes() + self._no_result_bytes
 
-    def _on_data(self, run_id: int, request_id: bytes, payload: bytes) -> list[bytes]:
+    def _on_data(self, run_id: int, request_id: bytes, payload: bytes) -> bytes:
         expected = _TIME.size + self._output_size
         if len(payload) != expected:
             self._drop(f"DATA for run {run_id} has {len(payload)} bytes instead of {expected}")
@@ -354,7 +368,7 @@ class ZeroMQRunnerInterface(RunnerInterface, label="zeromq"):
             row["DONE"] = True
         return message(self._secret, b"ACK", run_id, request_id)
 
-    def _on_fail(self, run_id: int, request_id: bytes, payload: bytes) -> list[bytes]:
+    def _on_fail(self, run_id: int, request_id: bytes, payload: bytes) -> bytes:
         reason = payload.decode("utf-8", "replace")
         self.mark(run_id, RunState.FAILED, reason)
         return message(self._secret, b"ACK", run_id, request_id)
@@ -439,22 +453,24 @@ class ZeroMQWorkerInterface(WorkerInterface, label="zeromq"):
         retries = self.retries if retries is None else retries
         request_id = os.urandom(8).hex().encode()
         run_id = int(self.run_id)
-        frames = message(self._secret, kind, run_id, request_id, payload)
+        frame = message(self._secret, kind, run_id, request_id, payload)
         pause = self.retry_sleep
         for attempt in range(retries + 1):
             if self._socket is None:
                 self._socket = self._connect()
-            self._socket.send_multipart(frames)
+            self._socket.send(frame)
             deadline = time.monotonic() + self.timeout
             while (remaining := deadline - time.monotonic()) > 0 and self._socket.poll(remaining * 1000, zmq.POLLIN):
-                reply = self._socket.recv_multipart()
-                problem = verify(self._secret, reply)
-                if problem or reply[3] != request_id:
+                frames = self._socket.recv_multipart()
+                reply, problem = Message.unpack(self._secret, frames[0]) if len(frames) == 1 else (None, "frames")
+                if reply is None or reply.request_id != request_id:
                     self.logger.warning("ignored an answer that is not for this request: %s", problem or "stale")
                     continue
-                if reply[1] == b"ERROR":
-                    raise InterfaceError(f"the runner refused {kind.decode()} for run {run_id}: {reply[4].decode()}")
-                return reply[4]
+                if reply.kind == b"ERROR":
+                    raise InterfaceError(
+                        f"the runner refused {kind.decode()} for run {run_id}: {reply.payload.decode('utf-8', 'replace')}"
+                    )
+                return reply.payload
             # No answer: start over on a new connection (a new identity), after a pause.
             self._socket.close()
             self._socket = None
