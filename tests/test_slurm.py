@@ -5,6 +5,7 @@ README); ``test_slurm_cluster.py`` runs the same runner against a real cluster.
 """
 
 import pathlib
+import sys
 
 import pytest
 
@@ -279,3 +280,24 @@ def test_zeromq_workers_through_fake_slurm(make_fake_runner):
     runner = make_fake_runner("t_sum", interface="zeromq")
     runner.spawn_array(sum_rows(4), wait=True)
     assert runner.output_data["f"].tolist() == [0.5, 1.5, 2.5, 3.5]
+
+
+@pytest.mark.parametrize("failure, message", [
+    ("permanent", "submitting runs to Slurm failed: sbatch failed (exited with code 1: sbatch: error: Batch job "
+                  "submission failed: Invalid account or account/partition combination specified); the batch script is"),
+    ("missing", "sbatch was not found; the slurm runner needs Slurm's commands on PATH"),
+])
+def test_profit_run_reports_a_failing_sbatch_in_one_sentence(tmp_path, fake_slurm, monkeypatch, failure, message):
+    from test_cli import STUDY, make_study, profit
+
+    if failure == "missing":
+        monkeypatch.setenv("PATH", os.path.dirname(sys.executable))  # python, but no Slurm commands
+    else:
+        monkeypatch.setenv("FAKE_SLURM_SBATCH_FAIL", failure)
+    study = make_study(tmp_path / "study", STUDY.format(ntrain=3, runner="slurm"))
+    done = profit("run", str(study))
+    assert done.returncode == 2
+    assert done.stderr.startswith("profit: ") and message in done.stderr
+    assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    status = profit("status", str(study))  # the study's state is intact: fix the cause, run again
+    assert status.returncode == 0 and "0 done, 0 failed" in status.stdout, status.stdout + status.stderr
