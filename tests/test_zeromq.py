@@ -302,3 +302,16 @@ def test_profit_run_with_the_zeromq_interface(tmp_path, runner):
     results = np.genfromtxt(study / "output.txt", names=True)
     np.testing.assert_array_equal(results["f"], inputs["u"] + inputs["v"])
     assert not (study / "zeromq.key").exists()  # the secret lives only as long as its runner
+
+
+def test_workers_of_a_wildcard_runner_connect_to_the_submit_host(tmp_path, monkeypatch):
+    interface = ZeroMQRunnerInterface(1, SCALAR_INPUTS, outputs("f"), bind="tcp://*:0", keyfile=str(tmp_path / "k"))
+    try:
+        assert interface.config["address"] == "0.0.0.0"
+        monkeypatch.setenv("PROFIT_RUNNER_ADDRESS", "login1")
+        assert worker_side(interface).endpoint == f"tcp://login1:{interface.port}"
+        monkeypatch.delenv("PROFIT_RUNNER_ADDRESS")
+        assert worker_side(interface).endpoint == f"tcp://127.0.0.1:{interface.port}"
+        assert worker_side(interface, address="10.0.0.5").endpoint == f"tcp://10.0.0.5:{interface.port}"
+    finally:
+        interface.clean()

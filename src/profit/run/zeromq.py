@@ -74,7 +74,8 @@ def _context():
     """This process's ZeroMQ context (a forked worker must not use its parent's)."""
     pid = os.getpid()
     if pid not in _contexts:
-        _contexts.clear()
+        # The parent's context stays referenced: destroying it here, where its
+        # threads do not exist, could hang the worker.
         _contexts[pid] = _zmq().Context()
     return _contexts[pid]
 
@@ -233,8 +234,8 @@ class ZeroMQRunnerInterface(RunnerInterface, label="zeromq"):
         row_fields = parse_descr(np.lib.format.dtype_to_descr(self.dtype))[0]
         self._row_input_fields = [field for field in row_fields if field.name in self.input_names]
         self._output_fields = parse_descr(np.lib.format.dtype_to_descr(self._output_layout))[0]
-        self._secret = write_secret(self.keyfile)
         self._open_socket()
+        self._secret = write_secret(self.keyfile)
         _runner_sides[self.keyfile] = self
 
     def _open_socket(self) -> None:
@@ -254,8 +255,9 @@ class ZeroMQRunnerInterface(RunnerInterface, label="zeromq"):
                 "or address"
             ) from None
         self.endpoint = self._socket.getsockopt_string(zmq.LAST_ENDPOINT)
-        if self.transport == "tcp":
-            self.port = int(self.endpoint.rsplit(":", 1)[1])
+        if self.endpoint.startswith("tcp://"):
+            host, port = self.endpoint[len("tcp://"):].rsplit(":", 1)
+            self.port, self._bound_host = int(port), host.strip("[]")
         self.logger.info("zeromq interface listening on %s", self.endpoint)
 
     @property
@@ -279,7 +281,7 @@ class ZeroMQRunnerInterface(RunnerInterface, label="zeromq"):
         if self.transport == "ipc":
             config["address"] = self.endpoint[len("ipc://"):]
         elif not self.address:
-            config["address"] = "127.0.0.1"  # where it bound; a wildcard lets workers use PROFIT_RUNNER_ADDRESS
+            config["address"] = self._bound_host  # a wildcard (0.0.0.0) lets workers use PROFIT_RUNNER_ADDRESS
         return config
 
     def poll(self) -> None:
