@@ -102,7 +102,8 @@ def test_completed_job_is_a_success_of_the_job():
 
 
 @pytest.mark.parametrize("options, fragment", [
-    ({"cpus": -1}, "cpus must be a whole number >= 1, or 'all'"),
+    ({"cpus": -1}, "cpus must be a whole number >= 1, or 'all' or 0"),
+    ({"submit_retries": -1}, "submit_retries must be a whole number >= 0"),
     ({"options": ["time=1"]}, "options must be a mapping of #SBATCH option to value"),
     ({"min_poll": 0}, "min_poll must be a number of seconds > 0"),
     ({"custom": True, "path": "missing.bash"}, "custom is set, but there is no batch script at"),

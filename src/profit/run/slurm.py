@@ -324,7 +324,9 @@ class SlurmRunner(Runner, label="slurm"):
         **kwargs,
     ):
         if cpus != "all" and (isinstance(cpus, bool) or not isinstance(cpus, int) or cpus < 0):
-            raise ConfigError(f"slurm runner: cpus must be a whole number >= 1, or 'all' (whole nodes), got {cpus!r}")
+            raise ConfigError(f"slurm runner: cpus must be a whole number >= 1, or 'all' or 0 (whole nodes), got {cpus!r}")
+        if isinstance(submit_retries, bool) or not isinstance(submit_retries, int) or submit_retries < 0:
+            raise ConfigError(f"slurm runner: submit_retries must be a whole number >= 0, got {submit_retries!r}")
         if options is not None and not isinstance(options, Mapping):
             raise ConfigError(f"slurm runner: options must be a mapping of #SBATCH option to value, got {options!r}")
         for name, value in (("min_poll", min_poll), ("max_poll", max_poll)):
