@@ -12,8 +12,9 @@ Modes, all measured in one invocation so that their ratios are comparable:
   process started through the shell, hence fewer runs;
 * ours, PoolRunner + memmap interface: persistent forked workers, hence more runs;
 * ours, the same three runners with the ZeroMQ interface (loopback, a free
-  port): a worker sends its outputs as a signed DATA message (LocalRunner's
-  workers first ask for their inputs with READY) instead of writing the row;
+  port): a worker sends its outputs as a signed DATA message instead of writing
+  the row (LocalRunner's and PoolRunner's workers first ask for their inputs
+  with READY; ForkRunner's inherit them);
 * baseline "bare fork": one ``os.fork`` per task, the child computes ``u + v``
   and calls ``os._exit(0)``, the parent reaps it (pidfd + selector); this is
   the floor for any run system that starts a process per run;
@@ -78,7 +79,8 @@ WORKER_LABEL = "bench_sum"
 # LocalRunner starts a Python interpreter per run; these caps keep it to seconds.
 LOCAL_MAX_RUNS = 300
 LOCAL_MAX_LATENCY_RUNS = 30
-# PoolRunner + zeromq makes one DATA round trip per run (~1000 runs/s): fewer runs than the memmap pool.
+# PoolRunner + zeromq: every run asks for its inputs (READY) and sends its outputs (DATA),
+# ~1000 runs/s here: fewer runs than the memmap pool.
 POOL_ZEROMQ_MAX_RUNS = 5000
 
 # proFit 0.6 polls with a 0.1 s sleep by default, so it gets fewer runs in the
@@ -911,7 +913,7 @@ def main(argv: list[str] | None = None) -> int:
             ("PoolRunner + zeromq", lambda: measure_ours(
                 "pool", "ours: PoolRunner + zeromq *", pool_zeromq_runs, args.latency_runs, root,
                 interface="zeromq",
-                note=f"* min({POOL_RUNS_FACTOR} x N, {POOL_ZEROMQ_MAX_RUNS}) runs: one DATA round trip per run")),
+                note=f"* min({POOL_RUNS_FACTOR} x N, {POOL_ZEROMQ_MAX_RUNS}) runs; READY + DATA round trips per run")),
             ("ProcessPoolExecutor, default", lambda: measure_process_pool(args.runs, args.latency_runs)),
             ("ProcessPoolExecutor, chunked", lambda: measure_process_pool_chunked(pool_runs, args.latency_runs)),
             ("multiprocessing.Pool, chunked", lambda: measure_mp_pool(pool_runs, args.latency_runs)),
