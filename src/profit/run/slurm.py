@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 import sys
 import time
 from collections import namedtuple
@@ -232,6 +231,8 @@ class SlurmCommands:
     def run(self, argv: list[str], *, env: Mapping[str, str] | None = None, cwd: str | None = None,
             retries: int | None = None) -> str:
         """The command's stdout; raises :class:`SchedulerError` when it fails for good."""
+        import subprocess  # here: every worker process imports this module
+
         retries = self.retries if retries is None else retries
         pause = self.retry_sleep
         for attempt in range(retries + 1):
