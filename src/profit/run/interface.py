@@ -178,6 +178,10 @@ class RunnerInterface(Component, registry=True):
         self.input = data[self.input_names]
         self.output = data[self.output_names]
         self.internal = data[[name for name, _ in self.internal_vars]]
+        # Single columns, for mark(): writing one element of a column is far
+        # cheaper than going through a record of the whole row.
+        self._columns = {name: data[name] for name in ("DONE", "STATE", "REASON")}
+        self._output_columns = [(data[name], self._no_result[name]) for name in self.output_names]
 
     @property
     def config(self) -> dict:
@@ -206,7 +210,11 @@ class RunnerInterface(Component, registry=True):
 
     def state(self, run_id: int) -> RunState:
         """The state recorded for ``run_id``."""
-        return RunState(int(self.internal["STATE"][run_id]))
+        return RunState(int(self._columns["STATE"][run_id]))
+
+    def done(self, run_id: int) -> bool:
+        """Whether the worker of ``run_id`` transmitted its results (the ``DONE`` flag)."""
+        return bool(self._columns["DONE"][run_id])
 
     def reason(self, run_id: int) -> str:
         """The reason recorded for ``run_id`` (empty when there is none)."""
@@ -214,13 +222,13 @@ class RunnerInterface(Component, registry=True):
 
     def mark(self, run_id: int, state: RunState, reason: str = "") -> None:
         """Record the runner's verdict on a run; failed or cancelled rows get NaN outputs."""
-        row = self._data[run_id]  # a record that writes through
+        columns = self._columns
         if state != RunState.DONE:
-            for name in self.output_names:
-                row[name] = self._no_result[name]
-        row["REASON"] = encode_reason(reason)
-        row["DONE"] = state == RunState.DONE
-        row["STATE"] = state
+            for column, no_result in self._output_columns:
+                column[run_id] = no_result
+        columns["REASON"][run_id] = encode_reason(reason) if reason else b""
+        columns["DONE"][run_id] = state == RunState.DONE
+        columns["STATE"][run_id] = state
 
 
 class WorkerInterface(Component, registry=True):

@@ -252,7 +252,7 @@ class PoolRunner(Runner, label="pool"):
         for run_id in [*worker.queue, *worker.outbox]:
             if run_id == keep or run_id not in self.runs:
                 continue
-            if self.interface.internal["DONE"][run_id]:
+            if self.interface.done(run_id):
                 self._settle(run_id, status)
             else:
                 again.append(run_id)

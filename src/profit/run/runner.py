@@ -375,7 +375,7 @@ class Runner(Component, registry=True):
             status = handle.poll()
             if status is not None:
                 self._settle(run_id, status)
-        elif self.interface.internal["DONE"][run_id]:
+        elif self.interface.done(run_id):
             self._settle(run_id, None)
 
     def poll_all(self) -> None:
@@ -389,7 +389,7 @@ class Runner(Component, registry=True):
         self.interface.poll()
         for run_id, handle in list(self.runs.items()):
             # Runners written for proFit track runs their own way: DONE settles them.
-            if not isinstance(handle, RunHandle) and self.interface.internal["DONE"][run_id]:
+            if not isinstance(handle, RunHandle) and self.interface.done(run_id):
                 self._settle(run_id, None)
         self.poll_all()
 
@@ -411,7 +411,7 @@ class Runner(Component, registry=True):
         if isinstance(handle, RunHandle):
             handle.close()
         attempt = self._attempts.pop(run_id, 1)
-        if self.interface.internal["DONE"][run_id]:
+        if self.interface.done(run_id):
             status = RunStatus(run_id, RunState.DONE)
             if exit_status is not None and not getattr(exit_status, "success", True):
                 self.logger.warning("run %d transmitted its results, then %s", run_id, exit_status.describe())

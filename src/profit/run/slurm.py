@@ -496,7 +496,7 @@ class SlurmRunner(Runner, label="slurm"):
                 self._start_clock(run_id)
             if record.final and job.ended is None:
                 changed = True
-                if self.interface.internal["DONE"][run_id]:
+                if self.interface.done(run_id):
                     self._settle(run_id, None)
                 else:
                     # Results may still be on their way (a message in flight, a file

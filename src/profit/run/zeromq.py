@@ -361,7 +361,7 @@ class ZeroMQRunnerInterface(RunnerInterface, label="zeromq"):
         if len(payload) != expected:
             self._drop(f"DATA for run {run_id} has {len(payload)} bytes instead of {expected}")
             return self._error(run_id, request_id, f"outputs of {len(payload)} bytes instead of {expected}")
-        if not self.internal["DONE"][run_id]:  # a repeated DATA (the ACK was lost) changes nothing
+        if not self.done(run_id):  # a repeated DATA (the ACK was lost) changes nothing
             values = np.frombuffer(payload, self._output_layout, count=1, offset=_TIME.size)[0]
             row = self._data[run_id]  # a record that writes through
             for name in self.output_names:
