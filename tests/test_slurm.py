@@ -302,3 +302,30 @@ def test_profit_run_reports_a_failing_sbatch_in_one_sentence(tmp_path, fake_slur
     assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
     status = profit("status", str(study))  # the study's state is intact: fix the cause, run again
     assert status.returncode == 0 and "0 done, 0 failed" in status.stdout, status.stdout + status.stderr
+
+
+def test_ctrl_c_cancels_the_jobs_and_keeps_results(tmp_path, fake_slurm, monkeypatch):
+    """Ctrl-C while arrays wait for their turn (MaxArraySize 4, parallel 2): no further array is
+    submitted, the jobs in flight are cancelled, the results that arrived are kept."""
+    import signal
+
+    from test_cli import PROFIT, STUDY, make_study, profit
+
+    monkeypatch.setenv("FAKE_SLURM_MAX_ARRAY_SIZE", "4")
+    runner = "{class: slurm, parallel: 2, min_poll: 0.1}"
+    study = make_study(tmp_path / "study", STUDY.format(ntrain=12, runner=runner), sleep=0.5)
+    process = subprocess.Popen([PROFIT, "run", str(study)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    ledger = study / "profit-study.npy"
+    wait_for(lambda: ledger.exists() and np.count_nonzero(np.load(ledger, mmap_mode="r")["STATE"] == 2) >= 2,
+             timeout=60, what="two runs to finish")
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 130, out + err
+    queued = subprocess.run([str(FAKE / "squeue"), "-h", "-o", "%i %T"], capture_output=True, text=True).stdout
+    assert queued.strip() == "", f"jobs still queued or running after Ctrl-C: {queued}"
+    arrays = (study / "runner.log").read_text().count("are Slurm job array")
+    assert 1 <= arrays < 3  # of the 3 arrays of 4 runs, the last was never submitted
+    saved = np.genfromtxt(study / "output.txt", names=True)
+    assert 2 <= np.count_nonzero(~np.isnan(saved["f"])) < 12
+    again = profit("run", str(study))
+    assert again.returncode == 0 and "12 runs: 12 done" in again.stdout, again.stdout + again.stderr

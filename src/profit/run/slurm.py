@@ -25,7 +25,7 @@ import re
 import sys
 import time
 from collections import namedtuple
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from ._lazy import logging
 from ._proc import ExitStatus
@@ -428,23 +428,28 @@ class SlurmRunner(Runner, label="slurm"):
         rows = list(params_array)
         first = self.next_run_id
         self.fill(rows, offset=first)
-        self.respawn_array(range(first, first + len(rows)), progress=progress)
+        self.respawn_array(range(first, first + len(rows)))
         if wait:
             self.wait_all(progress=progress)
 
-    def respawn_array(self, run_ids: Iterable[int], progress: bool = False) -> None:
+    def respawn_array(self, run_ids: Iterable[int], stop: Callable[[], bool] | None = None) -> None:
         """Run these runs (their rows are filled) as job arrays; blocks until all are submitted.
 
         Arrays are split where task indices would reach ``MaxArraySize``; with a
         ``parallel`` limit, the next array is submitted when the previous ones ended.
+        ``stop``, if given, is asked while waiting: when it returns True, no more
+        arrays are submitted (the ``profit`` command passes its Ctrl-C flag).
         """
         run_ids = list(run_ids)
+        stop = stop or (lambda: False)
         for run_id in run_ids:
             if run_id in self.runs:
                 raise ConfigError(f"run {run_id} is still active; wait for it or cancel it before running it again")
         for base, indices in array_chunks(run_ids, self.max_array_size):
             if self.parallel:
-                self._wait_until(lambda: not self.runs, None)
+                self._wait_until(lambda: not self.runs or stop(), None)
+            if stop():
+                return
             chunk = [base + index for index in indices]
             self._ensure_rows(chunk[-1] + 1)
             for run_id in chunk:
