@@ -329,3 +329,22 @@ def test_ctrl_c_cancels_the_jobs_and_keeps_results(tmp_path, fake_slurm, monkeyp
     assert 2 <= np.count_nonzero(~np.isnan(saved["f"])) < 12
     again = profit("run", str(study))
     assert again.returncode == 0 and "12 runs: 12 done" in again.stdout, again.stdout + again.stderr
+
+
+def test_failed_array_tasks_are_retried_as_single_jobs(tmp_path, fake_slurm):
+    inputs = {"u": {"dtype": "f8"}, "v": {"dtype": "f8"}, "fault": {"dtype": "i8"}}
+    runner = Runner["slurm"](
+        interface={"class": "memmap", "size": 4, "input_config": inputs, "output_config": outputs("f")},
+        worker="t_faulty", work_dir=str(tmp_path / "study"), min_poll=0.1, max_poll=1.0, retries=1,
+    )
+    try:
+        rows = np.array([(1.0, 1.0, 0), (2.0, 1.0, 1), (3.0, 1.0, 2), (4.0, 1.0, 3)],
+                        dtype=[("u", "f8"), ("v", "f8"), ("fault", "i8")])
+        runner.spawn_array(rows, wait=True)
+        states = [runner.status(i).state for i in range(4)]
+        assert states == [RunState.DONE, RunState.DONE, RunState.DONE, RunState.FAILED]
+        assert runner.interface.output["f"][:3].tolist() == [2.0, 3.0, 4.0]
+        assert runner.status(3).reason.startswith("RuntimeError: injected failure at u=4.0")
+        assert runner.status(3).reason.endswith("(attempt 2 of 2)")
+    finally:
+        runner.close()
