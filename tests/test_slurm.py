@@ -348,3 +348,67 @@ def test_failed_array_tasks_are_retried_as_single_jobs(tmp_path, fake_slurm):
         assert runner.status(3).reason.endswith("(attempt 2 of 2)")
     finally:
         runner.close()
+
+
+def test_a_bare_array_line_is_never_taken_for_another_task():
+    from profit.run.slurm import SlurmJob
+
+    records = parse_sacct("12|FAILED|2:0\n12_1|RUNNING|0:0\n")  # the task carrying id 12 failed
+    assert SlurmJob("12_0", "12").record(records) is None  # task 0 has no line of its own yet
+    assert SlurmJob("12_1", "12").record(records).state == "RUNNING"
+    cancelled = parse_sacct("12|CANCELLED by 0|0:0\n")  # after our scancel: the tasks never started
+    assert SlurmJob("12_3", "12").record(cancelled, cancelled=True).state == "CANCELLED"
+    assert SlurmJob("12_3", "12").record(cancelled) is None
+
+
+@pytest.mark.parametrize("idempotent, calls", [(False, 1), (True, 3)])
+def test_a_command_that_timed_out_is_retried_only_if_that_is_safe(tmp_path, idempotent, calls):
+    import logging
+
+    from profit.run.slurm import SlurmCommands
+
+    counter = tmp_path / "calls"
+    command = tmp_path / "sbatch"
+    command.write_text(f"#!/bin/sh\necho x >> {counter}\n"
+                       "echo 'sbatch: error: Socket timed out on send/recv operation' >&2\nexit 1\n")
+    command.chmod(0o755)
+    commands = SlurmCommands(logging.getLogger("test"), retries=2, retry_sleep=0.01)
+    with pytest.raises(SchedulerError, match="Socket timed out") as raised:
+        commands.run([str(command)], idempotent=idempotent)
+    assert len(counter.read_text().splitlines()) == calls
+    assert ("it may have submitted the jobs all the same: check squeue" in str(raised.value)) == (not idempotent)
+
+
+def test_a_relative_work_directory(make_fake_runner, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    runner = Runner["slurm"](
+        interface={"class": "memmap", "size": 2, "input_config": SCALAR_INPUTS, "output_config": outputs("f")},
+        worker="t_sum", work_dir="relative-study", min_poll=0.1,
+    )
+    try:
+        runner.spawn_array(sum_rows(2), wait=True)
+        assert runner.output_data["f"].tolist() == [0.5, 1.5]
+        assert runner.path == str(tmp_path / "relative-study" / "slurm.bash")
+    finally:
+        runner.close()
+
+
+def test_restart_cancels_the_jobs_of_a_killed_runner(tmp_path, fake_slurm):
+    import signal
+
+    from test_cli import PROFIT, STUDY, make_study, profit
+
+    study = make_study(tmp_path / "study", STUDY.format(ntrain=6, runner="{class: slurm, min_poll: 0.1}"), sleep=30)
+    process = subprocess.Popen([PROFIT, "run", str(study)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    meta = study / "profit-study.json"
+    wait_for(lambda: meta.exists() and json.loads(meta.read_text()).get("batch_jobs"), timeout=30,
+             what="the runner to note its jobs")
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=10)
+    jobs = json.loads(meta.read_text())["batch_jobs"]
+    make_study(tmp_path / "study", STUDY.format(ntrain=6, runner="{class: slurm, min_poll: 0.1}"), sleep=0)
+    again = profit("run", "--restart", str(study))
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert f"cancelling 1 batch jobs left by the previous runner ({jobs[0]})" in again.stdout
+    queued = subprocess.run([str(FAKE / "squeue"), "-h", "-o", "%i %T"], capture_output=True, text=True).stdout
+    assert queued.strip() == ""

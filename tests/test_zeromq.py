@@ -318,3 +318,37 @@ def test_workers_of_a_wildcard_runner_connect_to_the_submit_host(tmp_path, monke
         assert worker_side(interface, address="10.0.0.5").endpoint == f"tcp://10.0.0.5:{interface.port}"
     finally:
         interface.clean()
+
+
+def test_a_failure_after_the_results_keeps_the_results(interface, background):
+    worker = worker_side(interface)
+    serve_until(interface, background(worker.retrieve))
+    worker.output["f"] = 4.0
+    serve_until(interface, background(worker.transmit))
+    serve_until(interface, background(lambda: worker.fail("OSError: disk full while cleaning up")))
+    assert interface.done(0) and interface.output["f"][0] == 4.0
+
+
+def test_a_replayed_failure_cannot_fail_a_later_attempt(interface):
+    peer = raw_peer(interface)
+    captured = message(read_secret(interface.keyfile), b"FAIL", 0, b"attempt-1", b"RuntimeError: first attempt")
+    peer.send(captured)
+    wait_for(lambda: interface.poll() or peer.poll(0), what="the ACK")
+    peer.recv()
+    assert interface.state(0) is RunState.FAILED
+    interface.mark(0, RunState.RUNNING)  # the runner starts attempt 2
+    peer.send(captured)  # an attacker (or a late resend) replays attempt 1's message
+    wait_for(lambda: interface.poll() or peer.poll(0), what="the answer to the replay")
+    assert interface.state(0) is RunState.RUNNING and interface.reason(0) == ""
+    peer.close()
+
+
+def test_oversized_messages_are_refused_before_they_are_read(interface, background):
+    flooder = raw_peer(interface)
+    for _ in range(5):
+        flooder.send(b"x" * 1_000_000)  # far above any message of this study
+    worker = worker_side(interface)
+    serve_until(interface, background(worker.retrieve))  # a real worker is served all the same
+    assert worker.input["u"] == 1.5
+    assert interface.dropped == 0  # libzmq cut the flooder off; nothing reached the interface
+    flooder.close()

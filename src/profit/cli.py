@@ -130,7 +130,7 @@ class _Recorder:
         job = getattr(handle, "array_job", None)
         if job is not None and job not in self.batch_jobs:
             self.batch_jobs.add(job)
-            self.meta.save(batch_jobs=sorted(self.batch_jobs))
+            self.meta.save(batch_jobs=sorted(self.batch_jobs), batch_runner=self.runner.label)
 
     def run_ended(self, status: RunStatus) -> None:
         internal = self.runner.interface.internal
@@ -239,18 +239,17 @@ def _open_ledger(study: Study, restart: bool, meta: Meta) -> tuple[Ledger, bool]
     return ledger, False
 
 
-def _end_leftover_jobs(study: Study, meta: Meta) -> None:
-    """Cancel the batch jobs of a runner that was killed: their runs will run again."""
+def _end_leftover_jobs(meta: Meta) -> None:
+    """Cancel the batch jobs of a runner that was killed (or could not cancel them): their runs run again."""
     from .run import Runner
 
     jobs = meta.data.get("batch_jobs") or []
-    runner_spec = study.run_config()["runner"]
-    label = runner_spec if isinstance(runner_spec, str) else runner_spec.get("class", "fork")
+    label = meta.data.get("batch_runner")  # the runner that submitted them, whatever the study says now
     end_jobs = getattr(Runner[label], "end_jobs", None) if label in Runner.labels else None
     if jobs and end_jobs is not None:
         print(f"profit: cancelling {len(jobs)} batch jobs left by the previous runner ({', '.join(jobs)})")
         end_jobs(jobs)
-    meta.save(batch_jobs=[])
+        meta.save(batch_jobs=[])
 
 
 def _adopt_finished(ledger: Ledger, study: Study) -> int:
@@ -306,10 +305,10 @@ def command_run(args) -> int:
 
 def _run(study: Study, args, Runner) -> int:
     meta = Meta(study.run_dir)
+    _end_leftover_jobs(meta)  # also before --restart, which forgets the earlier runs
     ledger, resumed = _open_ledger(study, args.restart, meta)
     datafiles.write(study.input_file, np.array(ledger.inputs))
     if resumed:
-        _end_leftover_jobs(study, meta)
         leftovers = ledger.leftovers()
         if leftovers:
             print(f"profit: ending {len(leftovers)} runs left running by the previous runner")
@@ -343,7 +342,8 @@ def _run(study: Study, args, Runner) -> int:
         progress.update(force=True)
         progress.close()
         recorder.write_output(force=True)
-        meta.save(finished=time.time(), batch_jobs=[])  # closing the runner ended its jobs
+        # Closing the runner cancelled its jobs; any it could not cancel, the next run will.
+        meta.save(finished=time.time(), batch_jobs=sorted(getattr(runner, "uncancelled", ())))
     status = _summary(study, ledger, stop.exit_status)
     if recorder.write_error is not None:
         print(f"profit: {study.output_file} could not be written ({recorder.write_error.strerror or recorder.write_error}); "
@@ -390,6 +390,7 @@ def _build_runner(study: Study, Runner):
                 component, options = kind.resolve(spec, f"run.{key}")
                 component(*args, **options)
             except (TypeError, ConfigError) as error:
+                runner.close()  # its interface may hold a socket and a secret
                 raise ConfigError(f"{study.name}: run.{key}: {str(error).split('() ', 1)[-1]}") from None
     return runner
 

@@ -98,9 +98,10 @@ class Runner(Component, registry=True):
         # Paths of a study (a template, say) are relative to where the study started.
         self.base_dir = os.environ.get("PROFIT_BASE_DIR", os.getcwd())
 
+        # The worker first: an interface may hold a socket and files, which a bad worker config would leak.
+        worker_class, worker_options = Worker.resolve(worker, "worker")
         self.interface: RunnerInterface = self._build_interface(interface)
         self._input_dtypes = {name: self.interface.input.dtype[name] for name in self.interface.input_names}
-        worker_class, worker_options = Worker.resolve(worker, "worker")
         self.worker: dict = {"class": worker_class.label, **worker_options}
         if self.debug:
             self.worker.setdefault("debug", True)
@@ -512,6 +513,8 @@ class Runner(Component, registry=True):
         if self._unwatched:  # runs without an exit event: look at them every so often
             interval = self._poll_interval()
             timeout = interval if timeout is None else min(timeout, interval)
+        if getattr(self.interface, "backlog", False):
+            timeout = 0  # messages wait that no new event will announce
         if self._selector.get_map():
             ready = self._selector.select(timeout)
         else:

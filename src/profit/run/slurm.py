@@ -51,10 +51,11 @@ _ENDED_BY_SLURM = {
     "REVOKED": "was revoked by a federated cluster",
     "CANCELLED": "was cancelled by Slurm or a user",
 }
-# sbatch/sacct failures worth trying again: the controller is busy or briefly away.
-_TRANSIENT = re.compile(
-    r"temporarily|try again|timed out|time out|unable to contact|connection refused|socket|busy", re.IGNORECASE
-)
+# Failures worth trying again: the controller said no for now, or could not be reached.
+_TRANSIENT = re.compile(r"temporarily|try again|unable to contact|connection refused|busy", re.IGNORECASE)
+# Failures after which a submission may or may not have been accepted ("Socket timed
+# out on send/recv"): retrying sbatch then could submit the runs twice.
+_AMBIGUOUS = re.compile(r"timed out|time out|socket", re.IGNORECASE)
 
 
 class SchedulerError(ProfitError):
@@ -157,6 +158,10 @@ def sacct_command(job_ids: Iterable[str]) -> list[str]:
     return ["sacct", "-n", "-P", "-o", "JobID,State,ExitCode", "-j", ",".join(sorted(set(job_ids)))]
 
 
+# sacct shortens long lists of pending tasks (123_[0-1,4,...]) unless told not to.
+SACCT_ENVIRONMENT = {"SLURM_BITSTR_LEN": "0"}
+
+
 def parse_sacct(stdout: str) -> dict[str, JobRecord]:
     """``JobID|State|ExitCode`` lines -> records by job id (``'123'``, ``'123_4'``, steps ``'123_4.0'``).
 
@@ -229,32 +234,42 @@ class SlurmCommands:
         self.logger, self.retries, self.retry_sleep, self.timeout = logger, retries, retry_sleep, timeout
 
     def run(self, argv: list[str], *, env: Mapping[str, str] | None = None, cwd: str | None = None,
-            retries: int | None = None) -> str:
-        """The command's stdout; raises :class:`SchedulerError` when it fails for good."""
+            retries: int | None = None, idempotent: bool = True) -> str:
+        """The command's stdout; raises :class:`SchedulerError` when it fails for good.
+
+        A command that is not ``idempotent`` (sbatch) is not retried after a failure
+        that leaves open whether it took effect (a timeout).
+        """
         import subprocess  # here: every worker process imports this module
 
         retries = self.retries if retries is None else retries
         pause = self.retry_sleep
         for attempt in range(retries + 1):
             try:
+                # A session of its own: Ctrl-C in the terminal is for the runner, which
+                # then cancels its jobs; it must not kill a command halfway.
                 done = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True, timeout=self.timeout,
-                                      stdin=subprocess.DEVNULL)
+                                      stdin=subprocess.DEVNULL, start_new_session=True)
             except FileNotFoundError:
                 raise SchedulerError(
                     f"{argv[0]} was not found; the slurm runner needs Slurm's commands on PATH "
                     "(run the study on a machine that can submit jobs, such as a cluster's login node)"
                 ) from None
             except subprocess.TimeoutExpired:
-                problem, transient = f"did not answer within {self.timeout:g} s", True
+                problem, transient = f"did not answer within {self.timeout:g} s", idempotent
             else:
                 if done.returncode == 0:
                     return done.stdout
                 stderr = " ".join(done.stderr.strip().splitlines()[-3:]) or "(no error message)"
                 problem = f"exited with code {done.returncode}: {stderr}"
-                transient = bool(_TRANSIENT.search(done.stderr))
+                transient = bool(_TRANSIENT.search(done.stderr)) or (
+                    idempotent and bool(_AMBIGUOUS.search(done.stderr))
+                )
             if not transient or attempt == retries:
+                unsure = not idempotent and _AMBIGUOUS.search(problem)
                 raise SchedulerError(f"{argv[0]} failed ({problem})" + (
-                    f" after {attempt + 1} tries" if attempt else ""))
+                    f" after {attempt + 1} tries" if attempt else "") + (
+                    "; it may have submitted the jobs all the same: check squeue" if unsure else ""))
             self.logger.warning("%s failed (%s); trying again in %g s", argv[0], problem, pause)
             time.sleep(pause)
             pause *= 2
@@ -281,15 +296,19 @@ class SlurmJob:
     def __repr__(self) -> str:
         return f"<SlurmJob {self.job_id}>"
 
-    def record(self, records: Mapping[str, JobRecord]) -> JobRecord | None:
+    def record(self, records: Mapping[str, JobRecord], cancelled: bool = False) -> JobRecord | None:
         """This job's sacct record, if it has one yet.
 
-        A task of an array that never started may have none of its own: once the
-        rest of the array is cancelled, sacct shows them under the array's id.
+        A line of the array's bare id (``123``) may stand for any one task (the
+        one that carries the array's id), so it is never taken as this task's.
+        Only after this runner cancelled the task (``cancelled``) does a
+        CANCELLED bare line count: it then stands for the tasks that never started.
         """
         record = records.get(self.job_id)
-        if record is None and self.job_id != self.array_job:
-            record = records.get(self.array_job)
+        if record is None and cancelled and self.job_id != self.array_job:
+            bare = records.get(self.array_job)
+            if bare is not None and bare.state == "CANCELLED":
+                record = bare
         return record
 
 
@@ -336,17 +355,17 @@ class SlurmRunner(Runner, label="slurm"):
         self.cpus, self.openmp, self.custom, self.command = cpus, bool(openmp), bool(custom), command
         self.options = {"job-name": "profit", **(options or {})}
         self.min_poll, self.max_poll = float(min_poll), float(max(max_poll, min_poll))
-        self.path = path if os.path.isabs(path) else os.path.join(str(kwargs.get("work_dir", ".")), path)
+        self.path = os.path.abspath(os.path.join(str(kwargs.get("work_dir", ".")), path))
+        if self.custom and not os.path.isfile(self.path):
+            raise ConfigError(f"slurm runner: custom is set, but there is no batch script at {self.path}")
         super().__init__(**kwargs)
         self._slurm = SlurmCommands(self.logger, retries=submit_retries)
         self._poll_every = self.min_poll
         self._next_poll = 0.0
         self._max_array_size: int | None = None
         self._env: dict[str, str] | None = None
-        if self.custom:
-            if not os.path.isfile(self.path):
-                raise ConfigError(f"slurm runner: custom is set, but there is no batch script at {self.path}")
-        else:
+        self.uncancelled: set[str] = set()  # jobs whose scancel failed: the profit command notes them
+        if not self.custom:
             self._write_script()
 
     def __repr__(self) -> str:
@@ -399,11 +418,15 @@ class SlurmRunner(Runner, label="slurm"):
         return {**self._env, "PROFIT_RUN_ID": str(base_run_id)}
 
     def _sbatch(self, base_run_id: int, array: str | None = None) -> str:
-        argv = ["sbatch", "--parsable"] + ([f"--array={array}"] if array else []) + [self.path]
+        # --export=ALL: the job gets the environment built here, even where a site sets
+        # SBATCH_EXPORT=NONE. (ALL alone is fast; ALL,VAR=... makes slurmd load a login shell.)
+        argv = ["sbatch", "--parsable", "--export=ALL"] + ([f"--array={array}"] if array else []) + [self.path]
         try:
-            out = self._slurm.run(argv, env=self._submit_environment(base_run_id), cwd=self.work_dir)
+            out = self._slurm.run(argv, env=self._submit_environment(base_run_id), cwd=self.work_dir, idempotent=False)
         except SchedulerError as error:
             raise SchedulerError(f"submitting runs to Slurm failed: {error}; the batch script is {self.path}") from None
+        finally:
+            self.interface.poll()  # workers waiting for an answer while sbatch ran
         return parse_job_id(out)
 
     def _start(self, run_id: int) -> SlurmJob:
@@ -487,10 +510,11 @@ class SlurmRunner(Runner, label="slurm"):
         jobs = {job.array_job for job in self.runs.values()}
         changed = False
         try:
-            records = parse_sacct(self._slurm.run(sacct_command(jobs), retries=0))
+            records = self._sacct(jobs)
         except SchedulerError as error:
             self.logger.warning("could not ask Slurm about %d jobs (%s); asking again later", len(jobs), error)
             records = {}
+        self.interface.poll()  # workers waiting for an answer while sacct ran
         now = time.monotonic()
         for run_id, job in list(self.runs.items()):
             record = job.record(records)
@@ -515,29 +539,49 @@ class SlurmRunner(Runner, label="slurm"):
 
     # --- stopping ----------------------------------------------------------------------------
 
-    def _scancel(self, job_ids: list[str]) -> None:
-        if job_ids:
-            try:
-                self._slurm.run(["scancel", *job_ids])
-            except SchedulerError as error:  # e.g. some jobs ended meanwhile
-                self.logger.warning("scancel: %s", error)
+    def _sacct(self, job_ids: Iterable[str]) -> dict[str, JobRecord]:
+        return parse_sacct(self._slurm.run(sacct_command(job_ids), env={**os.environ, **SACCT_ENVIRONMENT}, retries=0))
+
+    def _scancel(self, job_ids: list[str]) -> bool:
+        """Cancel these jobs; False (and a warning) if scancel failed."""
+        if not job_ids:
+            return True
+        try:
+            self._slurm.run(["scancel", *job_ids])
+        except SchedulerError as error:
+            self.logger.warning("scancel: %s", error)
+            return False
+        return True
 
     def _cancel_foreign(self, handle: object) -> None:
-        self._scancel([handle.job_id])
+        if not self._scancel([handle.job_id]):
+            self.uncancelled.add(handle.array_job)
+
+    def _cancel_targets(self, jobs: Iterable[SlurmJob]) -> list[str]:
+        """What to scancel: a whole array when all its active tasks go, else the tasks."""
+        jobs = list(jobs)
+        leaving = {job.job_id for job in jobs}
+        targets = []
+        for array in sorted({job.array_job for job in jobs}):
+            tasks = [job.job_id for job in self.runs.values() if isinstance(job, SlurmJob) and job.array_job == array]
+            targets += [array] if all(task in leaving for task in tasks) else [t for t in tasks if t in leaving]
+        return targets
 
     def _cancel_many(self, run_ids: list[int]) -> list:
         """``scancel`` the runs' jobs, wait (bounded) until Slurm reports them ended, settle them."""
         jobs = {run_id: self.runs[run_id] for run_id in run_ids}
-        self._scancel([job.job_id for job in jobs.values()])
+        if not self._scancel(self._cancel_targets(jobs.values())):
+            self.uncancelled.update(job.array_job for job in jobs.values())
         deadline = time.monotonic() + self.cancel_grace + 10
         pending = set(run_ids)
         while pending and time.monotonic() < deadline:
             try:
-                records = parse_sacct(self._slurm.run(sacct_command(jobs[r].array_job for r in pending), retries=0))
+                records = self._sacct(jobs[r].array_job for r in pending)
             except SchedulerError:
                 break
-            pending = {r for r in pending if not getattr(jobs[r].record(records), "final", False)}
+            pending = {r for r in pending if not getattr(jobs[r].record(records, cancelled=True), "final", False)}
             if pending:
+                self.interface.poll()
                 time.sleep(0.2)
         if pending:
             self.logger.warning("%d cancelled jobs are not reported ended by Slurm yet", len(pending))

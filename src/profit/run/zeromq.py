@@ -33,7 +33,7 @@ import os
 import struct
 import time
 import weakref
-from collections import namedtuple
+from collections import OrderedDict, namedtuple
 
 from ._lazy import logging, numpy as np
 from ._record import StructRecord, parse_descr
@@ -45,8 +45,14 @@ from .state import RunState
 PROTOCOL = b"PROFIT-ZMQ-1"
 _SIGNATURE = 32  # bytes of an HMAC-SHA256
 _TIME = struct.Struct("<d")
-# Larger messages are refused by libzmq before they reach us (the peer is disconnected).
-_MAX_MESSAGE = 64 * 1024 * 1024
+# Room for a message's header and a failure's reason beyond the outputs. Larger
+# messages are refused by libzmq before they reach us (the peer is disconnected),
+# so that nobody can make the runner read and sign-check megabytes.
+_MESSAGE_ALLOWANCE = 64 * 1024
+# Messages handled per poll(): a flood cannot keep the runner from its other work.
+_MESSAGES_PER_POLL = 1000
+# Request ids remembered, so that a replayed FAIL cannot fail a later attempt of its run.
+_REMEMBERED_REQUESTS = 100_000
 # After this many log lines about dropped messages, only every 1000th is logged.
 _LOGGED_DROPS = 20
 
@@ -218,6 +224,8 @@ class ZeroMQRunnerInterface(RunnerInterface, label="zeromq"):
                        os.path.abspath(keyfile))
         self._bind_spec = bind
         self.dropped = 0  # messages dropped so far (malformed, unsigned, refused)
+        self._failures_seen: OrderedDict[bytes, None] = OrderedDict()
+        self.backlog = False  # messages left for the next poll()
         super().__init__(size, input_config, output_config, logger_parent=logger_parent)
         self._input_layout = np.dtype(self.input_vars)
         self._output_layout = np.dtype(self.output_vars)
@@ -243,7 +251,7 @@ class ZeroMQRunnerInterface(RunnerInterface, label="zeromq"):
         self._zmq = zmq
         self._socket = _context().socket(zmq.ROUTER)
         self._socket.setsockopt(zmq.LINGER, 0)
-        self._socket.setsockopt(zmq.MAXMSGSIZE, _MAX_MESSAGE)
+        self._socket.setsockopt(zmq.MAXMSGSIZE, _MESSAGE_ALLOWANCE + 2 * self.dtype.itemsize)
         _set_heartbeat(self._socket, zmq, self.heartbeat)
         endpoint = self.bind
         try:
@@ -285,9 +293,16 @@ class ZeroMQRunnerInterface(RunnerInterface, label="zeromq"):
         return config
 
     def poll(self) -> None:
-        """Answer every message that has arrived (never blocks)."""
+        """Answer the messages that have arrived, at most 1000 (never blocks).
+
+        ``backlog`` is True afterwards when more are waiting: the socket's event fd
+        fires only on new arrivals, so the runner must not block before the next poll.
+        """
         zmq, socket = self._zmq, self._socket
-        while socket.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+        self.backlog = False
+        for _ in range(_MESSAGES_PER_POLL):
+            if not socket.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+                break
             try:
                 frames = socket.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
@@ -302,6 +317,8 @@ class ZeroMQRunnerInterface(RunnerInterface, label="zeromq"):
                     socket.send_multipart([frames[0], reply], zmq.NOBLOCK)
                 except zmq.ZMQError as error:  # the worker went away: it will try again
                     self.logger.debug("could not answer a worker: %s", error)
+        else:
+            self.backlog = bool(socket.getsockopt(zmq.EVENTS) & zmq.POLLIN)
 
     def _drop(self, why: str) -> None:
         self.dropped += 1
@@ -372,7 +389,15 @@ class ZeroMQRunnerInterface(RunnerInterface, label="zeromq"):
 
     def _on_fail(self, run_id: int, request_id: bytes, payload: bytes) -> bytes:
         reason = payload.decode("utf-8", "replace")
-        self.mark(run_id, RunState.FAILED, reason)
+        if self.done(run_id):  # results arrived first: a run that transmitted is never failed
+            self.logger.warning("run %d failed after it transmitted its results: %s", run_id, reason)
+        elif request_id in self._failures_seen:
+            self._drop(f"FAIL for run {run_id} repeats request {request_id[:20]!r} (a resend or a replay)")
+        else:
+            self._failures_seen[request_id] = None
+            if len(self._failures_seen) > _REMEMBERED_REQUESTS:
+                self._failures_seen.popitem(last=False)
+            self.mark(run_id, RunState.FAILED, reason)
         return message(self._secret, b"ACK", run_id, request_id)
 
     def close(self) -> None:
