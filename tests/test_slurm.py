@@ -412,3 +412,27 @@ def test_restart_cancels_the_jobs_of_a_killed_runner(tmp_path, fake_slurm):
     assert f"cancelling 1 batch jobs left by the previous runner ({jobs[0]})" in again.stdout
     queued = subprocess.run([str(FAKE / "squeue"), "-h", "-o", "%i %T"], capture_output=True, text=True).stdout
     assert queued.strip() == ""
+
+
+def test_results_are_written_while_arrays_wait_for_their_turn(tmp_path, fake_slurm, monkeypatch):
+    """parallel 1 and MaxArraySize 2: six arrays one after the other; output.txt fills as they go."""
+    from test_cli import PROFIT, STUDY, make_study
+
+    monkeypatch.setenv("FAKE_SLURM_MAX_ARRAY_SIZE", "2")
+    study = make_study(tmp_path / "study", STUDY.format(ntrain=12, runner="{class: slurm, parallel: 1, min_poll: 0.1}"),
+                       sleep=0.3)
+    process = subprocess.Popen([PROFIT, "run", str(study)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        def some_results_written():
+            path, log = study / "output.txt", study / "runner.log"
+            if not path.exists() or not log.exists():
+                return False
+            submitted = log.read_text().count("are Slurm job array")
+            written = np.genfromtxt(path, names=True)
+            # Results on disk while the later arrays still wait to be submitted.
+            return np.count_nonzero(~np.isnan(written["f"])) > 0 and submitted < 6
+
+        wait_for(some_results_written, timeout=60, what="output.txt to show results before the study ends")
+    finally:
+        out, err = process.communicate(timeout=120)
+    assert process.returncode == 0 and "12 runs: 12 done" in out, out + err

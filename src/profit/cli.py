@@ -357,7 +357,8 @@ def _drive(runner, pending: list[int], stop: StopRequest, progress: _Progress, r
     """Start the pending runs, at most ``parallel`` at once, until all ended or a stop is asked."""
     # wait_some returns at least every half second, so a stop is noticed quickly.
     if hasattr(runner, "respawn_array"):  # a batch system: one job array for all of them
-        runner.respawn_array(pending, stop=lambda: bool(stop.signal))
+        runner.respawn_array(pending, stop=lambda: bool(stop.signal),
+                             tick=lambda: (progress.update(), recorder.write_output()))
         pending = []
     for run_id in pending:
         while runner.capacity and len(runner.runs) >= runner.capacity and not stop.signal:

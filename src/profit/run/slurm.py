@@ -455,13 +455,15 @@ class SlurmRunner(Runner, label="slurm"):
         if wait:
             self.wait_all(progress=progress)
 
-    def respawn_array(self, run_ids: Iterable[int], stop: Callable[[], bool] | None = None) -> None:
+    def respawn_array(self, run_ids: Iterable[int], stop: Callable[[], bool] | None = None,
+                      tick: Callable[[], object] | None = None) -> None:
         """Run these runs (their rows are filled) as job arrays; blocks until all are submitted.
 
         Arrays are split where task indices would reach ``MaxArraySize``; with a
         ``parallel`` limit, the next array is submitted when the previous ones ended.
         ``stop``, if given, is asked while waiting: when it returns True, no more
-        arrays are submitted (the ``profit`` command passes its Ctrl-C flag).
+        arrays are submitted (the ``profit`` command passes its Ctrl-C flag);
+        ``tick`` is called at least every half second meanwhile (its progress line).
         """
         run_ids = list(run_ids)
         stop = stop or (lambda: False)
@@ -469,8 +471,10 @@ class SlurmRunner(Runner, label="slurm"):
             if run_id in self.runs:
                 raise ConfigError(f"run {run_id} is still active; wait for it or cancel it before running it again")
         for base, indices in array_chunks(run_ids, self.max_array_size):
-            if self.parallel:
-                self._wait_until(lambda: not self.runs or stop(), None)
+            while self.parallel and self.runs and not stop():
+                self._process_events(0.5)
+                if tick is not None:
+                    tick()
             if stop():
                 return
             chunk = [base + index for index in indices]
