@@ -236,13 +236,19 @@ def test_job_that_completes_without_results(make_fake_runner):
 
 
 def test_scheduler_is_polled_with_backoff(make_fake_runner, fake_slurm):
+    import time
+
     runner = make_fake_runner({"class": "t_sleep", "seconds": 3.0})
+    started = time.monotonic()
     runner.wait(runner.spawn({"u": 1.0, "v": 2.0}), timeout=30)
+    elapsed = time.monotonic() - started
     assert runner.status(0).state is RunState.DONE
-    calls = (fake_slurm / "sacct_calls").read_text().splitlines()
-    # Every 0.1 s would be about 30 calls, and every loop of the runner (each 0.1 s
-    # at most) as many; backing off by 1.5x from 0.1 s to 1 s makes about 8.
-    assert 2 <= len(calls) <= 12
+    calls = len((fake_slurm / "sacct_calls").read_text().splitlines())
+    # Backing off by 1.5x from min_poll 0.1 s reaches max_poll 1 s after 6 calls
+    # (2 s); then one call a second. Polling every 0.1 s (or every loop of the
+    # runner) would make about elapsed / 0.1 calls, 30 or more.
+    assert 2 <= calls <= 6 + elapsed / 1.0 + 1, (calls, elapsed)
+    assert calls < elapsed / 0.1 / 2
 
 
 def test_results_arrive_even_when_sacct_fails(make_fake_runner, monkeypatch, caplog):
