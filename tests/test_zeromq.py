@@ -220,8 +220,8 @@ def test_long_run_keeps_its_connection(tmp_path):
     # several answer timeouts before transmit() uses it.
     runner = Runner["fork"](
         interface={"class": "zeromq", "size": 1, "input_config": SCALAR_INPUTS, "output_config": outputs("f"),
-                   "heartbeat": 0.02, "timeout": 0.2, "retries": 0},
-        worker={"class": "t_sleep", "seconds": 1.0}, work_dir=str(tmp_path),
+                   "heartbeat": 0.02, "timeout": 0.5, "retries": 0},
+        worker={"class": "t_sleep", "seconds": 2.0}, work_dir=str(tmp_path),
     )
     try:
         assert runner.spawn({"u": 1.0, "v": 2.0}, wait=True) == 0
