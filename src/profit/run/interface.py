@@ -23,7 +23,7 @@ from abc import abstractmethod
 from collections.abc import Mapping
 
 from ._lazy import logging, numpy as np
-from ._record import StructRecord
+from ._record import StructRecord, parse_descr
 from .errors import ConfigError
 from .registry import Component
 from .state import RunState
@@ -182,6 +182,15 @@ class RunnerInterface(Component, registry=True):
         # cheaper than going through a record of the whole row.
         self._columns = {name: data[name] for name in ("DONE", "STATE", "REASON")}
         self._output_columns = [(data[name], self._no_result[name]) for name in self.output_names]
+        # Prepared here, in the runner, so that forked workers only slice them (row_buffer).
+        self._bytes = memoryview(data.view(np.uint8))
+        self._fields = parse_descr(np.lib.format.dtype_to_descr(self.dtype))[0]
+
+    def row_buffer(self, run_id: int) -> tuple:
+        """The bytes of row ``run_id`` in this process's storage, and the row's fields
+        (what a worker forked from the runner reads and writes its row through)."""
+        itemsize = self.dtype.itemsize
+        return self._bytes[run_id * itemsize : (run_id + 1) * itemsize], self._fields
 
     @property
     def config(self) -> dict:

@@ -241,17 +241,6 @@ class MemmapRunnerInterface(RunnerInterface, label="memmap"):
         """
         super().resize(size)
 
-    def _bind(self, data):
-        super()._bind(data)
-        # Prepared here, in the runner, so that forked workers only slice them.
-        self._bytes = memoryview(data.view(np.uint8))
-        self._fields = parse_descr(np.lib.format.dtype_to_descr(self.dtype))[0]
-
-    def row_buffer(self, run_id: int) -> tuple:
-        """The bytes of row ``run_id`` in this process's mapping, and the row's fields."""
-        itemsize = self.dtype.itemsize
-        return self._bytes[run_id * itemsize : (run_id + 1) * itemsize], self._fields
-
     def clean(self):
         """Remove the interface file."""
         _open_interfaces.pop(self.path, None)

@@ -230,18 +230,17 @@ class ZeroMQRunnerInterface(RunnerInterface, label="zeromq"):
         self._input_layout = np.dtype(self.input_vars)
         self._output_layout = np.dtype(self.output_vars)
         self._output_size = self._output_layout.itemsize
+        output_descr = np.lib.format.dtype_to_descr(self._output_layout)
         self._header = json.dumps({
-            "input": np.lib.format.dtype_to_descr(self._input_layout),
-            "output": np.lib.format.dtype_to_descr(self._output_layout),
+            "input": np.lib.format.dtype_to_descr(self._input_layout), "output": output_descr,
         }).encode() + b"\n"
         no_result = np.zeros(1, self._output_layout)
         for name in self.output_names:
             no_result[name] = self._no_result[name]
         self._no_result_bytes = no_result.tobytes()
         # Layouts as a forked worker uses them, parsed here once rather than in every fork.
-        row_fields = parse_descr(np.lib.format.dtype_to_descr(self.dtype))[0]
-        self._row_input_fields = [field for field in row_fields if field.name in self.input_names]
-        self._output_fields = parse_descr(np.lib.format.dtype_to_descr(self._output_layout))[0]
+        self._row_input_fields = [field for field in self._fields if field.name in self.input_names]
+        self._output_fields = parse_descr(output_descr)[0]
         self._open_socket()
         self._secret = write_secret(self.keyfile)
         _runner_sides[self.keyfile] = self
@@ -362,8 +361,7 @@ class ZeroMQRunnerInterface(RunnerInterface, label="zeromq"):
     def inherited_records(self, run_id: int) -> tuple[StructRecord, bytearray, StructRecord]:
         """In a worker forked from the runner: its input record (in this process's copy of
         the row), a fresh output buffer and the output record over it."""
-        itemsize = self.dtype.itemsize
-        row = memoryview(self._data.view(np.uint8))[run_id * itemsize : (run_id + 1) * itemsize]
+        row, _ = self.row_buffer(run_id)
         output_buffer = bytearray(self._no_result_bytes)
         return StructRecord(row, self._row_input_fields), output_buffer, StructRecord(memoryview(output_buffer), self._output_fields)
 
