@@ -66,6 +66,11 @@ def params(n, seed=0):
     return rows
 
 
+def most_at_once(spans):
+    """The largest number of (start, end) spans active at one instant (a span ends before one that starts then)."""
+    return max(sum(1 for other in spans if other["start"] <= span["start"] < other["end"]) for span in spans)
+
+
 def alive(pid):
     """Whether a process exists and is not a zombie."""
     try:

@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pytest
 
-from conftest import outputs, params
+from conftest import most_at_once, outputs, params
 from profit.run import RunState
 from profit.run.errors import WaitTimeout
 
@@ -53,14 +53,7 @@ def test_parallel_limit_is_respected(make_runner):
     rows["u"] = 0.3  # long enough that two runs overlap even when workers start slowly (a loaded machine)
     runner.spawn_array(rows, wait=True)
     assert runner.failed == {}
-    events = sorted(
-        [(start, 1) for start in runner.output_data["start"]] + [(end, -1) for end in runner.output_data["end"]]
-    )
-    running = peak = 0
-    for _, change in events:
-        running += change
-        peak = max(peak, running)
-    assert peak == 2  # both slots used, never more
+    assert most_at_once(runner.output_data) == 2  # both slots used, never more
 
 
 def test_time_is_recorded_with_subsecond_resolution(make_runner):

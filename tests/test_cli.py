@@ -62,6 +62,12 @@ run:
 VARIABLES = "variables:\n  u: Uniform(0, 1)\n  f: Output\n"
 
 
+def runs_done(study):
+    """How many runs the study's ledger records as done (0 before it exists)."""
+    ledger = study / "profit-study.npy"
+    return int(np.count_nonzero(np.load(ledger, mmap_mode="r")["STATE"] == 2)) if ledger.exists() else 0
+
+
 def profit(*args, cwd=None, timeout=120):
     return subprocess.run([PROFIT, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
 
@@ -198,11 +204,7 @@ def test_kill_the_runner_and_continue(tmp_path, runner):
     study = make_study(tmp_path / "study", STUDY.format(ntrain=16, runner=runner), sleep=0.15)
     process = subprocess.Popen([PROFIT, "run", str(study)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     ledger = study / "profit-study.npy"
-
-    def some_done():
-        return ledger.exists() and np.count_nonzero(np.load(ledger, mmap_mode="r")["STATE"] == 2) >= 4
-
-    wait_for(some_done, timeout=60, what="four runs to finish")
+    wait_for(lambda: runs_done(study) >= 4, timeout=60, what="four runs to finish")
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=10)
     killed_at = time.time()
@@ -234,9 +236,7 @@ def test_status_while_running_and_exclusive_access(tmp_path):
     study = make_study(tmp_path / "study", STUDY.format(ntrain=8, runner="fork"), sleep=1.0)
     process = subprocess.Popen([PROFIT, "run", str(study)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        ledger = study / "profit-study.npy"
-        wait_for(lambda: ledger.exists() and (np.load(ledger, mmap_mode="r")["STATE"] == 2).any(), timeout=60,
-                 what="a first run to finish")
+        wait_for(lambda: runs_done(study) >= 1, timeout=60, what="a first run to finish")
         status = profit("status", str(study))
         assert status.returncode == 0
         assert f"running (process {process.pid})" in status.stdout
@@ -254,9 +254,7 @@ def test_status_while_running_and_exclusive_access(tmp_path):
 def test_ctrl_c_saves_results_and_continues(tmp_path):
     study = make_study(tmp_path / "study", STUDY.format(ntrain=20, runner="fork"), sleep=0.2)
     process = subprocess.Popen([PROFIT, "run", str(study)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    ledger = study / "profit-study.npy"
-    wait_for(lambda: ledger.exists() and np.count_nonzero(np.load(ledger, mmap_mode="r")["STATE"] == 2) >= 2,
-             timeout=60, what="two runs to finish")
+    wait_for(lambda: runs_done(study) >= 2, timeout=60, what="two runs to finish")
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=60)
     assert process.returncode == 130, out + err

@@ -122,7 +122,7 @@ import subprocess  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from conftest import SCALAR_INPUTS, outputs, wait_for  # noqa: E402
+from conftest import SCALAR_INPUTS, most_at_once, outputs, wait_for  # noqa: E402
 from profit.run import RunState  # noqa: E402
 
 FAKE = pathlib.Path(__file__).parent / "fake_slurm"
@@ -188,9 +188,7 @@ def test_parallel_holds_across_split_arrays(make_fake_runner, monkeypatch):
     rows["u"] = 0.3
     runner.spawn_array(rows, wait=True)
     assert runner.failed == {}
-    spans = runner.output_data
-    most = max(sum(1 for other in spans if other["start"] <= span["start"] < other["end"]) for span in spans)
-    assert most <= 2
+    assert most_at_once(runner.output_data) <= 2
 
 
 def test_transient_sbatch_failures_are_retried(make_fake_runner, monkeypatch, caplog):
@@ -315,15 +313,13 @@ def test_ctrl_c_cancels_the_jobs_and_keeps_results(tmp_path, fake_slurm, monkeyp
     submitted, the jobs in flight are cancelled, the results that arrived are kept."""
     import signal
 
-    from test_cli import PROFIT, STUDY, make_study, profit
+    from test_cli import PROFIT, STUDY, make_study, profit, runs_done
 
     monkeypatch.setenv("FAKE_SLURM_MAX_ARRAY_SIZE", "4")
     runner = "{class: slurm, parallel: 2, min_poll: 0.1}"
     study = make_study(tmp_path / "study", STUDY.format(ntrain=12, runner=runner), sleep=0.5)
     process = subprocess.Popen([PROFIT, "run", str(study)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    ledger = study / "profit-study.npy"
-    wait_for(lambda: ledger.exists() and np.count_nonzero(np.load(ledger, mmap_mode="r")["STATE"] == 2) >= 2,
-             timeout=60, what="two runs to finish")
+    wait_for(lambda: runs_done(study) >= 2, timeout=60, what="two runs to finish")
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=60)
     assert process.returncode == 130, out + err

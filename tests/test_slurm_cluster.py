@@ -9,9 +9,9 @@ import subprocess
 import numpy as np
 import pytest
 
-from conftest import SCALAR_INPUTS, outputs, wait_for
+from conftest import SCALAR_INPUTS, most_at_once, outputs, wait_for
 from profit.run import Runner, RunState
-from test_cli import STUDY, make_study, profit
+from test_cli import STUDY, make_study, profit, runs_done
 
 pytestmark = [pytest.mark.slurm, pytest.mark.usefixtures("slurm_cluster")]
 
@@ -111,9 +111,7 @@ def test_array_is_throttled_to_parallel(make_slurm_runner):
     rows["u"] = 0.5
     runner.spawn_array(rows, wait=True)
     assert runner.failed == {}
-    spans = runner.output_data
-    most = max(sum(1 for other in spans if other["start"] <= span["start"] < other["end"]) for span in spans)
-    assert most <= 2
+    assert most_at_once(runner.output_data) <= 2
 
 
 @pytest.mark.timeout(600)
@@ -128,12 +126,7 @@ def test_kill_the_runner_and_continue(tmp_path, interface):
     yaml = STUDY.format(ntrain=12, runner="{class: slurm, parallel: 3, min_poll: 0.2}") + f"  interface: {interface}\n"
     study = make_study(tmp_path / "study", yaml, sleep=1.0)
     process = subprocess.Popen([PROFIT, "run", str(study)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    ledger = study / "profit-study.npy"
-
-    def some_done():
-        return ledger.exists() and np.count_nonzero(np.load(ledger, mmap_mode="r")["STATE"] == 2) >= 3
-
-    wait_for(some_done, timeout=120, what="three runs to finish")
+    wait_for(lambda: runs_done(study) >= 3, timeout=120, what="three runs to finish")
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=10)
     jobs = json.loads((study / "profit-study.json").read_text())["batch_jobs"]

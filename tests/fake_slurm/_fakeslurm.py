@@ -69,6 +69,17 @@ class Fail(Exception):
 # --- state directory ----------------------------------------------------------------------
 
 
+def answered_help(option: dict, usage: str) -> bool:
+    """Print the usage line (--help, --usage) or the version (--version); True if one was asked for."""
+    if "help" in option or "usage" in option:
+        print(usage)
+        return True
+    if "version" in option:
+        print(f"slurm {SLURM_VERSION}")
+        return True
+    return False
+
+
 def state_dir(prog):
     path = os.environ.get("FAKE_SLURM_DIR", "")
     if not path:
@@ -1173,11 +1184,7 @@ def sacct_main(argv):
             states.append(value)
         else:
             option[name] = value
-    if "help" in option or "usage" in option:
-        print("Usage: sacct [options]  (fake Slurm of tests/fake_slurm: see its README.md)")
-        return 0
-    if "version" in option:
-        print(f"slurm {SLURM_VERSION}")
+    if answered_help(option, "Usage: sacct [options]  (fake Slurm of tests/fake_slurm: see its README.md)"):
         return 0
     if "helpformat" in option:
         print(" ".join(name for name, _, _ in SACCT_FIELDS.values()))
@@ -1281,11 +1288,7 @@ def scancel_main(argv):
         stop_at_positional=False,
     )
     option = dict(opts)
-    if "help" in option or "usage" in option:
-        print("Usage: scancel [OPTIONS] [job_id[_array_id][.step_id]]  (fake Slurm: see tests/fake_slurm)")
-        return 0
-    if "version" in option:
-        print(f"slurm {SLURM_VERSION}")
+    if answered_help(option, "Usage: scancel [OPTIONS] [job_id[_array_id][.step_id]]  (fake Slurm: see tests/fake_slurm)"):
         return 0
     sd = state_dir(prog)
     log_call(sd, "scancel_calls", argv)
@@ -1391,11 +1394,7 @@ def squeue_main(argv):
         stop_at_positional=False,
     )
     option = dict(opts)
-    if "help" in option or "usage" in option:
-        print("Usage: squeue [-h] [-o FORMAT] [-j IDS] [-t STATES] [-r]  (fake Slurm: see tests/fake_slurm)")
-        return 0
-    if "version" in option:
-        print(f"slurm {SLURM_VERSION}")
+    if answered_help(option, "Usage: squeue [-h] [-o FORMAT] [-j IDS] [-t STATES] [-r]  (fake Slurm: see tests/fake_slurm)"):
         return 0
     if "Format" in option:
         raise Fail("squeue: error: fake slurm: -O/--Format is not supported, use -o/--format")
