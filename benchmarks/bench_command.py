@@ -91,12 +91,30 @@ INPUT_TEMPLATE = "u = {u}\nv = {v}\n"
 PARAM_FILES = ["input.txt"]
 
 PROFIT06_MODES: list[dict[str, Any]] = [
-    {"key": "profit06_fork_default", "name": "proFit 0.6 ForkRunner, default sleep",
-     "runner": "fork", "sleep": None, "max_runs": None, "max_latency_runs": None},
-    {"key": "profit06_fork_1ms", "name": "proFit 0.6 ForkRunner, sleep=1 ms",
-     "runner": "fork", "sleep": 0.001, "max_runs": None, "max_latency_runs": None},
-    {"key": "profit06_local_default", "name": "proFit 0.6 LocalRunner, default sleep",
-     "runner": "local", "sleep": None, "max_runs": LOCAL_MAX_RUNS, "max_latency_runs": LOCAL_MAX_LATENCY_RUNS},
+    {
+        "key": "profit06_fork_default",
+        "name": "proFit 0.6 ForkRunner, default sleep",
+        "runner": "fork",
+        "sleep": None,
+        "max_runs": None,
+        "max_latency_runs": None,
+    },
+    {
+        "key": "profit06_fork_1ms",
+        "name": "proFit 0.6 ForkRunner, sleep=1 ms",
+        "runner": "fork",
+        "sleep": 0.001,
+        "max_runs": None,
+        "max_latency_runs": None,
+    },
+    {
+        "key": "profit06_local_default",
+        "name": "proFit 0.6 LocalRunner, default sleep",
+        "runner": "local",
+        "sleep": None,
+        "max_runs": LOCAL_MAX_RUNS,
+        "max_latency_runs": LOCAL_MAX_LATENCY_RUNS,
+    },
 ]
 
 
@@ -129,9 +147,9 @@ def worker_config(template: str) -> dict[str, Any]:
 
 def describe_profit06(raw: dict[str, Any]) -> str:
     """The note of a proFit 0.6 mode; with its command worker, wrong outputs and a failed clean-up matter too."""
-    return (f"{raw['note']}; done {raw['completed']}/{raw['total']}, "
-            f"wrong {raw.get('wrong', '?')}; no warm-up"
-            + (f"; its runner.clean() failed: {raw['clean_error']}" if raw.get("clean_error") else ""))
+    return f"{raw['note']}; done {raw['completed']}/{raw['total']}, wrong {raw.get('wrong', '?')}; no warm-up" + (
+        f"; its runner.clean() failed: {raw['clean_error']}" if raw.get("clean_error") else ""
+    )
 
 
 # --- report ----------------------------------------------------------------------------
@@ -144,17 +162,28 @@ PAIRS = [
 ]
 
 
-def print_report(machine: dict[str, Any], results: list[Result], ratios: list[dict[str, Any]],
-                 settings: dict[str, Any]) -> None:
-    print_preamble(f"Command-worker benchmark: template copy + `{COMMAND}` (awk: f = u + v) + numpytxt, "
-                   f"parallel = {PARALLEL}, {WARMUP_RUNS} warm-up runs per phase not counted (ours; not proFit 0.6)",
-                   machine, settings)
-    print_table(results, [("÷proFit", 8, profit06_peer)],
-                "÷proFit: our runs/s divided by proFit 0.6's (same runner kind, default sleep)")
+def print_report(
+    machine: dict[str, Any], results: list[Result], ratios: list[dict[str, Any]], settings: dict[str, Any]
+) -> None:
+    print_preamble(
+        f"Command-worker benchmark: template copy + `{COMMAND}` (awk: f = u + v) + numpytxt, "
+        f"parallel = {PARALLEL}, {WARMUP_RUNS} warm-up runs per phase not counted (ours; not proFit 0.6)",
+        machine,
+        settings,
+    )
+    print_table(
+        results,
+        [("÷proFit", 8, profit06_peer)],
+        "÷proFit: our runs/s divided by proFit 0.6's (same runner kind, default sleep)",
+    )
 
     if ratios:  # none without --no-profit06's baseline: then the section is left out
-        print_ratios("ratios, ours ÷ proFit 0.6 (speed = runs/s ratio, >1: ours faster; "
-                     "latency = ms ratio, <1: ours faster)", results, ratios, widths=(42, 38))
+        print_ratios(
+            "ratios, ours ÷ proFit 0.6 (speed = runs/s ratio, >1: ours faster; latency = ms ratio, <1: ours faster)",
+            results,
+            ratios,
+            widths=(42, 38),
+        )
 
 
 # --- main ------------------------------------------------------------------------------
@@ -174,29 +203,63 @@ def main(argv: list[str] | None = None) -> int:
         # Every run is an external program here, so a run that did not end DONE is
         # worth a count of its own in the notes (report_done).
         steps: list[tuple[str, Callable[[], Result]]] = [
-            ("ForkRunner + command worker", lambda: measure_ours(
-                "fork", "ours: ForkRunner + command + memmap", args.runs, args.latency_runs, root,
-                worker=worker, warmup_runs=WARMUP_RUNS, report_done=True)),
-            ("LocalRunner + command worker", lambda: measure_ours(
-                "local", "ours: LocalRunner + command + memmap *", local_runs, local_latency_runs, root,
-                worker=worker, warmup_runs=WARMUP_RUNS, report_done=True,
-                note=f"* fewer runs: min(N, {LOCAL_MAX_RUNS}) / min(M, {LOCAL_MAX_LATENCY_RUNS}); "
-                     "each run is a new profit-worker process via the shell")),
+            (
+                "ForkRunner + command worker",
+                lambda: measure_ours(
+                    "fork",
+                    "ours: ForkRunner + command + memmap",
+                    args.runs,
+                    args.latency_runs,
+                    root,
+                    worker=worker,
+                    warmup_runs=WARMUP_RUNS,
+                    report_done=True,
+                ),
+            ),
+            (
+                "LocalRunner + command worker",
+                lambda: measure_ours(
+                    "local",
+                    "ours: LocalRunner + command + memmap *",
+                    local_runs,
+                    local_latency_runs,
+                    root,
+                    worker=worker,
+                    warmup_runs=WARMUP_RUNS,
+                    report_done=True,
+                    note=f"* fewer runs: min(N, {LOCAL_MAX_RUNS}) / min(M, {LOCAL_MAX_LATENCY_RUNS}); "
+                    "each run is a new profit-worker process via the shell",
+                ),
+            ),
         ]
         for label, step in steps:
             print(f"measuring ours: {label} ...", flush=True)
             results.append(step())
         if not args.no_profit06:
             print("measuring proFit 0.6 (its venv is created on first use, which may take a minute) ...", flush=True)
-            results.extend(measure_profit06_modes(args.runs, args.latency_runs, modes=PROFIT06_MODES, timeout=240,
-                                                  worker=worker, describe=describe_profit06))
+            results.extend(
+                measure_profit06_modes(
+                    args.runs,
+                    args.latency_runs,
+                    modes=PROFIT06_MODES,
+                    timeout=240,
+                    worker=worker,
+                    describe=describe_profit06,
+                )
+            )
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
     by_key = {result.key: result for result in results}
     ratios = compute_ratios(by_key, PAIRS)
-    settings = {"runs": args.runs, "latency_runs": args.latency_runs, "parallel": PARALLEL,
-                "warmup_runs": WARMUP_RUNS, "command": COMMAND, "profit06": not args.no_profit06}
+    settings = {
+        "runs": args.runs,
+        "latency_runs": args.latency_runs,
+        "parallel": PARALLEL,
+        "warmup_runs": WARMUP_RUNS,
+        "command": COMMAND,
+        "profit06": not args.no_profit06,
+    }
     print_report(machine, results, ratios, settings)
     return finish(results, machine, settings, args.json, ratios=ratios)
 

@@ -235,19 +235,26 @@ def growth_per_1000(result: dict[str, Any]) -> float | None:
 def print_report(machine: dict[str, Any], results: list[dict[str, Any]], elapsed: float) -> None:
     load = machine["loadavg_1_5_15"]
     print()
-    print(f"Memory benchmark: f = u + v (float64), parallel = {PARALLEL}, memmap interface of N rows, "
-          f"memory read after the first {STARTUP_RUNS} runs (start) and after the last (end)")
+    print(
+        f"Memory benchmark: f = u + v (float64), parallel = {PARALLEL}, memmap interface of N rows, "
+        f"memory read after the first {STARTUP_RUNS} runs (start) and after the last (end)"
+    )
     print("NOTE: this machine is shared and noisy; wall times drift from run to run, memory figures much less.")
-    print(f"machine: nproc {machine['nproc']} (cpu_count {machine['cpu_count']}), "
-          f"Python {machine['python']}, numpy {machine['numpy']}, profit {machine['profit']}, "
-          f"{machine['platform']}" + (f", load avg {load[0]:.2f}/{load[1]:.2f}/{load[2]:.2f}" if load else ""))
+    print(
+        f"machine: nproc {machine['nproc']} (cpu_count {machine['cpu_count']}), "
+        f"Python {machine['python']}, numpy {machine['numpy']}, profit {machine['profit']}, "
+        f"{machine['platform']}" + (f", load avg {load[0]:.2f}/{load[1]:.2f}/{load[2]:.2f}" if load else "")
+    )
     print()
+
     def pair(start: int | None, end: int | None, digits: int = 1) -> str:
         return "-" if start is None or end is None else f"{start / 1024:.{digits}f}->{end / 1024:.{digits}f}"
 
-    header = (f"{'runner':<6} {'runs':>7} {'setup s':>7} {'wall s':>7} {'runs/s':>7} {'us/run':>6} "
-              f"{'RSS':>11} {'iface file':>10} {'iface res':>9} {'RSS - iface':>13} {'kB/1000 runs':>12} "
-              f"{'worker RSS':>11} {'worker -iface':>13} {'correct':>7}")
+    header = (
+        f"{'runner':<6} {'runs':>7} {'setup s':>7} {'wall s':>7} {'runs/s':>7} {'us/run':>6} "
+        f"{'RSS':>11} {'iface file':>10} {'iface res':>9} {'RSS - iface':>13} {'kB/1000 runs':>12} "
+        f"{'worker RSS':>11} {'worker -iface':>13} {'correct':>7}"
+    )
     print(header)
     print("-" * len(header))
     for result in results:
@@ -257,25 +264,33 @@ def print_report(machine: dict[str, Any], results: list[dict[str, Any]], elapsed
         start, end = result["start"], result["end"]
         growth = growth_per_1000(result)
         us = result["us_per_run_after_startup"]
-        print(f"{result['kind']:<6} {result['runs']:>7} {result['setup_s']:>7.2f} {result['wall_s']:>7.2f} "
-              f"{result['runs_per_s']:>7.0f} {'-' if us is None else f'{us:.0f}':>6} "
-              f"{pair(start['rss_kb'], end['rss_kb']):>11} {result['iface_file_bytes'] / 2**20:>10.1f} "
-              f"{pair(start['iface_rss_kb'], end['iface_rss_kb']):>9} "
-              f"{pair(start['rss_excl_iface_kb'], end['rss_excl_iface_kb'], 2):>13} "
-              f"{'-' if growth is None else f'{growth:+.1f}':>12} "
-              f"{pair(start['max_worker_rss_kb'], end['max_worker_rss_kb']):>11} "
-              f"{pair(start['max_worker_rss_excl_iface_kb'], end['max_worker_rss_excl_iface_kb'], 2):>13} "
-              f"{'yes' if result['correct'] else 'NO':>7}")
+        print(
+            f"{result['kind']:<6} {result['runs']:>7} {result['setup_s']:>7.2f} {result['wall_s']:>7.2f} "
+            f"{result['runs_per_s']:>7.0f} {'-' if us is None else f'{us:.0f}':>6} "
+            f"{pair(start['rss_kb'], end['rss_kb']):>11} {result['iface_file_bytes'] / 2**20:>10.1f} "
+            f"{pair(start['iface_rss_kb'], end['iface_rss_kb']):>9} "
+            f"{pair(start['rss_excl_iface_kb'], end['rss_excl_iface_kb'], 2):>13} "
+            f"{'-' if growth is None else f'{growth:+.1f}':>12} "
+            f"{pair(start['max_worker_rss_kb'], end['max_worker_rss_kb']):>11} "
+            f"{pair(start['max_worker_rss_excl_iface_kb'], end['max_worker_rss_excl_iface_kb'], 2):>13} "
+            f"{'yes' if result['correct'] else 'NO':>7}"
+        )
     print("-" * len(header))
     row_bytes = next((r["iface_row_bytes"] for r in results if "iface_row_bytes" in r), "?")
-    print("Memory in MB (2^20 bytes), \"a->b\" = after the first "
-          f"{STARTUP_RUNS} runs -> after the last. RSS: VmRSS of the runner process.")
-    print(f"iface file: size of interface.npy ({row_bytes} bytes per row + header). iface res: its pages resident in "
-          "the runner's mapping (smaps Rss; part of RSS, page cache shared with the workers; all resident from the "
-          "start, as the runner sets every row's outputs to NaN when it creates the file).")
+    print(
+        'Memory in MB (2^20 bytes), "a->b" = after the first '
+        f"{STARTUP_RUNS} runs -> after the last. RSS: VmRSS of the runner process."
+    )
+    print(
+        f"iface file: size of interface.npy ({row_bytes} bytes per row + header). iface res: its pages resident in "
+        "the runner's mapping (smaps Rss; part of RSS, page cache shared with the workers; all resident from the "
+        "start, as the runner sets every row's outputs to NaN when it creates the file)."
+    )
     print("RSS - iface: the runner's own memory. kB/1000 runs: growth of RSS - iface from start to end, per 1000 runs.")
-    print(f"us/run: wall time per run after the first {STARTUP_RUNS}. worker RSS / worker -iface: the largest pool "
-          "worker's VmRSS, and without its interface pages (fork runs are gone when memory is read).")
+    print(
+        f"us/run: wall time per run after the first {STARTUP_RUNS}. worker RSS / worker -iface: the largest pool "
+        "worker's VmRSS, and without its interface pages (fork runs are gone when memory is read)."
+    )
     for result in results:
         if "error" not in result and not result["correct"]:
             print(f"  {result['kind']} {result['runs']}: WRONG: {result['problems']}")
@@ -294,11 +309,15 @@ def print_report(machine: dict[str, Any], results: list[dict[str, Any]], elapsed
         total_kb = largest["end"]["rss_excl_iface_kb"] - largest["start"]["rss_excl_iface_kb"]
         rates = [r["runs_per_s"] for r in sorted(measured, key=lambda r: r["runs"])]
         flat = flat and growth <= FLAT_KB_PER_1000_RUNS
-        verdicts.append(f"{kind}: {growth:+.1f} kB per 1000 runs ({total_kb:+d} kB over {largest['runs']} runs); "
-                        f"runs/s from smallest to largest study: {' / '.join(f'{rate:.0f}' for rate in rates)}")
+        verdicts.append(
+            f"{kind}: {growth:+.1f} kB per 1000 runs ({total_kb:+d} kB over {largest['runs']} runs); "
+            f"runs/s from smallest to largest study: {' / '.join(f'{rate:.0f}' for rate in rates)}"
+        )
     word = "FLAT" if flat else "GROWS"
-    print(f"verdict: {word} (limit {FLAT_KB_PER_1000_RUNS:g} kB per 1000 runs, largest study of each runner), "
-          f"memory growth per 1000 runs excluding the interface file -- " + "; ".join(verdicts))
+    print(
+        f"verdict: {word} (limit {FLAT_KB_PER_1000_RUNS:g} kB per 1000 runs, largest study of each runner), "
+        f"memory growth per 1000 runs excluding the interface file -- " + "; ".join(verdicts)
+    )
     print(f"total time {elapsed:.0f} s")
 
 

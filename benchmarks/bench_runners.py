@@ -86,17 +86,42 @@ POOL_ZEROMQ_MAX_RUNS = 5000
 # proFit 0.6 polls with a 0.1 s sleep by default, so it gets fewer runs in the
 # slow modes; the whole script should stay within a few minutes.
 PROFIT06_MODES: list[dict[str, Any]] = [
-    {"key": "profit06_fork_default", "name": "proFit 0.6 ForkRunner, default sleep",
-     "runner": "fork", "sleep": None, "max_runs": 200, "max_latency_runs": 50},
-    {"key": "profit06_fork_1ms", "name": "proFit 0.6 ForkRunner, sleep=1 ms",
-     "runner": "fork", "sleep": 0.001, "max_runs": None, "max_latency_runs": None},
-    {"key": "profit06_local_default", "name": "proFit 0.6 LocalRunner, default sleep",
-     "runner": "local", "sleep": None, "max_runs": 100, "max_latency_runs": 20},
+    {
+        "key": "profit06_fork_default",
+        "name": "proFit 0.6 ForkRunner, default sleep",
+        "runner": "fork",
+        "sleep": None,
+        "max_runs": 200,
+        "max_latency_runs": 50,
+    },
+    {
+        "key": "profit06_fork_1ms",
+        "name": "proFit 0.6 ForkRunner, sleep=1 ms",
+        "runner": "fork",
+        "sleep": 0.001,
+        "max_runs": None,
+        "max_latency_runs": None,
+    },
+    {
+        "key": "profit06_local_default",
+        "name": "proFit 0.6 LocalRunner, default sleep",
+        "runner": "local",
+        "sleep": None,
+        "max_runs": 100,
+        "max_latency_runs": 20,
+    },
     # Its ZeroMQ interface (loopback, a free port, otherwise proFit's defaults) does
     # 1-12 runs/s with stalls of ~5 s (timeout 4 s + retry_sleep 1 s): few runs, own time limit.
-    {"key": "profit06_fork_zeromq", "name": "proFit 0.6 ForkRunner + zeromq *",
-     "runner": "fork", "sleep": None, "interface": "zeromq", "max_runs": 50, "max_latency_runs": 10,
-     "timeout": 150},
+    {
+        "key": "profit06_fork_zeromq",
+        "name": "proFit 0.6 ForkRunner + zeromq *",
+        "runner": "fork",
+        "sleep": None,
+        "interface": "zeromq",
+        "max_runs": 50,
+        "max_latency_runs": 10,
+        "timeout": 150,
+    },
 ]
 
 # The worker lives in a file of its own because LocalRunner's workers are fresh
@@ -184,8 +209,9 @@ def _chunksize(n_tasks: int) -> int:
 WorkerSpec = str | dict[str, Any]
 
 
-def _make_runner(kind: str, size: int, work_dir: str, worker: WorkerSpec = WORKER_LABEL,
-                 interface: str = "memmap") -> Any:
+def _make_runner(
+    kind: str, size: int, work_dir: str, worker: WorkerSpec = WORKER_LABEL, interface: str = "memmap"
+) -> Any:
     """Our ``kind`` runner with an ``interface`` (label: memmap, zeromq) of ``size`` rows, running ``worker``.
 
     Every interface gets its defaults otherwise (zeromq: loopback, a free port).
@@ -218,8 +244,14 @@ def _check_outputs(runner: Any, sent: np.ndarray) -> tuple[bool, str]:
     return not problems, "; ".join(problems)
 
 
-def _with_runner(kind: str, size: int, root: str, body: Callable[[Any], Any],
-                 worker: WorkerSpec = WORKER_LABEL, interface: str = "memmap") -> Any:
+def _with_runner(
+    kind: str,
+    size: int,
+    root: str,
+    body: Callable[[Any], Any],
+    worker: WorkerSpec = WORKER_LABEL,
+    interface: str = "memmap",
+) -> Any:
     """Run ``body(runner)`` with a fresh runner in a fresh work directory, then clean up."""
     work_dir = tempfile.mkdtemp(prefix=f"{kind}-{interface}-", dir=root)
     runner = _make_runner(kind, size, work_dir, worker, interface)
@@ -331,8 +363,11 @@ def measure_ours(
         result.correct = not problems
         findings = list(problems)
         if report_cpu:
-            findings.insert(0, f"CPU per run: workers {result.extra['children_cpu_ms_per_run']:.2f} ms, "
-                               f"runner {result.extra['runner_cpu_ms_per_run']:.2f} ms")
+            findings.insert(
+                0,
+                f"CPU per run: workers {result.extra['children_cpu_ms_per_run']:.2f} ms, "
+                f"runner {result.extra['runner_cpu_ms_per_run']:.2f} ms",
+            )
         if report_done:
             result.extra.update(completed=completed, total=total)
             findings.insert(0, f"done {completed}/{total} (incl. warm-up)")
@@ -402,7 +437,10 @@ def _fork_task(u: float, v: float) -> int:
 def measure_bare_fork(n_runs: int, latency_runs: int) -> Result:
     """One ``os.fork`` per task with at most ``PARALLEL`` children in flight."""
     result = Result(
-        key="bare_fork", name="baseline: bare os.fork", runs=n_runs, latency_runs=latency_runs,
+        key="bare_fork",
+        name="baseline: bare os.fork",
+        runs=n_runs,
+        latency_runs=latency_runs,
         note="child computes u+v, os._exit(0); parent reaps via pidfd+selector; no data returned",
     )
     rng = np.random.default_rng(SEED)
@@ -464,8 +502,7 @@ def _measure_pool(
     blocking call. The start of the pool (until the first result) is not counted.
     """
     rng = np.random.default_rng(SEED)
-    warm, batch, singles = (_inputs(count, rng).tolist() for count in
-                            (WARMUP_RUNS, result.runs, result.latency_runs))
+    warm, batch, singles = (_inputs(count, rng).tolist() for count in (WARMUP_RUNS, result.runs, result.latency_runs))
     try:
         sys.stdout.flush()
         sys.stderr.flush()
@@ -502,42 +539,65 @@ def _executor() -> concurrent.futures.ProcessPoolExecutor:
 
 def measure_process_pool(n_runs: int, latency_runs: int) -> Result:
     """``ProcessPoolExecutor(max_workers=PARALLEL)``, fork context, one ``submit`` per task (its default use)."""
-    result = Result(key="process_pool", name="baseline: ProcessPoolExecutor, default",
-                    runs=n_runs, latency_runs=latency_runs)
+    result = Result(
+        key="process_pool", name="baseline: ProcessPoolExecutor, default", runs=n_runs, latency_runs=latency_runs
+    )
 
     def batch_call(pool: Any, pairs: list[tuple[float, float]]) -> list[float]:
         futures = [pool.submit(_add, u, v) for u, v in pairs]
         return [future.result() for future in futures]
 
-    return _measure_pool(result, _executor, batch_call, lambda pool, u, v: pool.submit(_add, u, v).result(),
-                         "fork context, one submit per task; latency: submit().result()")
+    return _measure_pool(
+        result,
+        _executor,
+        batch_call,
+        lambda pool, u, v: pool.submit(_add, u, v).result(),
+        "fork context, one submit per task; latency: submit().result()",
+    )
 
 
 def measure_process_pool_chunked(n_runs: int, latency_runs: int) -> Result:
     """The same executor with ``pool.map(_add, us, vs, chunksize=c)``, c = ``_chunksize(n_runs)``."""
     chunksize = _chunksize(n_runs)
-    result = Result(key="process_pool_chunked", name="baseline: ProcessPoolExecutor, chunked",
-                    runs=n_runs, latency_runs=latency_runs, extra={"chunksize": chunksize})
+    result = Result(
+        key="process_pool_chunked",
+        name="baseline: ProcessPoolExecutor, chunked",
+        runs=n_runs,
+        latency_runs=latency_runs,
+        extra={"chunksize": chunksize},
+    )
 
     def batch_call(pool: Any, pairs: list[tuple[float, float]]) -> list[float]:
         us, vs = zip(*pairs)
         return list(pool.map(_add, us, vs, chunksize=chunksize))
 
-    return _measure_pool(result, _executor, batch_call,
-                         lambda pool, u, v: list(pool.map(_add, (u,), (v,), chunksize=chunksize))[0],
-                         f"fork context, pool.map(chunksize={chunksize}); latency: map of one task")
+    return _measure_pool(
+        result,
+        _executor,
+        batch_call,
+        lambda pool, u, v: list(pool.map(_add, (u,), (v,), chunksize=chunksize))[0],
+        f"fork context, pool.map(chunksize={chunksize}); latency: map of one task",
+    )
 
 
 def measure_mp_pool(n_runs: int, latency_runs: int) -> Result:
     """``multiprocessing.Pool(PARALLEL)``, fork context, ``starmap(_add, pairs, chunksize=c)``."""
     chunksize = _chunksize(n_runs)
-    result = Result(key="mp_pool", name="baseline: multiprocessing.Pool, chunked",
-                    runs=n_runs, latency_runs=latency_runs, extra={"chunksize": chunksize})
+    result = Result(
+        key="mp_pool",
+        name="baseline: multiprocessing.Pool, chunked",
+        runs=n_runs,
+        latency_runs=latency_runs,
+        extra={"chunksize": chunksize},
+    )
     context = multiprocessing.get_context("fork")
-    return _measure_pool(result, lambda: context.Pool(PARALLEL),
-                         lambda pool, pairs: pool.starmap(_add, pairs, chunksize=chunksize),
-                         lambda pool, u, v: pool.apply(_add, (u, v)),
-                         f"fork context, starmap(chunksize={chunksize}); latency: apply()")
+    return _measure_pool(
+        result,
+        lambda: context.Pool(PARALLEL),
+        lambda pool, pairs: pool.starmap(_add, pairs, chunksize=chunksize),
+        lambda pool, u, v: pool.apply(_add, (u, v)),
+        f"fork context, starmap(chunksize={chunksize}); latency: apply()",
+    )
 
 
 # --- baseline: proFit 0.6 ---------------------------------------------------------------------
@@ -570,16 +630,24 @@ def measure_profit06_modes(
     try:
         from profit06 import measure_profit06
     except Exception as error:  # the baseline is optional; our own figures still count
-        return [Result(key=mode["key"], name=mode["name"], skipped=f"cannot import profit06.py: {error}")
-                for mode in modes]
+        return [
+            Result(key=mode["key"], name=mode["name"], skipped=f"cannot import profit06.py: {error}") for mode in modes
+        ]
     results = []
     for mode in modes:
         runs = n_runs if mode["max_runs"] is None else min(n_runs, mode["max_runs"])
         lat_runs = latency_runs if mode["max_latency_runs"] is None else min(latency_runs, mode["max_latency_runs"])
         print(f"  {mode['name']}: {runs} runs + {lat_runs} single runs ...", flush=True)
-        raw = measure_profit06(runs, mode["runner"], sleep=mode["sleep"], parallel=PARALLEL,
-                               latency_runs=lat_runs, timeout=mode.get("timeout", timeout), worker=worker,
-                               interface=mode.get("interface"))
+        raw = measure_profit06(
+            runs,
+            mode["runner"],
+            sleep=mode["sleep"],
+            parallel=PARALLEL,
+            latency_runs=lat_runs,
+            timeout=mode.get("timeout", timeout),
+            worker=worker,
+            interface=mode.get("interface"),
+        )
         result = Result(key=mode["key"], name=mode["name"], runs=runs, latency_runs=lat_runs)
         if "skipped" in raw:
             result.skipped = raw["skipped"]
@@ -682,12 +750,14 @@ def compute_ratios(by_key: dict[str, Result], pairs: list[tuple[str, str]] = RAT
         ours, base = by_key.get(ours_key), by_key.get(base_key)
         if ours is None or base is None:
             continue
-        ratios.append({
-            "ours": ours_key,
-            "baseline": base_key,
-            "speed_ratio": _ratio(ours.runs_per_s, base.runs_per_s),
-            "latency_ratio": _ratio(ours.latency_s, base.latency_s),
-        })
+        ratios.append(
+            {
+                "ours": ours_key,
+                "baseline": base_key,
+                "speed_ratio": _ratio(ours.runs_per_s, base.runs_per_s),
+                "latency_ratio": _ratio(ours.latency_s, base.latency_s),
+            }
+        )
     return ratios
 
 
@@ -716,18 +786,48 @@ def evaluate_targets(by_key: dict[str, Result]) -> list[dict[str, Any]]:
         return {"goal": goal, "value": value, "status": status, "figure": figure}
 
     return [
-        target("ForkRunner >= 1000 runs/s", fork, fork_rate, fork_rate is not None and fork_rate >= 1000,
-               f"{_fmt_rate(fork_rate)} runs/s"),
-        target("ForkRunner >= 0.5 x bare-fork rate", fork, share, share is not None and share >= 0.5,
-               f"{share:.3f} x ({_fmt_rate(fork_rate)} / {_fmt_rate(bare_rate)} runs/s)" if share is not None else ""),
-        target("ForkRunner latency < 5 ms", fork, fork_latency, fork_latency is not None and fork_latency < 0.005,
-               f"{_fmt_ms(fork_latency)} ms (median)"),
-        target("LocalRunner >= 50 runs/s", local, local_rate, local_rate is not None and local_rate >= 50,
-               f"{_fmt_rate(local_rate)} runs/s"),
-        target("PoolRunner >= 20000 runs/s", pool, pool_rate, pool_rate is not None and pool_rate >= 20000,
-               f"{_fmt_rate(pool_rate)} runs/s"),
-        target("ForkRunner + zeromq >= 300 runs/s", fork_zmq, fork_zmq_rate,
-               fork_zmq_rate is not None and fork_zmq_rate >= 300, f"{_fmt_rate(fork_zmq_rate)} runs/s"),
+        target(
+            "ForkRunner >= 1000 runs/s",
+            fork,
+            fork_rate,
+            fork_rate is not None and fork_rate >= 1000,
+            f"{_fmt_rate(fork_rate)} runs/s",
+        ),
+        target(
+            "ForkRunner >= 0.5 x bare-fork rate",
+            fork,
+            share,
+            share is not None and share >= 0.5,
+            f"{share:.3f} x ({_fmt_rate(fork_rate)} / {_fmt_rate(bare_rate)} runs/s)" if share is not None else "",
+        ),
+        target(
+            "ForkRunner latency < 5 ms",
+            fork,
+            fork_latency,
+            fork_latency is not None and fork_latency < 0.005,
+            f"{_fmt_ms(fork_latency)} ms (median)",
+        ),
+        target(
+            "LocalRunner >= 50 runs/s",
+            local,
+            local_rate,
+            local_rate is not None and local_rate >= 50,
+            f"{_fmt_rate(local_rate)} runs/s",
+        ),
+        target(
+            "PoolRunner >= 20000 runs/s",
+            pool,
+            pool_rate,
+            pool_rate is not None and pool_rate >= 20000,
+            f"{_fmt_rate(pool_rate)} runs/s",
+        ),
+        target(
+            "ForkRunner + zeromq >= 300 runs/s",
+            fork_zmq,
+            fork_zmq_rate,
+            fork_zmq_rate is not None and fork_zmq_rate >= 300,
+            f"{_fmt_rate(fork_zmq_rate)} runs/s",
+        ),
     ]
 
 
@@ -736,13 +836,19 @@ def print_preamble(title: str, machine: dict[str, Any], settings: dict[str, Any]
     load = machine["loadavg_1_5_15"]
     print()
     print(title)
-    print("NOTE: this machine is shared and noisy; absolute times drift from run to run. "
-          "Compare the RATIOS, which were all measured in this same invocation.")
-    print(f"machine: nproc {machine['nproc']} (cpu_count {machine['cpu_count']}), "
-          f"Python {machine['python']}, numpy {machine['numpy']}, profit {machine['profit']}, "
-          f"{machine['platform']}" + (f", load avg {load[0]:.2f}/{load[1]:.2f}/{load[2]:.2f}" if load else ""))
-    print(f"settings: --runs {settings['runs']} --latency-runs {settings['latency_runs']}; "
-          f"runs column = throughput runs / latency runs (latency = median of single blocking runs)")
+    print(
+        "NOTE: this machine is shared and noisy; absolute times drift from run to run. "
+        "Compare the RATIOS, which were all measured in this same invocation."
+    )
+    print(
+        f"machine: nproc {machine['nproc']} (cpu_count {machine['cpu_count']}), "
+        f"Python {machine['python']}, numpy {machine['numpy']}, profit {machine['profit']}, "
+        f"{machine['platform']}" + (f", load avg {load[0]:.2f}/{load[1]:.2f}/{load[2]:.2f}" if load else "")
+    )
+    print(
+        f"settings: --runs {settings['runs']} --latency-runs {settings['latency_runs']}; "
+        f"runs column = throughput runs / latency runs (latency = median of single blocking runs)"
+    )
     print()
 
 
@@ -776,14 +882,17 @@ def print_table(results: list[Result], ratio_columns: list[RatioColumn], legend:
         return _fmt_x(_ratio(result.runs_per_s, base.runs_per_s if base else None))
 
     header = f"{'mode':<42} {'runs':>9} {'runs/s':>8} {'lat ms':>8} {'correct':>7}" + "".join(
-        f" {heading:>{width}}" for heading, width, _ in ratio_columns)
+        f" {heading:>{width}}" for heading, width, _ in ratio_columns
+    )
     print(header)
     print("-" * len(header))
     for result in results:
         runs = f"{result.runs}/{result.latency_runs}" if result.runs else "-"
-        print(f"{result.name:<42} {runs:>9} {_fmt_rate(result.runs_per_s):>8} {_fmt_ms(result.latency_s):>8} "
-              f"{_fmt_correct(result):>7}" + "".join(
-                  f" {rate_ratio(result, baseline(result)):>{width}}" for _, width, baseline in ratio_columns))
+        print(
+            f"{result.name:<42} {runs:>9} {_fmt_rate(result.runs_per_s):>8} {_fmt_ms(result.latency_s):>8} "
+            f"{_fmt_correct(result):>7}"
+            + "".join(f" {rate_ratio(result, baseline(result)):>{width}}" for _, width, baseline in ratio_columns)
+        )
     print("-" * len(header))
     print(legend)
     print("notes:")
@@ -793,30 +902,46 @@ def print_table(results: list[Result], ratio_columns: list[RatioColumn], legend:
             print(f"  {result.name}: {text}")
 
 
-def print_ratios(heading: str, results: list[Result], ratios: list[dict[str, Any]],
-                 widths: tuple[int, int]) -> None:
+def print_ratios(heading: str, results: list[Result], ratios: list[dict[str, Any]], widths: tuple[int, int]) -> None:
     """The ratio lines under ``heading``; ``widths`` pad our and the baseline's mode names."""
     print()
     print(heading)
     names = {result.key: result.name for result in results}
     ours_width, base_width = widths
     for ratio in ratios:
-        print(f"  {names[ratio['ours']]:<{ours_width}} vs {names[ratio['baseline']]:<{base_width}} "
-              f"speed {_fmt_x(ratio['speed_ratio']):>7}   latency {_fmt_x(ratio['latency_ratio']):>7}")
+        print(
+            f"  {names[ratio['ours']]:<{ours_width}} vs {names[ratio['baseline']]:<{base_width}} "
+            f"speed {_fmt_x(ratio['speed_ratio']):>7}   latency {_fmt_x(ratio['latency_ratio']):>7}"
+        )
 
 
-def print_report(machine: dict[str, Any], results: list[Result], ratios: list[dict[str, Any]],
-                 targets: list[dict[str, Any]], settings: dict[str, Any]) -> None:
-    print_preamble(f"Runner benchmark: f = u + v (float64), parallel = {PARALLEL}, "
-                   f"{WARMUP_RUNS} warm-up runs per phase not counted (ours and the other baselines; not proFit 0.6)",
-                   machine, settings)
-    print_table(results, [("÷bare", 7, lambda result: "bare_fork"), ("÷proFit", 8, profit06_peer)],
-                "÷bare, ÷proFit: our runs/s divided by bare os.fork's / by proFit 0.6's (same runner kind, "
-                "default sleep, memmap;\n  ForkRunner + zeromq: by proFit 0.6's ForkRunner + zeromq; "
-                "PoolRunner: by proFit 0.6's ForkRunner)")
+def print_report(
+    machine: dict[str, Any],
+    results: list[Result],
+    ratios: list[dict[str, Any]],
+    targets: list[dict[str, Any]],
+    settings: dict[str, Any],
+) -> None:
+    print_preamble(
+        f"Runner benchmark: f = u + v (float64), parallel = {PARALLEL}, "
+        f"{WARMUP_RUNS} warm-up runs per phase not counted (ours and the other baselines; not proFit 0.6)",
+        machine,
+        settings,
+    )
+    print_table(
+        results,
+        [("÷bare", 7, lambda result: "bare_fork"), ("÷proFit", 8, profit06_peer)],
+        "÷bare, ÷proFit: our runs/s divided by bare os.fork's / by proFit 0.6's (same runner kind, "
+        "default sleep, memmap;\n  ForkRunner + zeromq: by proFit 0.6's ForkRunner + zeromq; "
+        "PoolRunner: by proFit 0.6's ForkRunner)",
+    )
 
-    print_ratios("ratios, ours ÷ baseline (speed = runs/s ratio, >1: ours faster; latency = ms ratio, <1: ours faster)",
-                 results, ratios, widths=(29, 40))
+    print_ratios(
+        "ratios, ours ÷ baseline (speed = runs/s ratio, >1: ours faster; latency = ms ratio, <1: ours faster)",
+        results,
+        ratios,
+        widths=(29, 40),
+    )
 
     print()
     print("targets")
@@ -827,14 +952,20 @@ def print_report(machine: dict[str, Any], results: list[Result], ratios: list[di
 # --- main ----------------------------------------------------------------------------------
 
 
-def parse_arguments(description: str, default_runs: int, default_latency_runs: int,
-                    argv: list[str] | None = None) -> argparse.Namespace:
+def parse_arguments(
+    description: str, default_runs: int, default_latency_runs: int, argv: list[str] | None = None
+) -> argparse.Namespace:
     """The options both benchmark scripts take (only their defaults differ)."""
     parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--runs", type=int, default=default_runs,
-                        help=f"runs in each throughput batch (default {default_runs})")
-    parser.add_argument("--latency-runs", type=int, default=default_latency_runs,
-                        help=f"single runs for each latency median (default {default_latency_runs})")
+    parser.add_argument(
+        "--runs", type=int, default=default_runs, help=f"runs in each throughput batch (default {default_runs})"
+    )
+    parser.add_argument(
+        "--latency-runs",
+        type=int,
+        default=default_latency_runs,
+        help=f"single runs for each latency median (default {default_latency_runs})",
+    )
     parser.add_argument("--no-profit06", action="store_true", help="skip the proFit 0.6 baseline")
     parser.add_argument("--json", metavar="PATH", help="also write all figures to this JSON file")
     args = parser.parse_args(argv)
@@ -843,8 +974,9 @@ def parse_arguments(description: str, default_runs: int, default_latency_runs: i
     return args
 
 
-def finish(results: list[Result], machine: dict[str, Any], settings: dict[str, Any], json_path: str | None,
-           **sections: Any) -> int:
+def finish(
+    results: list[Result], machine: dict[str, Any], settings: dict[str, Any], json_path: str | None, **sections: Any
+) -> int:
     """Exit status, 1 when any mode of ours gave wrong or no results; writes the JSON report if asked.
 
     Missed performance targets do not count: the scripts measure, they do not test.
@@ -856,8 +988,13 @@ def finish(results: list[Result], machine: dict[str, Any], settings: dict[str, A
         print(f"\nWRONG OR MISSING RESULTS from: {', '.join(ours_wrong)} (exit status 1)")
 
     if json_path:
-        report = {"machine": machine, "settings": settings, "results": [asdict(result) for result in results],
-                  **sections, "exit_code": exit_code}
+        report = {
+            "machine": machine,
+            "settings": settings,
+            "results": [asdict(result) for result in results],
+            **sections,
+            "exit_code": exit_code,
+        }
         with open(json_path, "w") as file:
             json.dump(report, file, indent=2)
         print(f"figures written to {json_path}")
@@ -882,8 +1019,10 @@ def main(argv: list[str] | None = None) -> int:
 
         local_runs = min(args.runs, LOCAL_MAX_RUNS)
         local_latency_runs = min(args.latency_runs, LOCAL_MAX_LATENCY_RUNS)
-        local_note = (f"* fewer runs: min(N, {LOCAL_MAX_RUNS}) / min(M, {LOCAL_MAX_LATENCY_RUNS}); "
-                      "each run is a new profit-worker process via the shell")
+        local_note = (
+            f"* fewer runs: min(N, {LOCAL_MAX_RUNS}) / min(M, {LOCAL_MAX_LATENCY_RUNS}); "
+            "each run is a new profit-worker process via the shell"
+        )
         pool_runs = args.runs * POOL_RUNS_FACTOR
         pool_zeromq_runs = min(pool_runs, POOL_ZEROMQ_MAX_RUNS)
         # Bare fork and ForkRunner back to back: their ratio is the headline figure,
@@ -895,25 +1034,73 @@ def main(argv: list[str] | None = None) -> int:
         # management threads must not exist while we fork (forking a threaded process is unsafe).
         steps: list[tuple[str, Callable[[], Result]]] = [
             ("bare os.fork", lambda: measure_bare_fork(args.runs, args.latency_runs)),
-            ("ForkRunner + memmap", lambda: measure_ours(
-                "fork", "ours: ForkRunner + memmap", args.runs, args.latency_runs, root, report_cpu=True)),
-            ("LocalRunner + memmap", lambda: measure_ours(
-                "local", "ours: LocalRunner + memmap *", local_runs, local_latency_runs, root, note=local_note,
-                report_cpu=True)),
-            ("PoolRunner + memmap", lambda: measure_ours(
-                "pool", "ours: PoolRunner + memmap", pool_runs, args.latency_runs, root,
-                note=f"persistent workers: {POOL_RUNS_FACTOR} x N runs, so that timing is not dominated by start-up")),
-            ("ForkRunner + zeromq", lambda: measure_ours(
-                "fork", "ours: ForkRunner + zeromq", args.runs, args.latency_runs, root, interface="zeromq",
-                note="loopback, a free port; each forked worker connects and sends one DATA message",
-                report_cpu=True)),
-            ("LocalRunner + zeromq", lambda: measure_ours(
-                "local", "ours: LocalRunner + zeromq *", local_runs, local_latency_runs, root, interface="zeromq",
-                note=f"{local_note}; READY + DATA round trips", report_cpu=True)),
-            ("PoolRunner + zeromq", lambda: measure_ours(
-                "pool", "ours: PoolRunner + zeromq *", pool_zeromq_runs, args.latency_runs, root,
-                interface="zeromq",
-                note=f"* min({POOL_RUNS_FACTOR} x N, {POOL_ZEROMQ_MAX_RUNS}) runs; READY + DATA round trips per run")),
+            (
+                "ForkRunner + memmap",
+                lambda: measure_ours(
+                    "fork", "ours: ForkRunner + memmap", args.runs, args.latency_runs, root, report_cpu=True
+                ),
+            ),
+            (
+                "LocalRunner + memmap",
+                lambda: measure_ours(
+                    "local",
+                    "ours: LocalRunner + memmap *",
+                    local_runs,
+                    local_latency_runs,
+                    root,
+                    note=local_note,
+                    report_cpu=True,
+                ),
+            ),
+            (
+                "PoolRunner + memmap",
+                lambda: measure_ours(
+                    "pool",
+                    "ours: PoolRunner + memmap",
+                    pool_runs,
+                    args.latency_runs,
+                    root,
+                    note=f"persistent workers: {POOL_RUNS_FACTOR} x N runs, so that timing is not dominated by start-up",
+                ),
+            ),
+            (
+                "ForkRunner + zeromq",
+                lambda: measure_ours(
+                    "fork",
+                    "ours: ForkRunner + zeromq",
+                    args.runs,
+                    args.latency_runs,
+                    root,
+                    interface="zeromq",
+                    note="loopback, a free port; each forked worker connects and sends one DATA message",
+                    report_cpu=True,
+                ),
+            ),
+            (
+                "LocalRunner + zeromq",
+                lambda: measure_ours(
+                    "local",
+                    "ours: LocalRunner + zeromq *",
+                    local_runs,
+                    local_latency_runs,
+                    root,
+                    interface="zeromq",
+                    note=f"{local_note}; READY + DATA round trips",
+                    report_cpu=True,
+                ),
+            ),
+            (
+                "PoolRunner + zeromq",
+                lambda: measure_ours(
+                    "pool",
+                    "ours: PoolRunner + zeromq *",
+                    pool_zeromq_runs,
+                    args.latency_runs,
+                    root,
+                    interface="zeromq",
+                    note=f"* min({POOL_RUNS_FACTOR} x N, {POOL_ZEROMQ_MAX_RUNS}) runs; READY + DATA round trips per run",
+                ),
+            ),
             ("ProcessPoolExecutor, default", lambda: measure_process_pool(args.runs, args.latency_runs)),
             ("ProcessPoolExecutor, chunked", lambda: measure_process_pool_chunked(pool_runs, args.latency_runs)),
             ("multiprocessing.Pool, chunked", lambda: measure_mp_pool(pool_runs, args.latency_runs)),
@@ -928,14 +1115,29 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(root, ignore_errors=True)
 
     # Table order: baselines first, then ours, then proFit.
-    order = ["bare_fork", "process_pool", "process_pool_chunked", "mp_pool",
-             "ours_fork", "ours_fork_zeromq", "ours_local", "ours_local_zeromq", "ours_pool", "ours_pool_zeromq"]
+    order = [
+        "bare_fork",
+        "process_pool",
+        "process_pool_chunked",
+        "mp_pool",
+        "ours_fork",
+        "ours_fork_zeromq",
+        "ours_local",
+        "ours_local_zeromq",
+        "ours_pool",
+        "ours_pool_zeromq",
+    ]
     results.sort(key=lambda r: order.index(r.key) if r.key in order else len(order))
     by_key = {result.key: result for result in results}
     ratios = compute_ratios(by_key)
     targets = evaluate_targets(by_key)
-    settings = {"runs": args.runs, "latency_runs": args.latency_runs, "parallel": PARALLEL,
-                "warmup_runs": WARMUP_RUNS, "profit06": not args.no_profit06}
+    settings = {
+        "runs": args.runs,
+        "latency_runs": args.latency_runs,
+        "parallel": PARALLEL,
+        "warmup_runs": WARMUP_RUNS,
+        "profit06": not args.no_profit06,
+    }
     print_report(machine, results, ratios, targets, settings)
     return finish(results, machine, settings, args.json, ratios=ratios, targets=targets)
 

@@ -32,24 +32,31 @@ import time
 import numpy as np
 
 WORKER_SOURCE = textwrap.dedent(
-    '''\
+    """\
     from profit.run import Worker
 
 
     @Worker.wrap("bench_slurm_sum")
     def f(u, v):
         return u + v
-    '''
+    """
 )
 
 
 def bare_array(runs: int, command: str, work_dir: str) -> float:
     """Seconds from ``sbatch`` until no task of the array is queued or running."""
     start = time.perf_counter()
-    job = subprocess.run(
-        ["sbatch", "--parsable", f"--array=0-{runs - 1}", "--output=/dev/null", "--wrap", command],
-        capture_output=True, text=True, check=True, cwd=work_dir,
-    ).stdout.strip().split(";")[0]
+    job = (
+        subprocess.run(
+            ["sbatch", "--parsable", f"--array=0-{runs - 1}", "--output=/dev/null", "--wrap", command],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=work_dir,
+        )
+        .stdout.strip()
+        .split(";")[0]
+    )
     while subprocess.run(["squeue", "-h", "-j", job], capture_output=True, text=True).stdout.strip():
         time.sleep(0.05)
     return time.perf_counter() - start
@@ -64,7 +71,9 @@ def ours(runs: int, interface: str, work_dir: str) -> tuple[float, bool]:
     rows["u"], rows["v"] = rng.uniform(size=runs), rng.uniform(size=runs)
     runner = Runner["slurm"](
         interface={"class": interface, "size": runs, "input_config": {"u": {}, "v": {}}, "output_config": {"f": {}}},
-        worker="bench_slurm_sum", work_dir=work_dir, min_poll=0.2,
+        worker="bench_slurm_sum",
+        work_dir=work_dir,
+        min_poll=0.2,
     )
     try:
         start = time.perf_counter()
@@ -105,13 +114,17 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(root, ignore_errors=True)
 
     bare, with_step = rows[0][1], rows[1][1]
-    print(f"\n{args.runs} trivial tasks per mode, submitted at once (one job array), on the cluster "
-          f"that 'sinfo' shows here\n")
+    print(
+        f"\n{args.runs} trivial tasks per mode, submitted at once (one job array), on the cluster "
+        f"that 'sinfo' shows here\n"
+    )
     print(f"{'mode':40s} {'seconds':>8s} {'runs/s':>8s} {'correct':>8s} {'÷true':>7s} {'÷srun':>7s}")
     for name, seconds, correct in rows:
         shown = "-" if correct is None else ("yes" if correct else "NO")
-        print(f"{name:40s} {seconds:8.2f} {args.runs / seconds:8.1f} {shown:>8s} "
-              f"{bare / seconds:6.2f}x {with_step / seconds:6.2f}x")
+        print(
+            f"{name:40s} {seconds:8.2f} {args.runs / seconds:8.1f} {shown:>8s} "
+            f"{bare / seconds:6.2f}x {with_step / seconds:6.2f}x"
+        )
     print("\n÷true, ÷srun: our runs/s divided by the bare array's (>1: ours faster)")
     return 0 if all(correct is not False for _, _, correct in rows) else 1
 

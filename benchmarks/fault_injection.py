@@ -190,11 +190,27 @@ def machine_info() -> str:
 
 
 def print_table(rows: list[Row]) -> None:
-    header = ["scenario", "runs", "faults injected", "runs lost (must be 0)", "wrong results (must be 0)",
-              "clean", "with faults", "time to recover"]
+    header = [
+        "scenario",
+        "runs",
+        "faults injected",
+        "runs lost (must be 0)",
+        "wrong results (must be 0)",
+        "clean",
+        "with faults",
+        "time to recover",
+    ]
     cells = [
-        [row.scenario, row.runs, row.faults, str(row.lost), str(row.wrong),
-         _seconds(row.clean_s), _seconds(row.faulty_s), row.recover]
+        [
+            row.scenario,
+            row.runs,
+            row.faults,
+            str(row.lost),
+            str(row.wrong),
+            _seconds(row.clean_s),
+            _seconds(row.faulty_s),
+            row.recover,
+        ]
         for row in rows
     ]
     widths = [max(len(line[column]) for line in [header, *cells]) for column in range(len(header))]
@@ -271,7 +287,7 @@ def fault_plan(n: int, seed: int, kill: float, raise_: float) -> np.ndarray:
     rows["v"] = rng.normal(0.0, 10.0, n)
     chosen = rng.choice(n, size=int(round(kill * n)) + int(round(raise_ * n)), replace=False)
     rows["fault"][chosen[: int(round(kill * n))]] = FAULT_SIGKILL
-    rows["fault"][chosen[int(round(kill * n)):]] = FAULT_RAISE
+    rows["fault"][chosen[int(round(kill * n)) :]] = FAULT_RAISE
     return rows
 
 
@@ -303,8 +319,7 @@ def run_batch(label: str, rows: np.ndarray, work_dir: str) -> Batch:
             interface={
                 "class": "memmap",
                 "size": len(rows),
-                "input_config": {"u": {"dtype": np.float64}, "v": {"dtype": np.float64},
-                                 "fault": {"dtype": np.int64}},
+                "input_config": {"u": {"dtype": np.float64}, "v": {"dtype": np.float64}, "fault": {"dtype": np.int64}},
                 "output_config": {"f": {"dtype": np.float64, "size": (1, 1)}},
             },
             worker=WORKER_LABEL,
@@ -330,15 +345,28 @@ def run_batch(label: str, rows: np.ndarray, work_dir: str) -> Batch:
         profit_logger.setLevel(previous_level)
     attempts_path = os.path.join(work_dir, "attempts.log")
     attempts = len(open(attempts_path).read().splitlines()) if os.path.exists(attempts_path) else 0
-    return Batch(wall, int(np.count_nonzero(~done)), wrong, log.sigkill, log.raised, log.other, attempts,
-                 log.warnings, failed, stderr)
+    return Batch(
+        wall,
+        int(np.count_nonzero(~done)),
+        wrong,
+        log.sigkill,
+        log.raised,
+        log.other,
+        attempts,
+        log.warnings,
+        failed,
+        stderr,
+    )
 
 
 def runner_scenario(label: str, n: int, repeats: int, scratch: str) -> Row:
     """Clean and faulty batches of n runs, interleaved ``repeats`` times (medians of the times)."""
     kills, raises = int(round(KILL_SHARE * n)), int(round(RAISE_SHARE * n))
-    row = Row(f"{label}: {n} runs of u+v, retries={RETRIES}", f"{n} x{repeats}" if repeats > 1 else str(n),
-              f"{kills} SIGKILL + {raises} raise" + (f" (each of {repeats} repeats)" if repeats > 1 else ""))
+    row = Row(
+        f"{label}: {n} runs of u+v, retries={RETRIES}",
+        f"{n} x{repeats}" if repeats > 1 else str(n),
+        f"{kills} SIGKILL + {raises} raise" + (f" (each of {repeats} repeats)" if repeats > 1 else ""),
+    )
     clean_times, faulty_times = [], []
     stray: collections.Counter[str] = collections.Counter()
     for repeat in range(repeats):
@@ -393,9 +421,12 @@ def runner_scenario(label: str, n: int, repeats: int, scratch: str) -> Row:
     if repeats > 1:
         spread = max(max(clean_times) - min(clean_times), max(faulty_times) - min(faulty_times))
         # Say so when the machine's noise is as large as the effect: the figure is then an upper bound at best.
-        verdict = (f"the difference of the medians is smaller than the run-to-run spread ({spread:.2f} s), so "
-                   "read it as noise around a small cost" if abs(difference) < spread else
-                   f"the run-to-run spread is {spread:.2f} s")
+        verdict = (
+            f"the difference of the medians is smaller than the run-to-run spread ({spread:.2f} s), so "
+            "read it as noise around a small cost"
+            if abs(difference) < spread
+            else f"the run-to-run spread is {spread:.2f} s"
+        )
         row.notes.append(
             f"{label}: wall times of the {repeats} repeats, clean: {', '.join(f'{t:.2f}' for t in clean_times)} s; "
             f"with faults: {', '.join(f'{t:.2f}' for t in faulty_times)} s (the table shows medians); {verdict}"
@@ -434,8 +465,10 @@ def executions(folder: str) -> dict[float, list[tuple[float, float | None]]]:
             kind, u, at, pid = line.split()
             span = runs.setdefault(float(u), {}).setdefault(int(pid), [None, None])
             span[0 if kind == "start" else 1] = float(at)
-    return {u: sorted((tuple(span) for span in by_pid.values()), key=lambda span: span[0] or 0.0)
-            for u, by_pid in runs.items()}
+    return {
+        u: sorted((tuple(span) for span in by_pid.values()), key=lambda span: span[0] or 0.0)
+        for u, by_pid in runs.items()
+    }
 
 
 def check_results(folder: str, ntrain: int) -> tuple[int, int, np.ndarray, str]:
@@ -452,7 +485,9 @@ def check_results(folder: str, ntrain: int) -> tuple[int, int, np.ndarray, str]:
     bad = ~missing & ((outputs["f"] != inputs["u"] + inputs["v"]) | (outputs["g"] != inputs["u"] * inputs["v"]))
     details = ""
     if missing.any() or bad.any():
-        details = f"rows with NaN outputs: {np.flatnonzero(missing).tolist()}; wrong rows: {np.flatnonzero(bad).tolist()}"
+        details = (
+            f"rows with NaN outputs: {np.flatnonzero(missing).tolist()}; wrong rows: {np.flatnonzero(bad).tolist()}"
+        )
     return int(np.count_nonzero(missing)), int(np.count_nonzero(bad)), inputs["u"], details
 
 
@@ -483,8 +518,10 @@ def study_scenario(scratch: str) -> Row:
     row.lost += lost
     row.wrong += wrong
     if clean_done.returncode != 0 or lost or wrong:
-        row.problems.append(f"clean study: exit {clean_done.returncode}, {lost} lost, {wrong} wrong; {details} "
-                            f"{clean_done.stderr.strip()[-300:]}")
+        row.problems.append(
+            f"clean study: exit {clean_done.returncode}, {lost} lost, {wrong} wrong; {details} "
+            f"{clean_done.stderr.strip()[-300:]}"
+        )
     row.clean_s = clean_s
 
     study = make_study(os.path.join(scratch, "study-killed"), n)
@@ -508,8 +545,9 @@ def study_scenario(scratch: str) -> Row:
         states = np.zeros(n, dtype=np.uint8) if states is None else states
     done_before = set(np.flatnonzero(states == RunState.DONE).tolist())
     in_flight = int(np.count_nonzero(states == RunState.RUNNING))
-    starts_before = sum(1 for spans in executions(study).values() for start, _ in spans
-                        if start is not None and start <= killed_at)
+    starts_before = sum(
+        1 for spans in executions(study).values() for start, _ in spans if start is not None and start <= killed_at
+    )
     row.faults = f"1 runner SIGKILL, {in_flight} run{'' if in_flight == 1 else 's'} in flight"
 
     resume_s, resumed = run_profit(study)
@@ -519,14 +557,19 @@ def study_scenario(scratch: str) -> Row:
     row.wrong += wrong
     row.faulty_s = first_s + resume_s
     if resumed.returncode != 0 or lost or wrong:
-        row.problems.append(f"resumed study: exit {resumed.returncode}, {lost} lost, {wrong} wrong; {details}; "
-                            f"stdout: {resumed.stdout.strip()[-400:]!r} stderr: {resumed.stderr.strip()[-400:]!r}")
+        row.problems.append(
+            f"resumed study: exit {resumed.returncode}, {lost} lost, {wrong} wrong; {details}; "
+            f"stdout: {resumed.stdout.strip()[-400:]!r} stderr: {resumed.stderr.strip()[-400:]!r}"
+        )
 
     # Executions per run, from the program's own log.
     log = executions(study)
     spans_of = [log.get(float(u), []) for u in u_of_row]
-    again = [run_id for run_id in sorted(done_before)
-             if len(spans_of[run_id]) != 1 or (spans_of[run_id][0][0] or 0.0) > killed_at]
+    again = [
+        run_id
+        for run_id in sorted(done_before)
+        if len(spans_of[run_id]) != 1 or (spans_of[run_id][0][0] or 0.0) > killed_at
+    ]
     if again:
         row.problems.append(f"runs done before the kill were executed again: {again}")
     never = [run_id for run_id, spans in enumerate(spans_of) if not any(end is not None for _, end in spans)]
@@ -535,16 +578,21 @@ def study_scenario(scratch: str) -> Row:
     executed_twice = [run_id for run_id, spans in enumerate(spans_of) if len(spans) > 1]
     # Two executions of one run at the same time: a start before the previous execution's
     # logged end. (An execution killed before its end line cannot be checked this way.)
-    overlapping = [run_id for run_id, spans in enumerate(spans_of)
-                   if any(end is not None and later is not None and later < end
-                          for (_, end), (later, _) in zip(spans, spans[1:]))]
+    overlapping = [
+        run_id
+        for run_id, spans in enumerate(spans_of)
+        if any(end is not None and later is not None and later < end for (_, end), (later, _) in zip(spans, spans[1:]))
+    ]
     if overlapping:
         row.problems.append(f"runs executed twice at the same time: {overlapping}")
     twice_details = []
     for run_id in executed_twice:
         first_start, first_end = spans_of[run_id][0]
-        fate = ("its program had completed at kill %+.3f s, but the run was not recorded as done"
-                % (first_end - killed_at) if first_end is not None else "its program never logged an end (killed)")
+        fate = (
+            "its program had completed at kill %+.3f s, but the run was not recorded as done" % (first_end - killed_at)
+            if first_end is not None
+            else "its program never logged an end (killed)"
+        )
         twice_details.append(f"run {run_id}: first execution started at kill {first_start - killed_at:+.3f} s, {fate}")
 
     # Time to recover: the crash's whole cost in wall time, i.e. both invocations
@@ -564,19 +612,27 @@ def study_scenario(scratch: str) -> Row:
         f"{in_flight} running; {starts_before} executions had logged their start by then (a program logs it "
         "after its interpreter started, so one started just before the kill may log it just after)",
         "study: the 2nd 'profit run' said: "
-        + "; ".join(filter(None, [
-            continuing and f"{continuing.group(1)} done before, {continuing.group(2)} to run",
-            ended and f"ended {ended.group(1)} leftover process groups",
-            adopted and f"adopted {adopted.group(1)} results finished after the kill",
-        ]))
+        + "; ".join(
+            filter(
+                None,
+                [
+                    continuing and f"{continuing.group(1)} done before, {continuing.group(2)} to run",
+                    ended and f"ended {ended.group(1)} leftover process groups",
+                    adopted and f"adopted {adopted.group(1)} results finished after the kill",
+                ],
+            )
+        )
         + ("" if ended else "; no leftover processes to end")
         + ("" if adopted else "; no results to adopt"),
         f"study: runs done before the kill executed again: {len(again)} (must be 0); runs executed twice in all: "
         f"{len(executed_twice)} {executed_twice} (only runs in flight at the kill may be); executions of one run "
         f"overlapping in time: {len(overlapping)} (must be 0)",
         *(f"study: executed twice: {detail}" for detail in twice_details),
-        *([f"study: the 2nd 'profit run' printed to stderr: {resumed.stderr.strip()[-300:]!r}"]
-          if resumed.stderr.strip() else []),
+        *(
+            [f"study: the 2nd 'profit run' printed to stderr: {resumed.stderr.strip()[-300:]!r}"]
+            if resumed.stderr.strip()
+            else []
+        ),
         f"study: time to recover = (time until the kill {first_s:.2f} s + 2nd run {resume_s:.2f} s) - clean run "
         f"{clean_s:.2f} s. For scale: the clean run took {per_run:.3f} s per run, so {remaining} runs would take "
         f"{per_run * remaining:.2f} s at its pace; the 2nd run took {resume_s:.2f} s",
@@ -589,10 +645,15 @@ def study_scenario(scratch: str) -> Row:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--fork-repeats", type=int, default=5,
-                        help="clean/faulty pairs of the fork scenario; the table shows medians (default 5)")
-    parser.add_argument("--local-repeats", type=int, default=3,
-                        help="clean/faulty pairs of the local scenario (default 3)")
+    parser.add_argument(
+        "--fork-repeats",
+        type=int,
+        default=5,
+        help="clean/faulty pairs of the fork scenario; the table shows medians (default 5)",
+    )
+    parser.add_argument(
+        "--local-repeats", type=int, default=3, help="clean/faulty pairs of the local scenario (default 3)"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory and print its path")
     args = parser.parse_args()
     if not os.access(PROFIT, os.X_OK):
@@ -607,8 +668,10 @@ def main() -> int:
         load_includes([worker_file])  # before any runner exists: LocalRunner passes it on to its workers
 
         print(machine_info())
-        print(f"parallel {PARALLEL}; runner scenarios: {KILL_SHARE:.0%} of workers SIGKILL themselves and "
-              f"{RAISE_SHARE:.0%} raise on their first attempt, retries={RETRIES}; scratch: {scratch}")
+        print(
+            f"parallel {PARALLEL}; runner scenarios: {KILL_SHARE:.0%} of workers SIGKILL themselves and "
+            f"{RAISE_SHARE:.0%} raise on their first attempt, retries={RETRIES}; scratch: {scratch}"
+        )
         started = time.perf_counter()
         rows = [
             runner_scenario("fork", FORK_RUNS, max(1, args.fork_repeats), scratch),
@@ -619,12 +682,16 @@ def main() -> int:
         print_table(rows)
         print()
         print("notes:")
-        print("  * runs lost = runs not DONE at the end (runner scenarios: interface STATE; study: NaN rows in "
-              "output.txt); wrong results = DONE runs whose outputs differ from u+v (and u*v) computed here, "
-              "compared exactly")
-        print("  * time to recover (runner scenarios) = wall time with faults - wall time of the same runs without "
-              "faults (spawn_array(wait=True), same seed, fresh work directory); per fault it is what a SIGKILLed "
-              "or raising attempt plus its retry costs, as seen through parallel 2")
+        print(
+            "  * runs lost = runs not DONE at the end (runner scenarios: interface STATE; study: NaN rows in "
+            "output.txt); wrong results = DONE runs whose outputs differ from u+v (and u*v) computed here, "
+            "compared exactly"
+        )
+        print(
+            "  * time to recover (runner scenarios) = wall time with faults - wall time of the same runs without "
+            "faults (spawn_array(wait=True), same seed, fresh work directory); per fault it is what a SIGKILLed "
+            "or raising attempt plus its retry costs, as seen through parallel 2"
+        )
         for row in rows:
             for note in row.notes:
                 print(f"  * {note}")

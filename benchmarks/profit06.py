@@ -242,16 +242,21 @@ def _venv_works(python: pathlib.Path) -> bool:
 def _pip(python: pathlib.Path, args: list[str], timeout: float = 900) -> str:
     """Run ``python -m pip install ARGS``; return "" on success or a note."""
     cmd = [
-        str(python), "-m", "pip", "install",
-        "--disable-pip-version-check", "--no-input",
+        str(python),
+        "-m",
+        "pip",
+        "install",
+        "--disable-pip-version-check",
+        "--no-input",
         # Fail fast without network instead of pip's long retry back-off.
-        "--retries", "1", "--timeout", "30",
+        "--retries",
+        "1",
+        "--timeout",
+        "30",
         *args,
     ]
     try:
-        proc = subprocess.run(
-            cmd, capture_output=True, text=True, timeout=timeout, env=_clean_env()
-        )
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=_clean_env())
     except subprocess.TimeoutExpired:
         return f"pip install {' '.join(args)} timed out after {timeout:.0f} s"
     except OSError as exc:
@@ -328,8 +333,7 @@ def interface_config(interface: str | dict | None) -> dict:
     config = {"class": interface} if isinstance(interface, str) else dict(interface or {"class": "memmap"})
     if config.get("class") == "zeromq":
         port = config.get("port") or free_port()
-        config = {"transport": "tcp", "address": "127.0.0.1", "port": port,
-                  "bind": f"tcp://127.0.0.1:{port}", **config}
+        config = {"transport": "tcp", "address": "127.0.0.1", "port": port, "bind": f"tcp://127.0.0.1:{port}", **config}
     return config
 
 
@@ -428,12 +432,16 @@ def measure_profit06(
         lines = [line for line in stdout.splitlines() if line.startswith(RESULT_MARKER)]
         if proc.returncode != 0 or not lines:
             return {"skipped": f"proFit 0.6 {mode} failed (exit {proc.returncode}): {_tail(stderr)}"}
-        result = json.loads(lines[-1][len(RESULT_MARKER):])
+        result = json.loads(lines[-1][len(RESULT_MARKER) :])
         result["note"] = (
             f"proFit {result.pop('profit_version')} "
             f"{'ForkRunner' if runner == 'fork' else 'LocalRunner'}, {iface['class']}"
-            + (f" (port {iface.get('port')}, timeout {iface.get('timeout', 4)} s, retries {iface.get('retries', 3)}, "
-               f"retry_sleep {iface.get('retry_sleep', 1)} s)" if iface["class"] == "zeromq" else "")
+            + (
+                f" (port {iface.get('port')}, timeout {iface.get('timeout', 4)} s, retries {iface.get('retries', 3)}, "
+                f"retry_sleep {iface.get('retry_sleep', 1)} s)"
+                if iface["class"] == "zeromq"
+                else ""
+            )
             + ", "
             + (f"{worker.get('class', '?')} worker, " if worker else "")
             + f"parallel={result.pop('parallel')}, sleep={result.pop('sleep')} s"
@@ -457,8 +465,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=200, help="runs in the throughput batch")
     parser.add_argument("--latency-runs", type=int, default=50, help="single runs for the latency median")
     parser.add_argument("--parallel", type=int, default=2, help="maximum concurrent runs")
-    parser.add_argument("--interface", choices=("memmap", "zeromq"), default="memmap",
-                        help="proFit 0.6's interface (zeromq: loopback, a free port)")
+    parser.add_argument(
+        "--interface",
+        choices=("memmap", "zeromq"),
+        default="memmap",
+        help="proFit 0.6's interface (zeromq: loopback, a free port)",
+    )
     args = parser.parse_args(argv)
 
     python, note = profit06_python()
@@ -472,8 +484,12 @@ def main(argv: list[str] | None = None) -> int:
     for runner in ("fork", "local"):
         for sleep in (None, 0.001):
             res = measure_profit06(
-                args.runs, runner, sleep=sleep,
-                parallel=args.parallel, latency_runs=args.latency_runs, interface=args.interface,
+                args.runs,
+                runner,
+                sleep=sleep,
+                parallel=args.parallel,
+                latency_runs=args.latency_runs,
+                interface=args.interface,
             )
             label = "default" if sleep is None else f"{sleep:g}"
             if "skipped" in res:

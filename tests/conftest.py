@@ -45,9 +45,7 @@ def make_runner(tmp_path, runner_label, interface_label):
             "input_config": input_config or SCALAR_INPUTS,
             "output_config": output_config or outputs("f"),
         }
-        runner = Runner[runner_label](
-            interface=interface, worker=worker, work_dir=str(tmp_path / work_dir), **options
-        )
+        runner = Runner[runner_label](interface=interface, worker=worker, work_dir=str(tmp_path / work_dir), **options)
         made.append(runner)
         return runner
 

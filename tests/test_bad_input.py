@@ -8,9 +8,9 @@ import sys
 
 import numpy as np
 import pytest
-
 from conftest import outputs, wait_for
-from profit.run import Runner, RunState, Worker, WorkerInterface
+
+from profit.run import Runner, RunState, WorkerInterface
 from profit.run.errors import ConfigError, InterfaceError, ParameterError, RunNotFoundError, UnknownLabelError
 from profit.run.local import MemmapRunnerInterface, MemmapWorkerInterface
 
@@ -37,7 +37,9 @@ def test_unknown_interface_label(tmp_path):
 
 
 def test_params_with_unknown_and_missing_keys(runner_with_result):
-    with pytest.raises(ParameterError, match=r"params for run 1: 'w' is not an input; 'v' is missing \(the inputs are u, v\)"):
+    with pytest.raises(
+        ParameterError, match=r"params for run 1: 'w' is not an input; 'v' is missing \(the inputs are u, v\)"
+    ):
         runner_with_result.spawn({"u": 1.0, "w": 2.0})
     assert runner_with_result.next_run_id == 1 and runner_with_result.runs == {}
 
@@ -78,8 +80,9 @@ def test_fill_validates_every_row_before_writing(runner_with_result):
 @pytest.mark.parametrize("size", [(2, 3), (1, 0), (1, 2.5), 3, "big"])
 def test_invalid_output_size(tmp_path, size):
     with pytest.raises(ConfigError, match=r"output 'f': size .* is invalid; expected \(1, n\)"):
-        MemmapRunnerInterface(2, {"u": {"dtype": np.float64}}, {"f": {"dtype": np.float64, "size": size}},
-                              path=str(tmp_path / "i.npy"))
+        MemmapRunnerInterface(
+            2, {"u": {"dtype": np.float64}}, {"f": {"dtype": np.float64, "size": size}}, path=str(tmp_path / "i.npy")
+        )
 
 
 def test_reserved_and_clashing_names(tmp_path):
@@ -92,7 +95,10 @@ def test_reserved_and_clashing_names(tmp_path):
 def test_wrapped_function_with_wrong_number_of_values(make_runner):
     runner = make_runner("t_wrong_count", output_config=outputs("f", "g"))
     runner.spawn({"u": 1.0, "v": 2.0}, wait=True)
-    assert runner.status(0).reason == "WorkerOutputError: function wrong_count returned 3 values; expected 2 (one for each output: f, g)"
+    assert (
+        runner.status(0).reason
+        == "WorkerOutputError: function wrong_count returned 3 values; expected 2 (one for each output: f, g)"
+    )
 
 
 def test_run_id_outside_the_interface(runner_with_result):
@@ -103,7 +109,10 @@ def test_run_id_outside_the_interface(runner_with_result):
 
         options = {k: v for k, v in runner_with_result.interface.config.items() if k != "class"}
         worker_side = WorkerInterface["zeromq"](7, **options)
-        with ThreadPoolExecutor(1) as pool, pytest.raises(InterfaceError, match="refused READY for run 7: run 7 does not exist"):
+        with (
+            ThreadPoolExecutor(1) as pool,
+            pytest.raises(InterfaceError, match="refused READY for run 7: run 7 does not exist"),
+        ):
             call = pool.submit(worker_side.retrieve)
             wait_for(lambda: runner_with_result.interface.poll() or call.done(), what="the refusal")
             call.result()
@@ -112,7 +121,9 @@ def test_run_id_outside_the_interface(runner_with_result):
         # Read the file as a worker started through the shell would (not through the runner's mapping).
         local._open_interfaces.pop(runner_with_result.interface.path)
         try:
-            with pytest.raises(InterfaceError, match=r"run id 7 is outside the interface file .*\(it holds runs 0\.\.0\)"):
+            with pytest.raises(
+                InterfaceError, match=r"run id 7 is outside the interface file .*\(it holds runs 0\.\.0\)"
+            ):
                 interface.retrieve()
         finally:
             local._open_interfaces[runner_with_result.interface.path] = runner_with_result.interface

@@ -3,8 +3,8 @@
 import os
 
 import pytest
-
 from conftest import alive, wait_for
+
 from profit.run import RunState
 from profit.run.errors import RunNotFoundError
 

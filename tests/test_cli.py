@@ -10,7 +10,6 @@ import time
 
 import numpy as np
 import pytest
-
 from conftest import wait_for
 
 PROFIT = os.path.join(os.path.dirname(sys.executable), "profit")
@@ -145,14 +144,23 @@ def test_output_file_formats(tmp_path):
 @pytest.mark.parametrize(
     "yaml, fragment",
     [
-        ("ntrain: 3\n" + VARIABLES + "run:\n  runner: [fork\n", "profit.yaml line 7: not valid YAML: expected ',' or ']', but got '<stream end>' (while parsing a flow sequence that starts on line 6)"),
+        (
+            "ntrain: 3\n" + VARIABLES + "run:\n  runner: [fork\n",
+            "profit.yaml line 7: not valid YAML: expected ',' or ']', but got '<stream end>' (while parsing a flow sequence that starts on line 6)",
+        ),
         ("ntrian: 3\n" + VARIABLES, "unknown key 'ntrian'; did you mean 'ntrain'?"),
         (VARIABLES + "run: {comand: ./x}\n", "unknown key 'run.comand'; did you mean 'command'?"),
         ("variables:\n  u: Uniform(0,\n  f: Output\n", "variable 'u': cannot read 'Uniform(0,'"),
-        ("variables:\n  u: Unifrom(0, 1)\n  f: Output\n", "variable 'u': unknown kind 'Unifrom'; did you mean 'Uniform'?"),
+        (
+            "variables:\n  u: Unifrom(0, 1)\n  f: Output\n",
+            "variable 'u': unknown kind 'Unifrom'; did you mean 'Uniform'?",
+        ),
         ("variables:\n  u: Uniform(a, b)\n  f: Output\n", "variable 'u': Uniform(a, b) takes numbers"),
         ("variables:\n  u: Uniform(0, 1)\n  f: Output(t)\n", "'t' is not an Independent variable"),
-        (VARIABLES + "include: broken.py\n", "broken.py failed to import: ZeroDivisionError: division by zero (line 1 of broken.py)"),
+        (
+            VARIABLES + "include: broken.py\n",
+            "broken.py failed to import: ZeroDivisionError: division by zero (line 1 of broken.py)",
+        ),
         (VARIABLES + "run: {runner: forky}\n", "unknown Runner label 'forky'"),
         (VARIABLES + "ntrain: -2\n", "ntrain must be a whole number of runs >= 1, got -2"),
         (VARIABLES + "files: {output: out.xlsx}\n", "files.output is"),
@@ -294,22 +302,30 @@ def test_the_demo_study(tmp_path):
 
 
 def test_sigterm_and_a_second_ctrl_c_leave_no_worker_behind(tmp_path):
-    study = make_study(tmp_path / "study", STUDY.format(ntrain=20, runner="fork") + "  timeout: 60\n  retries: 1\n",
-                       sleep=0.3)
+    study = make_study(
+        tmp_path / "study", STUDY.format(ntrain=20, runner="fork") + "  timeout: 60\n  retries: 1\n", sleep=0.3
+    )
     process = subprocess.Popen([PROFIT, "run", str(study)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     ledger = study / "profit-study.npy"
 
     def two_done_one_running():
         rows = np.load(ledger) if ledger.exists() else None
-        return rows is not None and np.count_nonzero(rows["STATE"] == 2) >= 2 and (rows["PID"][rows["STATE"] == 1] > 0).any()
+        return (
+            rows is not None
+            and np.count_nonzero(rows["STATE"] == 2) >= 2
+            and (rows["PID"][rows["STATE"] == 1] > 0).any()
+        )
 
     wait_for(two_done_one_running, timeout=60, what="two runs to finish while another runs")
     running = np.load(ledger)
     pids = [int(pid) for pid in running["PID"][running["STATE"] == 1] if pid]
     process.send_signal(signal.SIGTERM)
     # Once it is stopping (its runs leave the running state), an impatient second signal.
-    wait_for(lambda: not (np.load(ledger, mmap_mode="r")["STATE"] == 1).any() or process.poll() is not None,
-             timeout=60, what="the runs to be cancelled")
+    wait_for(
+        lambda: not (np.load(ledger, mmap_mode="r")["STATE"] == 1).any() or process.poll() is not None,
+        timeout=60,
+        what="the runs to be cancelled",
+    )
     if process.poll() is None:
         process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=60)
@@ -343,7 +359,9 @@ def test_full_disk_keeps_the_results(tmp_path):
     """The output file cannot be written (a file size limit stands in for a full disk)."""
     import resource
 
-    yaml = STUDY.format(ntrain=6, runner="fork").replace("  g: Output\n", "  g: Output(t)\n  t: Independent(0, 1, 400)\n")
+    yaml = STUDY.format(ntrain=6, runner="fork").replace(
+        "  g: Output\n", "  g: Output(t)\n  t: Independent(0, 1, 400)\n"
+    )
     study = make_study(tmp_path / "study", yaml)
     program = study / "template" / "simulation"
     program.write_text(program.read_text().replace("print(u + v, u * v)", "print(u + v, *([u * v] * 400))"))
@@ -388,7 +406,9 @@ def test_bad_run_section(tmp_path, run, fragment):
 def test_simulation_reading_stdin_does_not_hang(tmp_path):
     study = make_study(tmp_path / "study", STUDY.format(ntrain=2, runner="fork"))
     program = study / "template" / "simulation"
-    program.write_text(program.read_text().replace("import os, sys, time\n", "import os, sys, time\nsys.stdin.read()\n", 1))
+    program.write_text(
+        program.read_text().replace("import os, sys, time\n", "import os, sys, time\nsys.stdin.read()\n", 1)
+    )
     # stdin stays open and silent, as a terminal would: the simulation must see no input, not wait for it.
     process = subprocess.Popen([PROFIT, "run", str(study)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:

@@ -7,8 +7,8 @@ import sys
 
 import numpy as np
 import pytest
-
 from conftest import outputs
+
 from profit.run import Postprocessor, RunState
 from profit.run.command import substitute
 from profit.run.errors import ConfigError
@@ -101,10 +101,7 @@ def test_hdf5_output(make_runner, tmp_path):
     folder.mkdir()
     write_program(
         folder / "simulation",
-        "import h5py\n"
-        "with h5py.File('out.hdf5', 'w') as f:\n"
-        "    f['f'] = [4.5]\n"
-        "    f['g'] = [1.0, 2.0]\n",
+        "import h5py\nwith h5py.File('out.hdf5', 'w') as f:\n    f['f'] = [4.5]\n    f['g'] = [1.0, 2.0]\n",
     )
     worker = command_worker(folder, post={"class": "hdf5", "path": "out.hdf5"})
     runner = make_runner(worker, output_config={**outputs("f"), **outputs("g", length=2)})
@@ -252,7 +249,9 @@ def test_custom_processors_registered_with_wrap(make_runner):
 
 
 def test_wrapped_processor_refuses_unknown_options():
-    with pytest.raises(ConfigError, match=r"postprocessor 't_product' has no option 'scael'; its options are 'path', 'scale'"):
+    with pytest.raises(
+        ConfigError, match=r"postprocessor 't_product' has no option 'scael'; its options are 'path', 'scale'"
+    ):
         Postprocessor["t_product"](scael=2)
 
 
@@ -277,7 +276,9 @@ def test_example_study_runs(runner_label, tmp_path):
     finally:
         sys.path.remove(EXAMPLE)
     runner = run_study.make_runner(3, str(tmp_path / "study"), runner=runner_label)
-    runner.spawn_array(np.array([(1.0, 0.1), (2.0, 0.0), (-1.0, 0.0)], dtype=[("omega", "f8"), ("zeta", "f8")]), wait=True)
+    runner.spawn_array(
+        np.array([(1.0, 0.1), (2.0, 0.0), (-1.0, 0.0)], dtype=[("omega", "f8"), ("zeta", "f8")]), wait=True
+    )
     states = [runner.status(i).state for i in range(3)]
     assert states == [RunState.DONE, RunState.DONE, RunState.FAILED]
     assert "omega must be positive, got -1.0" in runner.status(2).reason

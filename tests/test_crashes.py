@@ -4,8 +4,8 @@ import os
 
 import numpy as np
 import pytest
-
 from conftest import outputs
+
 from profit.run import RunState
 
 CRASHES = [

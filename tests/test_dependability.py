@@ -4,8 +4,8 @@ import os
 
 import numpy as np
 import pytest
-
 from conftest import alive, outputs, wait_for
+
 from profit.run import RunState
 from profit.run.errors import ConfigError
 
@@ -28,8 +28,11 @@ def test_timeout_ends_the_process_tree(make_runner):
     runner = make_runner("t_tree", timeout=0.5)
     runner.spawn({"u": 0.0, "v": 0.0})
     folder = os.path.join(runner.work_dir, "pids")
-    wait_for(lambda: os.path.isdir(folder) and any(not n.endswith(".tmp") for n in os.listdir(folder)),
-             what="the worker to start its grandchild", listen=runner)
+    wait_for(
+        lambda: os.path.isdir(folder) and any(not n.endswith(".tmp") for n in os.listdir(folder)),
+        what="the worker to start its grandchild",
+        listen=runner,
+    )
     name = next(n for n in os.listdir(folder) if not n.endswith(".tmp"))
     pids = [int(pid) for pid in open(os.path.join(folder, name)).read().split()]
     status = runner.wait(0, timeout=20)
@@ -102,7 +105,9 @@ def test_fault_injection_without_retries_fails_exactly_the_injected(make_runner,
     for run_id in killed:
         assert "killed by SIGKILL" in runner.failed[run_id].reason
     for run_id in raised:
-        assert runner.failed[run_id].reason.startswith(f"RuntimeError: injected failure at u={float(rows['u'][run_id])!r}")
+        assert runner.failed[run_id].reason.startswith(
+            f"RuntimeError: injected failure at u={float(rows['u'][run_id])!r}"
+        )
     fine = np.flatnonzero(rows["fault"] == 0)
     np.testing.assert_array_equal(runner.interface.output["f"][fine], rows["u"][fine] + rows["v"][fine])
     assert np.isnan(runner.interface.output["f"][sorted(killed | raised)]).all()

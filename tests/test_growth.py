@@ -3,9 +3,8 @@
 import os
 
 import numpy as np
-
 from conftest import params
-from profit.run import RunState
+
 from profit.run import _npyfile
 
 

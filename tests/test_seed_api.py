@@ -8,13 +8,11 @@ import profit.run.local as local
 from profit.run.interface import RunnerInterface, WorkerInterface
 from profit.run.runner import Runner
 
-
 SIGNATURES = {
     "LocalRunner": "(command='profit-worker', parallel='all', **kwargs)",
     "ForkRunner": "(parallel='all', **kwargs)",
     "MemmapRunnerInterface": (
-        "(size, input_config, output_config, *, path: str = 'interface.npy', "
-        "logger_parent: logging.Logger = None)"
+        "(size, input_config, output_config, *, path: str = 'interface.npy', logger_parent: logging.Logger = None)"
     ),
     "MemmapWorkerInterface": "(run_id: int, *, path='interface.npy', logger_parent: logging.Logger = None)",
 }

@@ -12,8 +12,15 @@ import pytest
 from profit.run import Runner
 from profit.run.errors import ConfigError
 from profit.run.slurm import (
-    JobEnd, JobRecord, array_chunks, array_spec, batch_script, parse_job_id, parse_max_array_size, parse_sacct,
+    JobEnd,
+    JobRecord,
     SchedulerError,
+    array_chunks,
+    array_spec,
+    batch_script,
+    parse_job_id,
+    parse_max_array_size,
+    parse_sacct,
 )
 
 GOLDEN = pathlib.Path(__file__).parent / "golden"
@@ -21,7 +28,10 @@ GOLDEN = pathlib.Path(__file__).parent / "golden"
 
 def test_batch_script_matches_the_golden_file():
     script = batch_script(
-        command="srun profit-worker", cpus=4, openmp=True, output="log/slurm-%j.out",
+        command="srun profit-worker",
+        cpus=4,
+        openmp=True,
+        output="log/slurm-%j.out",
         options={"job-name": "profit", "time": "1:00:00", "partition": "short", "exclusive": False, "requeue": True},
     )
     assert script == (GOLDEN / "slurm.bash").read_text()
@@ -39,12 +49,15 @@ def test_user_output_option_wins():
     assert "#SBATCH --output=out/%A_%a.txt" in script and "log/slurm" not in script
 
 
-@pytest.mark.parametrize("indices, parallel, spec", [
-    ([0, 1, 2, 3], 0, "0-3"),
-    ([0, 1, 2, 5, 7, 8], 2, "0-2,5,7-8%2"),
-    ([4], 0, "4"),
-    ([3, 1, 2], 0, "1-3"),
-])
+@pytest.mark.parametrize(
+    "indices, parallel, spec",
+    [
+        ([0, 1, 2, 3], 0, "0-3"),
+        ([0, 1, 2, 5, 7, 8], 2, "0-2,5,7-8%2"),
+        ([4], 0, "4"),
+        ([3, 1, 2], 0, "1-3"),
+    ],
+)
 def test_array_spec(indices, parallel, spec):
     assert array_spec(indices, parallel) == spec
 
@@ -81,15 +94,18 @@ def test_parse_sacct_expands_pending_tasks_and_keeps_steps():
     assert not records["13"].final
 
 
-@pytest.mark.parametrize("line, step, reason", [
-    ("7|FAILED|3:0", None, "exited with code 3 (Slurm job 7: FAILED)"),
-    ("7|FAILED|9:0", "7.0|CANCELLED|0:9", "killed by SIGKILL (Slurm job 7: FAILED)"),
-    ("7|TIMEOUT|0:0", None, "reached its Slurm time limit (Slurm job 7: TIMEOUT)"),
-    ("7|OUT_OF_MEMORY|0:125", None, "ran out of memory (Slurm job 7: OUT_OF_MEMORY)"),
-    ("7|NODE_FAIL|0:0", None, "lost its node (node failure) (Slurm job 7: NODE_FAIL)"),
-    ("7|CANCELLED by 0|0:0", None, "was cancelled by Slurm or a user (Slurm job 7: CANCELLED by 0)"),
-    ("7|PREEMPTED|0:0", None, "was preempted (Slurm job 7: PREEMPTED)"),
-])
+@pytest.mark.parametrize(
+    "line, step, reason",
+    [
+        ("7|FAILED|3:0", None, "exited with code 3 (Slurm job 7: FAILED)"),
+        ("7|FAILED|9:0", "7.0|CANCELLED|0:9", "killed by SIGKILL (Slurm job 7: FAILED)"),
+        ("7|TIMEOUT|0:0", None, "reached its Slurm time limit (Slurm job 7: TIMEOUT)"),
+        ("7|OUT_OF_MEMORY|0:125", None, "ran out of memory (Slurm job 7: OUT_OF_MEMORY)"),
+        ("7|NODE_FAIL|0:0", None, "lost its node (node failure) (Slurm job 7: NODE_FAIL)"),
+        ("7|CANCELLED by 0|0:0", None, "was cancelled by Slurm or a user (Slurm job 7: CANCELLED by 0)"),
+        ("7|PREEMPTED|0:0", None, "was preempted (Slurm job 7: PREEMPTED)"),
+    ],
+)
 def test_slurm_states_read_as_reasons(line, step, reason):
     records = parse_sacct(line + ("\n" + step if step else ""))
     end = JobEnd(records["7"], records.get("7.0"))
@@ -101,13 +117,16 @@ def test_completed_job_is_a_success_of_the_job():
     assert JobEnd(JobRecord("7", "COMPLETED", 0, 0, "")).success
 
 
-@pytest.mark.parametrize("options, fragment", [
-    ({"cpus": -1}, "cpus must be a whole number >= 1, or 'all' or 0"),
-    ({"submit_retries": -1}, "submit_retries must be a whole number >= 0"),
-    ({"options": ["time=1"]}, "options must be a mapping of #SBATCH option to value"),
-    ({"min_poll": 0}, "min_poll must be a number of seconds > 0"),
-    ({"custom": True, "path": "missing.bash"}, "custom is set, but there is no batch script at"),
-])
+@pytest.mark.parametrize(
+    "options, fragment",
+    [
+        ({"cpus": -1}, "cpus must be a whole number >= 1, or 'all' or 0"),
+        ({"submit_retries": -1}, "submit_retries must be a whole number >= 0"),
+        ({"options": ["time=1"]}, "options must be a mapping of #SBATCH option to value"),
+        ({"min_poll": 0}, "min_poll must be a number of seconds > 0"),
+        ({"custom": True, "path": "missing.bash"}, "custom is set, but there is no batch script at"),
+    ],
+)
 def test_bad_options(tmp_path, options, fragment):
     interface = {"class": "memmap", "size": 1, "input_config": {"u": {}}, "output_config": {"f": {}}}
     with pytest.raises(ConfigError, match=fragment):
@@ -121,8 +140,8 @@ import os  # noqa: E402
 import subprocess  # noqa: E402
 
 import numpy as np  # noqa: E402
-
 from conftest import SCALAR_INPUTS, most_at_once, outputs, wait_for  # noqa: E402
+
 from profit.run import RunState  # noqa: E402
 
 FAKE = pathlib.Path(__file__).parent / "fake_slurm"
@@ -144,9 +163,17 @@ def make_fake_runner(tmp_path, fake_slurm):
 
     def make(worker, interface="memmap", output_config=None, **options):
         runner = Runner["slurm"](
-            interface={"class": interface, "size": 4, "input_config": SCALAR_INPUTS,
-                       "output_config": output_config or outputs("f")},
-            worker=worker, work_dir=str(tmp_path / "study"), min_poll=0.1, max_poll=1.0, **options,
+            interface={
+                "class": interface,
+                "size": 4,
+                "input_config": SCALAR_INPUTS,
+                "output_config": output_config or outputs("f"),
+            },
+            worker=worker,
+            work_dir=str(tmp_path / "study"),
+            min_poll=0.1,
+            max_poll=1.0,
+            **options,
         )
         runner._slurm.retry_sleep = 0.05  # transient failures are retried quickly in tests
         made.append(runner)
@@ -203,19 +230,25 @@ def test_transient_sbatch_failures_are_retried(make_fake_runner, monkeypatch, ca
 def test_failing_sbatch_gives_one_clear_error(make_fake_runner, monkeypatch):
     monkeypatch.setenv("FAKE_SLURM_SBATCH_FAIL", "permanent")
     runner = make_fake_runner("t_sum")
-    with pytest.raises(SchedulerError, match=r"submitting runs to Slurm failed: sbatch failed \(exited with code 1: "
-                                             r"sbatch: error: Batch job submission failed: Invalid account .*\); "
-                                             r"the batch script is .*slurm.bash"):
+    with pytest.raises(
+        SchedulerError,
+        match=r"submitting runs to Slurm failed: sbatch failed \(exited with code 1: "
+        r"sbatch: error: Batch job submission failed: Invalid account .*\); "
+        r"the batch script is .*slurm.bash",
+    ):
         runner.spawn_array(sum_rows(3))
     assert runner.runs == {}
     assert [runner.interface.state(i) for i in range(3)] == [RunState.PENDING] * 3
 
 
-@pytest.mark.parametrize("state, reason", [
-    ("TIMEOUT", "worker reached its Slurm time limit (Slurm job {job}: TIMEOUT)"),
-    ("OUT_OF_MEMORY", "worker ran out of memory (Slurm job {job}: OUT_OF_MEMORY)"),
-    ("NODE_FAIL", "worker lost its node (node failure) (Slurm job {job}: NODE_FAIL)"),
-])
+@pytest.mark.parametrize(
+    "state, reason",
+    [
+        ("TIMEOUT", "worker reached its Slurm time limit (Slurm job {job}: TIMEOUT)"),
+        ("OUT_OF_MEMORY", "worker ran out of memory (Slurm job {job}: OUT_OF_MEMORY)"),
+        ("NODE_FAIL", "worker lost its node (node failure) (Slurm job {job}: NODE_FAIL)"),
+    ],
+)
 def test_slurm_ending_a_job_is_the_runs_reason(make_fake_runner, fake_slurm, state, reason):
     runner = make_fake_runner({"class": "t_sleep", "seconds": 60})
     run_id = runner.spawn({"u": 1.0, "v": 2.0})
@@ -263,11 +296,18 @@ def test_timeout_cancels_the_job(make_fake_runner, fake_slurm):
     run_id = runner.spawn({"u": 1.0, "v": 2.0})
     job = runner.runs[run_id].job_id
     assert runner.wait(run_id, timeout=30).reason == "timed out after 0.5 s"
-    sacct = subprocess.run([str(FAKE / "sacct"), "-X", "-n", "-P", "-o", "JobID,State", "-j", job],
-                           capture_output=True, text=True).stdout
-    wait_for(lambda: "CANCELLED" in subprocess.run(
+    sacct = subprocess.run(
         [str(FAKE / "sacct"), "-X", "-n", "-P", "-o", "JobID,State", "-j", job], capture_output=True, text=True
-    ).stdout, what=f"job {job} to be cancelled ({sacct.strip()})")
+    ).stdout
+    wait_for(
+        lambda: (
+            "CANCELLED"
+            in subprocess.run(
+                [str(FAKE / "sacct"), "-X", "-n", "-P", "-o", "JobID,State", "-j", job], capture_output=True, text=True
+            ).stdout
+        ),
+        what=f"job {job} to be cancelled ({sacct.strip()})",
+    )
 
 
 def test_custom_batch_script_is_used_as_it_is(make_fake_runner, tmp_path):
@@ -287,11 +327,17 @@ def test_zeromq_workers_through_fake_slurm(make_fake_runner):
     assert runner.output_data["f"].tolist() == [0.5, 1.5, 2.5, 3.5]
 
 
-@pytest.mark.parametrize("failure, message", [
-    ("permanent", "submitting runs to Slurm failed: sbatch failed (exited with code 1: sbatch: error: Batch job "
-                  "submission failed: Invalid account or account/partition combination specified); the batch script is"),
-    ("missing", "sbatch was not found; the slurm runner needs Slurm's commands on PATH"),
-])
+@pytest.mark.parametrize(
+    "failure, message",
+    [
+        (
+            "permanent",
+            "submitting runs to Slurm failed: sbatch failed (exited with code 1: sbatch: error: Batch job "
+            "submission failed: Invalid account or account/partition combination specified); the batch script is",
+        ),
+        ("missing", "sbatch was not found; the slurm runner needs Slurm's commands on PATH"),
+    ],
+)
 def test_profit_run_reports_a_failing_sbatch_in_one_sentence(tmp_path, fake_slurm, monkeypatch, failure, message):
     from test_cli import STUDY, make_study, profit
 
@@ -337,11 +383,17 @@ def test_failed_array_tasks_are_retried_as_single_jobs(tmp_path, fake_slurm):
     inputs = {"u": {"dtype": "f8"}, "v": {"dtype": "f8"}, "fault": {"dtype": "i8"}}
     runner = Runner["slurm"](
         interface={"class": "memmap", "size": 4, "input_config": inputs, "output_config": outputs("f")},
-        worker="t_faulty", work_dir=str(tmp_path / "study"), min_poll=0.1, max_poll=1.0, retries=1,
+        worker="t_faulty",
+        work_dir=str(tmp_path / "study"),
+        min_poll=0.1,
+        max_poll=1.0,
+        retries=1,
     )
     try:
-        rows = np.array([(1.0, 1.0, 0), (2.0, 1.0, 1), (3.0, 1.0, 2), (4.0, 1.0, 3)],
-                        dtype=[("u", "f8"), ("v", "f8"), ("fault", "i8")])
+        rows = np.array(
+            [(1.0, 1.0, 0), (2.0, 1.0, 1), (3.0, 1.0, 2), (4.0, 1.0, 3)],
+            dtype=[("u", "f8"), ("v", "f8"), ("fault", "i8")],
+        )
         runner.spawn_array(rows, wait=True)
         states = [runner.status(i).state for i in range(4)]
         assert states == [RunState.DONE, RunState.DONE, RunState.DONE, RunState.FAILED]
@@ -371,8 +423,9 @@ def test_a_command_that_timed_out_is_retried_only_if_that_is_safe(tmp_path, idem
 
     counter = tmp_path / "calls"
     command = tmp_path / "sbatch"
-    command.write_text(f"#!/bin/sh\necho x >> {counter}\n"
-                       "echo 'sbatch: error: Socket timed out on send/recv operation' >&2\nexit 1\n")
+    command.write_text(
+        f"#!/bin/sh\necho x >> {counter}\necho 'sbatch: error: Socket timed out on send/recv operation' >&2\nexit 1\n"
+    )
     command.chmod(0o755)
     commands = SlurmCommands(logging.getLogger("test"), retries=2, retry_sleep=0.01)
     with pytest.raises(SchedulerError, match="Socket timed out") as raised:
@@ -385,7 +438,9 @@ def test_a_relative_work_directory(make_fake_runner, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     runner = Runner["slurm"](
         interface={"class": "memmap", "size": 2, "input_config": SCALAR_INPUTS, "output_config": outputs("f")},
-        worker="t_sum", work_dir="relative-study", min_poll=0.1,
+        worker="t_sum",
+        work_dir="relative-study",
+        min_poll=0.1,
     )
     try:
         runner.spawn_array(sum_rows(2), wait=True)
@@ -403,8 +458,11 @@ def test_restart_cancels_the_jobs_of_a_killed_runner(tmp_path, fake_slurm):
     study = make_study(tmp_path / "study", STUDY.format(ntrain=6, runner="{class: slurm, min_poll: 0.1}"), sleep=30)
     process = subprocess.Popen([PROFIT, "run", str(study)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     meta = study / "profit-study.json"
-    wait_for(lambda: meta.exists() and json.loads(meta.read_text()).get("batch_jobs"), timeout=30,
-             what="the runner to note its jobs")
+    wait_for(
+        lambda: meta.exists() and json.loads(meta.read_text()).get("batch_jobs"),
+        timeout=30,
+        what="the runner to note its jobs",
+    )
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=10)
     jobs = json.loads(meta.read_text())["batch_jobs"]
@@ -421,10 +479,12 @@ def test_results_are_written_while_arrays_wait_for_their_turn(tmp_path, fake_slu
     from test_cli import PROFIT, STUDY, make_study
 
     monkeypatch.setenv("FAKE_SLURM_MAX_ARRAY_SIZE", "2")
-    study = make_study(tmp_path / "study", STUDY.format(ntrain=12, runner="{class: slurm, parallel: 1, min_poll: 0.1}"),
-                       sleep=0.3)
+    study = make_study(
+        tmp_path / "study", STUDY.format(ntrain=12, runner="{class: slurm, parallel: 1, min_poll: 0.1}"), sleep=0.3
+    )
     process = subprocess.Popen([PROFIT, "run", str(study)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
+
         def some_results_written():
             path, log = study / "output.txt", study / "runner.log"
             if not path.exists() or not log.exists():

@@ -8,17 +8,18 @@ import subprocess
 
 import numpy as np
 import pytest
-
 from conftest import SCALAR_INPUTS, most_at_once, outputs, wait_for
-from profit.run import Runner, RunState
 from test_cli import STUDY, make_study, profit, runs_done
+
+from profit.run import Runner, RunState
 
 pytestmark = [pytest.mark.slurm, pytest.mark.usefixtures("slurm_cluster")]
 
 
 def sacct_states(job):
-    lines = subprocess.run(["sacct", "-X", "-n", "-P", "-o", "JobID,State", "-j", job],
-                           capture_output=True, text=True).stdout.splitlines()
+    lines = subprocess.run(
+        ["sacct", "-X", "-n", "-P", "-o", "JobID,State", "-j", job], capture_output=True, text=True
+    ).stdout.splitlines()
     return dict(line.split("|", 1) for line in lines)
 
 
@@ -28,9 +29,16 @@ def make_slurm_runner(tmp_path):
 
     def make(worker, interface="memmap", size=4, **options):
         runner = Runner["slurm"](
-            interface={"class": interface, "size": size, "input_config": SCALAR_INPUTS,
-                       "output_config": outputs("f") if worker != "t_span" else outputs("start", "end")},
-            worker=worker, work_dir=str(tmp_path / "study"), min_poll=0.2, **options,
+            interface={
+                "class": interface,
+                "size": size,
+                "input_config": SCALAR_INPUTS,
+                "output_config": outputs("f") if worker != "t_span" else outputs("start", "end"),
+            },
+            worker=worker,
+            work_dir=str(tmp_path / "study"),
+            min_poll=0.2,
+            **options,
         )
         made.append(runner)
         return runner
@@ -94,7 +102,11 @@ def test_cancel_ends_the_jobs(make_slurm_runner):
     runner.spawn_array(rows)
     job = runner.runs[0].array_job
     folder = os.path.join(runner.work_dir, "pids")
-    wait_for(lambda: os.path.isdir(folder) and len([n for n in os.listdir(folder) if not n.endswith(".tmp")]) >= 2, timeout=30, what="two runs to start")
+    wait_for(
+        lambda: os.path.isdir(folder) and len([n for n in os.listdir(folder) if not n.endswith(".tmp")]) >= 2,
+        timeout=30,
+        what="two runs to start",
+    )
     names = [name for name in os.listdir(folder) if not name.endswith(".tmp")]
     pids = [int(pid) for name in names for pid in open(os.path.join(folder, name)).read().split()]
     runner.cancel_all()

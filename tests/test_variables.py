@@ -36,7 +36,10 @@ def test_every_kind_and_its_samples():
     np.testing.assert_array_equal(rows, sample_inputs(variables, 50, seed=1))  # a seed reproduces the study
     assert not np.array_equal(rows["b"], sample_inputs(variables, 50, seed=2)["b"])
     assert set(input_config(variables)) == set(rows.dtype.names)
-    assert output_config(variables) == {"f": {"dtype": np.float64, "size": (1, 1)}, "g": {"dtype": np.float64, "size": (1, 4)}}
+    assert output_config(variables) == {
+        "f": {"dtype": np.float64, "size": (1, 1)},
+        "g": {"dtype": np.float64, "size": (1, 4)},
+    }
 
 
 @pytest.mark.parametrize(

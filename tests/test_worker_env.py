@@ -17,7 +17,9 @@ from profit.run.local import MemmapRunnerInterface
 @pytest.fixture
 def interface(tmp_path):
     return MemmapRunnerInterface(
-        4, {"u": {"dtype": np.float64}, "v": {"dtype": np.float64}}, {"f": {"dtype": np.float64, "size": (1, 1)}},
+        4,
+        {"u": {"dtype": np.float64}, "v": {"dtype": np.float64}},
+        {"f": {"dtype": np.float64, "size": (1, 1)}},
         path=str(tmp_path / "interface.npy"),
     )
 
@@ -53,11 +55,7 @@ def test_profit_worker_computes_one_run(interface, tmp_path):
 
 def test_include_file_is_loaded_once_and_listed(tmp_path):
     path = tmp_path / "custom.py"
-    path.write_text(
-        "from profit.run import Worker\n"
-        "@Worker.wrap('test_included')\n"
-        "def g(x):\n    return x\n"
-    )
+    path.write_text("from profit.run import Worker\n@Worker.wrap('test_included')\ndef g(x):\n    return x\n")
     load_includes([str(path)])
     load_includes(str(path))
     assert loaded_includes().count(str(path)) == 1
@@ -67,7 +65,10 @@ def test_include_file_is_loaded_once_and_listed(tmp_path):
 def test_include_file_that_fails_to_import(tmp_path):
     path = tmp_path / "broken.py"
     path.write_text("x = 1\nraise RuntimeError('no licence server')\n")
-    with pytest.raises(ConfigError, match=r"include file .*broken\.py failed to import: RuntimeError: no licence server \(line 2 of broken\.py\)"):
+    with pytest.raises(
+        ConfigError,
+        match=r"include file .*broken\.py failed to import: RuntimeError: no licence server \(line 2 of broken\.py\)",
+    ):
         load_includes([str(path)])
 
 

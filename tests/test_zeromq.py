@@ -17,6 +17,7 @@ import pytest
 zmq = pytest.importorskip("zmq")
 
 from conftest import SCALAR_INPUTS, outputs, wait_for  # noqa: E402
+
 from profit.run import Runner, RunState  # noqa: E402
 from profit.run.errors import ConfigError, InterfaceError  # noqa: E402
 from profit.run.zeromq import Message, ZeroMQRunnerInterface, ZeroMQWorkerInterface, message, read_secret  # noqa: E402
@@ -75,12 +76,15 @@ def test_secret_is_in_a_private_file_not_in_the_config(interface):
     assert secret.hex() not in json.dumps(interface.config)
 
 
-@pytest.mark.parametrize("option, value, fragment", [
-    ("transport", "udp", "transport 'udp' is not supported"),
-    ("port", 70000, "port must be a whole number 0..65535"),
-    ("timeout", 0, "timeout must be a number of seconds > 0"),
-    ("retries", -1, "retries must be a whole number >= 0"),
-])
+@pytest.mark.parametrize(
+    "option, value, fragment",
+    [
+        ("transport", "udp", "transport 'udp' is not supported"),
+        ("port", 70000, "port must be a whole number 0..65535"),
+        ("timeout", 0, "timeout must be a number of seconds > 0"),
+        ("retries", -1, "retries must be a whole number >= 0"),
+    ],
+)
 def test_bad_options_are_refused(tmp_path, option, value, fragment):
     with pytest.raises(ConfigError, match=fragment):
         ZeroMQRunnerInterface(1, SCALAR_INPUTS, outputs("f"), keyfile=str(tmp_path / "k"), **{option: value})
@@ -134,12 +138,15 @@ def test_junk_is_dropped_without_an_answer(interface, caplog):
     peer.close()
 
 
-@pytest.mark.parametrize("kind, run_id, payload, refusal", [
-    (b"READY", 9, b"", "run 9 does not exist"),
-    (b"READY", 1, b"", "run 1 is pending, not running"),
-    (b"DATA", 0, b"short", "outputs of 5 bytes instead of 24"),
-    (b"HELLO", 0, b"", "unknown message kind"),
-])
+@pytest.mark.parametrize(
+    "kind, run_id, payload, refusal",
+    [
+        (b"READY", 9, b"", "run 9 does not exist"),
+        (b"READY", 1, b"", "run 1 is pending, not running"),
+        (b"DATA", 0, b"short", "outputs of 5 bytes instead of 24"),
+        (b"HELLO", 0, b"", "unknown message kind"),
+    ],
+)
 def test_signed_but_wrong_messages_are_refused(interface, kind, run_id, payload, refusal):
     peer = raw_peer(interface)
     secret = read_secret(interface.keyfile)
@@ -175,8 +182,11 @@ def test_worker_gives_up_after_retries_with_a_clear_error(tmp_path):
     options = {key: value for key, value in interface.config.items() if key != "class"}
     # The runner never polls: nobody answers (a hung runner, or one on a host the worker cannot reach).
     worker = ZeroMQWorkerInterface(0, **{**options, "timeout": 0.05, "retries": 2, "retry_sleep": 0.01})
-    with pytest.raises(InterfaceError, match=r"no answer from the runner at tcp://127.0.0.1:\d+ to READY for run 0 "
-                                             r"after 3 tries of 0.05 s"):
+    with pytest.raises(
+        InterfaceError,
+        match=r"no answer from the runner at tcp://127.0.0.1:\d+ to READY for run 0 "
+        r"after 3 tries of 0.05 s",
+    ):
         worker.retrieve()
     interface.clean()
 
@@ -200,7 +210,8 @@ def test_worker_ignores_answers_not_signed_by_its_runner(interface, background, 
 def test_secret_never_reaches_a_command_line_or_environment(tmp_path):
     runner = Runner["local"](
         interface={"class": "zeromq", "size": 2, "input_config": SCALAR_INPUTS, "output_config": outputs("f")},
-        worker="t_sum", work_dir=str(tmp_path),
+        worker="t_sum",
+        work_dir=str(tmp_path),
     )
     try:
         secret = read_secret(runner.interface.keyfile).hex()
@@ -219,9 +230,17 @@ def test_long_run_keeps_its_connection(tmp_path):
     # The connection opened at retrieve() idles for many heartbeat intervals and
     # several answer timeouts before transmit() uses it.
     runner = Runner["fork"](
-        interface={"class": "zeromq", "size": 1, "input_config": SCALAR_INPUTS, "output_config": outputs("f"),
-                   "heartbeat": 0.02, "timeout": 0.5, "retries": 0},
-        worker={"class": "t_sleep", "seconds": 2.0}, work_dir=str(tmp_path),
+        interface={
+            "class": "zeromq",
+            "size": 1,
+            "input_config": SCALAR_INPUTS,
+            "output_config": outputs("f"),
+            "heartbeat": 0.02,
+            "timeout": 0.5,
+            "retries": 0,
+        },
+        worker={"class": "t_sleep", "seconds": 2.0},
+        work_dir=str(tmp_path),
     )
     try:
         assert runner.spawn({"u": 1.0, "v": 2.0}, wait=True) == 0
@@ -234,7 +253,8 @@ def test_long_run_keeps_its_connection(tmp_path):
 def test_a_reason_travels_back_from_a_failing_worker(tmp_path):
     runner = Runner["local"](
         interface={"class": "zeromq", "size": 1, "input_config": SCALAR_INPUTS, "output_config": outputs("f")},
-        worker="t_raise", work_dir=str(tmp_path),
+        worker="t_raise",
+        work_dir=str(tmp_path),
     )
     try:
         status = runner.wait(runner.spawn({"u": 1.0, "v": 2.0}), timeout=30)
@@ -247,7 +267,9 @@ def test_a_reason_travels_back_from_a_failing_worker(tmp_path):
 def test_many_runs_in_parallel_stay_aligned(tmp_path):
     runner = Runner["fork"](
         interface={"class": "zeromq", "size": 8, "input_config": SCALAR_INPUTS, "output_config": outputs("f")},
-        worker="t_sum", work_dir=str(tmp_path), parallel=4,
+        worker="t_sum",
+        work_dir=str(tmp_path),
+        parallel=4,
     )
     rows = np.zeros(300, dtype=[("u", "f8"), ("v", "f8")])
     rows["u"], rows["v"] = np.arange(300), 0.5
@@ -280,9 +302,15 @@ def test_threads_do_not_leak_from_the_worker_side(interface, background):
 
 def test_ipc_transport(tmp_path):
     runner = Runner["local"](
-        interface={"class": "zeromq", "size": 2, "input_config": SCALAR_INPUTS, "output_config": outputs("f"),
-                   "transport": "ipc"},
-        worker="t_sum", work_dir=str(tmp_path),
+        interface={
+            "class": "zeromq",
+            "size": 2,
+            "input_config": SCALAR_INPUTS,
+            "output_config": outputs("f"),
+            "transport": "ipc",
+        },
+        worker="t_sum",
+        work_dir=str(tmp_path),
     )
     try:
         assert runner.interface.endpoint == f"ipc://{tmp_path}/zeromq.ipc"

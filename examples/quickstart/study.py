@@ -33,8 +33,10 @@ def main(runs: int = 500) -> None:
             "class": "memmap",
             "size": runs,
             "input_config": {"omega": {"dtype": np.float64}, "zeta": {"dtype": np.float64}},
-            "output_config": {"amplitude": {"dtype": np.float64, "size": (1, 1)},
-                              "energy": {"dtype": np.float64, "size": (1, 1)}},
+            "output_config": {
+                "amplitude": {"dtype": np.float64, "size": (1, 1)},
+                "energy": {"dtype": np.float64, "size": (1, 1)},
+            },
         },
         worker="oscillator",
         work_dir=work_dir,

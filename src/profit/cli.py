@@ -99,7 +99,10 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as error:  # a bug: one line, unless asked for the traceback
         if args.debug:
             raise
-        print(f"profit: internal error: {type(error).__name__}: {error} (run with --debug for the traceback)", file=sys.stderr)
+        print(
+            f"profit: internal error: {type(error).__name__}: {error} (run with --debug for the traceback)",
+            file=sys.stderr,
+        )
         return EXIT_BUG
 
 
@@ -143,16 +146,18 @@ class _Recorder:
         self.ledger.flush()
         states = self.ledger.states()
         notes = [
-            f"run {run_id} failed: {self.ledger.reason(run_id)}"
-            for run_id in np.flatnonzero(states == RunState.FAILED)
+            f"run {run_id} failed: {self.ledger.reason(run_id)}" for run_id in np.flatnonzero(states == RunState.FAILED)
         ]
         names = [str(RunState(int(state))) for state in states]
         try:
             datafiles.write(self.study.output_file, np.array(self.ledger.outputs), notes=notes, states=names)
         except OSError as error:  # a full disk: the ledger has the results; try again later
             if self.write_error is None:
-                print(f"profit: cannot write {self.study.output_file} ({error.strerror or error}); "
-                      f"the results are kept in {os.path.join(self.study.run_dir, LEDGER)}", file=sys.stderr)
+                print(
+                    f"profit: cannot write {self.study.output_file} ({error.strerror or error}); "
+                    f"the results are kept in {os.path.join(self.study.run_dir, LEDGER)}",
+                    file=sys.stderr,
+                )
             self.write_error = error
         else:
             self.write_error = None
@@ -185,11 +190,16 @@ class _Progress:
         counts = self.ledger.counts()
         finished = counts[RunState.DONE] + counts[RunState.FAILED]
         if self.bar is not None:
-            self.bar.set_postfix(done=counts[RunState.DONE], failed=counts[RunState.FAILED], running=len(self.runner.runs), refresh=False)
+            self.bar.set_postfix(
+                done=counts[RunState.DONE], failed=counts[RunState.FAILED], running=len(self.runner.runs), refresh=False
+            )
             self.bar.update(finished - self.bar.n)
             return
-        print(f"profit: {finished}/{self.total} finished (done {counts[RunState.DONE]}, failed {counts[RunState.FAILED]}, "
-              f"running {len(self.runner.runs)}){self._eta(finished)}", flush=True)
+        print(
+            f"profit: {finished}/{self.total} finished (done {counts[RunState.DONE]}, failed {counts[RunState.FAILED]}, "
+            f"running {len(self.runner.runs)}){self._eta(finished)}",
+            flush=True,
+        )
 
     def _eta(self, finished: int) -> str:
         elapsed = time.monotonic() - self.started
@@ -270,8 +280,10 @@ def _adopt_finished(ledger: Ledger, study: Study) -> int:
     if old.dtype.names is None or not set(names + ["DONE"]) <= set(old.dtype.names):
         return 0
     for run_id in np.flatnonzero(ledger.states() != RunState.DONE):
-        if run_id < len(old) and old["DONE"][run_id] and all(
-            old[name][run_id] == ledger.rows[name][run_id] for name in ledger.input_names
+        if (
+            run_id < len(old)
+            and old["DONE"][run_id]
+            and all(old[name][run_id] == ledger.rows[name][run_id] for name in ledger.input_names)
         ):
             ledger.ended(RunStatus(int(run_id), RunState.DONE), old[run_id], float(old["TIME"][run_id]))
             adopted += 1
@@ -346,9 +358,12 @@ def _run(study: Study, args, Runner) -> int:
         meta.save(finished=time.time(), batch_jobs=sorted(getattr(runner, "uncancelled", ())))
     status = _summary(study, ledger, stop.exit_status)
     if recorder.write_error is not None:
-        print(f"profit: {study.output_file} could not be written ({recorder.write_error.strerror or recorder.write_error}); "
-              f"every completed result is kept in {os.path.join(study.run_dir, LEDGER)}: free some space and "
-              "run 'profit run' again to write it", file=sys.stderr)
+        print(
+            f"profit: {study.output_file} could not be written ({recorder.write_error.strerror or recorder.write_error}); "
+            f"every completed result is kept in {os.path.join(study.run_dir, LEDGER)}: free some space and "
+            "run 'profit run' again to write it",
+            file=sys.stderr,
+        )
         status = EXIT_UNSAVED
     return status
 
@@ -357,8 +372,9 @@ def _drive(runner, pending: list[int], stop: StopRequest, progress: _Progress, r
     """Start the pending runs, at most ``parallel`` at once, until all ended or a stop is asked."""
     # wait_some returns at least every half second, so a stop is noticed quickly.
     if hasattr(runner, "respawn_array"):  # a batch system: one job array for all of them
-        runner.respawn_array(pending, stop=lambda: bool(stop.signal),
-                             tick=lambda: (progress.update(), recorder.write_output()))
+        runner.respawn_array(
+            pending, stop=lambda: bool(stop.signal), tick=lambda: (progress.update(), recorder.write_output())
+        )
         pending = []
     for run_id in pending:
         while runner.capacity and len(runner.runs) >= runner.capacity and not stop.signal:
@@ -399,7 +415,9 @@ def _build_runner(study: Study, Runner):
 def _summary(study: Study, ledger: Ledger, interrupted: int | None) -> int:
     counts = ledger.counts()
     done, failed, pending = counts[RunState.DONE], counts[RunState.FAILED], counts[RunState.PENDING]
-    print(f"\nprofit: {len(ledger.rows)} runs: {done} done, {failed} failed" + (f", {pending} not run" if pending else ""))
+    print(
+        f"\nprofit: {len(ledger.rows)} runs: {done} done, {failed} failed" + (f", {pending} not run" if pending else "")
+    )
     failures = np.flatnonzero(ledger.states() == RunState.FAILED)
     for run_id in failures[:20]:
         print(f"  run {run_id} failed: {ledger.reason(run_id)}")
@@ -442,14 +460,18 @@ def command_status(args) -> int:
             eta = f", ETA {_duration((total - finished) * running_for / done_now)}"
         print(f"state:   running (process {holder}) for {_duration(running_for)}{eta}")
     elif ended:
-        print(f"state:   not running; last run ended {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(ended))}"
-              + (f" after {_duration(ended - started)}" if started else ""))
+        print(
+            f"state:   not running; last run ended {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(ended))}"
+            + (f" after {_duration(ended - started)}" if started else "")
+        )
     else:
         print("state:   not running (the last runner stopped without finishing; 'profit run' continues)")
-    print(f"runs:    {total}: {counts[RunState.DONE]} done, {counts[RunState.FAILED]} failed, "
-          f"{counts[RunState.RUNNING] if holder else 0} running, "
-          f"{counts[RunState.PENDING] + (0 if holder else counts[RunState.RUNNING])} pending "
-          f"({100 * finished / total:.0f}% finished)")
+    print(
+        f"runs:    {total}: {counts[RunState.DONE]} done, {counts[RunState.FAILED]} failed, "
+        f"{counts[RunState.RUNNING] if holder else 0} running, "
+        f"{counts[RunState.PENDING] + (0 if holder else counts[RunState.RUNNING])} pending "
+        f"({100 * finished / total:.0f}% finished)"
+    )
     failures = np.flatnonzero(states == RunState.FAILED)
     for run_id in failures:
         print(f"  run {run_id} failed: {bytes(reasons[run_id]).decode('utf-8', 'replace')}")
@@ -467,7 +489,9 @@ def command_clean(args) -> int:
     study = Study.load(args.path)
     holder = StudyLock(study.run_dir).holder()
     if holder:
-        raise ConfigError(f"the study in {study.run_dir} is being run by process {holder}; clean it when it has finished")
+        raise ConfigError(
+            f"the study in {study.run_dir} is being run by process {holder}; clean it when it has finished"
+        )
     if not os.path.isdir(study.run_dir):
         return EXIT_DONE
     removed = []

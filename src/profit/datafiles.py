@@ -33,9 +33,7 @@ FORMATS = (".txt", ".csv", ".npy", ".hdf5", ".h5")
 def check_format(path: str, key: str, where: str) -> None:
     """Refuse a file name whose extension we cannot write, naming the key."""
     if os.path.splitext(path)[1].lower() not in FORMATS:
-        raise ConfigError(
-            f"{where}: files.{key} is {path!r}; use one of the extensions {', '.join(FORMATS)}"
-        )
+        raise ConfigError(f"{where}: files.{key} is {path!r}; use one of the extensions {', '.join(FORMATS)}")
 
 
 def columns(array: np.ndarray) -> tuple[list[str], np.ndarray]:

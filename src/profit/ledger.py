@@ -27,7 +27,14 @@ from .run.state import RunState, RunStatus
 LEDGER = "profit-study.npy"
 META = "profit-study.json"
 LOCK = "profit-study.lock"
-_BOOKKEEPING = [("STATE", "u1"), ("REASON", "S256"), ("TIME", "<f8"), ("ATTEMPTS", "<u4"), ("PID", "<i8"), ("PSTART", "<u8")]
+_BOOKKEEPING = [
+    ("STATE", "u1"),
+    ("REASON", "S256"),
+    ("TIME", "<f8"),
+    ("ATTEMPTS", "<u4"),
+    ("PID", "<i8"),
+    ("PSTART", "<u8"),
+]
 
 
 def process_start(pid: int) -> int:

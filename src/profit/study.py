@@ -184,7 +184,12 @@ class Study:
 
     def base_config(self) -> dict:
         """What :meth:`Runner.from_config` needs besides the ``run:`` section."""
-        return {"ntrain": self.ntrain, "input": self.input_config, "output": self.output_config, "run_dir": self.run_dir}
+        return {
+            "ntrain": self.ntrain,
+            "input": self.input_config,
+            "output": self.output_config,
+            "run_dir": self.run_dir,
+        }
 
     def fingerprint(self) -> str:
         """What decides the rows of the study: variables, number of runs, seed."""

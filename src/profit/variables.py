@@ -90,14 +90,18 @@ def _parse_one(name: str, value: object, where: str) -> Variable:
     if isinstance(value, Mapping):
         unknown = set(value) - {"class", "kind", "constraints", "dtype", "over"}
         if unknown:
-            raise ConfigError(f"{where}: unknown key {sorted(unknown)[0]!r}; a variable mapping takes class, constraints, dtype")
+            raise ConfigError(
+                f"{where}: unknown key {sorted(unknown)[0]!r}; a variable mapping takes class, constraints, dtype"
+            )
         kind = value.get("class", value.get("kind"))
         args = value.get("constraints", ())
         args = tuple(args) if isinstance(args, (list, tuple)) else (args,)
         dtype = value.get("dtype", dtype)
         over = value.get("over")
         if not isinstance(kind, str):
-            raise ConfigError(f"{where}: a variable mapping needs 'class', e.g. {{class: Uniform, constraints: [0, 1]}}")
+            raise ConfigError(
+                f"{where}: a variable mapping needs 'class', e.g. {{class: Uniform, constraints: [0, 1]}}"
+            )
         text = f"{kind}({', '.join(map(str, args))})" if kind != "Output" else (f"Output({over})" if over else "Output")
     elif isinstance(value, str):
         text = value
@@ -110,9 +114,7 @@ def _parse_one(name: str, value: object, where: str) -> Variable:
     if kind not in INPUT_KINDS and kind not in OTHER_KINDS:
         close = difflib.get_close_matches(kind, [*INPUT_KINDS, *OTHER_KINDS], n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise ConfigError(
-            f"{where}: unknown kind {kind!r}{hint} (kinds: {', '.join([*INPUT_KINDS, *OTHER_KINDS])})"
-        )
+        raise ConfigError(f"{where}: unknown kind {kind!r}{hint} (kinds: {', '.join([*INPUT_KINDS, *OTHER_KINDS])})")
     try:
         np.dtype(dtype)
     except TypeError:
@@ -127,9 +129,9 @@ def _parse_one(name: str, value: object, where: str) -> Variable:
             raise ConfigError(f"{where}: Independent takes start, stop and a whole number of points, got {inner!r}")
         return Variable(name, kind, (args[0], args[1], int(args[2])), dtype)
     defaults, meaning = INPUT_KINDS[kind]
-    if len(args) > len(defaults) or any(d is None for d in defaults[len(args):]):
+    if len(args) > len(defaults) or any(d is None for d in defaults[len(args) :]):
         raise ConfigError(f"{where}: {kind} takes {meaning}, got {inner or 'nothing'!r}")
-    args = args + tuple(defaults[len(args):])
+    args = args + tuple(defaults[len(args) :])
     if kind == "LogUniform" and min(args) <= 0:
         raise ConfigError(f"{where}: LogUniform needs low and high > 0, got {inner!r}")
     if kind == "Normal" and args[1] < 0:

@@ -51,9 +51,20 @@ THIS_FILE = os.path.abspath(__file__)
 ACTIVE = ("PENDING", "RUNNING")  # every other state is final
 DEFAULT_EXIT_CODES = {"OUT_OF_MEMORY": "0:125"}  # for forced states; others get 0:0
 STATE_ABBREV = {
-    "PD": "PENDING", "R": "RUNNING", "CD": "COMPLETED", "F": "FAILED", "CA": "CANCELLED",
-    "TO": "TIMEOUT", "OOM": "OUT_OF_MEMORY", "NF": "NODE_FAIL", "PR": "PREEMPTED",
-    "BF": "BOOT_FAIL", "DL": "DEADLINE", "CG": "COMPLETING", "RQ": "REQUEUED", "S": "SUSPENDED",
+    "PD": "PENDING",
+    "R": "RUNNING",
+    "CD": "COMPLETED",
+    "F": "FAILED",
+    "CA": "CANCELLED",
+    "TO": "TIMEOUT",
+    "OOM": "OUT_OF_MEMORY",
+    "NF": "NODE_FAIL",
+    "PR": "PREEMPTED",
+    "BF": "BOOT_FAIL",
+    "DL": "DEADLINE",
+    "CG": "COMPLETING",
+    "RQ": "REQUEUED",
+    "S": "SUSPENDED",
 }
 SHORT_STATE = {v: k for k, v in STATE_ABBREV.items()}
 
@@ -83,8 +94,10 @@ def answered_help(option: dict, usage: str) -> bool:
 def state_dir(prog):
     path = os.environ.get("FAKE_SLURM_DIR", "")
     if not path:
-        raise Fail(f"{prog}: error: FAKE_SLURM_DIR is not set. This is the fake Slurm of "
-                   f"tests/fake_slurm: export FAKE_SLURM_DIR=<a writable directory for its state>.")
+        raise Fail(
+            f"{prog}: error: FAKE_SLURM_DIR is not set. This is the fake Slurm of "
+            f"tests/fake_slurm: export FAKE_SLURM_DIR=<a writable directory for its state>."
+        )
     path = os.path.abspath(path)
     try:
         for sub in ("jobs", "scripts"):
@@ -228,7 +241,7 @@ def proc_start_time(pid):
         except PermissionError:
             pass
         return "unknown"
-    fields = stat[stat.rindex(")") + 2:].split()
+    fields = stat[stat.rindex(")") + 2 :].split()
     if fields[0] in ("Z", "X"):
         return None
     return fields[19]
@@ -254,8 +267,14 @@ def spawn_detached(sd, args, env=None):
     log = open(os.path.join(sd, "daemon.log"), "ab")
     try:
         return subprocess.Popen(
-            [sys.executable, THIS_FILE] + list(args), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=log, close_fds=True, start_new_session=True, cwd="/", env=env,
+            [sys.executable, THIS_FILE] + list(args),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+            close_fds=True,
+            start_new_session=True,
+            cwd="/",
+            env=env,
         )
     finally:
         log.close()
@@ -264,8 +283,18 @@ def spawn_detached(sd, args, env=None):
 # --- generic option parsing (getopt_long style) --------------------------------------------
 
 
-def parse_options(prog, argv, short_val=None, short_flag=None, long_val=(), long_flag=(), long_optval=(),
-                  aliases=None, stop_at_positional=True, unknown_long_with_value=False):
+def parse_options(
+    prog,
+    argv,
+    short_val=None,
+    short_flag=None,
+    long_val=(),
+    long_flag=(),
+    long_optval=(),
+    aliases=None,
+    stop_at_positional=True,
+    unknown_long_with_value=False,
+):
     """-> ([(long name, value or None)], positionals). Raises Fail like getopt does."""
     short_val, short_flag, aliases = short_val or {}, short_flag or {}, aliases or {}
     try_help = f'Try "{prog} --help" for more information'
@@ -274,7 +303,7 @@ def parse_options(prog, argv, short_val=None, short_flag=None, long_val=(), long
     while i < len(argv):
         arg = argv[i]
         if arg == "--":
-            positional.extend(argv[i + 1:])
+            positional.extend(argv[i + 1 :])
             break
         if arg.startswith("--"):
             name, eq, value = arg[2:].partition("=")
@@ -301,7 +330,7 @@ def parse_options(prog, argv, short_val=None, short_flag=None, long_val=(), long
             while j < len(arg):
                 c = arg[j]
                 if c in short_val:
-                    value = arg[j + 1:]
+                    value = arg[j + 1 :]
                     if not value:
                         if i + 1 >= len(argv):
                             raise Fail(f"{prog}: option requires an argument -- '{c}'\n{try_help}")
@@ -434,37 +463,119 @@ def fmt_squeue_time(seconds):
 # --- sbatch --------------------------------------------------------------------------------
 
 SBATCH_SHORT_VAL = {
-    "a": "array", "A": "account", "b": "begin", "B": "extra-node-info", "c": "cpus-per-task",
-    "C": "constraint", "d": "dependency", "D": "chdir", "e": "error", "F": "nodefile", "G": "gpus",
-    "i": "input", "J": "job-name", "L": "licenses", "m": "distribution", "M": "clusters", "n": "ntasks",
-    "N": "nodes", "o": "output", "p": "partition", "q": "qos", "S": "core-spec", "t": "time",
-    "w": "nodelist", "x": "exclude",
+    "a": "array",
+    "A": "account",
+    "b": "begin",
+    "B": "extra-node-info",
+    "c": "cpus-per-task",
+    "C": "constraint",
+    "d": "dependency",
+    "D": "chdir",
+    "e": "error",
+    "F": "nodefile",
+    "G": "gpus",
+    "i": "input",
+    "J": "job-name",
+    "L": "licenses",
+    "m": "distribution",
+    "M": "clusters",
+    "n": "ntasks",
+    "N": "nodes",
+    "o": "output",
+    "p": "partition",
+    "q": "qos",
+    "S": "core-spec",
+    "t": "time",
+    "w": "nodelist",
+    "x": "exclude",
 }
 SBATCH_SHORT_FLAG = {
-    "h": "help", "H": "hold", "k": "no-kill", "O": "overcommit", "Q": "quiet", "s": "oversubscribe",
-    "v": "verbose", "V": "version", "W": "wait",
+    "h": "help",
+    "H": "hold",
+    "k": "no-kill",
+    "O": "overcommit",
+    "Q": "quiet",
+    "s": "oversubscribe",
+    "v": "verbose",
+    "V": "version",
+    "W": "wait",
 }
 SBATCH_LONG_VAL = set(SBATCH_SHORT_VAL.values()) | {
-    "acctg-freq", "batch", "bb", "bbf", "burst-buffer", "comment", "container", "cores-per-socket",
-    "cpu-freq", "cpus-per-gpu", "deadline", "delay-boot", "export", "export-file", "gid", "gpu-bind",
-    "gpu-freq", "gpus-per-node", "gpus-per-socket", "gpus-per-task", "gres", "gres-flags", "hint",
-    "kill-on-invalid-dep", "mail-type", "mail-user", "mcs-label", "mem", "mem-bind", "mem-per-cpu",
-    "mem-per-gpu", "mincpus", "network", "ntasks-per-core", "ntasks-per-gpu", "ntasks-per-node",
-    "ntasks-per-socket", "open-mode", "power", "priority", "profile", "reservation", "signal",
-    "sockets-per-node", "switches", "thread-spec", "threads-per-core", "time-min", "tmp", "tres-per-task",
-    "uid", "wckey", "wrap",
+    "acctg-freq",
+    "batch",
+    "bb",
+    "bbf",
+    "burst-buffer",
+    "comment",
+    "container",
+    "cores-per-socket",
+    "cpu-freq",
+    "cpus-per-gpu",
+    "deadline",
+    "delay-boot",
+    "export",
+    "export-file",
+    "gid",
+    "gpu-bind",
+    "gpu-freq",
+    "gpus-per-node",
+    "gpus-per-socket",
+    "gpus-per-task",
+    "gres",
+    "gres-flags",
+    "hint",
+    "kill-on-invalid-dep",
+    "mail-type",
+    "mail-user",
+    "mcs-label",
+    "mem",
+    "mem-bind",
+    "mem-per-cpu",
+    "mem-per-gpu",
+    "mincpus",
+    "network",
+    "ntasks-per-core",
+    "ntasks-per-gpu",
+    "ntasks-per-node",
+    "ntasks-per-socket",
+    "open-mode",
+    "power",
+    "priority",
+    "profile",
+    "reservation",
+    "signal",
+    "sockets-per-node",
+    "switches",
+    "thread-spec",
+    "threads-per-core",
+    "time-min",
+    "tmp",
+    "tres-per-task",
+    "uid",
+    "wckey",
+    "wrap",
 }
 SBATCH_LONG_FLAG = set(SBATCH_SHORT_FLAG.values()) | {
-    "contiguous", "ignore-pbs", "no-requeue", "parsable", "requeue", "reboot", "spread-job", "test-only",
-    "usage", "use-min-nodes",
+    "contiguous",
+    "ignore-pbs",
+    "no-requeue",
+    "parsable",
+    "requeue",
+    "reboot",
+    "spread-job",
+    "test-only",
+    "usage",
+    "use-min-nodes",
 }
 SBATCH_LONG_OPTVAL = {"exclusive", "get-user-env", "nice", "propagate", "no-kill", "immediate"}
 SBATCH_ALIASES = {"workdir": "chdir", "cluster": "clusters", "name": "job-name", "oversubscribe": "oversubscribe"}
 
 
 def sbatch_usage():
-    return ("Usage: sbatch [OPTIONS(0)...] [ : [OPTIONS(N)...]] script(0) [args(0)...]\n"
-            "(fake Slurm of tests/fake_slurm: see its README.md)\n")
+    return (
+        "Usage: sbatch [OPTIONS(0)...] [ : [OPTIONS(N)...]] script(0) [args(0)...]\n"
+        "(fake Slurm of tests/fake_slurm: see its README.md)\n"
+    )
 
 
 def parse_directives(content):
@@ -481,17 +592,34 @@ def parse_directives(content):
                 args.extend(shlex.split(stripped[7:], comments=True))
             except ValueError:
                 args.extend(stripped[7:].split())
-    opts, _ = parse_options("sbatch", args, SBATCH_SHORT_VAL, SBATCH_SHORT_FLAG, SBATCH_LONG_VAL,
-                            SBATCH_LONG_FLAG, SBATCH_LONG_OPTVAL, SBATCH_ALIASES, stop_at_positional=False,
-                            unknown_long_with_value=True)
+    opts, _ = parse_options(
+        "sbatch",
+        args,
+        SBATCH_SHORT_VAL,
+        SBATCH_SHORT_FLAG,
+        SBATCH_LONG_VAL,
+        SBATCH_LONG_FLAG,
+        SBATCH_LONG_OPTVAL,
+        SBATCH_ALIASES,
+        stop_at_positional=False,
+        unknown_long_with_value=True,
+    )
     return opts
 
 
 def sbatch_main(argv):
     prog = "sbatch"
-    opts, positional = parse_options(prog, argv, SBATCH_SHORT_VAL, SBATCH_SHORT_FLAG, SBATCH_LONG_VAL,
-                                     SBATCH_LONG_FLAG, SBATCH_LONG_OPTVAL, SBATCH_ALIASES,
-                                     unknown_long_with_value=True)
+    opts, positional = parse_options(
+        prog,
+        argv,
+        SBATCH_SHORT_VAL,
+        SBATCH_SHORT_FLAG,
+        SBATCH_LONG_VAL,
+        SBATCH_LONG_FLAG,
+        SBATCH_LONG_OPTVAL,
+        SBATCH_ALIASES,
+        unknown_long_with_value=True,
+    )
     cmdline = dict(opts)
     if "help" in cmdline or "usage" in cmdline:
         sys.stdout.write(sbatch_usage())
@@ -522,9 +650,11 @@ def sbatch_main(argv):
     if not content.strip():
         raise Fail("sbatch: error: Batch script is empty!")
     if not content.startswith("#!"):
-        raise Fail("sbatch: error: This does not look like a batch script.  The first\n"
-                   "sbatch: error: line must start with #! followed by the path to an interpreter.\n"
-                   "sbatch: error: For instance: #!/bin/sh")
+        raise Fail(
+            "sbatch: error: This does not look like a batch script.  The first\n"
+            "sbatch: error: line must start with #! followed by the path to an interpreter.\n"
+            "sbatch: error: For instance: #!/bin/sh"
+        )
 
     options = dict(parse_directives(content))
     options.update(cmdline)  # the command line wins over #SBATCH lines
@@ -549,8 +679,9 @@ def sbatch_main(argv):
         if fail and consume_failure(sd, "sbatch_fail_count", fail):
             if fail[0] == "transient":
                 raise Fail("sbatch: error: Batch job submission failed: Resource temporarily unavailable")
-            raise Fail("sbatch: error: Batch job submission failed: "
-                       "Invalid account or account/partition combination specified")
+            raise Fail(
+                "sbatch: error: Batch job submission failed: Invalid account or account/partition combination specified"
+            )
         indices, throttle = None, 0
         if options.get("array") is not None:
             try:
@@ -604,8 +735,16 @@ def sbatch_main(argv):
 
 
 def new_task(index):
-    return {"index": index, "job_id": None, "state": "PENDING", "exit_code": "0:0", "pid": None,
-            "start": None, "end": None, "started": False}
+    return {
+        "index": index,
+        "job_id": None,
+        "state": "PENDING",
+        "exit_code": "0:0",
+        "pid": None,
+        "start": None,
+        "end": None,
+        "started": False,
+    }
 
 
 def sbatch_wait(sd, job_id):
@@ -646,13 +785,26 @@ def job_environment(rec, task, raw_id):
             del base[key]
     host = short_host()
     env = {
-        "SLURM_JOB_ID": str(raw_id), "SLURM_JOBID": str(raw_id), "SLURM_JOB_NAME": rec["name"],
-        "SLURM_SUBMIT_DIR": rec["submit_dir"], "SLURM_SUBMIT_HOST": rec["submit_host"],
-        "SLURM_CLUSTER_NAME": "fake", "SLURM_JOB_PARTITION": rec["partition"],
-        "SLURM_JOB_NUM_NODES": "1", "SLURM_NNODES": "1", "SLURM_JOB_NODELIST": host, "SLURM_NODELIST": host,
-        "SLURMD_NODENAME": host, "SLURM_NODEID": "0", "SLURM_PROCID": "0", "SLURM_LOCALID": "0",
-        "SLURM_JOB_USER": rec["user"], "SLURM_JOB_UID": str(rec["uid"]), "SLURM_CPUS_ON_NODE":
-        str(rec["cpus_per_task"] or 1), "ENVIRONMENT": "BATCH", "SLURM_GTIDS": "0",
+        "SLURM_JOB_ID": str(raw_id),
+        "SLURM_JOBID": str(raw_id),
+        "SLURM_JOB_NAME": rec["name"],
+        "SLURM_SUBMIT_DIR": rec["submit_dir"],
+        "SLURM_SUBMIT_HOST": rec["submit_host"],
+        "SLURM_CLUSTER_NAME": "fake",
+        "SLURM_JOB_PARTITION": rec["partition"],
+        "SLURM_JOB_NUM_NODES": "1",
+        "SLURM_NNODES": "1",
+        "SLURM_JOB_NODELIST": host,
+        "SLURM_NODELIST": host,
+        "SLURMD_NODENAME": host,
+        "SLURM_NODEID": "0",
+        "SLURM_PROCID": "0",
+        "SLURM_LOCALID": "0",
+        "SLURM_JOB_USER": rec["user"],
+        "SLURM_JOB_UID": str(rec["uid"]),
+        "SLURM_CPUS_ON_NODE": str(rec["cpus_per_task"] or 1),
+        "ENVIRONMENT": "BATCH",
+        "SLURM_GTIDS": "0",
     }
     if rec.get("cpus_per_task"):
         env["SLURM_CPUS_PER_TASK"] = str(rec["cpus_per_task"])
@@ -662,11 +814,15 @@ def job_environment(rec, task, raw_id):
         env["SLURM_JOB_ACCOUNT"] = rec["account"]
     if rec["array"]:
         indices = [t["index"] for t in rec["tasks"]]
-        env.update({
-            "SLURM_ARRAY_JOB_ID": str(rec["job_id"]), "SLURM_ARRAY_TASK_ID": str(task["index"]),
-            "SLURM_ARRAY_TASK_COUNT": str(len(indices)), "SLURM_ARRAY_TASK_MIN": str(min(indices)),
-            "SLURM_ARRAY_TASK_MAX": str(max(indices)),
-        })
+        env.update(
+            {
+                "SLURM_ARRAY_JOB_ID": str(rec["job_id"]),
+                "SLURM_ARRAY_TASK_ID": str(task["index"]),
+                "SLURM_ARRAY_TASK_COUNT": str(len(indices)),
+                "SLURM_ARRAY_TASK_MIN": str(min(indices)),
+                "SLURM_ARRAY_TASK_MAX": str(max(indices)),
+            }
+        )
         steps = {b - a for a, b in zip(indices, indices[1:])}
         env["SLURM_ARRAY_TASK_STEP"] = str(steps.pop() if len(steps) == 1 else 1)
     base.update(env)
@@ -680,8 +836,14 @@ def expand_pattern(pattern, rec, task, raw_id):
     values = {
         "A": rec["job_id"] if rec["array"] else raw_id,
         "a": task["index"] if rec["array"] else NO_VAL_TASK,
-        "j": raw_id, "J": f"{raw_id}.batch", "x": rec["name"], "u": rec["user"], "N": short_host(),
-        "n": 0, "s": "batch", "t": 0,
+        "j": raw_id,
+        "J": f"{raw_id}.batch",
+        "x": rec["name"],
+        "u": rec["user"],
+        "N": short_host(),
+        "n": 0,
+        "s": "batch",
+        "t": 0,
     }
 
     def replace(match):
@@ -838,8 +1000,16 @@ class Supervisor:
             if rec.get("input"):
                 stdin = open(os.path.join(rec["workdir"], expand_pattern(rec["input"], rec, t, raw_id)), "rb")
                 files.append(stdin)
-            popen = subprocess.Popen(script_command(rec, env), cwd=rec["workdir"], env=env, stdin=stdin,
-                                     stdout=out, stderr=err, close_fds=True, start_new_session=True)
+            popen = subprocess.Popen(
+                script_command(rec, env),
+                cwd=rec["workdir"],
+                env=env,
+                stdin=stdin,
+                stdout=out,
+                stderr=err,
+                close_fds=True,
+                start_new_session=True,
+            )
         except OSError as exc:
             for f in files:
                 f.close()
@@ -1055,14 +1225,30 @@ def job_rows(rec, t_filter, forced, now, expand, with_steps):
 
 def base_row(rec, jobid, raw, name, state, code, reason, start, end, elapsed):
     return {
-        "JobID": jobid, "JobIDRaw": str(raw), "JobName": name, "State": state, "ExitCode": code,
-        "DerivedExitCode": "0:0", "Reason": reason, "Submit": fmt_time(rec["submit_time"]),
-        "Start": fmt_time(start), "End": fmt_time(end), "Elapsed": fmt_elapsed(elapsed),
-        "ElapsedRaw": str(int(elapsed)), "Partition": rec["partition"], "Account": rec.get("account") or "",
-        "User": rec["user"], "UID": str(rec["uid"]), "AllocCPUS": str(rec.get("cpus_per_task") or 1),
-        "NCPUS": str(rec.get("cpus_per_task") or 1), "ReqCPUS": str(rec.get("cpus_per_task") or 1),
-        "NNodes": "1", "NodeList": short_host() if start else "None assigned",
-        "Timelimit": fmt_limit(rec.get("time_limit")), "WorkDir": rec["workdir"], "Cluster": "fake",
+        "JobID": jobid,
+        "JobIDRaw": str(raw),
+        "JobName": name,
+        "State": state,
+        "ExitCode": code,
+        "DerivedExitCode": "0:0",
+        "Reason": reason,
+        "Submit": fmt_time(rec["submit_time"]),
+        "Start": fmt_time(start),
+        "End": fmt_time(end),
+        "Elapsed": fmt_elapsed(elapsed),
+        "ElapsedRaw": str(int(elapsed)),
+        "Partition": rec["partition"],
+        "Account": rec.get("account") or "",
+        "User": rec["user"],
+        "UID": str(rec["uid"]),
+        "AllocCPUS": str(rec.get("cpus_per_task") or 1),
+        "NCPUS": str(rec.get("cpus_per_task") or 1),
+        "ReqCPUS": str(rec.get("cpus_per_task") or 1),
+        "NNodes": "1",
+        "NodeList": short_host() if start else "None assigned",
+        "Timelimit": fmt_limit(rec.get("time_limit")),
+        "WorkDir": rec["workdir"],
+        "Cluster": "fake",
     }
 
 
@@ -1076,8 +1262,11 @@ def step_rows(rec, t, jobid, raw, alloc_state, now):
         batch = ("CANCELLED", "0:15")
     if alloc_state.split()[0] != state.split()[0] and state in ("COMPLETED", "FAILED"):
         batch = (alloc_state.split()[0], t["exit_code"])  # a forced state on a finished job
-    extern = ("RUNNING", "0:0") if state == "RUNNING" else (
-        ("OUT_OF_MEMORY", "0:125") if state == "OUT_OF_MEMORY" else ("COMPLETED", "0:0"))
+    extern = (
+        ("RUNNING", "0:0")
+        if state == "RUNNING"
+        else (("OUT_OF_MEMORY", "0:125") if state == "OUT_OF_MEMORY" else ("COMPLETED", "0:0"))
+    )
     end = t["end"]
     elapsed = (end or now) - t["start"]
     rows = []
@@ -1091,8 +1280,18 @@ def step_rows(rec, t, jobid, raw, alloc_state, now):
         if st == "RUNNING" and state not in ACTIVE:
             st, code = "CANCELLED", ("0:15" if state == "CANCELLED" else "0:9")
             s_end = end
-        row = base_row(rec, f"{jobid}.{step['id']}", f"{raw}.{step['id']}", step["name"], st, code, "",
-                       step["start"], s_end, (s_end or now) - step["start"])
+        row = base_row(
+            rec,
+            f"{jobid}.{step['id']}",
+            f"{raw}.{step['id']}",
+            step["name"],
+            st,
+            code,
+            "",
+            step["start"],
+            s_end,
+            (s_end or now) - step["start"],
+        )
         row["Partition"] = row["Account"] = row["Timelimit"] = ""
         rows.append(row)
     return rows
@@ -1139,13 +1338,31 @@ def resolve(sd, token, index=None):
 # --- sacct ---------------------------------------------------------------------------------
 
 SACCT_FIELDS = {  # lower-case name -> (name, width, left-justified)
-    name.lower(): (name, width, left) for name, width, left in [
-        ("JobID", 12, True), ("JobIDRaw", 12, True), ("JobName", 10, False), ("State", 10, False),
-        ("ExitCode", 8, False), ("DerivedExitCode", 15, False), ("Reason", 20, False),
-        ("Submit", 19, False), ("Start", 19, False), ("End", 19, False), ("Elapsed", 10, False),
-        ("ElapsedRaw", 10, False), ("Partition", 10, False), ("Account", 10, False), ("User", 9, False),
-        ("UID", 6, False), ("AllocCPUS", 10, False), ("NCPUS", 10, False), ("ReqCPUS", 8, False),
-        ("NNodes", 8, False), ("NodeList", 15, False), ("Timelimit", 10, False), ("WorkDir", 20, False),
+    name.lower(): (name, width, left)
+    for name, width, left in [
+        ("JobID", 12, True),
+        ("JobIDRaw", 12, True),
+        ("JobName", 10, False),
+        ("State", 10, False),
+        ("ExitCode", 8, False),
+        ("DerivedExitCode", 15, False),
+        ("Reason", 20, False),
+        ("Submit", 19, False),
+        ("Start", 19, False),
+        ("End", 19, False),
+        ("Elapsed", 10, False),
+        ("ElapsedRaw", 10, False),
+        ("Partition", 10, False),
+        ("Account", 10, False),
+        ("User", 9, False),
+        ("UID", 6, False),
+        ("AllocCPUS", 10, False),
+        ("NCPUS", 10, False),
+        ("ReqCPUS", 8, False),
+        ("NNodes", 8, False),
+        ("NodeList", 15, False),
+        ("Timelimit", 10, False),
+        ("WorkDir", 20, False),
         ("Cluster", 10, False),
     ]
 }
@@ -1155,21 +1372,97 @@ SACCT_DEFAULT_FORMAT = "JobID,JobName,Partition,Account,AllocCPUS,State,ExitCode
 def sacct_main(argv):
     prog = "sacct"
     opts, _ = parse_options(
-        prog, argv,
-        short_val={"o": "format", "j": "jobs", "S": "starttime", "E": "endtime", "u": "user", "s": "state",
-                   "M": "clusters", "A": "accounts", "r": "partition", "N": "nodelist", "g": "gid",
-                   "i": "nnodes", "k": "timelimit-min", "K": "timelimit-max", "q": "qos", "W": "wckeys",
-                   "x": "associations"},
-        short_flag={"X": "allocations", "n": "noheader", "P": "parsable2", "p": "parsable", "a": "allusers",
-                    "D": "duplicates", "b": "brief", "L": "allclusters", "T": "truncate", "h": "help",
-                    "V": "version", "v": "verbose", "c": "completion", "e": "helpformat", "l": "long"},
-        long_val={"format", "jobs", "starttime", "endtime", "user", "state", "clusters", "accounts", "partition",
-                  "nodelist", "gid", "nnodes", "qos", "wckeys", "associations", "delimiter", "name", "units",
-                  "uid", "group", "timelimit-min", "timelimit-max", "reason", "constraints", "flags", "json",
-                  "yaml"},
-        long_flag={"allocations", "noheader", "parsable", "parsable2", "allusers", "duplicates", "brief",
-                   "allclusters", "truncate", "help", "version", "verbose", "array", "completion", "helpformat",
-                   "long", "noconvert", "local", "whole-hetjob", "federation", "starttime-only", "usage"},
+        prog,
+        argv,
+        short_val={
+            "o": "format",
+            "j": "jobs",
+            "S": "starttime",
+            "E": "endtime",
+            "u": "user",
+            "s": "state",
+            "M": "clusters",
+            "A": "accounts",
+            "r": "partition",
+            "N": "nodelist",
+            "g": "gid",
+            "i": "nnodes",
+            "k": "timelimit-min",
+            "K": "timelimit-max",
+            "q": "qos",
+            "W": "wckeys",
+            "x": "associations",
+        },
+        short_flag={
+            "X": "allocations",
+            "n": "noheader",
+            "P": "parsable2",
+            "p": "parsable",
+            "a": "allusers",
+            "D": "duplicates",
+            "b": "brief",
+            "L": "allclusters",
+            "T": "truncate",
+            "h": "help",
+            "V": "version",
+            "v": "verbose",
+            "c": "completion",
+            "e": "helpformat",
+            "l": "long",
+        },
+        long_val={
+            "format",
+            "jobs",
+            "starttime",
+            "endtime",
+            "user",
+            "state",
+            "clusters",
+            "accounts",
+            "partition",
+            "nodelist",
+            "gid",
+            "nnodes",
+            "qos",
+            "wckeys",
+            "associations",
+            "delimiter",
+            "name",
+            "units",
+            "uid",
+            "group",
+            "timelimit-min",
+            "timelimit-max",
+            "reason",
+            "constraints",
+            "flags",
+            "json",
+            "yaml",
+        },
+        long_flag={
+            "allocations",
+            "noheader",
+            "parsable",
+            "parsable2",
+            "allusers",
+            "duplicates",
+            "brief",
+            "allclusters",
+            "truncate",
+            "help",
+            "version",
+            "verbose",
+            "array",
+            "completion",
+            "helpformat",
+            "long",
+            "noconvert",
+            "local",
+            "whole-hetjob",
+            "federation",
+            "starttime-only",
+            "usage",
+        },
         aliases={"job": "jobs", "fields": "format", "states": "state", "users": "user", "name": "name"},
         stop_at_positional=False,
     )
@@ -1196,8 +1489,9 @@ def sacct_main(argv):
         if fail and consume_failure(sd, "sacct_fail_count", fail):
             raise Fail("sacct: error: Problem talking to the database: Connection refused")
 
-    format_text = ",".join(formats) if formats else ("JobID,State,ExitCode" if "brief" in option
-                                                     else SACCT_DEFAULT_FORMAT)
+    format_text = (
+        ",".join(formats) if formats else ("JobID,State,ExitCode" if "brief" in option else SACCT_DEFAULT_FORMAT)
+    )
     fields = []
     for spec in format_text.split(","):
         spec = spec.strip()
@@ -1254,9 +1548,10 @@ def sacct_main(argv):
         for row in rows:
             out.append(delim.join(row[name] for name, _, _ in fields) + trail)
     else:
+
         def cell(text, width, left):
             if len(text) > width:
-                text = text[:width - 1] + "+"
+                text = text[: width - 1] + "+"
             return text.ljust(width) if left else text.rjust(width)
 
         if "noheader" not in option:
@@ -1275,20 +1570,66 @@ def sacct_main(argv):
 def scancel_main(argv):
     prog = "scancel"
     opts, positional = parse_options(
-        prog, argv,
-        short_val={"u": "user", "n": "name", "t": "state", "p": "partition", "A": "account", "s": "signal",
-                   "M": "clusters", "q": "qos", "w": "nodelist", "R": "reservation"},
-        short_flag={"b": "batch", "f": "full", "i": "interactive", "Q": "quiet", "v": "verbose",
-                    "V": "version", "H": "hurry", "h": "help"},
-        long_val={"user", "name", "state", "partition", "account", "signal", "clusters", "qos", "nodelist",
-                  "reservation", "wckey", "jobname"},
-        long_flag={"batch", "full", "interactive", "quiet", "verbose", "version", "hurry", "help", "me",
-                   "usage", "sibling", "ctld", "cron"},
+        prog,
+        argv,
+        short_val={
+            "u": "user",
+            "n": "name",
+            "t": "state",
+            "p": "partition",
+            "A": "account",
+            "s": "signal",
+            "M": "clusters",
+            "q": "qos",
+            "w": "nodelist",
+            "R": "reservation",
+        },
+        short_flag={
+            "b": "batch",
+            "f": "full",
+            "i": "interactive",
+            "Q": "quiet",
+            "v": "verbose",
+            "V": "version",
+            "H": "hurry",
+            "h": "help",
+        },
+        long_val={
+            "user",
+            "name",
+            "state",
+            "partition",
+            "account",
+            "signal",
+            "clusters",
+            "qos",
+            "nodelist",
+            "reservation",
+            "wckey",
+            "jobname",
+        },
+        long_flag={
+            "batch",
+            "full",
+            "interactive",
+            "quiet",
+            "verbose",
+            "version",
+            "hurry",
+            "help",
+            "me",
+            "usage",
+            "sibling",
+            "ctld",
+            "cron",
+        },
         aliases={"jobname": "name", "states": "state"},
         stop_at_positional=False,
     )
     option = dict(opts)
-    if answered_help(option, "Usage: scancel [OPTIONS] [job_id[_array_id][.step_id]]  (fake Slurm: see tests/fake_slurm)"):
+    if answered_help(
+        option, "Usage: scancel [OPTIONS] [job_id[_array_id][.step_id]]  (fake Slurm: see tests/fake_slurm)"
+    ):
         return 0
     sd = state_dir(prog)
     log_call(sd, "scancel_calls", argv)
@@ -1316,16 +1657,20 @@ def scancel_main(argv):
                     errors.append(f"scancel: error: Kill job error on job id {token}: Invalid job id specified")
                     rc = 1
                     continue
-                whole = len(positions) == len(rec["tasks"]) and re.fullmatch(r"\d+", token) and \
-                    int(token) == rec["job_id"]
+                whole = (
+                    len(positions) == len(rec["tasks"]) and re.fullmatch(r"\d+", token) and int(token) == rec["job_id"]
+                )
                 targets.append((token, rec, positions, "job" if whole else "task"))
         else:
             for job_id in all_job_ids(sd):
                 rec = load_rec(sd, job_id)
                 if rec is not None:
                     targets.append((str(job_id), rec, list(range(len(rec["tasks"]))), "job"))
-        wanted_states = {STATE_ABBREV.get(s.strip().upper(), s.strip().upper())
-                         for s in (option.get("state") or "").split(",") if s.strip()}
+        wanted_states = {
+            STATE_ABBREV.get(s.strip().upper(), s.strip().upper())
+            for s in (option.get("state") or "").split(",")
+            if s.strip()
+        }
         records = {}
         for token, rec, positions, scope in targets:
             rec = records.setdefault(rec["job_id"], rec)
@@ -1369,10 +1714,30 @@ def parse_signal(text):
 # --- squeue --------------------------------------------------------------------------------
 
 SQUEUE_HEADERS = {
-    "i": "JOBID", "A": "JOBID", "F": "ARRAY_JOB_ID", "K": "ARRAY_TASK_ID", "j": "NAME", "T": "STATE",
-    "t": "ST", "r": "REASON", "R": "NODELIST(REASON)", "M": "TIME", "l": "TIME_LIMIT", "D": "NODES",
-    "C": "CPUS", "u": "USER", "U": "UID", "P": "PARTITION", "N": "NODELIST", "S": "START_TIME",
-    "V": "SUBMIT_TIME", "Z": "WORK_DIR", "o": "COMMAND", "a": "ACCOUNT", "c": "MIN_CPUS", "L": "TIME_LEFT",
+    "i": "JOBID",
+    "A": "JOBID",
+    "F": "ARRAY_JOB_ID",
+    "K": "ARRAY_TASK_ID",
+    "j": "NAME",
+    "T": "STATE",
+    "t": "ST",
+    "r": "REASON",
+    "R": "NODELIST(REASON)",
+    "M": "TIME",
+    "l": "TIME_LIMIT",
+    "D": "NODES",
+    "C": "CPUS",
+    "u": "USER",
+    "U": "UID",
+    "P": "PARTITION",
+    "N": "NODELIST",
+    "S": "START_TIME",
+    "V": "SUBMIT_TIME",
+    "Z": "WORK_DIR",
+    "o": "COMMAND",
+    "a": "ACCOUNT",
+    "c": "MIN_CPUS",
+    "L": "TIME_LEFT",
 }
 SQUEUE_DEFAULT_FORMAT = "%.18i %.9P %.8j %.8u %.2t %.10M %.6D %R"
 
@@ -1380,21 +1745,78 @@ SQUEUE_DEFAULT_FORMAT = "%.18i %.9P %.8j %.8u %.2t %.10M %.6D %R"
 def squeue_main(argv):
     prog = "squeue"
     opts, _ = parse_options(
-        prog, argv,
-        short_val={"o": "format", "j": "jobs", "u": "user", "t": "states", "p": "partition", "n": "name",
-                   "A": "account", "M": "clusters", "q": "qos", "w": "nodelist", "S": "sort", "i": "iterate",
-                   "O": "Format", "L": "licenses", "R": "reservation"},
-        short_flag={"h": "noheader", "r": "array", "a": "all", "l": "long", "s": "steps", "v": "verbose",
-                    "V": "version", "H": "hide"},
-        long_val={"format", "jobs", "user", "states", "partition", "name", "account", "clusters", "qos",
-                  "nodelist", "sort", "iterate", "Format", "licenses", "reservation"},
-        long_flag={"noheader", "array", "all", "long", "steps", "verbose", "version", "me", "help", "usage",
-                   "hide", "start", "local", "federation", "sibling", "noconvert", "array-unique"},
+        prog,
+        argv,
+        short_val={
+            "o": "format",
+            "j": "jobs",
+            "u": "user",
+            "t": "states",
+            "p": "partition",
+            "n": "name",
+            "A": "account",
+            "M": "clusters",
+            "q": "qos",
+            "w": "nodelist",
+            "S": "sort",
+            "i": "iterate",
+            "O": "Format",
+            "L": "licenses",
+            "R": "reservation",
+        },
+        short_flag={
+            "h": "noheader",
+            "r": "array",
+            "a": "all",
+            "l": "long",
+            "s": "steps",
+            "v": "verbose",
+            "V": "version",
+            "H": "hide",
+        },
+        long_val={
+            "format",
+            "jobs",
+            "user",
+            "states",
+            "partition",
+            "name",
+            "account",
+            "clusters",
+            "qos",
+            "nodelist",
+            "sort",
+            "iterate",
+            "Format",
+            "licenses",
+            "reservation",
+        },
+        long_flag={
+            "noheader",
+            "array",
+            "all",
+            "long",
+            "steps",
+            "verbose",
+            "version",
+            "me",
+            "help",
+            "usage",
+            "hide",
+            "start",
+            "local",
+            "federation",
+            "sibling",
+            "noconvert",
+            "array-unique",
+        },
         aliases={"job": "jobs", "state": "states", "users": "user"},
         stop_at_positional=False,
     )
     option = dict(opts)
-    if answered_help(option, "Usage: squeue [-h] [-o FORMAT] [-j IDS] [-t STATES] [-r]  (fake Slurm: see tests/fake_slurm)"):
+    if answered_help(
+        option, "Usage: squeue [-h] [-o FORMAT] [-j IDS] [-t STATES] [-r]  (fake Slurm: see tests/fake_slurm)"
+    ):
         return 0
     if "Format" in option:
         raise Fail("squeue: error: fake slurm: -O/--Format is not supported, use -o/--format")
@@ -1466,13 +1888,29 @@ def squeue_row(rec, tasks, state, now):
         reason = "JobArrayTaskLimit" if rec["array"] and throttled(rec) else "None"
     host = short_host()
     return {
-        "i": jobid, "A": str(raw), "F": str(rec["job_id"]), "K": task_text, "j": rec["name"], "T": state,
-        "t": SHORT_STATE.get(state, state[:2]), "r": reason, "R": host if running else f"({reason})",
+        "i": jobid,
+        "A": str(raw),
+        "F": str(rec["job_id"]),
+        "K": task_text,
+        "j": rec["name"],
+        "T": state,
+        "t": SHORT_STATE.get(state, state[:2]),
+        "r": reason,
+        "R": host if running else f"({reason})",
         "M": fmt_squeue_time(now - t["start"]) if running and t["start"] else "0:00",
-        "l": fmt_limit(rec.get("time_limit")), "D": "1", "C": str(rec.get("cpus_per_task") or 1),
-        "u": rec["user"], "U": str(rec["uid"]), "P": rec["partition"], "N": host if running else "",
-        "S": fmt_time(t["start"]) if running else "N/A", "V": fmt_time(rec["submit_time"]),
-        "Z": rec["workdir"], "o": rec["script"], "a": rec.get("account") or "(null)", "c": "1",
+        "l": fmt_limit(rec.get("time_limit")),
+        "D": "1",
+        "C": str(rec.get("cpus_per_task") or 1),
+        "u": rec["user"],
+        "U": str(rec["uid"]),
+        "P": rec["partition"],
+        "N": host if running else "",
+        "S": fmt_time(t["start"]) if running else "N/A",
+        "V": fmt_time(rec["submit_time"]),
+        "Z": rec["workdir"],
+        "o": rec["script"],
+        "a": rec.get("account") or "(null)",
+        "c": "1",
         "L": fmt_limit(rec["time_limit"] - (now - t["start"])) if running and rec.get("time_limit") else "UNLIMITED",
     }
 
@@ -1516,21 +1954,35 @@ def scontrol_main(argv):
     if args[:1] == ["ping"]:
         print("Slurmctld(primary) at localhost is UP")
         return 0
-    raise Fail(f"scontrol: error: fake slurm: unsupported command: {' '.join(argv)!r} "
-               f"(supported: show config, show job [ID], ping, version)")
+    raise Fail(
+        f"scontrol: error: fake slurm: unsupported command: {' '.join(argv)!r} "
+        f"(supported: show config, show job [ID], ping, version)"
+    )
 
 
 def show_config():
     host = short_host()
     items = [
-        ("AccountingStorageType", "accounting_storage/slurmdbd"), ("ClusterName", "fake"),
-        ("EnforcePartLimits", "NO"), ("InactiveLimit", "0 sec"), ("JobAcctGatherType", "jobacct_gather/linux"),
-        ("KillWait", f"{KILL_WAIT:g} sec"), ("MaxArraySize", str(max_array_size("scontrol"))),
-        ("MaxJobCount", "10000"), ("MinJobAge", "300 sec"), ("OverTimeLimit", "0 min"),
-        ("ProctrackType", "proctrack/cgroup"), ("SchedulerType", "sched/backfill"),
-        ("SelectType", "select/cons_tres"), ("SLURM_CONF", "/etc/slurm/slurm.conf (fake)"),
-        ("SLURM_VERSION", SLURM_VERSION), ("SlurmctldHost[0]", host), ("SlurmctldPort", "6817"),
-        ("SlurmdPort", "6818"), ("SlurmUser", "slurm(0)"), ("TaskPlugin", "task/affinity,task/cgroup"),
+        ("AccountingStorageType", "accounting_storage/slurmdbd"),
+        ("ClusterName", "fake"),
+        ("EnforcePartLimits", "NO"),
+        ("InactiveLimit", "0 sec"),
+        ("JobAcctGatherType", "jobacct_gather/linux"),
+        ("KillWait", f"{KILL_WAIT:g} sec"),
+        ("MaxArraySize", str(max_array_size("scontrol"))),
+        ("MaxJobCount", "10000"),
+        ("MinJobAge", "300 sec"),
+        ("OverTimeLimit", "0 min"),
+        ("ProctrackType", "proctrack/cgroup"),
+        ("SchedulerType", "sched/backfill"),
+        ("SelectType", "select/cons_tres"),
+        ("SLURM_CONF", "/etc/slurm/slurm.conf (fake)"),
+        ("SLURM_VERSION", SLURM_VERSION),
+        ("SlurmctldHost[0]", host),
+        ("SlurmctldPort", "6817"),
+        ("SlurmdPort", "6818"),
+        ("SlurmUser", "slurm(0)"),
+        ("TaskPlugin", "task/affinity,task/cgroup"),
     ]
     lines = [f"Configuration data as of {fmt_time(time.time())}"]
     lines += ["%-23s = %s" % item for item in items]
@@ -1554,7 +2006,7 @@ def show_job(sd, token):
             if rec is None:
                 continue
             refresh(sd, rec, forced)
-            for pos in (positions if positions is not None else range(len(rec["tasks"]))):
+            for pos in positions if positions is not None else range(len(rec["tasks"])):
                 t = rec["tasks"][pos]
                 state, code = display_state(rec, t, forced)
                 raw = t["job_id"] if t["job_id"] is not None else rec["job_id"]
@@ -1564,26 +2016,32 @@ def show_job(sd, token):
                     if rec["throttle"]:
                         ident += f" ArrayTaskThrottle={rec['throttle']}"
                 out = os.path.join(rec["workdir"], expand_pattern(rec["output"], rec, t, raw))
-                err = os.path.join(rec["workdir"], expand_pattern(rec["error"], rec, t, raw)) if rec.get("error") else out
+                err = (
+                    os.path.join(rec["workdir"], expand_pattern(rec["error"], rec, t, raw)) if rec.get("error") else out
+                )
                 run = ((t["end"] or now) - t["start"]) if t["start"] else 0
-                blocks.append("\n".join([
-                    f"{ident} JobName={rec['name']}",
-                    f"   UserId={rec['user']}({rec['uid']}) GroupId={os.getgid()} MCS_label=N/A",
-                    f"   JobState={state.split()[0]} Reason=None Dependency=(null)",
-                    f"   Requeue=1 Restarts=0 BatchFlag=1 Reboot=0 ExitCode={code}",
-                    f"   RunTime={fmt_elapsed(run)} TimeLimit={fmt_limit(rec.get('time_limit'))} TimeMin=N/A",
-                    f"   SubmitTime={fmt_time(rec['submit_time'])} EligibleTime={fmt_time(rec['submit_time'])}",
-                    f"   StartTime={fmt_time(t['start'])} EndTime={fmt_time(t['end'])} Deadline=N/A",
-                    f"   Partition={rec['partition']} AllocNode:Sid={rec['submit_host']}:0",
-                    f"   NodeList={short_host() if t['start'] else '(null)'}",
-                    f"   NumNodes=1 NumCPUs={rec.get('cpus_per_task') or 1} NumTasks={rec.get('ntasks') or 1} "
-                    f"CPUs/Task={rec.get('cpus_per_task') or 1}",
-                    f"   Command={rec['script']}",
-                    f"   WorkDir={rec['workdir']}",
-                    f"   StdErr={err}",
-                    "   StdIn=/dev/null",
-                    f"   StdOut={out}",
-                ]))
+                blocks.append(
+                    "\n".join(
+                        [
+                            f"{ident} JobName={rec['name']}",
+                            f"   UserId={rec['user']}({rec['uid']}) GroupId={os.getgid()} MCS_label=N/A",
+                            f"   JobState={state.split()[0]} Reason=None Dependency=(null)",
+                            f"   Requeue=1 Restarts=0 BatchFlag=1 Reboot=0 ExitCode={code}",
+                            f"   RunTime={fmt_elapsed(run)} TimeLimit={fmt_limit(rec.get('time_limit'))} TimeMin=N/A",
+                            f"   SubmitTime={fmt_time(rec['submit_time'])} EligibleTime={fmt_time(rec['submit_time'])}",
+                            f"   StartTime={fmt_time(t['start'])} EndTime={fmt_time(t['end'])} Deadline=N/A",
+                            f"   Partition={rec['partition']} AllocNode:Sid={rec['submit_host']}:0",
+                            f"   NodeList={short_host() if t['start'] else '(null)'}",
+                            f"   NumNodes=1 NumCPUs={rec.get('cpus_per_task') or 1} NumTasks={rec.get('ntasks') or 1} "
+                            f"CPUs/Task={rec.get('cpus_per_task') or 1}",
+                            f"   Command={rec['script']}",
+                            f"   WorkDir={rec['workdir']}",
+                            f"   StdErr={err}",
+                            "   StdIn=/dev/null",
+                            f"   StdOut={out}",
+                        ]
+                    )
+                )
     print("\n\n".join(blocks))
     return 0
 
@@ -1592,14 +2050,72 @@ def show_job(sd, token):
 
 SRUN_SHORT_VAL = {c: c for c in "AbcCdDeGiJLmMnNopqSTtwWx"}
 SRUN_LONG_VAL = {
-    "account", "begin", "cpus-per-task", "constraint", "dependency", "chdir", "error", "gpus", "input",
-    "job-name", "licenses", "distribution", "clusters", "ntasks", "nodes", "output", "partition", "qos",
-    "core-spec", "time", "nodelist", "exclude", "mem", "mem-per-cpu", "mem-per-gpu", "gres", "cpu-bind",
-    "mem-bind", "ntasks-per-node", "ntasks-per-core", "ntasks-per-socket", "gpus-per-task", "gpus-per-node",
-    "cpus-per-gpu", "signal", "export", "mpi", "kill-on-bad-exit", "wait", "open-mode", "het-group", "jobid",
-    "slurmd-debug", "epilog", "prolog", "task-epilog", "task-prolog", "tmp", "comment", "hint", "network",
-    "reservation", "time-min", "label", "mincpus", "threads-per-core", "sockets-per-node", "cores-per-socket",
-    "gpu-bind", "cpu-freq", "power", "profile", "switches", "thread-spec", "tres-per-task", "container",
+    "account",
+    "begin",
+    "cpus-per-task",
+    "constraint",
+    "dependency",
+    "chdir",
+    "error",
+    "gpus",
+    "input",
+    "job-name",
+    "licenses",
+    "distribution",
+    "clusters",
+    "ntasks",
+    "nodes",
+    "output",
+    "partition",
+    "qos",
+    "core-spec",
+    "time",
+    "nodelist",
+    "exclude",
+    "mem",
+    "mem-per-cpu",
+    "mem-per-gpu",
+    "gres",
+    "cpu-bind",
+    "mem-bind",
+    "ntasks-per-node",
+    "ntasks-per-core",
+    "ntasks-per-socket",
+    "gpus-per-task",
+    "gpus-per-node",
+    "cpus-per-gpu",
+    "signal",
+    "export",
+    "mpi",
+    "kill-on-bad-exit",
+    "wait",
+    "open-mode",
+    "het-group",
+    "jobid",
+    "slurmd-debug",
+    "epilog",
+    "prolog",
+    "task-epilog",
+    "task-prolog",
+    "tmp",
+    "comment",
+    "hint",
+    "network",
+    "reservation",
+    "time-min",
+    "label",
+    "mincpus",
+    "threads-per-core",
+    "sockets-per-node",
+    "cores-per-socket",
+    "gpu-bind",
+    "cpu-freq",
+    "power",
+    "profile",
+    "switches",
+    "thread-spec",
+    "tres-per-task",
+    "container",
 }
 
 
@@ -1648,8 +2164,10 @@ def srun_main(argv):
     try:
         child = subprocess.Popen(command, env=env)
     except OSError as exc:
-        sys.stderr.write(f"slurmstepd: error: execve(): {command[0]}: {exc.strerror}\n"
-                         f"srun: error: {short_host()}: task 0: Exited with exit code 2\n")
+        sys.stderr.write(
+            f"slurmstepd: error: execve(): {command[0]}: {exc.strerror}\n"
+            f"srun: error: {short_host()}: task 0: Exited with exit code 2\n"
+        )
         finish_step(os.path.abspath(sd), rec_id, pos, step_id, 2)
         return 2
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2):
@@ -1680,8 +2198,11 @@ def exec_command(command):
     try:
         os.execvp(command[0], command)
     except OSError as exc:
-        raise Fail(f"slurmstepd: error: execve(): {command[0]}: {exc.strerror}\n"
-                   f"srun: error: {short_host()}: task 0: Exited with exit code 2", code=2)
+        raise Fail(
+            f"slurmstepd: error: execve(): {command[0]}: {exc.strerror}\n"
+            f"srun: error: {short_host()}: task 0: Exited with exit code 2",
+            code=2,
+        )
 
 
 def register_step(sd, raw_id, name):
@@ -1695,8 +2216,9 @@ def register_step(sd, raw_id, name):
             pos = positions[0]
             steps = rec["tasks"][pos].setdefault("steps", [])
             step_id = len(steps)
-            steps.append({"id": step_id, "name": name, "state": "RUNNING", "exit_code": "0:0",
-                          "start": time.time(), "end": None})
+            steps.append(
+                {"id": step_id, "name": name, "state": "RUNNING", "exit_code": "0:0", "start": time.time(), "end": None}
+            )
             save_rec(sd, rec)
             return rec["job_id"], pos, step_id
     except OSError:
@@ -1723,8 +2245,14 @@ def finish_step(sd, rec_id, pos, step_id, returncode):
 
 # --- entry points --------------------------------------------------------------------------
 
-COMMANDS = {"sbatch": sbatch_main, "sacct": sacct_main, "scancel": scancel_main, "squeue": squeue_main,
-            "scontrol": scontrol_main, "srun": srun_main}
+COMMANDS = {
+    "sbatch": sbatch_main,
+    "sacct": sacct_main,
+    "scancel": scancel_main,
+    "squeue": squeue_main,
+    "scontrol": scontrol_main,
+    "srun": srun_main,
+}
 
 
 def main(prog, argv):

@@ -9,14 +9,13 @@ Importing this package registers the built-in components; optional heavy
 dependencies are imported only by the components that use them.
 """
 
+# Built-in variants register themselves on import.
+from . import local, pool, slurm, zeromq  # noqa: E402,F401  (register the built-in variants)
 from .command import Postprocessor, Preprocessor
 from .interface import RunnerInterface, WorkerInterface
 from .runner import Runner
 from .state import RunState, RunStatus
 from .worker import Worker
-
-# Built-in variants register themselves on import.
-from . import local, pool, slurm, zeromq  # noqa: E402,F401  (register the built-in variants)
 
 __all__ = [
     "Runner",

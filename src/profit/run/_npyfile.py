@@ -15,8 +15,8 @@ import mmap
 import os
 import re
 import struct
-from collections.abc import Callable
 from collections import namedtuple
+from collections.abc import Callable
 
 from ._lazy import numpy as np
 from .errors import InterfaceError
@@ -153,8 +153,7 @@ def read_header(path: str, what: str = "interface file", writer: str = "the runn
             )
         return NpyHeader(descr, shape[0], header["offset"])
     raise InterfaceError(
-        f"{what} {os.path.abspath(path)} is corrupt ({last_error}); "
-        f"it must be the .npy file written by {writer}"
+        f"{what} {os.path.abspath(path)} is corrupt ({last_error}); it must be the .npy file written by {writer}"
     )
 
 
@@ -179,9 +178,7 @@ def data_rows(path: str, offset: int, itemsize: int) -> int:
     return (os.stat(path).st_size - offset) // itemsize
 
 
-def grow(
-    path: str, layout: NpyLayout, size: int, initialize: Callable[[np.memmap], None] | None = None
-) -> NpyLayout:
+def grow(path: str, layout: NpyLayout, size: int, initialize: Callable[[np.memmap], None] | None = None) -> NpyLayout:
     """Extend the file to ``size`` rows, then record the new length in the header.
 
     The data is extended (and the new rows given to ``initialize``) first, so the
@@ -194,7 +191,9 @@ def grow(
             f"({layout.offset} -> {len(header)} bytes); numpy>=1.24 writes headers with room to grow"
         )
     with open(path, "r+b") as file:
-        _reserve(file, layout.offset + size * layout.dtype.itemsize, layout.offset + layout.size * layout.dtype.itemsize)
+        _reserve(
+            file, layout.offset + size * layout.dtype.itemsize, layout.offset + layout.size * layout.dtype.itemsize
+        )
         if initialize is not None:
             initialize(map_rows(path, layout, layout.size, size - layout.size))
         file.seek(0)

@@ -58,7 +58,6 @@ class ExitStatus(namedtuple("ExitStatus", ["code", "signal"], defaults=[None, No
         return text
 
 
-
 class RunHandle(ABC):
     """What a runner needs of a started run: exit status, an event fd, and a way to stop it."""
 
@@ -174,9 +173,7 @@ class ChildProcess(RunHandle):
                 return None
             self.status = ExitStatus.from_returncode(os.waitstatus_to_exitcode(wait_status))
         if self._popen is not None:
-            self._popen.returncode = (
-                -self.status.signal if self.status.signal is not None else self.status.code
-            )
+            self._popen.returncode = -self.status.signal if self.status.signal is not None else self.status.code
         return self.status
 
 

@@ -14,14 +14,21 @@ from __future__ import annotations
 
 import struct
 import sys
-from collections.abc import Iterable, Iterator
 from collections import namedtuple
+from collections.abc import Iterable, Iterator
 
 _NATIVE = "<" if sys.byteorder == "little" else ">"
 _FORMATS = {  # numpy kind + item size -> struct format character
-    ("f", 4): "f", ("f", 8): "d",
-    ("i", 1): "b", ("i", 2): "h", ("i", 4): "i", ("i", 8): "q",
-    ("u", 1): "B", ("u", 2): "H", ("u", 4): "I", ("u", 8): "Q",
+    ("f", 4): "f",
+    ("f", 8): "d",
+    ("i", 1): "b",
+    ("i", 2): "h",
+    ("i", 4): "i",
+    ("i", 8): "q",
+    ("u", 1): "B",
+    ("u", 2): "H",
+    ("u", 4): "I",
+    ("u", 8): "Q",
     ("b", 1): "?",
 }
 

@@ -25,7 +25,8 @@ import time
 from abc import abstractmethod
 from collections.abc import Callable, Mapping
 
-from ._lazy import LazyModule, logging, numpy as np
+from ._lazy import LazyModule, logging
+from ._lazy import numpy as np
 from .errors import ConfigError, WorkerError
 from .registry import Component
 from .worker import Worker
@@ -126,9 +127,7 @@ class CommandWorker(Worker, label="command"):
 
                 described = ExitStatus.from_returncode(returncode).describe(through_shell=True)
                 tail = _tail(stderr, _STDERR_TAIL_LINES)
-                raise CommandError(
-                    f"command {self.command!r} {described}" + (f"; stderr ends: {tail}" if tail else "")
-                )
+                raise CommandError(f"command {self.command!r} {described}" + (f"; stderr ends: {tail}" if tail else ""))
         finally:
             stderr.close()
             if stdout is not None:

@@ -22,7 +22,8 @@ import numbers
 from abc import abstractmethod
 from collections.abc import Mapping
 
-from ._lazy import logging, numpy as np
+from ._lazy import logging
+from ._lazy import numpy as np
 from ._record import StructRecord, parse_descr
 from .errors import ConfigError
 from .registry import Component
@@ -79,7 +80,9 @@ def _dtype_of(name: str, spec: object, what: str) -> np.dtype:
     try:
         dtype = np.dtype(raw)
     except TypeError:
-        raise ConfigError(f"{what} {name!r}: dtype {raw!r} is not a numpy scalar type (use e.g. numpy.float64)") from None
+        raise ConfigError(
+            f"{what} {name!r}: dtype {raw!r} is not a numpy scalar type (use e.g. numpy.float64)"
+        ) from None
     if dtype.kind not in "biuf":
         raise ConfigError(f"{what} {name!r}: dtype {dtype} is not supported; use a bool, integer or float type")
     return dtype
@@ -147,7 +150,9 @@ class RunnerInterface(Component, registry=True):
 
     internal_vars = INTERNAL_VARS
 
-    def __init__(self, size: int, input_config: Mapping, output_config: Mapping, *, logger_parent: logging.Logger | None = None):
+    def __init__(
+        self, size: int, input_config: Mapping, output_config: Mapping, *, logger_parent: logging.Logger | None = None
+    ):
         self._logger_parent = logger_parent
         if not isinstance(size, numbers.Integral) or isinstance(size, bool) or size < 0:
             raise ConfigError(f"interface size must be a whole number >= 0, got {size!r}")

@@ -21,11 +21,12 @@ import sys
 import weakref
 
 from . import _npyfile
-from ._lazy import logging, numpy as np
-from ._record import StructRecord, parse_descr
-from ._proc import ChildProcess, die_with_parent, fork_group, load_prctl
-from .errors import InterfaceError
 from . import interface as interface_module
+from ._lazy import logging
+from ._lazy import numpy as np
+from ._proc import ChildProcess, die_with_parent, fork_group, load_prctl
+from ._record import StructRecord, parse_descr
+from .errors import InterfaceError
 from .interface import INTERNAL_NAMES, RunnerInterface, WorkerInterface, clear_outputs, empty_record, encode_reason
 from .runner import Runner
 from .state import RunState
@@ -142,7 +143,11 @@ class LocalRunner(Runner, label="local"):
 
         env = {**self._environment(), "PROFIT_RUN_ID": str(run_id)}
         popen = subprocess.Popen(
-            self._shell_command(), shell=True, env=env, cwd=self.work_dir, start_new_session=True,
+            self._shell_command(),
+            shell=True,
+            env=env,
+            cwd=self.work_dir,
+            start_new_session=True,
             stdin=subprocess.DEVNULL,  # a worker in a background session must not wait for a terminal
         )
         return ChildProcess(popen.pid, popen)
@@ -292,7 +297,9 @@ class MemmapWorkerInterface(WorkerInterface, label="memmap"):
         inputs = fields[: names.index("DONE")] if "DONE" in names else []
         self._record = StructRecord(buffer, fields)
         self.input = StructRecord(buffer, inputs)
-        self.output = StructRecord(buffer, [field for field in fields[len(inputs) :] if field.name not in INTERNAL_NAMES])
+        self.output = StructRecord(
+            buffer, [field for field in fields[len(inputs) :] if field.name not in INTERNAL_NAMES]
+        )
         return self._record
 
     def _map_from_file(self, run_id: int) -> tuple:

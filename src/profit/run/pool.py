@@ -226,8 +226,12 @@ class PoolRunner(Runner, label="pool"):
         running = worker.queue[0] if worker.queue else None
         self._retire(worker, status, keep=running)
         if running is not None and running in self.runs:
-            self.logger.info("pool worker %d ended (%s) during run %d", worker.process.pid,
-                                status.describe() if status else "?", running)
+            self.logger.info(
+                "pool worker %d ended (%s) during run %d",
+                worker.process.pid,
+                status.describe() if status else "?",
+                running,
+            )
             self._settle(running, status)
         self._dispatch()
 

@@ -26,7 +26,8 @@ import selectors
 import time
 from collections.abc import Iterable, Mapping
 
-from ._lazy import logging, numpy as np
+from ._lazy import logging
+from ._lazy import numpy as np
 from ._proc import RunHandle
 from .errors import ConfigError, ParameterError, RunNotFoundError, WaitTimeout
 from .interface import RunnerInterface
@@ -239,7 +240,9 @@ class Runner(Component, registry=True):
         if unknown or missing:
             problems = []
             if unknown:
-                problems.append(f"{', '.join(map(repr, unknown))} {'is not an input' if len(unknown) == 1 else 'are not inputs'}")
+                problems.append(
+                    f"{', '.join(map(repr, unknown))} {'is not an input' if len(unknown) == 1 else 'are not inputs'}"
+                )
             if missing:
                 problems.append(f"{', '.join(map(repr, missing))} {'is' if len(missing) == 1 else 'are'} missing")
             raise ParameterError(f"params for run {run_id}: {'; '.join(problems)} (the inputs are {', '.join(names)})")
@@ -427,8 +430,9 @@ class Runner(Component, registry=True):
             else:
                 reason = self._failure_reason(run_id, exit_status)
             if retry and attempt <= self.retries:
-                self.logger.info("run %d failed (attempt %d of %d): %s; running it again", run_id, attempt,
-                                 self.retries + 1, reason)
+                self.logger.info(
+                    "run %d failed (attempt %d of %d): %s; running it again", run_id, attempt, self.retries + 1, reason
+                )
                 self._spawn_at(run_id, None, wait=False)
                 self._attempts[run_id] = attempt + 1
                 return RunStatus(run_id, RunState.RUNNING)
@@ -594,7 +598,9 @@ class Runner(Component, registry=True):
         bar.profit_next_update = time.monotonic() + 0.1
         finished = self.next_run_id - len(self.runs)
         bar.total = max(bar.total, self.next_run_id)
-        bar.set_postfix(done=finished - len(self.failed), failed=len(self.failed), running=len(self.runs), refresh=False)
+        bar.set_postfix(
+            done=finished - len(self.failed), failed=len(self.failed), running=len(self.runs), refresh=False
+        )
         bar.update(finished - bar.n)
 
     # --- stopping runs --------------------------------------------------------------

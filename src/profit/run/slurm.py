@@ -36,10 +36,21 @@ from .state import RunState
 DEFAULT_MAX_ARRAY_SIZE = 1001  # Slurm's default MaxArraySize
 
 # sacct states after which a job does not run any more.
-FINAL_STATES = frozenset({
-    "COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "PREEMPTED", "BOOT_FAIL",
-    "DEADLINE", "REVOKED", "SPECIAL_EXIT",
-})
+FINAL_STATES = frozenset(
+    {
+        "COMPLETED",
+        "FAILED",
+        "CANCELLED",
+        "TIMEOUT",
+        "OUT_OF_MEMORY",
+        "NODE_FAIL",
+        "PREEMPTED",
+        "BOOT_FAIL",
+        "DEADLINE",
+        "REVOKED",
+        "SPECIAL_EXIT",
+    }
+)
 # What a user should read for a job that Slurm ended.
 _ENDED_BY_SLURM = {
     "TIMEOUT": "reached its Slurm time limit",
@@ -65,8 +76,9 @@ class SchedulerError(ProfitError):
 # --- pure functions: command lines, batch script, parsing ----------------------------
 
 
-def batch_script(*, command: str, cpus: int | str = 1, openmp: bool = False, options: Mapping[str, object],
-                 output: str | None = None) -> str:
+def batch_script(
+    *, command: str, cpus: int | str = 1, openmp: bool = False, options: Mapping[str, object], output: str | None = None
+) -> str:
     """The batch script of every run of a study (a pure function of the options).
 
     ``options`` become ``#SBATCH --key=value`` lines (``True``: ``--key`` alone);
@@ -178,8 +190,11 @@ def parse_sacct(stdout: str) -> dict[str, JobRecord]:
         code, _, signal = exit_text.partition(":")
         for job_id in job_ids:
             records[job_id] = JobRecord(
-                job_id, words[0] if words else "UNKNOWN",
-                int(code) if code.isdigit() else 0, int(signal) if signal.isdigit() else 0, " ".join(words[1:]),
+                job_id,
+                words[0] if words else "UNKNOWN",
+                int(code) if code.isdigit() else 0,
+                int(signal) if signal.isdigit() else 0,
+                " ".join(words[1:]),
             )
     return records
 
@@ -233,8 +248,15 @@ class SlurmCommands:
     def __init__(self, logger: logging.Logger, retries: int = 3, retry_sleep: float = 1.0, timeout: float = 60.0):
         self.logger, self.retries, self.retry_sleep, self.timeout = logger, retries, retry_sleep, timeout
 
-    def run(self, argv: list[str], *, env: Mapping[str, str] | None = None, cwd: str | None = None,
-            retries: int | None = None, idempotent: bool = True) -> str:
+    def run(
+        self,
+        argv: list[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+        retries: int | None = None,
+        idempotent: bool = True,
+    ) -> str:
         """The command's stdout; raises :class:`SchedulerError` when it fails for good.
 
         A command that is not ``idempotent`` (sbatch) is not retried after a failure
@@ -248,8 +270,16 @@ class SlurmCommands:
             try:
                 # A session of its own: Ctrl-C in the terminal is for the runner, which
                 # then cancels its jobs; it must not kill a command halfway.
-                done = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True, timeout=self.timeout,
-                                      stdin=subprocess.DEVNULL, start_new_session=True)
+                done = subprocess.run(
+                    argv,
+                    env=env,
+                    cwd=cwd,
+                    capture_output=True,
+                    text=True,
+                    timeout=self.timeout,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
             except FileNotFoundError:
                 raise SchedulerError(
                     f"{argv[0]} was not found; the slurm runner needs Slurm's commands on PATH "
@@ -267,9 +297,11 @@ class SlurmCommands:
                 )
             if not transient or attempt == retries:
                 unsure = not idempotent and _AMBIGUOUS.search(problem)
-                raise SchedulerError(f"{argv[0]} failed ({problem})" + (
-                    f" after {attempt + 1} tries" if attempt else "") + (
-                    "; it may have submitted the jobs all the same: check squeue" if unsure else ""))
+                raise SchedulerError(
+                    f"{argv[0]} failed ({problem})"
+                    + (f" after {attempt + 1} tries" if attempt else "")
+                    + ("; it may have submitted the jobs all the same: check squeue" if unsure else "")
+                )
             self.logger.warning("%s failed (%s); trying again in %g s", argv[0], problem, pause)
             time.sleep(pause)
             pause *= 2
@@ -344,7 +376,9 @@ class SlurmRunner(Runner, label="slurm"):
         **kwargs,
     ):
         if cpus != "all" and (isinstance(cpus, bool) or not isinstance(cpus, int) or cpus < 0):
-            raise ConfigError(f"slurm runner: cpus must be a whole number >= 1, or 'all' or 0 (whole nodes), got {cpus!r}")
+            raise ConfigError(
+                f"slurm runner: cpus must be a whole number >= 1, or 'all' or 0 (whole nodes), got {cpus!r}"
+            )
         if isinstance(submit_retries, bool) or not isinstance(submit_retries, int) or submit_retries < 0:
             raise ConfigError(f"slurm runner: submit_retries must be a whole number >= 0, got {submit_retries!r}")
         if options is not None and not isinstance(options, Mapping):
@@ -369,14 +403,22 @@ class SlurmRunner(Runner, label="slurm"):
             self._write_script()
 
     def __repr__(self) -> str:
-        details = [f"cpus={self.cpus}"] + (["OpenMP"] if self.openmp else []) + (["custom script"] if self.custom else [])
+        details = (
+            [f"cpus={self.cpus}"] + (["OpenMP"] if self.openmp else []) + (["custom script"] if self.custom else [])
+        )
         return f"<{type(self).__name__} ({', '.join(details)})>"
 
     @property
     def config(self) -> dict:
         return {
-            **super().config, "cpus": self.cpus, "openmp": self.openmp, "custom": self.custom, "path": self.path,
-            "options": dict(self.options), "command": self.command, "min_poll": self.min_poll,
+            **super().config,
+            "cpus": self.cpus,
+            "openmp": self.openmp,
+            "custom": self.custom,
+            "path": self.path,
+            "options": dict(self.options),
+            "command": self.command,
+            "min_poll": self.min_poll,
             "max_poll": self.max_poll,
         }
 
@@ -387,8 +429,13 @@ class SlurmRunner(Runner, label="slurm"):
     def _write_script(self) -> None:
         log_path = self.worker.get("log_path", "log")
         os.makedirs(os.path.join(self.work_dir, log_path), exist_ok=True)
-        script = batch_script(command=self.command, cpus=self.cpus, openmp=self.openmp, options=self.options,
-                              output=os.path.join(log_path, "slurm-%j.out"))
+        script = batch_script(
+            command=self.command,
+            cpus=self.cpus,
+            openmp=self.openmp,
+            options=self.options,
+            output=os.path.join(log_path, "slurm-%j.out"),
+        )
         with open(self.path, "w") as file:
             file.write(script)
 
@@ -455,8 +502,9 @@ class SlurmRunner(Runner, label="slurm"):
         if wait:
             self.wait_all(progress=progress)
 
-    def respawn_array(self, run_ids: Iterable[int], stop: Callable[[], bool] | None = None,
-                      tick: Callable[[], object] | None = None) -> None:
+    def respawn_array(
+        self, run_ids: Iterable[int], stop: Callable[[], bool] | None = None, tick: Callable[[], object] | None = None
+    ) -> None:
         """Run these runs (their rows are filled) as job arrays; blocks until all are submitted.
 
         Arrays are split where task indices would reach ``MaxArraySize``; with a

@@ -247,7 +247,9 @@ def _short_repr(value: object, limit: int = 60) -> str:
 
 def _json_env(env: Mapping[str, str], name: str) -> object:
     if name not in env:
-        raise ConfigError(f"environment variable {name} is not set; profit-worker is started by a runner, which sets it")
+        raise ConfigError(
+            f"environment variable {name} is not set; profit-worker is started by a runner, which sets it"
+        )
     try:
         return json.loads(env[name])
     except json.JSONDecodeError as error:

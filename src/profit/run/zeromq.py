@@ -35,10 +35,11 @@ import time
 import weakref
 from collections import OrderedDict, namedtuple
 
-from ._lazy import logging, numpy as np
+from . import interface as interface_module
+from ._lazy import logging
+from ._lazy import numpy as np
 from ._record import StructRecord, parse_descr
 from .errors import ConfigError, InterfaceError
-from . import interface as interface_module
 from .interface import RunnerInterface, WorkerInterface, empty_record
 from .state import RunState
 
@@ -73,7 +74,7 @@ _contexts: dict[int, object] = {}
 # The runner halves of this process by keyfile. A worker forked from the runner
 # finds its runner half here: it knows the secret and holds the inputs already,
 # so it needs no file read and no READY round trip, only the DATA message.
-_runner_sides: "weakref.WeakValueDictionary[str, ZeroMQRunnerInterface]" = weakref.WeakValueDictionary()
+_runner_sides: weakref.WeakValueDictionary[str, ZeroMQRunnerInterface] = weakref.WeakValueDictionary()
 
 
 def _context():
@@ -97,7 +98,7 @@ def sign(secret: bytes, body: bytes) -> bytes:
 class Message(namedtuple("Message", ["kind", "run_id", "request_id", "payload"])):
     """One protocol message: a single frame of signature, a header line and the payload::
 
-        <32-byte signature> PROFIT-ZMQ-1 <kind> <run id> <request id> \\n <payload>
+    <32-byte signature> PROFIT-ZMQ-1 <kind> <run id> <request id> \\n <payload>
     """
 
     __slots__ = ()
@@ -155,12 +156,31 @@ def read_secret(path: str) -> bytes:
 
 
 # The options both halves share; the runner half's config hands them to workers.
-WORKER_OPTIONS = ("transport", "address", "port", "connection", "timeout", "retries", "retry_sleep", "heartbeat",
-                  "keyfile")
+WORKER_OPTIONS = (
+    "transport",
+    "address",
+    "port",
+    "connection",
+    "timeout",
+    "retries",
+    "retry_sleep",
+    "heartbeat",
+    "keyfile",
+)
 
 
-def _store_options(target: object, transport: str, address: str | None, port: object, connection: str | None,
-                   timeout: object, retries: object, retry_sleep: object, heartbeat: object, keyfile: str) -> None:
+def _store_options(
+    target: object,
+    transport: str,
+    address: str | None,
+    port: object,
+    connection: str | None,
+    timeout: object,
+    retries: object,
+    retry_sleep: object,
+    heartbeat: object,
+    keyfile: str,
+) -> None:
     """Validate the shared options and set them as attributes of ``target``."""
     if transport not in ("tcp", "ipc"):
         raise ConfigError(f"zeromq interface: transport {transport!r} is not supported; use 'tcp' or 'ipc'")
@@ -220,8 +240,18 @@ class ZeroMQRunnerInterface(RunnerInterface, label="zeromq"):
         keyfile: str = "zeromq.key",
         logger_parent: logging.Logger | None = None,
     ):
-        _store_options(self, transport, address, port, connection, timeout, retries, retry_sleep, heartbeat,
-                       os.path.abspath(keyfile))
+        _store_options(
+            self,
+            transport,
+            address,
+            port,
+            connection,
+            timeout,
+            retries,
+            retry_sleep,
+            heartbeat,
+            os.path.abspath(keyfile),
+        )
         self._bind_spec = bind
         self.dropped = 0  # messages dropped so far (malformed, unsigned, refused)
         self._failures_seen: OrderedDict[bytes, None] = OrderedDict()
@@ -231,9 +261,15 @@ class ZeroMQRunnerInterface(RunnerInterface, label="zeromq"):
         self._output_layout = np.dtype(self.output_vars)
         self._output_size = self._output_layout.itemsize
         output_descr = np.lib.format.dtype_to_descr(self._output_layout)
-        self._header = json.dumps({
-            "input": np.lib.format.dtype_to_descr(self._input_layout), "output": output_descr,
-        }).encode() + b"\n"
+        self._header = (
+            json.dumps(
+                {
+                    "input": np.lib.format.dtype_to_descr(self._input_layout),
+                    "output": output_descr,
+                }
+            ).encode()
+            + b"\n"
+        )
         no_result = np.zeros(1, self._output_layout)
         for name in self.output_names:
             no_result[name] = self._no_result[name]
@@ -263,7 +299,7 @@ class ZeroMQRunnerInterface(RunnerInterface, label="zeromq"):
             ) from None
         self.endpoint = self._socket.getsockopt_string(zmq.LAST_ENDPOINT)
         if self.endpoint.startswith("tcp://"):
-            host, port = self.endpoint[len("tcp://"):].rsplit(":", 1)
+            host, port = self.endpoint[len("tcp://") :].rsplit(":", 1)
             self.port, self._bound_host = int(port), host.strip("[]")
         self.logger.info("zeromq interface listening on %s", self.endpoint)
 
@@ -286,7 +322,7 @@ class ZeroMQRunnerInterface(RunnerInterface, label="zeromq"):
         """What a worker needs: where to connect (the port actually bound), timing, the secret's file."""
         config = {**super().config, **{name: getattr(self, name) for name in WORKER_OPTIONS}}
         if self.transport == "ipc":
-            config["address"] = self.endpoint[len("ipc://"):]
+            config["address"] = self.endpoint[len("ipc://") :]
         elif not self.address:
             config["address"] = self._bound_host  # a wildcard (0.0.0.0) lets workers use PROFIT_RUNNER_ADDRESS
         return config
@@ -363,7 +399,11 @@ class ZeroMQRunnerInterface(RunnerInterface, label="zeromq"):
         the row), a fresh output buffer and the output record over it."""
         row, _ = self.row_buffer(run_id)
         output_buffer = bytearray(self._no_result_bytes)
-        return StructRecord(row, self._row_input_fields), output_buffer, StructRecord(memoryview(output_buffer), self._output_fields)
+        return (
+            StructRecord(row, self._row_input_fields),
+            output_buffer,
+            StructRecord(memoryview(output_buffer), self._output_fields),
+        )
 
     def input_message(self, run_id: int) -> bytes:
         """What a worker needs to start ``run_id``: the layout, the inputs, the outputs' initial values."""
@@ -402,7 +442,7 @@ class ZeroMQRunnerInterface(RunnerInterface, label="zeromq"):
         """Stop listening and remove the secret (and the ipc socket file): the runner is done."""
         if not self._socket.closed:
             self._socket.close()
-        for path in (self.keyfile, self.endpoint[len("ipc://"):] if self.transport == "ipc" else None):
+        for path in (self.keyfile, self.endpoint[len("ipc://") :] if self.transport == "ipc" else None):
             if path and os.path.exists(path):
                 os.remove(path)
 
@@ -502,7 +542,11 @@ class ZeroMQWorkerInterface(WorkerInterface, label="zeromq"):
             if attempt < retries:
                 self.logger.warning(
                     "no answer from the runner at %s within %g s (try %d of %d); trying again in %g s",
-                    self.endpoint, self.timeout, attempt + 1, retries + 1, pause,
+                    self.endpoint,
+                    self.timeout,
+                    attempt + 1,
+                    retries + 1,
+                    pause,
                 )
                 time.sleep(pause)
                 pause *= 2
