@@ -102,7 +102,6 @@ def test_wrapped_function_with_wrong_number_of_values(make_runner):
 
 
 def test_run_id_outside_the_interface(runner_with_result):
-    from profit.run import local
 
     if runner_with_result.interface.label == "zeromq":
         from concurrent.futures import ThreadPoolExecutor
@@ -117,16 +116,10 @@ def test_run_id_outside_the_interface(runner_with_result):
             wait_for(lambda: runner_with_result.interface.poll() or call.done(), what="the refusal")
             call.result()
     else:
-        interface = MemmapWorkerInterface(7, path=runner_with_result.interface.path)
         # Read the file as a worker started through the shell would (not through the runner's mapping).
-        local._open_interfaces.pop(runner_with_result.interface.path)
-        try:
-            with pytest.raises(
-                InterfaceError, match=r"run id 7 is outside the interface file .*\(it holds runs 0\.\.0\)"
-            ):
-                interface.retrieve()
-        finally:
-            local._open_interfaces[runner_with_result.interface.path] = runner_with_result.interface
+        interface = MemmapWorkerInterface(7, path=runner_with_result.interface.path)
+        with pytest.raises(InterfaceError, match=r"run id 7 is outside the interface file .*\(it holds runs 0\.\.0\)"):
+            interface.retrieve()
     with pytest.raises(RunNotFoundError, match="run 7 was never started"):
         runner_with_result.wait(7)
     with pytest.raises(RunNotFoundError, match="run 7 is not active"):

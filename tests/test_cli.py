@@ -387,9 +387,23 @@ def test_full_disk_keeps_the_results(tmp_path):
 @pytest.mark.parametrize(
     "run, fragment",
     [
-        ("  runner: {class: fork, paralel: 2}\n", "run: got an unexpected keyword argument 'paralel'"),
-        ("  pre: {class: template, pth: tpl}\n", "run.pre: got an unexpected keyword argument 'pth'"),
+        (
+            "  runner: {class: fork, paralel: 2}\n",
+            "run.runner: runner 'fork' has no option 'paralel'; did you mean 'parallel'?",
+        ),
+        (
+            "  pre: {class: template, pth: tpl}\n",
+            "run.pre: preprocessor 'template' has no option 'pth'; did you mean 'path'?",
+        ),
         ("  post: {class: json, path: out.json, names: [f]}\n", "run.post: postprocessor 'json' has no option 'names'"),
+        (
+            "  interface: {class: memmap, pth: x.npy}\n",
+            "run.interface: interface 'memmap' has no option 'pth'; did you mean 'path'?",
+        ),
+        (
+            "  worker: {class: command, comand: ./simulation}\n",
+            "run.worker: worker 'command' has no option 'comand'; did you mean 'command'?",
+        ),
         ("  runner: 5\n", "run.runner must be a label or a mapping"),
         ("  command: [./simulation]\n", "run.command must be a shell command"),
     ],

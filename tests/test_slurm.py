@@ -5,6 +5,7 @@ README); ``test_slurm_cluster.py`` runs the same runner against a real cluster.
 """
 
 import pathlib
+import re
 import sys
 
 import pytest
@@ -120,7 +121,7 @@ def test_completed_job_is_a_success_of_the_job():
 @pytest.mark.parametrize(
     "options, fragment",
     [
-        ({"cpus": -1}, "cpus must be a whole number >= 1, or 'all' or 0"),
+        ({"cpus": -1}, "cpus must be a whole number >= 0 (0 or 'all': whole nodes)"),
         ({"submit_retries": -1}, "submit_retries must be a whole number >= 0"),
         ({"options": ["time=1"]}, "options must be a mapping of #SBATCH option to value"),
         ({"min_poll": 0}, "min_poll must be a number of seconds > 0"),
@@ -129,7 +130,7 @@ def test_completed_job_is_a_success_of_the_job():
 )
 def test_bad_options(tmp_path, options, fragment):
     interface = {"class": "memmap", "size": 1, "input_config": {"u": {}}, "output_config": {"f": {}}}
-    with pytest.raises(ConfigError, match=fragment):
+    with pytest.raises(ConfigError, match=re.escape(fragment)):
         Runner["slurm"](interface=interface, worker="t_sum", work_dir=str(tmp_path), **options)
 
 
@@ -347,7 +348,7 @@ def test_profit_run_reports_a_failing_sbatch_in_one_sentence(tmp_path, fake_slur
         monkeypatch.setenv("FAKE_SLURM_SBATCH_FAIL", failure)
     study = make_study(tmp_path / "study", STUDY.format(ntrain=3, runner="slurm"))
     done = profit("run", str(study))
-    assert done.returncode == 2
+    assert done.returncode == 5  # a scheduler that fails is not a mistake in the study file (that is 2)
     assert done.stderr.startswith("profit: ") and message in done.stderr
     assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
     status = profit("status", str(study))  # the study's state is intact: fix the cause, run again

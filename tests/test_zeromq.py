@@ -354,7 +354,7 @@ def test_a_failure_after_the_results_keeps_the_results(interface, background):
     worker.output["f"] = 4.0
     serve_until(interface, background(worker.transmit))
     serve_until(interface, background(lambda: worker.fail("OSError: disk full while cleaning up")))
-    assert interface.done(0) and interface.output["f"][0] == 4.0
+    assert interface.transmitted(0) and interface.output["f"][0] == 4.0
 
 
 def test_a_replayed_failure_cannot_fail_a_later_attempt(interface):

@@ -7,7 +7,8 @@
 Exit status: 0 all runs done, 1 some runs failed, 2 bad study file or
 arguments, 3 an internal error (a bug: please report it with --debug output),
 4 the output file could not be written (a full disk: the results are kept in
-the study's work directory), 130 after Ctrl-C and 143 after SIGTERM
+the study's work directory), 5 a service the study needs failed (the batch
+scheduler: run again when it is back), 130 after Ctrl-C and 143 after SIGTERM
 (completed results are saved).
 """
 
@@ -16,7 +17,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import shutil
 import signal
 import sys
 import time
@@ -25,12 +25,13 @@ import numpy as np
 
 from . import __version__, datafiles
 from .ledger import LEDGER, LOCK, META, Ledger, Meta, StudyLock, count_states, end_process_groups
-from .run.errors import ConfigError, InterfaceError, ProfitError
+from .run.errors import ConfigError, InterfaceError, ProfitError, ServiceError
 from .run.interface import build_vars
+from .run.layout import INTERFACE_FILE, LEFTOVER_FILES, RUNNER_LOG, clean_work_dir
 from .run.state import RunState, RunStatus
 from .study import Study
 
-EXIT_DONE, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_BUG, EXIT_UNSAVED = 0, 1, 2, 3, 4
+EXIT_DONE, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_BUG, EXIT_UNSAVED, EXIT_SERVICE = 0, 1, 2, 3, 4, 5
 EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
 OUTPUT_WRITE_INTERVAL = 1.0  # seconds between rewrites of the output file while runs finish
 
@@ -86,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         print(f"profit: {error}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        # A scheduler that fails is not a mistake in the study; everything else we raise on purpose is.
+        return EXIT_SERVICE if isinstance(error, ServiceError) else EXIT_BAD_INPUT
     except KeyboardInterrupt:  # before any run started: nothing to save
         print("profit: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -110,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _configure_logging(run_dir: str, debug: bool) -> logging.Handler:
-    handler = logging.FileHandler(os.path.join(run_dir, "runner.log"))
+    handler = logging.FileHandler(os.path.join(run_dir, RUNNER_LOG))
     handler.setFormatter(logging.Formatter("{asctime} {levelname:8s} {name}: {message}", style="{"))
     logger = logging.getLogger("profit")
     logger.addHandler(handler)
@@ -174,7 +176,7 @@ class _Progress:
         self.next_line = 0.0
         self.bar = None
         if sys.stdout.isatty():
-            from .run.runner import progress_bar
+            from .run.progress import progress_bar
 
             self.bar = progress_bar(self.total, self.finished_before)
 
@@ -268,7 +270,7 @@ def _adopt_finished(ledger: Ledger, study: Study) -> int:
     options = interface if isinstance(interface, dict) else {"class": interface}
     if options.get("class") != "memmap":
         return 0  # only a memmap interface outlives its runner
-    path = os.path.join(study.run_dir, options.get("path", "interface.npy"))
+    path = os.path.join(study.run_dir, options.get("path", INTERFACE_FILE))
     if not os.path.exists(path):
         return 0
     try:
@@ -391,25 +393,30 @@ def _drive(runner, pending: list[int], stop: StopRequest, progress: _Progress, r
 
 
 def _build_runner(study: Study, Runner):
-    """The study's runner; an option that a component does not take is a mistake in the study file."""
+    """The study's runner; every option of every component is checked before anything is built."""
+    from .run import RunnerInterface, Worker
     from .run.command import Postprocessor, Preprocessor
+    from .run.config import check_options, runner_options
 
-    try:
-        runner = Runner.from_config(study.run_config(), study.base_config())
-    except TypeError as error:  # e.g. __init__() got an unexpected keyword argument 'paralel'
-        raise ConfigError(f"{study.name}: run: {str(error).split('() ', 1)[-1]}") from None
-    runner.base_dir = study.base_dir  # templates etc. are relative to the study file
+    label, options = runner_options(study.run_config(), study.base_config())
+    runner_class = Runner[label]
+    check_options(runner_class, options, "runner", where=f"{study.name}: run.runner")
+    worker_class, worker_options = Worker.resolve(options["worker"], "run.worker")
+    check_options(worker_class, worker_options, "worker", where=f"{study.name}: run.worker")
+    interface_class, interface_options = RunnerInterface.resolve(options["interface"], "run.interface")
+    check_options(interface_class, interface_options, "interface", where=f"{study.name}: run.interface")
     # The worker's processors are built in every worker: check their options once, here.
-    if runner.worker.get("class") == "command":
+    if worker_class.label == "command":
         for key, kind, args in (("pre", Preprocessor, ("run_000",)), ("post", Postprocessor, ())):
-            spec = runner.worker.get(key, "template" if key == "pre" else "numpytxt")
+            spec = worker_options.get(key, "template" if key == "pre" else "numpytxt")
+            where = f"{study.name}: run.{key}"
+            component, component_options = kind.resolve(spec, f"run.{key}")
+            check_options(component, component_options, kind.__name__.lower(), where=where)
             try:
-                component, options = kind.resolve(spec, f"run.{key}")
-                component(*args, **options)
-            except (TypeError, ConfigError) as error:
-                runner.close()  # its interface may hold a socket and a secret
-                raise ConfigError(f"{study.name}: run.{key}: {str(error).split('() ', 1)[-1]}") from None
-    return runner
+                component(*args, **component_options)
+            except ConfigError as error:
+                raise ConfigError(f"{where}: {error}") from None
+    return runner_class(**options)
 
 
 def _summary(study: Study, ledger: Ledger, interrupted: int | None) -> int:
@@ -484,8 +491,6 @@ def command_status(args) -> int:
 
 def command_clean(args) -> int:
     """``profit clean``: remove run directories, logs and the interface file (``--all``: results too)."""
-    import re
-
     study = Study.load(args.path)
     holder = StudyLock(study.run_dir).holder()
     if holder:
@@ -494,18 +499,7 @@ def command_clean(args) -> int:
         )
     if not os.path.isdir(study.run_dir):
         return EXIT_DONE
-    removed = []
-    for entry in sorted(os.listdir(study.run_dir)):
-        path = os.path.join(study.run_dir, entry)
-        if (re.fullmatch(r"run_\d+", entry) or entry == "log") and os.path.isdir(path):
-            shutil.rmtree(path)
-        elif entry in ("interface.npy", "runner.log", "zeromq.key", "slurm.bash") or (
-            args.all and entry in (LEDGER, META, LOCK)
-        ):
-            os.remove(path)
-        else:
-            continue
-        removed.append(entry)
+    removed = clean_work_dir(study.run_dir, files=LEFTOVER_FILES + ((LEDGER, META, LOCK) if args.all else ()))
     if args.all:
         for path in (study.input_file, study.output_file):
             if os.path.exists(path):

@@ -189,6 +189,7 @@ class Study:
             "input": self.input_config,
             "output": self.output_config,
             "run_dir": self.run_dir,
+            "base_dir": self.base_dir,
         }
 
     def fingerprint(self) -> str:

@@ -12,9 +12,12 @@ import os
 import select
 import signal
 import sys
-from abc import ABC, abstractmethod
+import time
 from collections import namedtuple
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+from .handles import Notice, RunHandle
 
 HAVE_PIDFD = hasattr(os, "pidfd_open")
 
@@ -58,38 +61,36 @@ class ExitStatus(namedtuple("ExitStatus", ["code", "signal"], defaults=[None, No
         return text
 
 
-class RunHandle(ABC):
-    """What a runner needs of a started run: exit status, an event fd, and a way to stop it."""
+class ProcessTree(Protocol):
+    """A process and everything it started, as :func:`stop_trees` ends it."""
 
-    # True when the runner hears of the run's end through its own event sources
-    # (a pool worker's result pipe), so the handle needs neither an fd nor polling.
-    notified = False
-    # False when the run may wait before it really starts (a pool queue): its
-    # variant starts the timeout clock itself (Runner._start_clock).
-    clock_at_launch = True
-
-    @abstractmethod
-    def poll(self) -> object:
-        """An exit status once the run's process has ended (reaping it), else None."""
-
-    def fileno(self) -> int | None:
-        """A file descriptor that becomes readable when the run ends, or None."""
-        return None
-
-    @abstractmethod
-    def exited(self) -> bool:
-        """Whether the run's process has ended (without reaping it)."""
-
-    @abstractmethod
     def signal_tree(self, signum: int) -> None:
-        """Send ``signum`` to everything the run started."""
+        """Send ``signum`` to every process of the tree."""
+        ...
 
-    @abstractmethod
-    def wait(self, timeout: float | None = None) -> object:
-        """Wait for the end of the run's process; return its exit status or None on timeout."""
+    def wait(self, timeout: float | None = None) -> ExitStatus | None:
+        """Wait for the tree's leader to end (reaping it); None on timeout."""
+        ...
 
-    def close(self) -> None:
-        """Release what the handle holds (called once the run is settled)."""
+
+def stop_trees(trees: Sequence[ProcessTree], grace: float) -> list[ExitStatus]:
+    """End process trees: the one way a run's processes are ended (cancel, timeout, pool).
+
+    All get SIGTERM at once; what is left after ``grace`` seconds gets SIGKILL
+    (``grace`` 0: SIGKILL at once). Returns each leader's exit status, reaped.
+    """
+    if grace > 0:
+        for tree in trees:
+            tree.signal_tree(signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    statuses = []
+    for tree in trees:
+        status = tree.wait(max(0.0, deadline - time.monotonic())) if grace > 0 else None
+        if status is None:
+            tree.signal_tree(signal.SIGKILL)
+            status = tree.wait()
+        statuses.append(status)  # type: ignore[arg-type]  # an unbounded wait returns a status
+    return statuses
 
 
 class ChildProcess(RunHandle):
@@ -101,13 +102,18 @@ class ChildProcess(RunHandle):
     which makes signalling the group safe from pid reuse.
     """
 
-    __slots__ = ("pid", "_fd", "_popen", "status")
+    __slots__ = ("pid", "_fd", "_popen", "status", "notice")
 
     def __init__(self, pid: int, popen: object = None):
         self.pid = pid
         self._popen = popen  # kept so that subprocess does not reap behind our back
         self.status: ExitStatus | None = None
         self._fd = os.pidfd_open(pid) if HAVE_PIDFD else None
+        self.notice = Notice.EVENT if self._fd is not None else Notice.POLL
+
+    def tree(self) -> ChildProcess:
+        """The child's process group is the run's process tree."""
+        return self
 
     def fileno(self) -> int | None:
         """The pidfd, or None where the platform has none (then callers poll)."""
@@ -253,3 +259,22 @@ def fork_group(child: Callable[[int], int]) -> int:
     except OSError:
         pass
     return pid
+
+
+def enter_worker_process(work_dir: str, runner_pid: int) -> bool:
+    """Set up a process forked from a runner as a worker; False if the runner is gone already.
+
+    The worker dies with its runner (it must not run on unobserved), leaves
+    Ctrl-C to the runner (which cancels its runs), reads no stdin (in a
+    background group, reading the terminal would stop it), and works in the
+    work directory.
+    """
+    if not die_with_parent(runner_pid):
+        return False
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    fd = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(fd, 0)
+    os.close(fd)
+    os.chdir(work_dir)
+    return True

@@ -25,23 +25,17 @@ import time
 from abc import abstractmethod
 from collections.abc import Callable, Mapping
 
+from ._files import tail as file_tail
 from ._lazy import LazyModule, logging
 from ._lazy import numpy as np
-from .errors import ConfigError, WorkerError
+from .errors import CommandError, ConfigError, OutputError
+from .layout import run_dir_name
 from .registry import Component
 from .worker import Worker
 
 _STDERR_TAIL_LINES = 5
 # shutil imports compression modules: only command workers that copy templates pay for it.
 shutil = LazyModule("shutil")
-
-
-class CommandError(WorkerError):
-    """The simulation command failed (non-zero exit status)."""
-
-
-class OutputError(WorkerError):
-    """The simulation's output could not be read."""
 
 
 # === Command Worker === #
@@ -56,8 +50,13 @@ class CommandWorker(Worker, label="command"):
         command: the shell command, run in the run directory.
         stdout: file (in the run directory) that receives the command's stdout; None: inherit.
         stderr: file for its stderr; None: kept for the failure message (and the run's log).
+        base_dir: where relative paths of the study (the template) start, also given to the
+            command as ``PROFIT_BASE_DIR``; default: ``PROFIT_BASE_DIR`` of the environment,
+            else the current directory (runners fill it in with theirs).
         **kwargs: passed to :class:`~profit.run.worker.Worker`.
     """
+
+    uses_base_dir = True
 
     def __init__(
         self,
@@ -68,15 +67,19 @@ class CommandWorker(Worker, label="command"):
         command="./simulation",
         stdout="stdout",
         stderr=None,
+        base_dir: str | None = None,
         **kwargs,
     ):
         super().__init__(run_id, **kwargs)
-        self.run_dir = f"run_{run_id:03d}"
+        self.run_dir = run_dir_name(run_id)
+        self.base_dir = base_dir or os.environ.get("PROFIT_BASE_DIR") or os.getcwd()
         parent = self.__dict__.get("_logger")
         if isinstance(pre, Preprocessor):
             self.pre = pre
         else:
             kind, options = Preprocessor.resolve(pre, "pre")
+            if kind.uses_base_dir:
+                options.setdefault("base_dir", self.base_dir)
             self.pre = kind(self.run_dir, **options, logger_parent=parent)
         if isinstance(post, Postprocessor):
             self.post = post
@@ -100,7 +103,7 @@ class CommandWorker(Worker, label="command"):
             self.post.retrieve(self.interface.output)
         except BaseException as error:
             # Keep what the failed run left for inspection, and say where it is.
-            self.pre.clean = False
+            self.pre.remove_run_dir = False
             # (error.add_note from Python 3.11 on; the list works on 3.10 too)
             error.__notes__ = [*getattr(error, "__notes__", ()), f"run directory kept: {os.getcwd()}"]
             self.pre.post()
@@ -120,26 +123,23 @@ class CommandWorker(Worker, label="command"):
             self.logger.debug("run %r in %s", self.command, os.getcwd())
             # No stdin: a simulation waiting for input would wait forever in a background group.
             returncode = subprocess.run(
-                self.command, shell=True, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr
+                self.command,
+                shell=True,
+                stdin=subprocess.DEVNULL,
+                stdout=stdout,
+                stderr=stderr,
+                env={**os.environ, "PROFIT_BASE_DIR": self.base_dir},  # for simulations that read their study's files
             ).returncode
             if returncode != 0:
                 from ._proc import ExitStatus
 
                 described = ExitStatus.from_returncode(returncode).describe(through_shell=True)
-                tail = _tail(stderr, _STDERR_TAIL_LINES)
+                tail = file_tail(stderr, _STDERR_TAIL_LINES)
                 raise CommandError(f"command {self.command!r} {described}" + (f"; stderr ends: {tail}" if tail else ""))
         finally:
             stderr.close()
             if stdout is not None:
                 stdout.close()
-
-
-def _tail(file, lines: int) -> str:
-    """The last ``lines`` lines of an open binary file, joined with ' | '."""
-    file.seek(0, os.SEEK_END)
-    file.seek(max(0, file.tell() - 4096))
-    text = file.read().decode("utf-8", "replace").strip().splitlines()
-    return " | ".join(line.strip() for line in text[-lines:] if line.strip())
 
 
 # === Preprocessor Component === #
@@ -153,11 +153,24 @@ class Preprocessor(Component, registry=True):
     removes the run directory when ``clean``.
     """
 
+    # True for variants with a ``base_dir`` option (where relative paths start), which the
+    # command worker then passes on.
+    uses_base_dir = False
+
     def __init__(self, run_dir: str, *, clean: bool = True, logger_parent: logging.Logger | None = None):
         self.run_dir = run_dir
-        self.clean = clean
+        self.remove_run_dir = bool(clean)
         self._logger_parent = logger_parent
         self.return_dir: str | None = None
+
+    @property
+    def clean(self) -> bool:
+        """Whether :meth:`post` removes the run directory (proFit's name of ``remove_run_dir``)."""
+        return self.remove_run_dir
+
+    @clean.setter
+    def clean(self, value: bool) -> None:
+        self.remove_run_dir = bool(value)
 
     def _remove_stale_run_dir(self) -> None:
         if os.path.lexists(self.run_dir):
@@ -188,7 +201,7 @@ class Preprocessor(Component, registry=True):
             return
         os.chdir(self.return_dir)
         self.return_dir = None
-        if self.clean:
+        if self.remove_run_dir:
             shutil.rmtree(self.run_dir, ignore_errors=True)
 
     @classmethod
@@ -227,6 +240,7 @@ def _wrap_processor(base: type, label: str, config: Mapping, method: str, body: 
             "__module__": func.__module__,
             "__qualname__": f"Wrapped[{func.__qualname__}]",
             "__init__": __init__,
+            "checks_own_options": True,  # its options are those of `config`, checked in __init__
             "function": staticmethod(func),
             method: body,
         }
@@ -242,7 +256,7 @@ class TemplatePreprocessor(Preprocessor, label="template"):
     """Fill the run directory from a template directory.
 
     * copies the template (``path``, relative to the study's base directory,
-      ``PROFIT_BASE_DIR``) into the run directory; relative symbolic links become
+      ``base_dir``) into the run directory; relative symbolic links become
       absolute ones, pointing where they pointed in the template;
     * replaces ``{name}`` by the value of input ``name`` in every regular text
       file, or only in ``param_files``; a file that contains ``{{`` uses
@@ -259,16 +273,21 @@ class TemplatePreprocessor(Preprocessor, label="template"):
         clean: bool = True,
         path: str = "template",
         param_files: str | list[str] | None = None,
+        base_dir: str | None = None,
         logger_parent: logging.Logger | None = None,
     ):
         super().__init__(run_dir, clean=clean, logger_parent=logger_parent)
         self.path = path
         self.param_files = [param_files] if isinstance(param_files, str) else param_files
+        # Where a relative path starts: given by the command worker (the study's directory).
+        self.base_dir = base_dir or os.environ.get("PROFIT_BASE_DIR") or os.getcwd()
+
+    uses_base_dir = True
 
     @property
     def template_path(self) -> str:
-        """The template directory: ``path`` relative to the study's base directory."""
-        return os.path.join(os.environ.get("PROFIT_BASE_DIR", os.getcwd()), self.path)
+        """The template directory: ``path`` relative to the study's base directory (``base_dir``)."""
+        return os.path.join(self.base_dir, self.path)
 
     def prepare(self, data: Mapping) -> None:
         """Copy the template to the run directory, fill in the inputs, and enter it."""

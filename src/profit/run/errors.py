@@ -14,7 +14,12 @@ from collections.abc import Iterable
 
 
 class ProfitError(Exception):
-    """Base class of every error raised by profit."""
+    """Base class of every error raised by profit.
+
+    The ``profit`` command maps each branch to its exit status: a
+    :class:`ConfigError` (the study or its options) is 2, a
+    :class:`ServiceError` (the scheduler, say) is 5; any other exception is a bug.
+    """
 
 
 class ConfigError(ProfitError, ValueError):
@@ -42,6 +47,14 @@ class ParameterError(ProfitError, ValueError):
     """Input parameters for a run do not match the study's inputs."""
 
 
+class ServiceError(ProfitError):
+    """Something the study needs outside this process failed: a batch scheduler, a network service."""
+
+
+class SchedulerError(ServiceError):
+    """A batch scheduler's command failed (the message has its stderr)."""
+
+
 class InterfaceError(ProfitError):
     """The runner-worker interface is missing, corrupt or addressed wrongly."""
 
@@ -62,3 +75,11 @@ class WorkerError(ProfitError):
 
 class WorkerOutputError(WorkerError, ValueError):
     """A worker produced outputs that do not fit the declared outputs."""
+
+
+class CommandError(WorkerError):
+    """The simulation command failed (non-zero exit status)."""
+
+
+class OutputError(WorkerError):
+    """The simulation's output could not be read."""

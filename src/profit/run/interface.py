@@ -39,13 +39,6 @@ INTERNAL_VARS: list[tuple[str, str]] = [
 INTERNAL_NAMES = frozenset(name for name, _ in INTERNAL_VARS)
 
 
-# Set in a worker process forked by the runner *after* the run's row was written
-# (ForkRunner): that process's copy of the runner's arrays is current for this
-# run, so an interface may read its inputs there instead of asking the runner.
-# (A pool worker is forked before its runs are filled in: it never sets this.)
-forked_for_run: int | None = None
-
-
 def encode_reason(reason: str) -> bytes:
     """Fit a reason into the ``REASON`` field (UTF-8, cut at a character boundary)."""
     data = reason.encode("utf-8", "replace")
@@ -149,6 +142,10 @@ class RunnerInterface(Component, registry=True):
     """
 
     internal_vars = INTERNAL_VARS
+    # Options naming files, which a runner puts into its work directory when they are relative.
+    path_options: tuple[str, ...] = ("path",)
+    # True when messages are waiting that no new event of fileno() will announce.
+    backlog = False
 
     def __init__(
         self, size: int, input_config: Mapping, output_config: Mapping, *, logger_parent: logging.Logger | None = None
@@ -217,6 +214,23 @@ class RunnerInterface(Component, registry=True):
     def poll(self) -> None:
         """Receive what Workers sent (for interfaces with active communication)."""
 
+    def fileno(self) -> int | None:
+        """A file descriptor that becomes readable when Workers may have sent something (None: never)."""
+        return None
+
+    def forked_worker_interface(self, run_id: int, *, row_is_current: bool) -> WorkerInterface | None:
+        """In a worker process forked from this runner: a WorkerInterface for ``run_id`` that
+        uses what the fork inherited (this object, its mapping, its secret), or None for one
+        built from :attr:`config` as any worker would.
+
+        ``row_is_current`` is True when the process was forked after the run's row
+        was written (a fork per run), so its copy of the row holds the run's inputs.
+        """
+        return None
+
+    def close(self) -> None:
+        """Release what the runner holds (sockets); the interface's files stay."""
+
     def clean(self) -> None:
         """Remove what the interface created (files, sockets)."""
 
@@ -226,8 +240,12 @@ class RunnerInterface(Component, registry=True):
         """The state recorded for ``run_id``."""
         return RunState(int(self._columns["STATE"][run_id]))
 
-    def done(self, run_id: int) -> bool:
-        """Whether the worker of ``run_id`` transmitted its results (the ``DONE`` flag)."""
+    def transmitted(self, run_id: int) -> bool:
+        """Whether the worker of ``run_id`` transmitted its results (the ``DONE`` flag).
+
+        Until the runner has settled the run, the flag is the worker's word; once
+        settled, :meth:`mark` makes it the runner's verdict (True only for DONE).
+        """
         return bool(self._columns["DONE"][run_id])
 
     def reason(self, run_id: int) -> str:

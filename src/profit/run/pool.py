@@ -16,18 +16,21 @@ runs go to the front of the waiting line. A worker that dies fails its running
 run with the exit status (``killed by SIGKILL``) and is replaced too.
 """
 
+from __future__ import annotations
+
 import collections
 import os
-import selectors
-import signal
 import struct
-import time
+from collections.abc import Container
+from typing import Any
 
-from ._proc import ChildProcess, ExitStatus, RunHandle, fork_group, load_prctl
+from . import options as check
+from ._proc import ChildProcess, ExitStatus, enter_worker_process, fork_group, load_prctl, stop_trees
 from .errors import ConfigError
-from .local import enter_worker_process, resolve_parallel
+from .handles import Notice, RunHandle
 from .runner import Runner
-from .worker import RunLog, Worker, execute, run_log_handler
+from .state import RunStatus
+from .worker import RunLog, execute_forked, run_log_handler
 
 _TASK = struct.Struct("<q")  # run id
 _STOP = -1  # the task that ends a worker (an end of file may never come: forks share pipes)
@@ -83,22 +86,26 @@ class _PoolWorker:
 
 
 class _PoolRun(RunHandle):
-    """A run of the pool: waiting for a worker, queued at one, or running on one."""
+    """A run of the pool: waiting for a worker, queued at one, or running on one.
 
-    notified = True  # its end arrives through the worker's result pipe
+    Its end arrives through the worker's result pipe (``Notice.NOTIFIED``); the
+    pool stops it by ending the worker that holds it (:meth:`PoolRunner._stop_runs`).
+    """
+
+    notice = Notice.NOTIFIED
     clock_at_launch = False  # its timeout starts when its worker starts it, not while it waits
-    __slots__ = ("runner", "run_id", "worker")
+    __slots__ = ("run_id", "worker")
 
-    def __init__(self, runner: "PoolRunner", run_id: int):
-        self.runner, self.run_id = runner, run_id
+    def __init__(self, run_id: int):
+        self.run_id = run_id
         self.worker: _PoolWorker | None = None
 
-    @property
+    @property  # type: ignore[override]
     def pid(self) -> int | None:
         """The process group of the worker that has it (None while it waits)."""
         return self.worker.process.pid if self.worker is not None else None
 
-    def poll(self):
+    def poll(self) -> ExitStatus | None:
         """The run's exit status once its worker reported it (taking the report), else None."""
         if self.worker is None or not self.worker.alive:
             return None
@@ -111,20 +118,6 @@ class _PoolRun(RunHandle):
             return False
         self.worker.collect()
         return self.run_id in self.worker.reported
-
-    def signal_tree(self, signum: int) -> None:
-        """Used for timeouts: only a running run has a clock, so its worker is signalled."""
-        if self.worker is not None and self.run_id in self.worker.queue:
-            self.worker.process.signal_tree(signum)
-
-    def wait(self, timeout: float | None = None):
-        if self.worker is None or self.run_id not in self.worker.queue:
-            return ExitStatus(signal=signal.SIGTERM)  # it never started
-        worker = self.worker
-        status = worker.process.wait(timeout)
-        if status is not None:
-            self.runner._retire(worker, status, keep=self.run_id)
-        return status
 
 
 class PoolRunner(Runner, label="pool"):
@@ -140,11 +133,9 @@ class PoolRunner(Runner, label="pool"):
     the worker processes; they also end with the runner.
     """
 
-    def __init__(self, parallel="all", depth: int = 32, **kwargs):
-        if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
-            raise ConfigError(f"depth (runs queued per pool worker) must be a whole number >= 1, got {depth!r}")
-        self.depth = depth
-        super().__init__(parallel=resolve_parallel(parallel), **kwargs)
+    def __init__(self, parallel: int | str = "all", depth: int = 32, **kwargs: Any):
+        self.depth = check.whole_number(depth, "depth (runs queued per pool worker)", minimum=1)
+        super().__init__(parallel=check.parallel(parallel), **kwargs)
         if self.parallel < 1:
             raise ConfigError(f"a pool needs at least one worker process (parallel >= 1), got {self.parallel}")
         self._workers: list[_PoolWorker] = []
@@ -166,7 +157,7 @@ class PoolRunner(Runner, label="pool"):
     def _start(self, run_id: int) -> RunHandle:
         while len(self._workers) < self.parallel:  # one by one: each closes its elders' pipes
             self._workers.append(self._fork_worker())
-        handle = _PoolRun(self, run_id)
+        handle = _PoolRun(run_id)
         self._waiting.append(run_id)
         self._dispatch(handle)
         return handle
@@ -224,7 +215,7 @@ class PoolRunner(Runner, label="pool"):
         worker.collect()  # results it sent before it ended still count
         self._settle_reported(worker)
         running = worker.queue[0] if worker.queue else None
-        self._retire(worker, status, keep=running)
+        self._retire(worker, status, keep={running} if running is not None else set())
         if running is not None and running in self.runs:
             self.logger.info(
                 "pool worker %d ended (%s) during run %d",
@@ -235,11 +226,11 @@ class PoolRunner(Runner, label="pool"):
             self._settle(running, status)
         self._dispatch()
 
-    def _retire(self, worker: _PoolWorker, status, keep: int | None = None) -> None:
+    def _retire(self, worker: _PoolWorker, status: ExitStatus | None, keep: Container[int] = ()) -> None:
         """Replace a worker that ended; its other runs go back to the front of the waiting line.
 
-        ``keep`` (the run the caller settles itself) is left alone; a run that
-        had transmitted before the end is settled as done.
+        The runs in ``keep`` (which the caller settles itself) are left alone; a
+        run that had transmitted before the end is settled as done.
         """
         if not worker.alive:
             return
@@ -247,45 +238,42 @@ class PoolRunner(Runner, label="pool"):
         worker.process.poll()
         for fd in (worker.result_fd, worker.process.fileno()):
             if fd is not None:
-                self._selector.unregister(fd)
+                self.events.unwatch(fd)
         os.close(worker.task_fd)
         os.close(worker.result_fd)
         worker.process.close()
         self._workers[self._workers.index(worker)] = self._fork_worker()
         again = []
         for run_id in [*worker.queue, *worker.outbox]:
-            if run_id == keep or run_id not in self.runs:
+            if run_id in keep or run_id not in self.runs:
                 continue
-            if self.interface.done(run_id):
+            if self.interface.transmitted(run_id):
                 self._settle(run_id, status)
             else:
                 again.append(run_id)
         self._waiting.extendleft(reversed(again))
         self._dispatch()
 
-    def _cancel_many(self, run_ids: list[int]) -> list:
-        """Cancel runs: waiting or unsent ones are dropped; workers running or holding one end."""
+    def _stop_runs(
+        self, run_ids: list[int], grace: float, *, cancelled: bool = False, timed_out: bool = False
+    ) -> list[RunStatus]:
+        """End runs: waiting or unsent ones are dropped; the workers running or holding one end
+        (their process trees, like any run's), and their other runs go to another worker."""
         targets = set(run_ids)
         workers = [w for w in self._workers if any(run_id in targets for run_id in w.queue)]
-        for worker in workers:
-            worker.process.signal_tree(signal.SIGTERM)
-        deadline = time.monotonic() + self.cancel_grace
-        statuses = {}
-        for worker in workers:
-            status = worker.process.wait(max(0.0, deadline - time.monotonic()))
-            if status is None:
-                worker.process.signal_tree(signal.SIGKILL)
-                status = worker.process.wait()
+        endings = stop_trees([worker.process for worker in workers], grace)
+        for worker, ending in zip(workers, endings):
             worker.collect()
-            for run_id in worker.queue:
-                if run_id in targets:
-                    statuses[run_id] = self._settle(run_id, status, cancelled=True)
-            self._retire(worker, status)
+            self._settle_reported(worker)  # runs that ended before the stop: as they ended
+            held = {run_id for run_id in worker.queue if run_id in targets and run_id in self.runs}
+            self._retire(worker, ending, keep=held)
+            for run_id in sorted(held, key=run_ids.index):
+                self._settle(run_id, ending, cancelled=cancelled, timed_out=timed_out)
         for run_id in run_ids:
-            if run_id not in statuses and run_id in self.runs:
+            if run_id in self.runs:
                 self._drop(run_id)
-                statuses[run_id] = self._settle(run_id, None, cancelled=True)
-        return [statuses[run_id] for run_id in run_ids if run_id in statuses]
+                self._settle(run_id, None, cancelled=cancelled, timed_out=timed_out)
+        return [self.status(run_id) for run_id in run_ids]
 
     def _drop(self, run_id: int) -> None:
         """Take a run that has not started out of the waiting line or a worker's outbox."""
@@ -311,16 +299,17 @@ class PoolRunner(Runner, label="pool"):
         os.close(result_write)
         os.set_blocking(result_read, False)
         worker = _PoolWorker(ChildProcess(pid), task_write, result_read)
-        self._selector.register(result_read, selectors.EVENT_READ, lambda: self._on_results(worker))
-        if worker.process.fileno() is not None:
-            self._selector.register(worker.process.fileno(), selectors.EVENT_READ, lambda: self._on_exit(worker))
+        self.events.watch(result_read, lambda: self._on_results(worker))
+        exit_fd = worker.process.fileno()
+        if exit_fd is not None:
+            self.events.watch(exit_fd, lambda: self._on_exit(worker))
         return worker
 
     def _serve(self, tasks: int, results: int, runner_pid: int) -> int:
         """The loop of a worker process: run each run id that arrives, answer with its exit code."""
         import logging
 
-        if not enter_worker_process(self, runner_pid):
+        if not enter_worker_process(self.work_dir, runner_pid):
             return 1
         # Pipes of the other workers, inherited: holding them would hide their end from them.
         for other in self._workers:
@@ -330,8 +319,7 @@ class PoolRunner(Runner, label="pool"):
         # The runner's handlers must not receive the workers' records.
         logging.getLogger("profit").handlers = []
         logging.getLogger().handlers = [self._log_handler]
-        log_path, debug = self.worker.get("log_path", "log"), bool(self.worker.get("debug", False))
-        interface_config = self.interface.config
+        log_path, debug = self.worker_config.get("log_path", "log"), bool(self.worker_config.get("debug", False))
         pending = b""
         while True:
             data = os.read(tasks, 4096)
@@ -343,7 +331,7 @@ class PoolRunner(Runner, label="pool"):
                 if run_id == _STOP:
                     return 0
                 log = RunLog(log_path, run_id, debug, self._log_handler)
-                code = execute(lambda: Worker.from_config(self.worker, interface_config, run_id), log)
+                code = execute_forked(self.worker_config, self.interface, run_id, log, row_is_current=False)
                 log.release()
                 os.write(results, _RESULT.pack(run_id, code))
             pending = pending[usable:]
@@ -363,8 +351,8 @@ class PoolRunner(Runner, label="pool"):
             if worker.process.status is None:
                 worker.process.wait()
             for fd in (worker.result_fd, worker.process.fileno()):
-                if fd is not None and fd in self._selector.get_map():
-                    self._selector.unregister(fd)
+                if fd is not None and self.events.watching(fd):
+                    self.events.unwatch(fd)
             os.close(worker.result_fd)
             worker.process.close()
 
@@ -377,4 +365,5 @@ class PoolRunner(Runner, label="pool"):
         """Cancel what still runs, end the worker processes and release the event sources."""
         self.cancel_all()
         self.shutdown()
-        self._selector.close()
+        self.events.close()
+        self.interface.close()

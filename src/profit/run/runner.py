@@ -2,13 +2,14 @@
 
 Data flow::
 
-    Runner.spawn(params) --inputs--> RunnerInterface row run_id
-        |  starts a Worker process (fork, shell, batch job...)
-        v
+    Runner.spawn(params) --inputs--> RunnerInterface row run_id        (params.py)
+        |  backend._start(run_id) starts a Worker: fork, shell, pool slot, batch job
+        v                         and returns its RunHandle             (handles.py)
     Worker: WorkerInterface.retrieve() -> simulate -> transmit() --outputs--> row
-        |  process exits (an event: pidfd readable, message received)
+        |  the run ends: an event (pidfd, pipe, socket) or a poll      (events.py)
         v
-    Runner._settle(run_id, exit status)   <- the one place that decides a run's state
+    Runner._settle(run_id, ending) -> outcome.decide(...)               (outcome.py)
+        -> DONE | FAILED | CANCELLED, written to the interface, or run again (retry)
 
 A run is *done* when its worker transmitted, whatever the exit timing; otherwise
 it *failed* with a reason: the one the worker reported (a Python exception), or
@@ -18,26 +19,33 @@ so inputs and outputs stay aligned.
 
 from __future__ import annotations
 
-import heapq
 import json
-import numbers
 import os
-import selectors
-import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING
 
+from . import options as check
 from ._lazy import logging
 from ._lazy import numpy as np
-from ._proc import RunHandle
+from ._proc import stop_trees
 from .errors import ConfigError, ParameterError, RunNotFoundError, WaitTimeout
+from .events import EventLoop
+from .handles import Ending, Notice, RunHandle, as_handle
 from .interface import RunnerInterface
+from .layout import RUNNER_LOG, clean_work_dir, run_log_file
+from .outcome import Observation, Retry, decide
+from .params import input_row
+from .progress import RunProgress
 from .registry import Component
 from .state import RunState, RunStatus
-from .worker import Worker, run_log_file
+from .worker import Worker
+
+if TYPE_CHECKING:
+    import numpy
 
 # Without an exit event to wait on (no pidfd), check this often.
 _FALLBACK_POLL_INTERVAL = 0.005
-# Selector data of the interface's own event source (messages arriving).
+# Event-loop data of the interface's own event source (messages arriving).
 _INTERFACE_EVENT = object()
 
 
@@ -61,7 +69,29 @@ class Runner(Component, registry=True):
             before it counts as failed; cancelled runs are not retried.
 
     Attributes: ``runs`` (active runs by id), ``failed`` (failed and cancelled runs
-    by id, each a :class:`RunStatus`), ``next_run_id``, ``interface``, ``worker``.
+    by id, each a :class:`RunStatus`, as in proFit; :attr:`failed_runs` and
+    :attr:`cancelled_runs` tell them apart), ``next_run_id``, ``interface``,
+    ``worker_config`` (also ``worker``, proFit's name).
+
+    **Writing a backend.** A runner variant implements one hook and may refine a few:
+
+    * ``_start(run_id) -> RunHandle`` (required): start the Worker of ``run_id``, whose
+      row is filled, and return its handle (:mod:`profit.run.handles`: how its end
+      is noticed, how it is stopped).
+    * ``capacity`` (property): how many runs :meth:`spawn_array` keeps active (``parallel``).
+    * ``_before_waiting()``: hand over what the variant buffered before the runner blocks.
+    * ``_stop_runs(run_ids, grace, *, cancelled, timed_out)``: end active runs
+      (default: their process trees via ``_proc.stop_trees``, else ``handle.stop()``).
+    * ``_poll_interval()``: how often runs without an event are polled.
+    * ``check_runs()``: extend to ask an outside source (a scheduler) about runs.
+    * ``_through_shell``: True when workers are started through a shell (exit codes explained).
+
+    A variant reports through ``_launch(run_id, handle)`` (a run started),
+    ``_settle(run_id, ending, ...)`` (a run ended), ``_start_clock(run_id)``
+    (its timeout starts now) and ``events`` (watch descriptors of its own).
+    Runners written for proFit instead override :meth:`spawn`, call this class's
+    ``spawn`` first (it then only prepares the row), start the worker themselves
+    and put any handle (a ``Popen``, a ``Process``) into ``runs``.
     """
 
     def __init__(
@@ -73,54 +103,50 @@ class Runner(Component, registry=True):
         debug: bool = False,
         parallel: int = 0,
         sleep: float = 0.1,
-        logfile: str = "runner.log",
+        logfile: str = RUNNER_LOG,
         logger: logging.Logger | None = None,
         timeout: float | None = None,
         retries: int = 0,
     ):
-        if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0):
-            raise ConfigError(f"timeout must be a number of seconds > 0 (or None for no limit), got {timeout!r}")
-        if isinstance(retries, bool) or not isinstance(retries, numbers.Integral) or retries < 0:
-            raise ConfigError(f"retries must be a whole number >= 0, got {retries!r}")
-        self.timeout = None if timeout is None else float(timeout)
-        self.retries = int(retries)
-        if isinstance(parallel, bool) or not isinstance(parallel, numbers.Integral) or parallel < 0:
-            raise ConfigError(f"parallel must be a whole number >= 0 (0: unbounded), got {parallel!r}")
-        if isinstance(sleep, bool) or not isinstance(sleep, (int, float)) or sleep < 0:
-            raise ConfigError(f"sleep must be a number of seconds >= 0, got {sleep!r}")
+        self.timeout = check.optional_seconds(timeout, "timeout")
+        self.retries = check.whole_number(retries, "retries")
+        self.parallel = check.whole_number(parallel, "parallel", hint=" (0: unbounded)")
+        self.sleep = check.seconds(sleep, "sleep", positive=False)
         self.work_dir = str(work_dir)
         self.debug = bool(debug)
-        self.parallel = int(parallel)
-        self.sleep = float(sleep)
         self.logfile = logfile
         if logger is not None:
             self.logger = logger
         os.makedirs(self.work_dir, exist_ok=True)
-        # Paths of a study (a template, say) are relative to where the study started.
-        self.base_dir = os.environ.get("PROFIT_BASE_DIR", os.getcwd())
 
         # The worker first: an interface may hold a socket and files, which a bad worker config would leak.
         worker_class, worker_options = Worker.resolve(worker, "worker")
-        self.interface: RunnerInterface = self._build_interface(interface)
-        self._input_dtypes = {name: self.interface.input.dtype[name] for name in self.interface.input_names}
-        self.worker: dict = {"class": worker_class.label, **worker_options}
+        self.worker_config: dict = {"class": worker_class.label, **worker_options}
         if self.debug:
-            self.worker.setdefault("debug", True)
+            self.worker_config.setdefault("debug", True)
+        if worker_class.uses_base_dir and "base_dir" not in self.worker_config:
+            # A study's relative paths (its template) start where the runner was made.
+            self.worker_config["base_dir"] = os.environ.get("PROFIT_BASE_DIR") or os.getcwd()
+        self.interface: RunnerInterface = self._build_interface(interface)
 
         self.listeners: list = []  # objects with run_started(run_id, handle) and/or run_ended(status)
         self.runs: dict[int, object] = {}
         self.failed: dict[int, RunStatus] = {}
         self.next_run_id = 0
-        self._selector = selectors.DefaultSelector()
-        self._unwatched = 0  # active runs without an exit event: they need polling
-        self._deadlines: list[tuple[float, int]] = []  # heap of (deadline, run_id) when timeout is set
-        self._deadline_of: dict[int, float] = {}
+        self.events = EventLoop()
+        self._handles: dict[int, RunHandle] = {}  # handles of the runs started through _launch
+        self._polled: set[int] = set()  # of those, the runs without an event: they need polling
         self._attempts: dict[int, int] = {}  # attempt number of active runs that were retried
         # An interface that receives messages (zeromq) wakes the runner when they arrive.
-        interface_fd = getattr(self.interface, "fileno", lambda: None)()
+        interface_fd = self.interface.fileno()
         if interface_fd is not None:
-            self._selector.register(interface_fd, selectors.EVENT_READ, _INTERFACE_EVENT)
+            self.events.watch(interface_fd, _INTERFACE_EVENT)
         self.logger.debug("init %r with config %s", self, self.config)
+
+    @property
+    def worker(self) -> dict:
+        """The config every Worker is built from, ``{"class": label, ...}`` (proFit's name of :attr:`worker_config`)."""
+        return self.worker_config
 
     def _build_interface(self, interface: RunnerInterface | Mapping) -> RunnerInterface:
         if isinstance(interface, RunnerInterface):
@@ -135,7 +161,7 @@ class Runner(Component, registry=True):
 
         # Interface files live in the work directory, like everything a study writes.
         parameters = inspect.signature(cls).parameters
-        for option in getattr(cls, "path_options", ("path",)):
+        for option in cls.path_options:
             if option in parameters:
                 path = options.get(option, parameters[option].default)
                 if isinstance(path, str) and not os.path.isabs(path):
@@ -151,34 +177,13 @@ class Runner(Component, registry=True):
 
         ``run_config`` holds ``runner`` (label or mapping), ``interface``, ``worker``,
         ``pre``, ``post``, ``command`` and ``debug``; ``base_config`` holds ``ntrain``,
-        ``input``, ``output`` and ``run_dir``.
+        ``input``, ``output``, ``run_dir`` and optionally ``base_dir`` (see
+        :func:`profit.run.config.runner_options`).
         """
-        runner_spec = run_config.get("runner", "fork")
-        runner_spec = {"class": runner_spec} if isinstance(runner_spec, str) else dict(runner_spec)
-        label = runner_spec.pop("class", "fork")
-        kwargs: dict[str, object] = dict(runner_spec)
+        from .config import runner_options
 
-        interface = run_config.get("interface", kwargs.get("interface", "memmap"))
-        interface = {"class": interface} if isinstance(interface, str) else dict(interface)
-        interface["size"] = base_config["ntrain"]
-        interface["input_config"] = base_config["input"]
-        interface["output_config"] = base_config["output"]
-        kwargs["interface"] = interface
-
-        worker = run_config.get("worker", kwargs.get("worker", "command"))
-        worker = {"class": worker} if isinstance(worker, str) else dict(worker)
-        for key in ("pre", "post"):
-            if key in run_config:
-                worker[key] = run_config[key]
-        if isinstance(run_config.get("command"), str):
-            worker["class"] = "command"
-            worker["command"] = run_config["command"]
-        if run_config.get("debug"):
-            kwargs["debug"] = True
-            worker["debug"] = True
-        kwargs["worker"] = worker
-        kwargs["work_dir"] = base_config.get("run_dir", kwargs.get("work_dir", "."))
-        return cls[label](**kwargs)
+        label, options = runner_options(run_config, base_config)
+        return cls[label](**options)
 
     def __repr__(self) -> str:
         details = [f"parallel={self.parallel}"] + (["debug"] if self.debug else [])
@@ -205,10 +210,9 @@ class Runner(Component, registry=True):
 
         env = {
             **os.environ,
-            "PROFIT_WORKER": json.dumps(self.worker),
+            "PROFIT_WORKER": json.dumps(self.worker_config),
             "PROFIT_INTERFACE": json.dumps(self.interface.config),
             "PROFIT_INCLUDES": json.dumps(loaded_includes()),
-            "PROFIT_BASE_DIR": self.base_dir,
         }
         env.pop("PROFIT_ARRAY_ID", None)
         return env
@@ -220,34 +224,7 @@ class Runner(Component, registry=True):
             self.interface.resize(max(count, 2 * self.interface.size))
 
     def _input_row(self, params: object, run_id: int) -> tuple:
-        """Validate ``params`` against the study's inputs; return the converted row."""
-        names = self.interface.input_names
-        if isinstance(params, (np.void, np.ndarray)) and params.dtype.names is not None:
-            if params.dtype.names == tuple(names) and all(
-                params.dtype[name] == self._input_dtypes[name] for name in names
-            ):
-                return params.item()  # a record of exactly the inputs: nothing to check or convert
-            given = {name: params[name] for name in params.dtype.names}
-        elif isinstance(params, Mapping):
-            given = params
-        else:
-            raise ParameterError(
-                f"params for run {run_id} must be a mapping of input name to value or a numpy record, "
-                f"got {type(params).__name__}"
-            )
-        unknown = [key for key in given if key not in names]
-        missing = [name for name in names if name not in given]
-        if unknown or missing:
-            problems = []
-            if unknown:
-                problems.append(
-                    f"{', '.join(map(repr, unknown))} {'is not an input' if len(unknown) == 1 else 'are not inputs'}"
-                )
-            if missing:
-                problems.append(f"{', '.join(map(repr, missing))} {'is' if len(missing) == 1 else 'are'} missing")
-            raise ParameterError(f"params for run {run_id}: {'; '.join(problems)} (the inputs are {', '.join(names)})")
-        dtypes = self.interface.input.dtype
-        return tuple(_convert(name, given[name], dtypes[name], run_id) for name in names)
+        return input_row(params, run_id, self.interface.input_names, self.interface.input.dtype)
 
     def fill(self, params_array: Iterable, offset: int = 0) -> None:
         """Write many input rows (each a mapping or record) starting at row ``offset``."""
@@ -256,28 +233,26 @@ class Runner(Component, registry=True):
         for index, row in enumerate(rows):
             self.interface.input[offset + index] = row
 
-    def fill_output(self, named_output: np.ndarray, offset: int = 0) -> None:
+    def fill_output(self, named_output: numpy.ndarray, offset: int = 0) -> None:
         """Write known outputs (a structured array with output names) starting at ``offset``."""
-        unknown = [name for name in named_output.dtype.names or () if name not in self.interface.output_names]
+        names = named_output.dtype.names or ()
+        unknown = [name for name in names if name not in self.interface.output_names]
         if unknown:
             raise ParameterError(
                 f"fill_output: {', '.join(map(repr, unknown))} not among the outputs "
                 f"({', '.join(self.interface.output_names)})"
             )
         self._ensure_rows(offset + len(named_output))
-        for name in named_output.dtype.names:
+        for name in names:
             self.interface.output[name][offset : offset + len(named_output)] = named_output[name]
 
     # --- starting runs -----------------------------------------------------------------
 
     def spawn(self, params: object = None, wait: bool = False) -> int:
-        """Start the next run (wait for it if asked) and return its run id.
+        """Spawn a single run: the next run id, with ``params``; wait for it if asked. Returns its run id.
 
         ``params`` is a mapping or numpy record of every input, or None when the
         row was filled before (:meth:`fill`). The interface grows as needed.
-        Variants implement :meth:`_start`; runners written for proFit instead
-        override ``spawn``, call this first (it then only prepares the row) and
-        start the worker themselves.
         """
         return self._spawn_at(self.next_run_id, params, wait)
 
@@ -292,9 +267,13 @@ class Runner(Component, registry=True):
             raise RunNotFoundError(f"run {run_id} does not exist (the interface holds {self.interface.size} runs)")
         if type(self)._start is Runner._start:
             raise ConfigError(f"{type(self).__name__} cannot run a run again (it starts runs in spawn itself)")
+        self._forget_outcome(run_id)
+        return self._spawn_at(run_id, None, wait)
+
+    def _forget_outcome(self, run_id: int) -> None:
+        """Before a run runs again: its earlier failure and attempts no longer count."""
         self.failed.pop(run_id, None)
         self._attempts.pop(run_id, None)
-        return self._spawn_at(run_id, None, wait)
 
     def _spawn_at(self, run_id: int, params: object, wait: bool) -> int:
         row = None if params is None else self._input_row(params, run_id)
@@ -320,14 +299,16 @@ class Runner(Component, registry=True):
 
     def _launch(self, run_id: int, handle: object) -> None:
         """Record a started run (variants call this after starting its Worker)."""
+        tracked = as_handle(handle)
         self.runs[run_id] = handle
-        if getattr(handle, "clock_at_launch", True):
+        self._handles[run_id] = tracked
+        if tracked.clock_at_launch:
             self._start_clock(run_id)
-        fd = handle.fileno() if isinstance(handle, RunHandle) else None
+        fd = tracked.fileno() if tracked.notice is Notice.EVENT else None
         if fd is not None:
-            self._selector.register(fd, selectors.EVENT_READ, run_id)
-        elif not getattr(handle, "notified", False):
-            self._unwatched += 1
+            self.events.watch(fd, run_id)
+        elif tracked.notice is not Notice.NOTIFIED:
+            self._polled.add(run_id)
         self.next_run_id = max(self.next_run_id, run_id + 1)
         self.logger.debug("run %d started", run_id)
         self._notify("run_started", run_id, handle)
@@ -340,47 +321,46 @@ class Runner(Component, registry=True):
     def _start_clock(self, run_id: int) -> None:
         """From now on, ``run_id`` has ``timeout`` seconds (if a timeout is set)."""
         if self.timeout is not None:
-            deadline = time.monotonic() + self.timeout
-            self._deadline_of[run_id] = deadline
-            heapq.heappush(self._deadlines, (deadline, run_id))
+            self.events.set_deadline(run_id, self.timeout)
 
     def spawn_array(self, params_array: Iterable, wait: bool = False, progress: bool = False) -> None:
         """Spawn one run per row, never more than ``parallel`` at once; block until all started."""
-        if not hasattr(params_array, "__len__"):
-            params_array = list(params_array)
-        bar = self._progress_bar(progress, total=self.next_run_id + len(params_array))
+        rows = params_array if hasattr(params_array, "__len__") else list(params_array)
+        bar = self._progress(progress, total=self.next_run_id + len(rows))  # type: ignore[arg-type]
         try:
-            for params in params_array:
+            for params in rows:
                 while self.capacity and len(self.runs) >= self.capacity:
                     self._process_events(None)
-                    self._update_bar(bar)
+                    self._show(bar)
                 self.spawn(params)
             if wait:
                 self._wait_until(lambda: not self.runs, None, bar)
         finally:
-            if bar is not None:
-                self._update_bar(bar, force=True)
-                bar.close()
+            self._show(bar, force=True, close=True)
 
     # --- observing runs -----------------------------------------------------------------
 
-    def _handle(self, run_id: int) -> object:
+    def _handle(self, run_id: int) -> RunHandle:
+        """The handle of an active run (a foreign object read through :class:`ForeignHandle`)."""
+        handle = self._handles.get(run_id)
+        if handle is not None:
+            return handle
         try:
-            return self.runs[run_id]
+            return as_handle(self.runs[run_id])
         except KeyError:
             raise RunNotFoundError(
                 f"run {run_id} is not active (active runs: {len(self.runs)}, next run id: {self.next_run_id})"
             ) from None
 
     def poll(self, run_id: int) -> None:
-        """Check one run directly; settle it if its process has ended."""
+        """Check the status of the run directly; settle it if it has ended."""
         handle = self._handle(run_id)
-        if isinstance(handle, RunHandle):
-            status = handle.poll()
-            if status is not None:
-                self._settle(run_id, status)
-        elif self.interface.done(run_id):
-            self._settle(run_id, None)
+        ending = handle.poll()
+        # A run without a process here (a job, a proFit-style handle) has ended when its results arrived.
+        if ending is not None or (
+            handle.notice is Notice.POLL and handle.tree() is None and self.interface.transmitted(run_id)
+        ):
+            self._settle(run_id, ending)
 
     def poll_all(self) -> None:
         """Check every active run directly."""
@@ -391,109 +371,99 @@ class Runner(Component, registry=True):
     def check_runs(self) -> None:
         """Receive what the interface has, then check every active run."""
         self.interface.poll()
-        for run_id, handle in list(self.runs.items()):
-            # Runners written for proFit track runs their own way: DONE settles them.
-            if not isinstance(handle, RunHandle) and self.interface.done(run_id):
-                self._settle(run_id, None)
         self.poll_all()
 
-    def _settle(
-        self, run_id: int, exit_status: object, timed_out: bool = False, cancelled: bool = False, retry: bool = True
-    ) -> RunStatus:
-        """Decide a finished run's state: the one place where this happens.
+    def _needs_polling(self) -> bool:
+        # Runs put into `runs` by a proFit-style runner have no event either.
+        return bool(self._polled) or len(self.runs) > len(self._handles)
 
-        ``exit_status`` (an :class:`~profit.run._proc.ExitStatus` or None) was read
-        *before* the interface's DONE flag, so a run that transmitted and then
-        exited is never called failed or cancelled, not even when its time was up
-        or it was cancelled on its way out. Otherwise a ``cancelled`` run is
-        cancelled, and a failed run with retries left (and ``retry``) is started
-        again (same id and row).
+    def _settle(
+        self,
+        run_id: int,
+        ending: Ending | None,
+        *,
+        timed_out: bool = False,
+        cancelled: bool = False,
+        retry: bool = True,
+    ) -> RunStatus:
+        """Decide how an active run ended (see :mod:`profit.run.outcome`), record it, and return its status.
+
+        ``ending`` (an exit status or a scheduler's verdict, or None) was read
+        *before* the interface's transmitted flag. A failed run with retries left
+        (and ``retry``) starts again at once, with the same id and row; its status
+        is then RUNNING.
         """
-        handle = self.runs.pop(run_id)
-        self._forget(handle)
-        self._deadline_of.pop(run_id, None)
-        if isinstance(handle, RunHandle):
-            handle.close()
+        del self.runs[run_id]
+        tracked = self._handles.pop(run_id, None)
+        if tracked is not None:
+            self._forget(run_id, tracked)
+        self.events.clear_deadline(run_id)
         attempt = self._attempts.pop(run_id, 1)
-        if self.interface.done(run_id):
-            status = RunStatus(run_id, RunState.DONE)
-            if exit_status is not None and not getattr(exit_status, "success", True):
-                self.logger.warning("run %d transmitted its results, then %s", run_id, exit_status.describe())
+        transmitted = self.interface.transmitted(run_id)
+        seen = Observation(
+            run_id,
+            transmitted,
+            ending,
+            timed_out=timed_out,
+            cancelled=cancelled,
+            reported="" if transmitted else self._reported_reason(run_id),
+            attempt=attempt,
+        )
+        verdict = decide(
+            seen,
+            retries=self.retries,
+            may_retry=retry,
+            timeout=self.timeout,
+            through_shell=self._through_shell,
+            last_log_line=lambda: self._last_log_line(run_id),
+        )
+        if isinstance(verdict, Retry):
+            self.logger.info(
+                "run %d failed (attempt %d of %d): %s; running it again",
+                run_id,
+                attempt,
+                self.retries + 1,
+                verdict.reason,
+            )
+            self._spawn_at(run_id, None, wait=False)
+            self._attempts[run_id] = verdict.attempt
+            return RunStatus(run_id, RunState.RUNNING)
+        status = verdict
+        if status.state == RunState.DONE:
+            if ending is not None and not ending.success:
+                self.logger.warning("run %d transmitted its results, then %s", run_id, ending.describe())
             self.logger.debug("run %d done", run_id)
-        elif cancelled:
-            status = RunStatus(run_id, RunState.CANCELLED, "cancelled")
+        elif status.state == RunState.CANCELLED:
             self.failed[run_id] = status
             self.logger.info("run %d cancelled", run_id)
         else:
-            if timed_out:
-                reason = f"timed out after {self.timeout:g} s"
-            else:
-                reason = self._failure_reason(run_id, exit_status)
-            if retry and attempt <= self.retries:
-                self.logger.info(
-                    "run %d failed (attempt %d of %d): %s; running it again", run_id, attempt, self.retries + 1, reason
-                )
-                self._spawn_at(run_id, None, wait=False)
-                self._attempts[run_id] = attempt + 1
-                return RunStatus(run_id, RunState.RUNNING)
-            if attempt > 1:
-                reason += f" (attempt {attempt} of {self.retries + 1})"
-            status = RunStatus(run_id, RunState.FAILED, reason)
             self.failed[run_id] = status
             self.logger.info("run %d failed: %s", run_id, status.reason)
         self.interface.mark(run_id, status.state, status.reason)
         self._notify("run_ended", status)
         return status
 
-    def _expire(self) -> None:
-        """End the runs whose time is up (their whole process tree)."""
-        import signal
-
-        now = time.monotonic()
-        while self._deadlines and self._deadlines[0][0] <= now:
-            deadline, run_id = heapq.heappop(self._deadlines)
-            if self._deadline_of.get(run_id) != deadline:
-                continue  # that attempt of the run has ended already
-            handle = self.runs[run_id]
-            if isinstance(handle, RunHandle):
-                handle.signal_tree(signal.SIGKILL)
-                self._settle(run_id, handle.wait(), timed_out=True)
-            else:
-                self._cancel_foreign(handle)
-                self._settle(run_id, None, timed_out=True)
-
-    def _failure_reason(self, run_id: int, exit_status: object) -> str:
-        if self.interface.state(run_id) == RunState.FAILED and self.interface.reason(run_id):
-            return self.interface.reason(run_id)  # the worker said why
-        if exit_status is None:
-            return "worker ended without transmitting results"
-        described = exit_status.describe(through_shell=self._through_shell)
-        if exit_status.success:
-            described = f"worker {described} without transmitting results"
-        else:
-            described = f"worker {described}"
-        last = self._last_log_line(run_id)
-        return f"{described}; last log line: {last}" if last else described
+    def _reported_reason(self, run_id: int) -> str:
+        """The reason the worker of ``run_id`` reported for its failure, if it did."""
+        if self.interface.state(run_id) == RunState.FAILED:
+            return self.interface.reason(run_id)
+        return ""
 
     _through_shell = False  # runners that start workers through a shell say so
 
     def _last_log_line(self, run_id: int) -> str:
-        path = os.path.join(self.work_dir, run_log_file(self.worker.get("log_path", "log"), run_id))
-        try:
-            with open(path, "rb") as file:
-                file.seek(max(0, os.path.getsize(path) - 4096))
-                lines = file.read().decode("utf-8", "replace").strip().splitlines()
-        except OSError:
-            return ""
-        return lines[-1].strip() if lines else ""
+        from ._files import tail
 
-    def _forget(self, handle: object) -> None:
-        """Stop watching a run's handle (it is no longer active)."""
-        fd = handle.fileno() if isinstance(handle, RunHandle) else None
+        log_path = self.worker_config.get("log_path", "log")
+        return tail(os.path.join(self.work_dir, run_log_file(log_path, run_id)))
+
+    def _forget(self, run_id: int, handle: RunHandle) -> None:
+        """Stop watching a run's handle (it is no longer active) and release it."""
+        self._polled.discard(run_id)
+        fd = handle.fileno() if handle.notice is Notice.EVENT else None
         if fd is not None:
-            self._selector.unregister(fd)
-        elif not getattr(handle, "notified", False):
-            self._unwatched -= 1
+            self.events.unwatch(fd)
+        handle.close()
 
     def status(self, run_id: int) -> RunStatus:
         """The state of any run of this runner, with the reason where it did not succeed."""
@@ -503,6 +473,16 @@ class Runner(Component, registry=True):
             return self.failed[run_id]
         return RunStatus(run_id, self.interface.state(run_id), self.interface.reason(run_id))
 
+    @property
+    def failed_runs(self) -> dict[int, RunStatus]:
+        """The runs that failed (not those cancelled), by run id."""
+        return {run_id: status for run_id, status in self.failed.items() if status.state == RunState.FAILED}
+
+    @property
+    def cancelled_runs(self) -> dict[int, RunStatus]:
+        """The runs that were cancelled, by run id."""
+        return {run_id: status for run_id, status in self.failed.items() if status.state == RunState.CANCELLED}
+
     # --- waiting ----------------------------------------------------------------------
 
     def _before_waiting(self) -> None:
@@ -511,37 +491,32 @@ class Runner(Component, registry=True):
     def _process_events(self, timeout: float | None) -> None:
         """Wait up to ``timeout`` for a run to end and settle the runs that did."""
         self._before_waiting()
-        if self._deadlines:  # wake up in time to end a run that runs too long
-            until = max(0.0, self._deadlines[0][0] - time.monotonic())
-            timeout = until if timeout is None else min(timeout, until)
-        if self._unwatched:  # runs without an exit event: look at them every so often
-            interval = self._poll_interval()
-            timeout = interval if timeout is None else min(timeout, interval)
-        if getattr(self.interface, "backlog", False):
+        polling = self._needs_polling()
+        if self.interface.backlog:
             timeout = 0  # messages wait that no new event will announce
-        if self._selector.get_map():
-            ready = self._selector.select(timeout)
-        else:
-            ready = []
-            time.sleep(timeout or 0)
+        ready = self.events.wait(timeout, self._poll_interval() if polling else None)
         self.interface.poll()
-        for key, _ in ready:
-            if callable(key.data):  # an event source of the variant (a pool's result pipe)
-                key.data()
-            elif key.data is _INTERFACE_EVENT:
-                continue  # handled by interface.poll() above
-            elif key.data in self.runs:
-                self.poll(key.data)
-        if self._unwatched:
+        for data in ready:
+            if callable(data):  # an event source of the variant (a pool's result pipe)
+                data()
+            elif data is not _INTERFACE_EVENT and data in self.runs:
+                self.poll(data)  # type: ignore[arg-type]
+        if polling:
             self.check_runs()
-        if self._deadlines:
+        if self.events.has_deadlines:
             self._expire()
 
     def _poll_interval(self) -> float:
         """How often runs without an exit event are checked (``sleep``; short when others have events)."""
-        if any(isinstance(key.data, int) for key in self._selector.get_map().values()):
+        if len(self._polled) < len(self._handles):
             return _FALLBACK_POLL_INTERVAL
         return self.sleep
+
+    def _expire(self) -> None:
+        """End the runs whose time is up (their whole process tree)."""
+        for run_id in self.events.expired():
+            if run_id in self.runs:
+                self._stop_runs([run_id], grace=0.0, timed_out=True)
 
     def wait_some(self, timeout: float | None = None) -> None:
         """Block until at least one active run ends (or ``timeout`` seconds pass); settle what ended."""
@@ -553,7 +528,9 @@ class Runner(Component, registry=True):
             if method is not None:
                 method(*args)
 
-    def _wait_until(self, finished, timeout: float | None, bar=None) -> None:
+    def _wait_until(self, finished: Callable[[], bool], timeout: float | None, bar: RunProgress | None = None) -> None:
+        import time
+
         deadline = None if timeout is None else time.monotonic() + timeout
         while not finished():
             remaining = None if deadline is None else deadline - time.monotonic()
@@ -565,7 +542,7 @@ class Runner(Component, registry=True):
             if bar is not None and (remaining is None or remaining > 0.5):
                 remaining = 0.5  # keep the progress bar's ETA moving
             self._process_events(remaining)
-            self._update_bar(bar)
+            self._show(bar)
 
     def wait(self, run_id: int, timeout: float | None = None) -> RunStatus:
         """Block until ``run_id`` has ended (at once if it has); return its status."""
@@ -576,32 +553,21 @@ class Runner(Component, registry=True):
 
     def wait_all(self, progress: bool = False, timeout: float | None = None) -> None:
         """Block until every active run has ended (``WaitTimeout`` after ``timeout`` seconds)."""
-        bar = self._progress_bar(progress, total=self.next_run_id)
+        bar = self._progress(progress, total=self.next_run_id)
         try:
             self._wait_until(lambda: not self.runs, timeout, bar)
         finally:
-            if bar is not None:
-                self._update_bar(bar, force=True)
-                bar.close()
+            self._show(bar, force=True, close=True)
 
-    def _progress_bar(self, progress: bool, total: int):
-        if not progress:
-            return None
-        bar = progress_bar(total)
-        bar.profit_next_update = 0.0
-        return bar
+    def _progress(self, progress: bool, total: int) -> RunProgress | None:
+        return RunProgress(total) if progress else None
 
-    def _update_bar(self, bar, force: bool = False) -> None:
-        # Called after every event; redrawing that often would cost more than a run.
-        if bar is None or (not force and time.monotonic() < bar.profit_next_update):
+    def _show(self, bar: RunProgress | None, force: bool = False, close: bool = False) -> None:
+        if bar is None:
             return
-        bar.profit_next_update = time.monotonic() + 0.1
-        finished = self.next_run_id - len(self.runs)
-        bar.total = max(bar.total, self.next_run_id)
-        bar.set_postfix(
-            done=finished - len(self.failed), failed=len(self.failed), running=len(self.runs), refresh=False
-        )
-        bar.update(finished - bar.n)
+        bar.update(started=self.next_run_id, running=len(self.runs), failed=len(self.failed), force=force)
+        if close:
+            bar.close()
 
     # --- stopping runs --------------------------------------------------------------
 
@@ -614,60 +580,60 @@ class Runner(Component, registry=True):
         A run that had already ended is settled as it ended instead.
         """
         handle = self._handle(run_id)
-        if isinstance(handle, RunHandle) and handle.exited():
+        if handle.exited():
             return self._settle(run_id, handle.poll(), retry=False)
-        return self._cancel_many([run_id])[0]
+        return self._stop_runs([run_id], grace=self.cancel_grace, cancelled=True)[0]
 
     def cancel_all(self) -> None:
         """Cancel every active run (all are signalled at once, then given the grace time)."""
         self.logger.debug("cancel all %d runs", len(self.runs))
-        ended = [run_id for run_id, handle in self.runs.items() if isinstance(handle, RunHandle) and handle.exited()]
-        for run_id in ended:
-            self._settle(run_id, self.runs[run_id].poll(), retry=False)
-        self._cancel_many(list(self.runs))
+        for run_id in list(self.runs):
+            handle = self._handle(run_id)
+            if handle.exited():
+                self._settle(run_id, handle.poll(), retry=False)
+        if self.runs:
+            self._stop_runs(list(self.runs), grace=self.cancel_grace, cancelled=True)
 
-    def _cancel_many(self, run_ids: list[int]) -> list[RunStatus]:
-        import signal
+    def _stop_runs(
+        self, run_ids: list[int], grace: float, *, cancelled: bool = False, timed_out: bool = False
+    ) -> list[RunStatus]:
+        """End these active runs and settle them (cancelled, or timed out).
 
-        handles = {run_id: self.runs[run_id] for run_id in run_ids}
-        for handle in handles.values():
-            if isinstance(handle, RunHandle):
-                handle.signal_tree(signal.SIGTERM)
-        deadline = time.monotonic() + self.cancel_grace
-        statuses = []
-        for run_id, handle in handles.items():
-            exit_status = None
-            if isinstance(handle, RunHandle):
-                exit_status = handle.wait(max(0.0, deadline - time.monotonic()))
-                if exit_status is None:
-                    handle.signal_tree(signal.SIGKILL)
-                    exit_status = handle.wait()
-            else:
-                self._cancel_foreign(handle)
-            # One decision: a run that transmitted before the signal keeps its result.
-            statuses.append(self._settle(run_id, exit_status, cancelled=True))
-        return statuses
-
-    def _cancel_foreign(self, handle: object) -> None:
-        """Stop a run tracked by something other than a RunHandle (Popen, Process)."""
-        terminate = getattr(handle, "terminate", None)
-        if terminate is not None:
-            terminate()
+        Process trees are ended together (:func:`~profit.run._proc.stop_trees`:
+        SIGTERM, then SIGKILL after ``grace`` seconds); a run without a process
+        tree here is asked to ``stop()``. A run that transmitted before it was
+        stopped keeps its result (one decision, in :meth:`_settle`).
+        """
+        handles = {run_id: self._handle(run_id) for run_id in run_ids}
+        trees = {run_id: handle.tree() for run_id, handle in handles.items()}
+        with_tree = [run_id for run_id in run_ids if trees[run_id] is not None]
+        endings: dict[int, Ending] = dict(zip(with_tree, stop_trees([trees[r] for r in with_tree], grace)))  # type: ignore[misc]
+        for run_id in run_ids:
+            if trees[run_id] is None:
+                handles[run_id].stop()
+        return [
+            self._settle(run_id, endings.get(run_id), cancelled=cancelled, timed_out=timed_out) for run_id in run_ids
+        ]
 
     # --- results -------------------------------------------------------------------------
 
     @property
-    def input_data(self) -> np.ndarray:
-        """Inputs of the completed runs (a structured array)."""
+    def input_data(self) -> numpy.ndarray:
+        """Inputs of the completed runs (a structured array), as in proFit.
+
+        Failed, cancelled and unfinished runs are left out, so the position of a
+        row here is not its run id; :meth:`status` and ``interface.input`` keep
+        every run in its row.
+        """
         return self.interface.input[self.interface.internal["DONE"]]
 
     @property
-    def output_data(self) -> np.ndarray:
-        """Outputs of the completed runs (a structured array)."""
+    def output_data(self) -> numpy.ndarray:
+        """Outputs of the completed runs (a structured array), as in proFit (see :attr:`input_data`)."""
         return self.interface.output[self.interface.internal["DONE"]]
 
     @property
-    def flat_output_data(self) -> np.ndarray:
+    def flat_output_data(self) -> numpy.ndarray:
         """Outputs of the completed runs as a plain 2-D float array (vectors spread over columns)."""
         from numpy.lib import recfunctions
 
@@ -677,8 +643,8 @@ class Runner(Component, registry=True):
     def close(self) -> None:
         """Cancel what still runs and release the runner's event sources (it cannot be used after)."""
         self.cancel_all()
-        self._selector.close()
-        getattr(self.interface, "close", lambda: None)()
+        self.events.close()
+        self.interface.close()
 
     def __enter__(self) -> Runner:
         return self
@@ -688,52 +654,7 @@ class Runner(Component, registry=True):
 
     def clean(self) -> None:
         """Remove what runs left in the work directory: interface, run directories, logs."""
-        import re
-        import shutil
-
         if self.runs:
             raise ConfigError(f"clean: {len(self.runs)} runs are still active; wait for or cancel them first")
         self.interface.clean()
-        log_path = self.worker.get("log_path", "log")
-        for entry in os.listdir(self.work_dir):
-            path = os.path.join(self.work_dir, entry)
-            if (re.fullmatch(r"run_\d+", entry) or entry == log_path) and os.path.isdir(path):
-                shutil.rmtree(path)
-            elif entry == self.logfile and os.path.isfile(path):
-                os.remove(path)
-
-
-def progress_bar(total: int, initial: int = 0):
-    """A tqdm bar of runs, without tqdm's monitor thread (forking a threaded process is unsafe)."""
-    from tqdm import tqdm  # only where a bar is asked for
-
-    class Bar(tqdm):
-        monitor_interval = 0
-
-    return Bar(total=total, initial=initial, desc="runs", unit="run", smoothing=0.1)
-
-
-def _convert(name: str, value: object, dtype: np.dtype, run_id: int) -> object:
-    """Convert one input value to its field's dtype, refusing lossy or absurd values."""
-
-    def refuse(why: str = "") -> ParameterError:
-        return ParameterError(f"input {name!r} of run {run_id}: cannot convert {value!r} to {dtype}{why}")
-
-    if value is None or isinstance(value, (str, bytes)):
-        raise refuse()
-    try:
-        array = np.asarray(value)
-        if array.shape != ():
-            raise refuse(" (expected a single value)")
-        if dtype.kind in "iu" and array.dtype.kind == "f":
-            if not np.isfinite(array) or not float(array).is_integer():
-                raise refuse(" without losing its fractional part")
-        if dtype.kind in "iu" and array.dtype.kind in "iuf":
-            info = np.iinfo(dtype)
-            if not info.min <= array <= info.max:
-                raise refuse(f" (out of range {info.min}..{info.max})")
-        return dtype.type(array.item()) if array.dtype.kind != "O" else dtype.type(value)
-    except ParameterError:
-        raise
-    except (TypeError, ValueError, OverflowError):
-        raise refuse() from None
+        clean_work_dir(self.work_dir, log_path=self.worker_config.get("log_path", "log"), files=[self.logfile])

@@ -27,11 +27,13 @@ import time
 from collections import namedtuple
 from collections.abc import Callable, Iterable, Mapping
 
+from . import options as check
 from ._lazy import logging
 from ._proc import ExitStatus
-from .errors import ConfigError, ProfitError
+from .errors import ConfigError, SchedulerError
+from .handles import Notice, RunHandle
 from .runner import Runner
-from .state import RunState
+from .state import RunState, RunStatus
 
 DEFAULT_MAX_ARRAY_SIZE = 1001  # Slurm's default MaxArraySize
 
@@ -67,10 +69,6 @@ _TRANSIENT = re.compile(r"temporarily|try again|unable to contact|connection ref
 # Failures after which a submission may or may not have been accepted ("Socket timed
 # out on send/recv"): retrying sbatch then could submit the runs twice.
 _AMBIGUOUS = re.compile(r"timed out|time out|socket", re.IGNORECASE)
-
-
-class SchedulerError(ProfitError):
-    """A Slurm command failed (the message has its stderr)."""
 
 
 # --- pure functions: command lines, batch script, parsing ----------------------------
@@ -311,11 +309,15 @@ class SlurmCommands:
 # --- the runner ---------------------------------------------------------------------------
 
 
-class SlurmJob:
-    """The handle of a run submitted to Slurm (a job, or a task of a job array)."""
+class SlurmJob(RunHandle):
+    """The handle of a run submitted to Slurm (a job, or a task of a job array).
 
-    pid = None  # no local process
-    notified = False  # the runner checks the interface and asks the scheduler
+    It has no process here (``tree()`` is None): the runner polls it and settles
+    it when its results arrive or, after ``sacct`` reported the job ended
+    without them, when :meth:`poll` returns the scheduler's verdict.
+    """
+
+    notice = Notice.POLL
     clock_at_launch = False  # the timeout counts from when Slurm starts the job
 
     def __init__(self, job_id: str, array_job: str):
@@ -327,6 +329,13 @@ class SlurmJob:
 
     def __repr__(self) -> str:
         return f"<SlurmJob {self.job_id}>"
+
+    def poll(self) -> JobEnd | None:
+        """Slurm's verdict once sacct reported the job ended without results, and a
+        moment passed in which results could still arrive; else None."""
+        if self.ended is not None and time.monotonic() >= self.ended_seen:
+            return self.ended
+        return None
 
     def record(self, records: Mapping[str, JobRecord], cancelled: bool = False) -> JobRecord | None:
         """This job's sacct record, if it has one yet.
@@ -375,20 +384,16 @@ class SlurmRunner(Runner, label="slurm"):
         submit_retries: int = 3,
         **kwargs,
     ):
-        if cpus != "all" and (isinstance(cpus, bool) or not isinstance(cpus, int) or cpus < 0):
-            raise ConfigError(
-                f"slurm runner: cpus must be a whole number >= 1, or 'all' or 0 (whole nodes), got {cpus!r}"
-            )
-        if isinstance(submit_retries, bool) or not isinstance(submit_retries, int) or submit_retries < 0:
-            raise ConfigError(f"slurm runner: submit_retries must be a whole number >= 0, got {submit_retries!r}")
+        if cpus != "all":
+            cpus = check.whole_number(cpus, "slurm runner: cpus", hint=" (0 or 'all': whole nodes)")
+        submit_retries = check.whole_number(submit_retries, "slurm runner: submit_retries")
         if options is not None and not isinstance(options, Mapping):
             raise ConfigError(f"slurm runner: options must be a mapping of #SBATCH option to value, got {options!r}")
-        for name, value in (("min_poll", min_poll), ("max_poll", max_poll)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-                raise ConfigError(f"slurm runner: {name} must be a number of seconds > 0, got {value!r}")
+        min_poll = check.seconds(min_poll, "slurm runner: min_poll")
+        max_poll = check.seconds(max_poll, "slurm runner: max_poll")
         self.cpus, self.openmp, self.custom, self.command = cpus, bool(openmp), bool(custom), command
         self.options = {"job-name": "profit", **(options or {})}
-        self.min_poll, self.max_poll = float(min_poll), float(max(max_poll, min_poll))
+        self.min_poll, self.max_poll = min_poll, max(max_poll, min_poll)
         self.path = os.path.abspath(os.path.join(str(kwargs.get("work_dir", ".")), path))
         if self.custom and not os.path.isfile(self.path):
             raise ConfigError(f"slurm runner: custom is set, but there is no batch script at {self.path}")
@@ -427,7 +432,7 @@ class SlurmRunner(Runner, label="slurm"):
         return 0  # Slurm queues and throttles (%parallel); spawn never has to wait here
 
     def _write_script(self) -> None:
-        log_path = self.worker.get("log_path", "log")
+        log_path = self.worker_config.get("log_path", "log")
         os.makedirs(os.path.join(self.work_dir, log_path), exist_ok=True)
         script = batch_script(
             command=self.command,
@@ -528,8 +533,7 @@ class SlurmRunner(Runner, label="slurm"):
             chunk = [base + index for index in indices]
             self._ensure_rows(chunk[-1] + 1)
             for run_id in chunk:
-                self.failed.pop(run_id, None)
-                self._attempts.pop(run_id, None)
+                self._forget_outcome(run_id)
                 self.interface.mark(run_id, RunState.RUNNING)
             try:
                 job_id = self._sbatch(base, array_spec(indices, self.parallel))
@@ -549,17 +553,13 @@ class SlurmRunner(Runner, label="slurm"):
         self._next_poll = min(self._next_poll or float("inf"), time.monotonic() + self.min_poll)
 
     def check_runs(self) -> None:
-        """Settle runs whose results arrived; ask the scheduler about the others when it is time."""
+        """Settle runs whose results arrived or whose job ended; ask the scheduler about the others when it is time."""
         super().check_runs()
-        now = time.monotonic()
-        for run_id, job in list(self.runs.items()):
-            if job.ended is not None and now >= job.ended_seen:
-                self._settle(run_id, job.ended)
-        if self.runs and now >= self._next_poll:
+        if self.runs and time.monotonic() >= self._next_poll:
             self._ask_scheduler()
 
     def _ask_scheduler(self) -> None:
-        jobs = {job.array_job for job in self.runs.values()}
+        jobs = {job.array_job for job in self._jobs().values()}
         changed = False
         try:
             records = self._sacct(jobs)
@@ -568,7 +568,7 @@ class SlurmRunner(Runner, label="slurm"):
             records = {}
         self.interface.poll()  # workers waiting for an answer while sacct ran
         now = time.monotonic()
-        for run_id, job in list(self.runs.items()):
+        for run_id, job in self._jobs().items():
             record = job.record(records)
             if record is None:
                 continue  # not in the accounting yet: pending
@@ -577,7 +577,7 @@ class SlurmRunner(Runner, label="slurm"):
                 self._start_clock(run_id)
             if record.final and job.ended is None:
                 changed = True
-                if self.interface.done(run_id):
+                if self.interface.transmitted(run_id):
                     self._settle(run_id, None)
                 else:
                     # Results may still be on their way (a message in flight, a file
@@ -605,9 +605,9 @@ class SlurmRunner(Runner, label="slurm"):
             return False
         return True
 
-    def _cancel_foreign(self, handle: object) -> None:
-        if not self._scancel([handle.job_id]):
-            self.uncancelled.add(handle.array_job)
+    def _jobs(self) -> dict[int, SlurmJob]:
+        """The active runs' jobs, by run id."""
+        return {run_id: job for run_id, job in self.runs.items() if isinstance(job, SlurmJob)}
 
     def _cancel_targets(self, jobs: Iterable[SlurmJob]) -> list[str]:
         """What to scancel: a whole array when all its active tasks go, else the tasks."""
@@ -615,15 +615,20 @@ class SlurmRunner(Runner, label="slurm"):
         leaving = {job.job_id for job in jobs}
         targets = []
         for array in sorted({job.array_job for job in jobs}):
-            tasks = [job.job_id for job in self.runs.values() if isinstance(job, SlurmJob) and job.array_job == array]
+            tasks = [job.job_id for job in self._jobs().values() if job.array_job == array]
             targets += [array] if all(task in leaving for task in tasks) else [t for t in tasks if t in leaving]
         return targets
 
-    def _cancel_many(self, run_ids: list[int]) -> list:
-        """``scancel`` the runs' jobs, wait (bounded) until Slurm reports them ended, settle them."""
-        jobs = {run_id: self.runs[run_id] for run_id in run_ids}
+    def _stop_runs(
+        self, run_ids: list[int], grace: float, *, cancelled: bool = False, timed_out: bool = False
+    ) -> list[RunStatus]:
+        """``scancel`` the runs' jobs and settle them; a cancel first waits (bounded) until Slurm
+        reports the jobs ended, so that results that arrived before are kept."""
+        jobs = {run_id: self._jobs()[run_id] for run_id in run_ids}
         if not self._scancel(self._cancel_targets(jobs.values())):
             self.uncancelled.update(job.array_job for job in jobs.values())
+        if timed_out:  # its time is up: no need to wait for Slurm to confirm
+            return [self._settle(run_id, None, timed_out=True) for run_id in run_ids]
         deadline = time.monotonic() + self.cancel_grace + 10
         pending = set(run_ids)
         while pending and time.monotonic() < deadline:
@@ -638,4 +643,4 @@ class SlurmRunner(Runner, label="slurm"):
         if pending:
             self.logger.warning("%d cancelled jobs are not reported ended by Slurm yet", len(pending))
         self.interface.poll()  # results that arrived before the cancel are kept
-        return [self._settle(run_id, None, cancelled=True) for run_id in run_ids]
+        return [self._settle(run_id, None, cancelled=cancelled) for run_id in run_ids]

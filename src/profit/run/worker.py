@@ -23,14 +23,14 @@ from collections.abc import Callable, Mapping, Sequence
 from ._lazy import logging
 from .errors import ConfigError, WorkerError, WorkerOutputError
 from .interface import WorkerInterface
+from .layout import run_log_file
 from .registry import Component
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .interface import RunnerInterface
+
 LOG_FORMAT = "{asctime} {levelname:8s} {name}: {message}"
-
-
-def run_log_file(log_path: str, run_id: int) -> str:
-    """The log file of a run: ``{log_path}/run_{run_id:03d}.log``."""
-    return os.path.join(log_path, f"run_{run_id:03d}.log")
 
 
 class Worker(Component, registry=True):
@@ -45,6 +45,10 @@ class Worker(Component, registry=True):
 
     Subclasses implement :meth:`work`.
     """
+
+    # True for variants with a ``base_dir`` option (where a study's relative paths start):
+    # runners fill it in with the directory they were started from.
+    uses_base_dir = False
 
     def __init__(
         self,
@@ -374,6 +378,20 @@ def execute(build: Callable[[], Worker], log: RunLog) -> int:
                 worker.clean()
             except Exception:
                 log.activate().exception("cleaning the worker failed")
+
+
+def execute_forked(
+    worker_config: Mapping, interface: RunnerInterface, run_id: int, log: RunLog, *, row_is_current: bool
+) -> int:
+    """In a process forked from a runner: build the run's Worker on what the fork inherited, run it.
+
+    The worker interface comes from the runner's own ``interface``
+    (:meth:`~profit.run.interface.RunnerInterface.forked_worker_interface`), so it
+    need not connect as a stranger would; returns the process's exit code.
+    """
+    inherited = interface.forked_worker_interface(run_id, row_is_current=row_is_current)
+    worker_interface = inherited if inherited is not None else interface.config
+    return execute(lambda: Worker.from_config(worker_config, worker_interface, run_id), log)
 
 
 def main() -> None:

@@ -32,10 +32,9 @@ import json
 import os
 import struct
 import time
-import weakref
 from collections import OrderedDict, namedtuple
 
-from . import interface as interface_module
+from . import options as check
 from ._lazy import logging
 from ._lazy import numpy as np
 from ._record import StructRecord, parse_descr
@@ -67,24 +66,6 @@ def _zmq():
             "pip install 'profit-run[zeromq]' (or pip install pyzmq)"
         ) from None
     return zmq
-
-
-_contexts: dict[int, object] = {}
-
-# The runner halves of this process by keyfile. A worker forked from the runner
-# finds its runner half here: it knows the secret and holds the inputs already,
-# so it needs no file read and no READY round trip, only the DATA message.
-_runner_sides: weakref.WeakValueDictionary[str, ZeroMQRunnerInterface] = weakref.WeakValueDictionary()
-
-
-def _context():
-    """This process's ZeroMQ context (a forked worker must not use its parent's)."""
-    pid = os.getpid()
-    if pid not in _contexts:
-        # The parent's context stays referenced: destroying it here, where its
-        # threads do not exist, could hang the worker.
-        _contexts[pid] = _zmq().Context()
-    return _contexts[pid]
 
 
 def sign(secret: bytes, body: bytes) -> bytes:
@@ -184,13 +165,12 @@ def _store_options(
     """Validate the shared options and set them as attributes of ``target``."""
     if transport not in ("tcp", "ipc"):
         raise ConfigError(f"zeromq interface: transport {transport!r} is not supported; use 'tcp' or 'ipc'")
-    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
-        raise ConfigError(f"zeromq interface: port must be a whole number 0..65535 (0: any free port), got {port!r}")
-    for name, value in (("timeout", timeout), ("retry_sleep", retry_sleep), ("heartbeat", heartbeat)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-            raise ConfigError(f"zeromq interface: {name} must be a number of seconds > 0, got {value!r}")
-    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-        raise ConfigError(f"zeromq interface: retries must be a whole number >= 0, got {retries!r}")
+    port = check.whole_number(port, "zeromq interface: port", maximum=65535, hint=" (0: any free port)")
+    timeout, retry_sleep, heartbeat = (
+        check.seconds(value, f"zeromq interface: {name}")
+        for name, value in (("timeout", timeout), ("retry_sleep", retry_sleep), ("heartbeat", heartbeat))
+    )
+    retries = check.whole_number(retries, "zeromq interface: retries")
     target.transport, target.address, target.port, target.connection = transport, address, port, connection
     target.timeout, target.retries, target.retry_sleep, target.heartbeat = timeout, retries, retry_sleep, heartbeat
     target.keyfile = keyfile
@@ -279,12 +259,13 @@ class ZeroMQRunnerInterface(RunnerInterface, label="zeromq"):
         self._output_fields = parse_descr(output_descr)[0]
         self._open_socket()
         self._secret = write_secret(self.keyfile)
-        _runner_sides[self.keyfile] = self
 
     def _open_socket(self) -> None:
         zmq = _zmq()
         self._zmq = zmq
-        self._socket = _context().socket(zmq.ROUTER)
+        # pyzmq's context of this process; a worker forked from the runner gets a new
+        # one from Context.instance (it notices the fork) and leaves the runner's alone.
+        self._socket = zmq.Context.instance().socket(zmq.ROUTER)
         self._socket.setsockopt(zmq.LINGER, 0)
         self._socket.setsockopt(zmq.MAXMSGSIZE, _MESSAGE_ALLOWANCE + 2 * self.dtype.itemsize)
         _set_heartbeat(self._socket, zmq, self.heartbeat)
@@ -416,7 +397,7 @@ class ZeroMQRunnerInterface(RunnerInterface, label="zeromq"):
         if len(payload) != expected:
             self._drop(f"DATA for run {run_id} has {len(payload)} bytes instead of {expected}")
             return self._error(run_id, request_id, f"outputs of {len(payload)} bytes instead of {expected}")
-        if not self.done(run_id):  # a repeated DATA (the ACK was lost) changes nothing
+        if not self.transmitted(run_id):  # a repeated DATA (the ACK was lost) changes nothing
             values = np.frombuffer(payload, self._output_layout, count=1, offset=_TIME.size)[0]
             row = self._data[run_id]  # a record that writes through
             for name in self.output_names:
@@ -427,7 +408,7 @@ class ZeroMQRunnerInterface(RunnerInterface, label="zeromq"):
 
     def _on_fail(self, run_id: int, request_id: bytes, payload: bytes) -> bytes:
         reason = payload.decode("utf-8", "replace")
-        if self.done(run_id):  # results arrived first: a run that transmitted is never failed
+        if self.transmitted(run_id):  # results arrived first: a run that transmitted is never failed
             self.logger.warning("run %d failed after it transmitted its results: %s", run_id, reason)
         elif request_id in self._failures_seen:
             self._drop(f"FAIL for run {run_id} repeats request {request_id[:20]!r} (a resend or a replay)")
@@ -437,6 +418,14 @@ class ZeroMQRunnerInterface(RunnerInterface, label="zeromq"):
                 self._failures_seen.popitem(last=False)
             self.mark(run_id, RunState.FAILED, reason)
         return message(self._secret, b"ACK", run_id, request_id)
+
+    def forked_worker_interface(self, run_id: int, *, row_is_current: bool) -> ZeroMQWorkerInterface:
+        """A worker interface that knows the secret already and, where ``row_is_current``,
+        reads its inputs from the inherited row instead of asking for them (no READY)."""
+        options = {name: value for name, value in self.config.items() if name != "class"}
+        interface = ZeroMQWorkerInterface(run_id, **options)
+        interface._inherit(self, row_is_current)
+        return interface
 
     def close(self) -> None:
         """Stop listening and remove the secret (and the ipc socket file): the runner is done."""
@@ -482,6 +471,16 @@ class ZeroMQWorkerInterface(WorkerInterface, label="zeromq"):
         self._socket = None
         self._secret: bytes | None = None
         self._output_buffer: bytearray | None = None
+        # Set where this process was forked from the runner (see _inherit).
+        self._runner_side: ZeroMQRunnerInterface | None = None
+        self._row_is_current = False
+
+    def _inherit(self, runner_side: ZeroMQRunnerInterface, row_is_current: bool) -> None:
+        """Use what a worker forked from the runner inherited: the secret and, where the
+        fork happened after the run's row was written, the inputs."""
+        self._runner_side = runner_side
+        self._secret = runner_side._secret
+        self._row_is_current = row_is_current
 
     @property
     def config(self) -> dict:
@@ -501,7 +500,7 @@ class ZeroMQWorkerInterface(WorkerInterface, label="zeromq"):
 
     def _connect(self):
         zmq = _zmq()
-        socket = _context().socket(zmq.DEALER)
+        socket = zmq.Context.instance().socket(zmq.DEALER)
         socket.setsockopt(zmq.LINGER, 0)
         _set_heartbeat(socket, zmq, self.heartbeat)
         socket.connect(self.endpoint)
@@ -557,11 +556,10 @@ class ZeroMQWorkerInterface(WorkerInterface, label="zeromq"):
 
     def retrieve(self) -> None:
         """Ask the runner for this run's inputs; ``.input`` and ``.output`` become available."""
-        runner_side = _runner_sides.get(os.path.abspath(self.keyfile))
-        if runner_side is not None and interface_module.forked_for_run == self.run_id:
+        runner_side = self._runner_side
+        if runner_side is not None and self._row_is_current:
             # Forked from the runner: the inputs are in this process already. Connect
             # now all the same, so that the handshake runs while the simulation does.
-            self._secret = runner_side._secret
             self._socket = self._connect()
             self.input, self._output_buffer, self.output = runner_side.inherited_records(int(self.run_id))
             return

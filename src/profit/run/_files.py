@@ -1,0 +1,65 @@
+"""File helpers: atomic replacement and the tail of a file."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+
+@contextmanager
+def atomic_path(path: str, *, permissions: int | None = None, suffix: str = "") -> Iterator[str]:
+    """A temporary path beside ``path`` that replaces ``path`` when the block succeeds.
+
+    Readers see the old file or the new one, never a part; a failure leaves
+    ``path`` as it was and removes the temporary file. ``permissions`` (e.g.
+    ``0o600`` for a secret) is set before anything is written; by default the
+    file gets an ordinary new file's mode (``0o666`` less the umask). A file
+    that replaces another is a new file, so a process that has the old one open
+    or mapped never writes into the new one.
+    """
+    import tempfile  # here: it imports shutil, which worker processes that only read a tail do not need
+
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=suffix + ".tmp")
+    os.close(fd)
+    try:
+        if permissions is None:
+            umask = os.umask(0)
+            os.umask(umask)
+            permissions = 0o666 & ~umask
+        os.chmod(temporary, permissions)
+        yield temporary
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+        raise
+
+
+def write_atomically(path: str, data: bytes | str, *, permissions: int | None = None) -> None:
+    """Replace ``path`` with ``data`` atomically (see :func:`atomic_path`)."""
+    with atomic_path(path, permissions=permissions) as temporary:
+        with open(temporary, "wb") as file:
+            file.write(data.encode() if isinstance(data, str) else data)
+
+
+def tail(source: str | object, lines: int = 1, *, max_bytes: int = 4096, separator: str = " | ") -> str:
+    """The last ``lines`` non-empty lines of a file (a path or an open binary file), stripped and
+    joined with ``separator``; empty when there is no such file.
+
+    Reads at most ``max_bytes`` from the end, so a huge log costs no more than a small one.
+    """
+    try:
+        if isinstance(source, (str, os.PathLike)):
+            with open(source, "rb") as file:
+                return tail(file, lines, max_bytes=max_bytes, separator=separator)
+        file = source
+        file.seek(0, os.SEEK_END)  # type: ignore[attr-defined]
+        file.seek(max(0, file.tell() - max_bytes))  # type: ignore[attr-defined]
+        text = file.read().decode("utf-8", "replace")  # type: ignore[attr-defined]
+    except OSError:
+        return ""
+    kept = [line.strip() for line in text.splitlines() if line.strip()]
+    return separator.join(kept[-lines:])

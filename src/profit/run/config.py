@@ -1,0 +1,104 @@
+"""From the ``run:`` section of a study to a runner's options, and option checks by signature.
+
+:func:`runner_options` translates the study schema (``runner``, ``interface``,
+``worker``, ``pre``, ``post``, ``command``, ``debug`` under ``run:``, plus the
+study's inputs, outputs, size and work directory) into the label and keyword
+options of a runner. :func:`check_options` refuses an option that a component's
+constructor does not take, with one sentence, before anything is built: a
+``TypeError`` that escapes a constructor is then always a bug, never a typo in
+a study file.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+from collections.abc import Mapping
+
+from .errors import ConfigError
+
+
+def runner_options(run_config: Mapping, base_config: Mapping) -> tuple[str, dict]:
+    """The runner label and its keyword options for a study's ``run:`` section.
+
+    ``base_config`` holds ``ntrain``, ``input``, ``output``, ``run_dir`` and,
+    optionally, ``base_dir`` (where relative paths of the study, a template,
+    start; default: the current directory).
+    """
+    runner_spec = run_config.get("runner", "fork")
+    runner_spec = {"class": runner_spec} if isinstance(runner_spec, str) else dict(runner_spec)
+    label = runner_spec.pop("class", "fork")
+    options: dict[str, object] = dict(runner_spec)
+
+    interface = run_config.get("interface", options.get("interface", "memmap"))
+    interface = {"class": interface} if isinstance(interface, str) else dict(interface)
+    interface["size"] = base_config["ntrain"]
+    interface["input_config"] = base_config["input"]
+    interface["output_config"] = base_config["output"]
+    options["interface"] = interface
+
+    worker = run_config.get("worker", options.get("worker", "command"))
+    worker = {"class": worker} if isinstance(worker, str) else dict(worker)
+    for key in ("pre", "post"):
+        if key in run_config:
+            worker[key] = run_config[key]
+    if isinstance(run_config.get("command"), str):
+        worker["class"] = "command"
+        worker["command"] = run_config["command"]
+    if run_config.get("debug"):
+        options["debug"] = True
+        worker["debug"] = True
+    if base_config.get("base_dir") is not None:
+        worker.setdefault("base_dir", base_config["base_dir"])
+    options["worker"] = worker
+    options["work_dir"] = base_config.get("run_dir", options.get("work_dir", "."))
+    return label, options
+
+
+# Constructor parameters that a runner or worker fills in, not the user.
+_NOT_OPTIONS = frozenset({"logger", "logger_parent", "run_id", "run_dir", "size", "input_config", "output_config"})
+
+
+def accepted_options(cls: type) -> list[str] | None:
+    """The keyword options ``cls(...)`` takes, or None when it takes any.
+
+    A constructor's ``**kwargs`` is taken to be passed on to its base class (as
+    every component here does), so the search continues up the class's MRO;
+    a class that sets ``checks_own_options`` takes what its constructor accepts.
+    """
+    names: list[str] = []
+    for klass in cls.__mro__:
+        if klass.__dict__.get("checks_own_options"):
+            return None
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        if klass is object:
+            return names
+        parameters = list(inspect.signature(init).parameters.values())[1:]  # without self
+        names += [
+            p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in names
+        ]
+        if not any(p.kind is p.VAR_KEYWORD for p in parameters):
+            return names
+    return None
+
+
+def check_options(cls: type, options: Mapping, what: str, *, where: str = "") -> None:
+    """Refuse options that ``cls`` does not take: ``where: what 'label' has no option 'x'; did you mean 'y'?``.
+
+    ``what`` names the kind (``runner``), ``where`` the place in the study file (``run.runner``).
+    """
+    accepted = accepted_options(cls)
+    if accepted is None:
+        return
+    unknown = [key for key in options if key not in accepted]
+    if not unknown:
+        return
+    label = getattr(cls, "label", None) or cls.__name__
+    key = unknown[0]
+    close = difflib.get_close_matches(str(key), accepted, n=1)
+    listed = [name for name in accepted if name not in _NOT_OPTIONS]
+    hint = f"; did you mean {close[0]!r}?" if close else f"; its options are {', '.join(map(repr, listed))}"
+    prefix = f"{where}: " if where else ""
+    raise ConfigError(f"{prefix}{what} {label!r} has no option {key!r}{hint}")

@@ -1,0 +1,49 @@
+"""ForkRunner (label ``fork``): each run's Worker in a forked copy of the runner.
+
+The worker process sees every component the runner knows (include files are
+already imported) and starts in well under a millisecond. ``os.fork`` is used
+explicitly, whatever the default multiprocessing start method of the platform.
+Each worker leads its own process group (cancel ends the whole tree), dies with
+the runner, and its exit is an event the runner waits on (a pidfd).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import options as check
+from ._lazy import logging
+from ._proc import ChildProcess, enter_worker_process, fork_group, load_prctl
+from .runner import Runner
+from .worker import RunLog, execute_forked, run_log_handler
+
+
+class ForkRunner(Runner, label="fork"):
+    """start Workers locally using forking (the fork start method)
+
+    The Worker runs in a forked copy of the runner process, so it sees every
+    component the runner knows (include files are already imported) and starts
+    in well under a millisecond. Uses ``os.fork`` explicitly, whatever the
+    default multiprocessing start method of the platform is.
+    """
+
+    def __init__(self, parallel: int | str = "all", **kwargs: Any):
+        super().__init__(parallel=check.parallel(parallel), **kwargs)
+        # Made before forking, so that each worker only points them at its run.
+        self._log_handler = run_log_handler()
+        load_prctl()
+        self._log_options = (self.worker_config.get("log_path", "log"), bool(self.worker_config.get("debug", False)))
+
+    def _start(self, run_id: int) -> ChildProcess:
+        return ChildProcess(fork_group(lambda runner_pid: self._work_in_child(run_id, runner_pid)))
+
+    def _work_in_child(self, run_id: int, runner_pid: int) -> int:
+        if not enter_worker_process(self.work_dir, runner_pid):
+            return 1
+        log_path, debug = self._log_options
+        log = RunLog(log_path, run_id, debug, self._log_handler)
+        # Handlers inherited from the runner must not receive the worker's records:
+        # re-route them at once. Without any, routing waits until something is logged.
+        if logging.getLogger().handlers or logging.getLogger("profit").handlers:
+            log.activate()
+        return execute_forked(self.worker_config, self.interface, run_id, log, row_is_current=True)

@@ -1,0 +1,65 @@
+"""What a work directory holds, by name: the one place that knows its layout.
+
+A runner's work directory (``run_dir`` of a study) holds::
+
+    run_000/ run_001/ ...   run directories of command workers (kept when a run failed)
+    log/run_000.log ...     one log per run (only for runs that logged something)
+    log/slurm-<job>.out     the batch system's output of each job
+    interface.npy           the memmap interface (all runs' inputs, outputs, states)
+    zeromq.key              the zeromq interface's secret (while its runner runs)
+    slurm.bash              the batch script of the slurm runner
+    runner.log              the runner's log (written by the ``profit`` command)
+
+plus the files of the ``profit`` command's study state (see :mod:`profit.ledger`).
+Defaults below are the option defaults of the components that write them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+
+LOG_DIR = "log"
+INTERFACE_FILE = "interface.npy"
+SECRET_FILE = "zeromq.key"
+BATCH_SCRIPT = "slurm.bash"
+RUNNER_LOG = "runner.log"
+# Everything a runner and its workers leave besides the study's results.
+LEFTOVER_FILES = (INTERFACE_FILE, SECRET_FILE, BATCH_SCRIPT, RUNNER_LOG)
+
+_RUN_DIR = r"run_\d+"
+
+
+def run_dir_name(run_id: int) -> str:
+    """The run directory of a run, relative to the work directory: ``run_007``."""
+    return f"run_{run_id:03d}"
+
+
+def run_log_file(log_path: str, run_id: int) -> str:
+    """The log file of a run: ``{log_path}/run_{run_id:03d}.log``."""
+    return os.path.join(log_path, f"{run_dir_name(run_id)}.log")
+
+
+def clean_work_dir(work_dir: str, *, log_path: str = LOG_DIR, files: Iterable[str] = LEFTOVER_FILES) -> list[str]:
+    """Remove run directories, the log directory and ``files`` (names in ``work_dir``).
+
+    Returns the names removed, sorted. Anything else in the directory (results,
+    the user's own files) stays.
+    """
+    import re  # here: every worker process imports this module, and only cleaning needs these
+    import shutil
+
+    if not os.path.isdir(work_dir):
+        return []
+    files = set(files)
+    removed = []
+    for entry in sorted(os.listdir(work_dir)):
+        path = os.path.join(work_dir, entry)
+        if (re.fullmatch(_RUN_DIR, entry) or entry == log_path) and os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)
+        elif entry in files and (os.path.isfile(path) or os.path.islink(path)):
+            os.remove(path)
+        else:
+            continue
+        removed.append(entry)
+    return removed

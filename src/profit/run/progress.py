@@ -1,0 +1,41 @@
+"""Progress bars of runs (tqdm, imported only where a bar is asked for)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+
+def progress_bar(total: int, initial: int = 0) -> Any:
+    """A tqdm bar of runs, without tqdm's monitor thread (forking a threaded process is unsafe)."""
+    from tqdm import tqdm
+
+    class Bar(tqdm):  # type: ignore[misc]
+        monitor_interval = 0
+
+    return Bar(total=total, initial=initial, desc="runs", unit="run", smoothing=0.1)
+
+
+class RunProgress:
+    """A runner's bar: finished runs of ``total``, with done, failed and running counts.
+
+    Redrawn at most ten times a second: it is updated after every event, and
+    redrawing that often would cost more than a run.
+    """
+
+    def __init__(self, total: int):
+        self.bar = progress_bar(total)
+        self._next_update = 0.0
+
+    def update(self, *, started: int, running: int, failed: int, force: bool = False) -> None:
+        """``started`` runs so far, of which ``running`` are active and ``failed`` failed or were cancelled."""
+        if not force and time.monotonic() < self._next_update:
+            return
+        self._next_update = time.monotonic() + 0.1
+        finished = started - running
+        self.bar.total = max(self.bar.total, started)
+        self.bar.set_postfix(done=finished - failed, failed=failed, running=running, refresh=False)
+        self.bar.update(finished - self.bar.n)
+
+    def close(self) -> None:
+        self.bar.close()

@@ -1,0 +1,79 @@
+"""LocalRunner (label ``local``): each run's Worker as a shell command.
+
+Each run is ``command`` (default ``profit-worker``) run through the shell in
+the work directory, in a new session (its own process group: cancel ends the
+whole tree); the Worker reads its run id, worker and interface configs from the
+environment (``PROFIT_RUN_ID``, ``PROFIT_WORKER``, ``PROFIT_INTERFACE``,
+``PROFIT_INCLUDES``). Its exit is an event the runner waits on (a pidfd).
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+from typing import Any
+
+from . import options as check
+from ._proc import ChildProcess
+from .runner import Runner
+
+
+class LocalRunner(Runner, label="local"):
+    """start Workers locally via the shell
+
+    Each run is ``command`` (default ``profit-worker``) run through the shell in
+    the work directory, in a new session; the Worker reads its run id, worker and
+    interface configs from the environment (``PROFIT_RUN_ID``, ``PROFIT_WORKER``,
+    ``PROFIT_INTERFACE``, ``PROFIT_INCLUDES``).
+    """
+
+    _through_shell = True
+
+    def __init__(self, command: str = "profit-worker", parallel: int | str = "all", **kwargs: Any):
+        self.command = command
+        super().__init__(parallel=check.parallel(parallel), **kwargs)
+        self._env: dict[str, str] | None = None
+
+    def __repr__(self) -> str:
+        details = [f"parallel={self.parallel}"] + (["debug"] if self.debug else [])
+        if self.command != "profit-worker":
+            details.append(f"command={self.command!r}")
+        return f"<{type(self).__name__} ({', '.join(details)})>"
+
+    @property
+    def config(self) -> dict:
+        """The runner's options as a JSON-able dict, with its ``command``."""
+        return {**super().config, "command": self.command}
+
+    def _environment(self) -> dict[str, str]:
+        # Built on first use: include files may be loaded after the runner was made.
+        if self._env is None:
+            self._env = self.worker_environment()
+        return self._env
+
+    def _shell_command(self) -> str:
+        # The default worker is the one installed beside this Python (a venv's
+        # bin/ need not be on PATH), and the shell execs it: one process less,
+        # and no "Killed" line from the shell when a worker is killed. Any other
+        # command is the user's, run as written.
+        name, _, rest = self.command.partition(" ")
+        if name == "profit-worker":
+            sibling = os.path.join(os.path.dirname(sys.executable), "profit-worker")
+            if os.access(sibling, os.X_OK):
+                return "exec " + shlex.quote(sibling) + (" " + rest if rest else "")
+        return self.command
+
+    def _start(self, run_id: int) -> ChildProcess:
+        import subprocess  # here, not at the top: worker processes import this package
+
+        env = {**self._environment(), "PROFIT_RUN_ID": str(run_id)}
+        popen = subprocess.Popen(
+            self._shell_command(),
+            shell=True,
+            env=env,
+            cwd=self.work_dir,
+            start_new_session=True,
+            stdin=subprocess.DEVNULL,  # a worker in a background session must not wait for a terminal
+        )
+        return ChildProcess(popen.pid, popen)
