@@ -287,7 +287,7 @@ def test_importing_profit_run_stays_lean():
     import subprocess
     import sys
 
-    heavy = ["zmq", "numpy", "subprocess", "logging", "inspect", "shutil", "hashlib", "h5py", "scipy"]
+    heavy = ["zmq", "numpy", "subprocess", "logging", "inspect", "shutil", "hashlib", "h5py", "scipy", "typing", "contextlib"]
     code = f"import sys, profit.run; print([m for m in {heavy!r} if m in sys.modules])"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "[]"
 

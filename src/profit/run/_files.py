@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 
-@contextmanager
-def atomic_path(path: str, *, permissions: int | None = None, suffix: str = "") -> Iterator[str]:
-    """A temporary path beside ``path`` that replaces ``path`` when the block succeeds.
+class atomic_path:  # noqa: N801  (used like a function: with atomic_path(path) as temporary)
+    """A temporary path beside ``path`` that replaces ``path`` when the ``with`` block succeeds.
 
     Readers see the old file or the new one, never a part; a failure leaves
     ``path`` as it was and removes the temporary file. ``permissions`` (e.g.
@@ -18,24 +15,36 @@ def atomic_path(path: str, *, permissions: int | None = None, suffix: str = "") 
     that replaces another is a new file, so a process that has the old one open
     or mapped never writes into the new one.
     """
-    import tempfile  # here: it imports shutil, which worker processes that only read a tail do not need
 
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=suffix + ".tmp")
-    os.close(fd)
-    try:
-        if permissions is None:
-            umask = os.umask(0)
-            os.umask(umask)
-            permissions = 0o666 & ~umask
-        os.chmod(temporary, permissions)
-        yield temporary
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
+    def __init__(self, path: str, *, permissions: int | None = None, suffix: str = ""):
+        self.path, self.permissions, self.suffix = path, permissions, suffix
+        self.temporary = ""
+
+    def __enter__(self) -> str:
+        import tempfile  # here: it imports shutil, which worker processes that only read a tail do not need
+
+        folder = os.path.dirname(os.path.abspath(self.path))
+        os.makedirs(folder, exist_ok=True)
+        prefix = f".{os.path.basename(self.path)}."
+        fd, self.temporary = tempfile.mkstemp(dir=folder, prefix=prefix, suffix=self.suffix + ".tmp")
+        os.close(fd)
+        try:
+            permissions = self.permissions
+            if permissions is None:
+                umask = os.umask(0)
+                os.umask(umask)
+                permissions = 0o666 & ~umask
+            os.chmod(self.temporary, permissions)
+        except BaseException:
+            os.remove(self.temporary)
+            raise
+        return self.temporary
+
+    def __exit__(self, kind: object, error: object, traceback: object) -> None:
+        if kind is None:
+            os.replace(self.temporary, self.path)
+        elif os.path.exists(self.temporary):
+            os.remove(self.temporary)
 
 
 def write_atomically(path: str, data: bytes | str, *, permissions: int | None = None) -> None:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
+TYPE_CHECKING = False  # (typing costs every worker process its import)
+
 
 class LazyModule:
     """Stands for the module ``name``; the first attribute access imports it."""
@@ -30,5 +32,10 @@ class LazyModule:
         return f"<lazy module {self._name!r} ({state})>"
 
 
-numpy = LazyModule("numpy")
-logging = LazyModule("logging")
+if TYPE_CHECKING:  # type checkers see the modules themselves
+    import logging
+
+    import numpy
+else:
+    numpy = LazyModule("numpy")
+    logging = LazyModule("logging")

@@ -15,9 +15,12 @@ import sys
 import time
 from collections import namedtuple
 from collections.abc import Callable, Sequence
-from typing import Protocol
 
 from .handles import Notice, RunHandle
+
+TYPE_CHECKING = False  # (typing costs every worker process its import)
+if TYPE_CHECKING:
+    from typing import Protocol
 
 HAVE_PIDFD = hasattr(os, "pidfd_open")
 
@@ -61,16 +64,18 @@ class ExitStatus(namedtuple("ExitStatus", ["code", "signal"], defaults=[None, No
         return text
 
 
-class ProcessTree(Protocol):
-    """A process and everything it started, as :func:`stop_trees` ends it."""
+if TYPE_CHECKING:
 
-    def signal_tree(self, signum: int) -> None:
-        """Send ``signum`` to every process of the tree."""
-        ...
+    class ProcessTree(Protocol):
+        """A process and everything it started, as :func:`stop_trees` ends it."""
 
-    def wait(self, timeout: float | None = None) -> ExitStatus | None:
-        """Wait for the tree's leader to end (reaping it); None on timeout."""
-        ...
+        def signal_tree(self, signum: int) -> None:
+            """Send ``signum`` to every process of the tree."""
+            ...
+
+        def wait(self, timeout: float | None = None) -> ExitStatus | None:
+            """Wait for the tree's leader to end (reaping it); None on timeout."""
+            ...
 
 
 def stop_trees(trees: Sequence[ProcessTree], grace: float) -> list[ExitStatus]:

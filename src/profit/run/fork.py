@@ -9,13 +9,15 @@ the runner, and its exit is an event the runner waits on (a pidfd).
 
 from __future__ import annotations
 
-from typing import Any
-
 from . import options as check
 from ._lazy import logging
 from ._proc import ChildProcess, enter_worker_process, fork_group, load_prctl
 from .runner import Runner
 from .worker import RunLog, execute_forked, run_log_handler
+
+TYPE_CHECKING = False  # (typing costs every worker process its import)
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class ForkRunner(Runner, label="fork"):

@@ -26,23 +26,24 @@ from __future__ import annotations
 
 import enum
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, Protocol
 
+TYPE_CHECKING = False  # (typing costs every worker process its import)
 if TYPE_CHECKING:
+    from typing import Protocol
+
     from ._proc import ProcessTree
 
+    class Ending(Protocol):
+        """How a run's process or job ended, as the runner reads it (an exit status, a job's verdict)."""
 
-class Ending(Protocol):
-    """How a run's process or job ended, as the runner reads it."""
+        @property
+        def success(self) -> bool:
+            """Whether it ended normally (exit code 0, a job COMPLETED)."""
+            ...
 
-    @property
-    def success(self) -> bool:
-        """Whether it ended normally (exit code 0, a job COMPLETED)."""
-        ...
-
-    def describe(self, *, through_shell: bool = False) -> str:
-        """A human phrase: 'exited with code 3', 'killed by SIGKILL', 'ran out of memory (...)'."""
-        ...
+        def describe(self, *, through_shell: bool = False) -> str:
+            """A human phrase: 'exited with code 3', 'killed by SIGKILL', 'ran out of memory (...)'."""
+            ...
 
 
 class Notice(enum.Enum):

@@ -14,7 +14,6 @@ from __future__ import annotations
 import numbers
 import os
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
 
 from . import _npyfile
 from ._lazy import logging
@@ -24,6 +23,7 @@ from .errors import InterfaceError
 from .interface import INTERNAL_NAMES, RunnerInterface, WorkerInterface, clear_outputs, empty_record, encode_reason
 from .state import RunState
 
+TYPE_CHECKING = False  # (typing costs every worker process its import)
 if TYPE_CHECKING:
     import numpy
 

@@ -16,31 +16,40 @@ was up at that moment. Then::
 
 from __future__ import annotations
 
+from collections import namedtuple
 from collections.abc import Callable
-from typing import NamedTuple
 
-from .handles import Ending
 from .state import RunState, RunStatus
 
-
-class Observation(NamedTuple):
-    """What the runner knows about a run that has ended (or is being ended)."""
-
-    run_id: int
-    transmitted: bool  # the worker handed its results over (the interface's DONE flag)
-    ending: Ending | None = None  # exit status or scheduler verdict, read before `transmitted`
-    timed_out: bool = False
-    cancelled: bool = False
-    reported: str = ""  # the reason the worker itself reported, if it did
-    attempt: int = 1  # 1 for the first execution of the run
+TYPE_CHECKING = False  # (typing costs every worker process its import)
+if TYPE_CHECKING:
+    pass
 
 
-class Retry(NamedTuple):
+class Observation(
+    namedtuple(
+        "Observation",
+        ["run_id", "transmitted", "ending", "timed_out", "cancelled", "reported", "attempt"],
+        defaults=[None, False, False, "", 1],
+    )
+):
+    """What the runner knows about a run that has ended (or is being ended).
+
+    ``transmitted``: the worker handed its results over (the interface's DONE
+    flag); ``ending``: its exit status or scheduler verdict (an
+    :class:`~profit.run.handles.Ending`, or None), read *before* ``transmitted``;
+    ``timed_out``, ``cancelled``: how the runner ended it, if it did;
+    ``reported``: the reason the worker itself reported; ``attempt``: 1 for the
+    first execution of the run.
+    """
+
+    __slots__ = ()
+
+
+class Retry(namedtuple("Retry", ["run_id", "attempt", "reason"])):
     """Run ``run_id`` again: its ``attempt``-th execution, after failing with ``reason``."""
 
-    run_id: int
-    attempt: int
-    reason: str
+    __slots__ = ()
 
 
 def decide(

@@ -10,11 +10,11 @@ names the run, the input and the value.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
 
 from ._lazy import numpy as np
 from .errors import ParameterError
 
+TYPE_CHECKING = False  # (typing costs every worker process its import)
 if TYPE_CHECKING:
     import numpy
 

@@ -22,7 +22,6 @@ import collections
 import os
 import struct
 from collections.abc import Container
-from typing import Any
 
 from . import options as check
 from ._proc import ChildProcess, ExitStatus, enter_worker_process, fork_group, load_prctl, stop_trees
@@ -31,6 +30,10 @@ from .handles import Notice, RunHandle
 from .runner import Runner
 from .state import RunStatus
 from .worker import RunLog, execute_forked, run_log_handler
+
+TYPE_CHECKING = False  # (typing costs every worker process its import)
+if TYPE_CHECKING:
+    from typing import Any
 
 _TASK = struct.Struct("<q")  # run id
 _STOP = -1  # the task that ends a worker (an end of file may never come: forks share pipes)

@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING
 
 from . import options as check
 from ._lazy import logging
@@ -30,7 +29,7 @@ from ._lazy import numpy as np
 from ._proc import stop_trees
 from .errors import ConfigError, ParameterError, RunNotFoundError, WaitTimeout
 from .events import EventLoop
-from .handles import Ending, Notice, RunHandle, as_handle
+from .handles import Notice, RunHandle, as_handle
 from .interface import RunnerInterface
 from .layout import RUNNER_LOG, clean_work_dir, run_log_file
 from .outcome import Observation, Retry, decide
@@ -40,8 +39,11 @@ from .registry import Component
 from .state import RunState, RunStatus
 from .worker import Worker
 
+TYPE_CHECKING = False  # (typing costs every worker process its import)
 if TYPE_CHECKING:
     import numpy
+
+    from .handles import Ending
 
 # Without an exit event to wait on (no pidfd), check this often.
 _FALLBACK_POLL_INTERVAL = 0.005

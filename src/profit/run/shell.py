@@ -12,11 +12,14 @@ from __future__ import annotations
 import os
 import shlex
 import sys
-from typing import Any
 
 from . import options as check
 from ._proc import ChildProcess
 from .runner import Runner
+
+TYPE_CHECKING = False  # (typing costs every worker process its import)
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class LocalRunner(Runner, label="local"):
