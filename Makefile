@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test install bench clean slurm
+.PHONY: demo test lint install bench clean slurm
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -11,7 +11,7 @@ $(BIN)/python:
 
 # Reinstall when the package metadata changes.
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m pip install -q -e '.[test,lint]'
 	@# Worker processes start faster from compiled modules (even where PYTHONDONTWRITEBYTECODE is set).
 	$(BIN)/python -m compileall -q src > /dev/null
 	touch $@
@@ -24,6 +24,12 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest -p no:cacheprovider
+
+# Style and types: ruff (lint and format) and mypy over the code, as CI runs them.
+lint: install
+	$(BIN)/ruff check src tests benchmarks examples
+	$(BIN)/ruff format --check src tests benchmarks examples
+	$(BIN)/mypy
 
 # A real single-node Slurm cluster on localhost for the Slurm tests (as root, Debian 12).
 slurm:

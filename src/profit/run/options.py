@@ -51,7 +51,7 @@ def whole_number(value: object, name: str, *, minimum: int = 0, maximum: int | N
 
 def boolean(value: object, name: str) -> bool:
     """``True`` or ``False`` (numpy booleans too); anything else is refused rather than guessed."""
-    if not isinstance(value, bool) and type(value).__name__ != "bool_":
+    if not isinstance(value, bool) and type(value).__name__ not in ("bool_", "bool"):  # numpy's bool
         raise ConfigError(f"{name} must be true or false, got {value!r}")
     return bool(value)
 
