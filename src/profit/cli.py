@@ -20,6 +20,8 @@ import os
 import signal
 import sys
 import time
+from types import FrameType
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -30,6 +32,9 @@ from .run.interface import build_vars
 from .run.layout import INTERFACE_FILE, LEFTOVER_FILES, RUNNER_LOG, clean_work_dir
 from .run.state import RunState, RunStatus
 from .study import Study
+
+if TYPE_CHECKING:
+    from .run import Runner
 
 EXIT_DONE, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_BUG, EXIT_UNSAVED, EXIT_SERVICE = 0, 1, 2, 3, 4, 5
 EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
@@ -45,17 +50,20 @@ class StopRequest:
     in flight are cancelled and the results saved.
     """
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.signal: int | None = None
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, self._record)
 
-    def _record(self, signum, frame) -> None:
+    def _record(self, signum: int, frame: FrameType | None) -> None:
         self.signal = self.signal or signum
 
     @property
     def exit_status(self) -> int | None:
-        return {signal.SIGINT: EXIT_INTERRUPTED, signal.SIGTERM: EXIT_TERMINATED}.get(self.signal)
+        if self.signal is None:
+            return None
+        statuses: dict[int, int] = {signal.SIGINT: EXIT_INTERRUPTED, signal.SIGTERM: EXIT_TERMINATED}
+        return statuses.get(self.signal)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -123,13 +131,13 @@ def _configure_logging(run_dir: str, debug: bool) -> logging.Handler:
 class _Recorder:
     """Keeps the ledger and the output file current as runs start and end."""
 
-    def __init__(self, ledger: Ledger, runner, study: Study, meta: Meta):
+    def __init__(self, ledger: Ledger, runner: Runner, study: Study, meta: Meta):
         self.ledger, self.runner, self.study, self.meta = ledger, runner, study, meta
         self.next_write = 0.0
         self.write_error: OSError | None = None
         self.batch_jobs: set[str] = set()
 
-    def run_started(self, run_id: int, handle) -> None:
+    def run_started(self, run_id: int, handle: object) -> None:
         self.ledger.started(run_id, getattr(handle, "pid", None))
         # A batch job outlives a runner that is killed: note it, so that the next run ends it.
         job = getattr(handle, "array_job", None)
@@ -168,7 +176,7 @@ class _Recorder:
 class _Progress:
     """A tqdm bar on a terminal; plain lines every few seconds otherwise."""
 
-    def __init__(self, ledger: Ledger, runner):
+    def __init__(self, ledger: Ledger, runner: Runner):
         self.ledger, self.runner = ledger, runner
         self.total = len(ledger.rows)
         self.started = time.monotonic()
@@ -198,7 +206,8 @@ class _Progress:
             self.bar.update(finished - self.bar.n)
             return
         print(
-            f"profit: {finished}/{self.total} finished (done {counts[RunState.DONE]}, failed {counts[RunState.FAILED]}, "
+            f"profit: {finished}/{self.total} finished "
+            f"(done {counts[RunState.DONE]}, failed {counts[RunState.FAILED]}, "
             f"running {len(self.runner.runs)}){self._eta(finished)}",
             flush=True,
         )
@@ -236,7 +245,8 @@ def _open_ledger(study: Study, restart: bool, meta: Meta) -> tuple[Ledger, bool]
         if meta.data.get("fingerprint") != study.fingerprint():
             raise ConfigError(
                 f"{study.name}: the variables, ntrain or seed changed since this study last ran in {study.run_dir}, "
-                "so its earlier runs do not match; run 'profit run --restart' to start over (earlier results are discarded)"
+                "so its earlier runs do not match; run 'profit run --restart' to start over "
+                "(earlier results are discarded)"
             )
         try:
             return Ledger.open(study.run_dir, inputs, outputs), True
@@ -292,7 +302,7 @@ def _adopt_finished(ledger: Ledger, study: Study) -> int:
     return adopted
 
 
-def command_run(args) -> int:
+def command_run(args: argparse.Namespace) -> int:
     """``profit run``: run the runs of the study that are not done yet."""
     from .run import Runner
     from .run.includes import load_includes
@@ -317,7 +327,7 @@ def command_run(args) -> int:
         lock.release()
 
 
-def _run(study: Study, args, Runner) -> int:
+def _run(study: Study, args: argparse.Namespace, Runner: type[Runner]) -> int:
     meta = Meta(study.run_dir)
     _end_leftover_jobs(meta)  # also before --restart, which forgets the earlier runs
     ledger, resumed = _open_ledger(study, args.restart, meta)
@@ -361,7 +371,8 @@ def _run(study: Study, args, Runner) -> int:
     status = _summary(study, ledger, stop.exit_status)
     if recorder.write_error is not None:
         print(
-            f"profit: {study.output_file} could not be written ({recorder.write_error.strerror or recorder.write_error}); "
+            f"profit: {study.output_file} could not be written "
+            f"({recorder.write_error.strerror or recorder.write_error}); "
             f"every completed result is kept in {os.path.join(study.run_dir, LEDGER)}: free some space and "
             "run 'profit run' again to write it",
             file=sys.stderr,
@@ -370,13 +381,16 @@ def _run(study: Study, args, Runner) -> int:
     return status
 
 
-def _drive(runner, pending: list[int], stop: StopRequest, progress: _Progress, recorder: _Recorder) -> None:
+def _drive(runner: Runner, pending: list[int], stop: StopRequest, progress: _Progress, recorder: _Recorder) -> None:
     """Start the pending runs, at most ``parallel`` at once, until all ended or a stop is asked."""
     # wait_some returns at least every half second, so a stop is noticed quickly.
     if hasattr(runner, "respawn_array"):  # a batch system: one job array for all of them
-        runner.respawn_array(
-            pending, stop=lambda: bool(stop.signal), tick=lambda: (progress.update(), recorder.write_output())
-        )
+
+        def tick() -> None:
+            progress.update()
+            recorder.write_output()
+
+        runner.respawn_array(pending, stop=lambda: bool(stop.signal), tick=tick)
         pending = []
     for run_id in pending:
         while runner.capacity and len(runner.runs) >= runner.capacity and not stop.signal:
@@ -392,7 +406,7 @@ def _drive(runner, pending: list[int], stop: StopRequest, progress: _Progress, r
         recorder.write_output()
 
 
-def _build_runner(study: Study, Runner):
+def _build_runner(study: Study, Runner: type[Runner]) -> Runner:
     """The study's runner; every option of every component is checked before anything is built."""
     from .run import RunnerInterface, Worker
     from .run.command import Postprocessor, Preprocessor
@@ -440,7 +454,7 @@ def _summary(study: Study, ledger: Ledger, interrupted: int | None) -> int:
 # --- profit status -----------------------------------------------------------------------------
 
 
-def command_status(args) -> int:
+def command_status(args: argparse.Namespace) -> int:
     """``profit status``: report a running or finished study without disturbing it."""
     study = Study.load(args.path)
     path = os.path.join(study.run_dir, LEDGER)
@@ -489,7 +503,7 @@ def command_status(args) -> int:
 # --- profit clean ------------------------------------------------------------------------------
 
 
-def command_clean(args) -> int:
+def command_clean(args: argparse.Namespace) -> int:
     """``profit clean``: remove run directories, logs and the interface file (``--all``: results too)."""
     study = Study.load(args.path)
     holder = StudyLock(study.run_dir).holder()

@@ -36,10 +36,18 @@ def check_format(path: str, key: str, where: str) -> None:
         raise ConfigError(f"{where}: files.{key} is {path!r}; use one of the extensions {', '.join(FORMATS)}")
 
 
+def field_names(dtype: np.dtype) -> tuple[str, ...]:
+    """The field names of a structured dtype; TypeError for another dtype (it has no fields to iterate)."""
+    names = dtype.names
+    if names is None:
+        raise TypeError(f"{dtype} is not a structured dtype")
+    return names
+
+
 def columns(array: np.ndarray) -> tuple[list[str], np.ndarray]:
     """Column names and a 2-D table of a structured array (vector fields spread out)."""
     names, parts = [], []
-    for name in array.dtype.names:
+    for name in field_names(array.dtype):
         field = array[name]
         if field.ndim > 1:
             names += [f"{name}_{index}" for index in range(field.shape[1])]
@@ -88,11 +96,11 @@ def _write_text(path: str, array: np.ndarray, notes: Sequence[str], delimiter: s
 
 def _write_hdf5(path: str, array: np.ndarray, notes: Sequence[str], states: Sequence[str] | None) -> None:
     try:
-        import h5py
+        import h5py  # type: ignore[import-untyped]  # (h5py has no type hints of its own)
     except ImportError:
         raise ConfigError(f"writing {path!r} needs h5py: pip install 'profit-run[hdf5]'") from None
     with h5py.File(path, "w") as file:
-        for name in array.dtype.names:
+        for name in field_names(array.dtype):
             file[name] = array[name]
         if states is not None:
             file["_state"] = np.array(states, dtype="S")

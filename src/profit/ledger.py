@@ -5,9 +5,10 @@ and reason, the attempt count, and the process (pid and start time) of the run
 in flight. It is a memory-mapped ``.npy`` file, updated as each run starts and
 ends, so a runner that is killed (even with SIGKILL) leaves everything that
 finished in the file; ``profit run`` also syncs it to the disk whenever it
-writes the output file (at most a second apart) and at the end. ``profit-study.json`` holds what the rows were made from (a
-fingerprint of the inputs' definition), and ``profit-study.lock`` is held by
-the ``profit run`` that works on the study.
+writes the output file (at most a second apart) and at the end.
+``profit-study.json`` holds what the rows were made from (a fingerprint of the
+inputs' definition), and ``profit-study.lock`` is held by the ``profit run``
+that works on the study.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import os
 
 import numpy as np
 
+from .datafiles import field_names
 from .run import _npyfile
 from .run._proc import group_members, proc_stat
 from .run.errors import InterfaceError
@@ -61,7 +63,8 @@ class Ledger:
     @classmethod
     def create(cls, folder: str, inputs: np.ndarray, outputs: np.dtype) -> Ledger:
         """A new ledger for ``inputs`` (a structured array) and outputs of dtype ``outputs``."""
-        names = set(inputs.dtype.names) | set(outputs.names)
+        input_names, output_names = field_names(inputs.dtype), field_names(outputs)
+        names = set(input_names) | set(output_names)
         clash = names & {name for name, _ in _BOOKKEEPING}
         if clash:
             raise InterfaceError(f"variable name {sorted(clash)[0]!r} is reserved by profit; rename the variable")
@@ -69,10 +72,10 @@ class Ledger:
         path = os.path.join(folder, LEDGER)
         layout = _npyfile.create(path, dtype, len(inputs))
         mapping = _npyfile.map_rows(path, layout)
-        for name in inputs.dtype.names:
+        for name in input_names:
             mapping[name] = inputs[name]
-        clear_outputs(mapping[list(outputs.names)])
-        ledger = cls(folder, mapping, list(inputs.dtype.names), list(outputs.names))
+        clear_outputs(mapping[list(output_names)])
+        ledger = cls(folder, mapping, list(input_names), list(output_names))
         ledger.flush()
         return ledger
 
@@ -108,7 +111,7 @@ class Ledger:
         """The state of every run (values of :class:`RunState`)."""
         return self.rows["STATE"]
 
-    def reason(self, run_id: int) -> str:
+    def reason(self, run_id: int | np.integer) -> str:
         """Why ``run_id`` failed (empty when it did not)."""
         return decode_reason(self.rows["REASON"][run_id])
 

@@ -156,7 +156,8 @@ def sample_inputs(variables: Mapping[str, Variable], runs: int, seed: int | None
     rng = np.random.default_rng(seed)
     halton = [v for v in inputs if v.kind == "Halton"]
     if halton:
-        from scipy.stats import qmc  # only for studies that ask for quasi-random points
+        # only for studies that ask for quasi-random points (no stubs installed: scipy-stubs)
+        from scipy.stats import qmc  # type: ignore[import-untyped]
 
         unit = qmc.Halton(d=len(halton), seed=rng).random(runs)
         for column, variable in enumerate(halton):

@@ -4,6 +4,17 @@ from __future__ import annotations
 
 import os
 
+TYPE_CHECKING = False  # (typing costs every worker process its import)
+if TYPE_CHECKING:
+    from typing import Protocol
+
+    class _BinaryFile(Protocol):
+        """An open binary file that can seek (what :func:`tail` reads)."""
+
+        def seek(self, offset: int, whence: int = ..., /) -> int: ...
+        def tell(self) -> int: ...
+        def read(self) -> bytes: ...
+
 
 class atomic_path:  # noqa: N801  (used like a function: with atomic_path(path) as temporary)
     """A temporary path beside ``path`` that replaces ``path`` when the ``with`` block succeeds.
@@ -54,7 +65,9 @@ def write_atomically(path: str, data: bytes | str, *, permissions: int | None = 
             file.write(data.encode() if isinstance(data, str) else data)
 
 
-def tail(source: str | object, lines: int = 1, *, max_bytes: int = 4096, separator: str = " | ") -> str:
+def tail(
+    source: str | os.PathLike[str] | _BinaryFile, lines: int = 1, *, max_bytes: int = 4096, separator: str = " | "
+) -> str:
     """The last ``lines`` non-empty lines of a file (a path or an open binary file), stripped and
     joined with ``separator``; empty when there is no such file.
 
@@ -62,12 +75,12 @@ def tail(source: str | object, lines: int = 1, *, max_bytes: int = 4096, separat
     """
     try:
         if isinstance(source, (str, os.PathLike)):
-            with open(source, "rb") as file:
-                return tail(file, lines, max_bytes=max_bytes, separator=separator)
+            with open(source, "rb") as opened:
+                return tail(opened, lines, max_bytes=max_bytes, separator=separator)
         file = source
-        file.seek(0, os.SEEK_END)  # type: ignore[attr-defined]
-        file.seek(max(0, file.tell() - max_bytes))  # type: ignore[attr-defined]
-        text = file.read().decode("utf-8", "replace")  # type: ignore[attr-defined]
+        file.seek(0, os.SEEK_END)
+        file.seek(max(0, file.tell() - max_bytes))
+        text = file.read().decode("utf-8", "replace")
     except OSError:
         return ""
     kept = [line.strip() for line in text.splitlines() if line.strip()]

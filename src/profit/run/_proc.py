@@ -20,7 +20,8 @@ from .handles import Notice, RunHandle
 
 TYPE_CHECKING = False  # (typing costs every worker process its import)
 if TYPE_CHECKING:
-    from typing import Protocol
+    from subprocess import Popen
+    from typing import Any, Literal, Protocol
 
 HAVE_PIDFD = hasattr(os, "pidfd_open")
 
@@ -88,7 +89,7 @@ def stop_trees(trees: Sequence[ProcessTree], grace: float) -> list[ExitStatus]:
         for tree in trees:
             tree.signal_tree(signal.SIGTERM)
     deadline = time.monotonic() + grace
-    statuses = []
+    statuses: list[ExitStatus] = []
     for tree in trees:
         status = tree.wait(max(0.0, deadline - time.monotonic())) if grace > 0 else None
         if status is None:
@@ -108,8 +109,9 @@ class ChildProcess(RunHandle):
     """
 
     __slots__ = ("pid", "_fd", "_popen", "status", "notice")
+    pid: int  # always a process here (RunHandle allows None)
 
-    def __init__(self, pid: int, popen: object = None):
+    def __init__(self, pid: int, popen: Popen[Any] | None = None):
         self.pid = pid
         self._popen = popen  # kept so that subprocess does not reap behind our back
         self.status: ExitStatus | None = None
@@ -149,11 +151,12 @@ class ChildProcess(RunHandle):
 
     def wait(self, timeout: float | None = None) -> ExitStatus | None:
         """Wait up to ``timeout`` seconds for the child to end; reap it."""
-        if self.status is None and self._fd is None:
-            # No pidfd: a bounded wait is a single check, an unbounded one blocks.
-            return self._reap(blocking=timeout is None)
         if self.status is None:
-            ready, _, _ = select.select([self._fd], [], [], timeout)
+            fd = self._fd
+            if fd is None:
+                # No pidfd: a bounded wait is a single check, an unbounded one blocks.
+                return self._reap(blocking=timeout is None)
+            ready, _, _ = select.select([fd], [], [], timeout)
             if not ready:
                 return None
         return self.poll()
@@ -212,10 +215,10 @@ def group_members(pgid: int) -> list[int]:
 
 
 _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
-_prctl: object = None
+_prctl: Callable[..., object] | Literal[False] | None = None  # False: looked for, not found
 
 
-def load_prctl() -> object:
+def load_prctl() -> Callable[..., object] | None:
     """Load libc's prctl (Linux), so that forked workers can call it cheaply; None elsewhere."""
     global _prctl
     if _prctl is None and sys.platform.startswith("linux"):

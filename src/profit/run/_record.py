@@ -17,6 +17,10 @@ import sys
 from collections import namedtuple
 from collections.abc import Iterable, Iterator
 
+TYPE_CHECKING = False  # (typing costs every worker process its import)
+if TYPE_CHECKING:
+    from typing import Any
+
 _NATIVE = "<" if sys.byteorder == "little" else ">"
 _FORMATS = {  # numpy kind + item size -> struct format character
     ("f", 4): "f",
@@ -131,7 +135,8 @@ class StructRecord:
         except (struct.error, TypeError) as error:
             raise TypeError(f"{name!r} takes {field.describe()}, got {value!r} ({error})") from None
 
-    def _pack(self, field: Field, value: object) -> None:
+    def _pack(self, field: Field, value: Any) -> None:
+        # value: anything a user assigns; what does not fit raises TypeError or ValueError here
         name = field.name
         if field.count > 1:
             values = value.tolist() if hasattr(value, "tolist") else list(value)
@@ -156,8 +161,11 @@ class StructRecord:
         return f"<record {values}>"
 
 
-def _scalar(value: object, field: Field) -> object:
-    """Convert a value for a scalar field the way numpy would, refusing nonsense."""
+def _scalar(value: Any, field: Field) -> object:
+    """Convert a value for a scalar field the way numpy would, refusing nonsense.
+
+    ``value`` may be anything; float() and int() raise TypeError or ValueError for what does not fit.
+    """
     if hasattr(value, "item") and getattr(value, "shape", ()) in ((), (1,), (1, 1)):
         value = value.item() if getattr(value, "size", 1) == 1 else value
     if field.kind == "f":

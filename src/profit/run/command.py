@@ -33,9 +33,16 @@ from .layout import run_dir_name
 from .registry import Component
 from .worker import Worker
 
+TYPE_CHECKING = False  # (typing costs every worker process its import)
+if TYPE_CHECKING:
+    import shutil
+
+    from .worker import Record
+else:
+    # shutil imports compression modules: only command workers that copy templates pay for it.
+    shutil = LazyModule("shutil")
+
 _STDERR_TAIL_LINES = 5
-# shutil imports compression modules: only command workers that copy templates pay for it.
-shutil = LazyModule("shutil")
 
 
 # === Command Worker === #
@@ -77,15 +84,15 @@ class CommandWorker(Worker, label="command"):
         if isinstance(pre, Preprocessor):
             self.pre = pre
         else:
-            kind, options = Preprocessor.resolve(pre, "pre")
-            if kind.uses_base_dir:
+            pre_kind, options = Preprocessor.resolve(pre, "pre")
+            if pre_kind.uses_base_dir:
                 options.setdefault("base_dir", self.base_dir)
-            self.pre = kind(self.run_dir, **options, logger_parent=parent)
+            self.pre = pre_kind(self.run_dir, **options, logger_parent=parent)
         if isinstance(post, Postprocessor):
             self.post = post
         else:
-            kind, options = Postprocessor.resolve(post, "post")
-            self.post = kind(**options, logger_parent=parent)
+            post_kind, options = Postprocessor.resolve(post, "post")
+            self.post = post_kind(**options, logger_parent=parent)
         if not isinstance(command, str) or not command.strip():
             raise ConfigError(f"command must be a non-empty shell command, got {command!r}")
         self.command = command
@@ -105,7 +112,8 @@ class CommandWorker(Worker, label="command"):
             # Keep what the failed run left for inspection, and say where it is.
             self.pre.remove_run_dir = False
             # (error.add_note from Python 3.11 on; the list works on 3.10 too)
-            error.__notes__ = [*getattr(error, "__notes__", ()), f"run directory kept: {os.getcwd()}"]
+            notes = [*getattr(error, "__notes__", ()), f"run directory kept: {os.getcwd()}"]
+            error.__notes__ = notes  # type: ignore[attr-defined]  # (typeshed knows __notes__ from 3.11 on)
             self.pre.post()
             raise
         self.interface.transmit()
@@ -191,7 +199,7 @@ class Preprocessor(Component, registry=True):
         os.chdir(self.run_dir)
 
     @abstractmethod
-    def prepare(self, data: Mapping) -> None:
+    def prepare(self, data: Record) -> None:
         """Create the run directory and enter it (variants then fill it)."""
         self._enter_fresh_run_dir()
 
@@ -289,7 +297,7 @@ class TemplatePreprocessor(Preprocessor, label="template"):
         """The template directory: ``path`` relative to the study's base directory (``base_dir``)."""
         return os.path.join(self.base_dir, self.path)
 
-    def prepare(self, data: Mapping) -> None:
+    def prepare(self, data: Record) -> None:
         """Copy the template to the run directory, fill in the inputs, and enter it."""
         template = os.path.abspath(self.template_path)
         if not os.path.isdir(template):
@@ -377,7 +385,7 @@ class Postprocessor(Component, registry=True):
         self._logger_parent = logger_parent
 
     @abstractmethod
-    def retrieve(self, data) -> None:
+    def retrieve(self, data: Record) -> None:
         """Fill the output record ``data`` from the files the simulation wrote."""
 
     @classmethod
@@ -483,7 +491,7 @@ def _field_length(data, name: str) -> int:
 def HDF5Postprocessor(self, data):
     """Read outputs from an HDF5 file: one dataset per output (a one-element dataset is a scalar)."""
     try:
-        import h5py
+        import h5py  # type: ignore[import-untyped]  # (h5py has no type hints of its own)
     except ImportError:
         raise ConfigError("the hdf5 postprocessor needs h5py: pip install 'profit-run[hdf5]'") from None
     path = _output_file(self.path)

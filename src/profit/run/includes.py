@@ -43,6 +43,7 @@ def load_includes(paths: Iterable[str] | str) -> None:
             import traceback
 
             del sys.modules[name]
+            line: int | str | None
             if isinstance(error, SyntaxError):
                 line = error.lineno
             else:  # the deepest frame in the include file itself

@@ -29,6 +29,14 @@ from .errors import ConfigError
 from .registry import Component
 from .state import RunState
 
+TYPE_CHECKING = False  # (typing costs every worker process its import)
+if TYPE_CHECKING:
+    from typing import Any, TypeAlias
+
+    # numpy field specs: (name, dtype) for scalars, (name, dtype, (n,)) for vector outputs
+    InputVar: TypeAlias = tuple[str, np.dtype]
+    OutputVar: TypeAlias = tuple[str, np.dtype] | tuple[str, np.dtype, tuple[int]]
+
 REASON_BYTES = 256
 INTERNAL_VARS: list[tuple[str, str]] = [
     ("DONE", "?"),
@@ -69,7 +77,7 @@ def _check_name(name: object, what: str) -> None:
 
 
 def _dtype_of(name: str, spec: object, what: str) -> np.dtype:
-    raw = _spec_value(spec, "dtype", np.float64)
+    raw: Any = _spec_value(spec, "dtype", np.float64)  # anything: numpy.dtype() refuses what is not a type
     try:
         dtype = np.dtype(raw)
     except TypeError:
@@ -85,8 +93,9 @@ def output_length(name: str, size: object) -> int:
     """Validate an output ``size`` of the form ``(1, n)`` and return ``n``."""
     if size is None:
         return 1
+    pair: Any = size  # anything: what is not a pair of whole numbers fails below
     try:
-        rows, length = size
+        rows, length = pair
         valid = int(rows) == rows == 1 and int(length) == length and length >= 1
     except (TypeError, ValueError):
         valid = False
@@ -98,11 +107,12 @@ def output_length(name: str, size: object) -> int:
     return int(length)
 
 
-def build_vars(input_config: Mapping, output_config: Mapping) -> tuple[list, list]:
+def build_vars(input_config: Mapping, output_config: Mapping) -> tuple[list[InputVar], list[OutputVar]]:
     """Turn input and output configs into numpy field lists ``(name, dtype[, shape])``."""
     if not isinstance(input_config, Mapping) or not isinstance(output_config, Mapping):
         raise ConfigError("input_config and output_config must be mappings of name -> {'dtype': ..., 'size': ...}")
-    input_vars, output_vars = [], []
+    input_vars: list[InputVar] = []
+    output_vars: list[OutputVar] = []
     for name, spec in input_config.items():
         _check_name(name, "input")
         input_vars.append((name, _dtype_of(name, spec, "input")))
@@ -151,14 +161,15 @@ class RunnerInterface(Component, registry=True):
         self, size: int, input_config: Mapping, output_config: Mapping, *, logger_parent: logging.Logger | None = None
     ):
         self._logger_parent = logger_parent
-        if not isinstance(size, numbers.Integral) or isinstance(size, bool) or size < 0:
+        # int is an Integral; listed for type checkers, to which int and Integral seem unrelated
+        if not isinstance(size, (int, numbers.Integral)) or isinstance(size, bool) or size < 0:
             raise ConfigError(f"interface size must be a whole number >= 0, got {size!r}")
         self.input_vars, self.output_vars = build_vars(input_config, output_config)
         self.dtype = np.dtype(self.input_vars + list(self.internal_vars) + self.output_vars)
         self.input_names = [v[0] for v in self.input_vars]
         self.output_names = [v[0] for v in self.output_vars]
         # The value of each output while a run has no result (NaN for floats).
-        self._no_result = self._new_rows(1)[0][self.output_names] if self.output_names else None
+        self._no_result: np.void | None = self._new_rows(1)[0][self.output_names] if self.output_names else None
         self._bind(self._allocate(int(size)))
 
     def _allocate(self, size: int) -> np.ndarray:
@@ -183,9 +194,12 @@ class RunnerInterface(Component, registry=True):
         # Single columns, for mark(): writing one element of a column is far
         # cheaper than going through a record of the whole row.
         self._columns = {name: data[name] for name in ("DONE", "STATE", "REASON")}
-        self._output_columns = [(data[name], self._no_result[name]) for name in self.output_names]
+        no_result = self._no_result  # None only when there are no outputs
+        self._output_columns = (
+            [(data[name], no_result[name]) for name in self.output_names] if no_result is not None else []
+        )
         # Prepared here, in the runner, so that forked workers only slice them (row_buffer).
-        self._bytes = memoryview(data.view(np.uint8))
+        self._bytes = data.view(np.uint8).data  # the same as memoryview(...), which numpy types only on 3.12+
         self._fields = parse_descr(np.lib.format.dtype_to_descr(self.dtype))[0]
 
     def row_buffer(self, run_id: int) -> tuple:

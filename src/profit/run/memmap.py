@@ -108,10 +108,11 @@ class MemmapWorkerInterface(WorkerInterface, label="memmap"):
         """The options this interface was built with: ``{"class": "memmap", "path": ...}``."""
         return {**super().config, "path": self.path}
 
-    @property  # type: ignore[override]
+    @property
     def time(self) -> float:
         """The run's duration in seconds (stored in the interface once retrieved)."""
-        return float(self._record["TIME"]) if self._record is not None else self._time
+        # TIME is a float64 field, which a record reads as a Python float.
+        return float(self._record["TIME"]) if self._record is not None else self._time  # type: ignore[arg-type]
 
     @time.setter
     def time(self, value: float) -> None:
@@ -123,7 +124,8 @@ class MemmapWorkerInterface(WorkerInterface, label="memmap"):
         """This run's whole row of the interface file as a writable record."""
         if self._record is not None:
             return self._record
-        if not isinstance(self.run_id, numbers.Integral) or isinstance(self.run_id, bool):
+        # int is an Integral; listed for type checkers, to which int and Integral seem unrelated
+        if not isinstance(self.run_id, (int, numbers.Integral)) or isinstance(self.run_id, bool):
             raise InterfaceError(f"run id {self.run_id!r} is not a whole number")
         run_id = int(self.run_id)
         shared = self._shared

@@ -42,7 +42,7 @@ def whole_number(value: object, name: str, *, minimum: int = 0, maximum: int | N
         not isinstance(value, numbers.Integral)
         or isinstance(value, bool)
         or value < minimum
-        or (maximum is not None and value > maximum)
+        or (maximum is not None and value > maximum)  # type: ignore[operator]  # numbers.Real declares only < and <=
     ):
         bound = f"{minimum}..{maximum}" if maximum is not None else f">= {minimum}"
         raise ConfigError(f"{name} must be a whole number {bound}{hint}, got {value!r}")

@@ -23,7 +23,8 @@ def input_row(params: object, run_id: int, names: Sequence[str], dtypes: numpy.d
     """``params`` as a row of the inputs ``names`` (a tuple in field order, converted to ``dtypes``)."""
     if isinstance(params, (np.void, np.ndarray)) and params.dtype.names is not None:
         if params.dtype.names == tuple(names) and all(params.dtype[name] == dtypes[name] for name in names):
-            return params.item()  # a record of exactly the inputs: nothing to check or convert
+            # A record of exactly the inputs: nothing to check or convert (a structured item() is a tuple).
+            return params.item()  # type: ignore[return-value]
         given: Mapping = {name: params[name] for name in params.dtype.names}
     elif isinstance(params, Mapping):
         given = params

@@ -103,8 +103,8 @@ class _PoolRun(RunHandle):
         self.run_id = run_id
         self.worker: _PoolWorker | None = None
 
-    @property  # type: ignore[override]
-    def pid(self) -> int | None:
+    @property
+    def pid(self) -> int | None:  # type: ignore[override]  # read-only: the pid of the worker holding it
         """The process group of the worker that has it (None while it waits)."""
         return self.worker.process.pid if self.worker is not None else None
 

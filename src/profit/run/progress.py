@@ -11,9 +11,9 @@ if TYPE_CHECKING:
 
 def progress_bar(total: int, initial: int = 0) -> Any:
     """A tqdm bar of runs, without tqdm's monitor thread (forking a threaded process is unsafe)."""
-    from tqdm import tqdm
+    from tqdm import tqdm  # type: ignore[import-untyped]  # tqdm has no inline types (types-tqdm is not a dependency)
 
-    class Bar(tqdm):  # type: ignore[misc]
+    class Bar(tqdm):
         monitor_interval = 0
 
     return Bar(total=total, initial=initial, desc="runs", unit="run", smoothing=0.1)

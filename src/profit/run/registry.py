@@ -17,23 +17,33 @@ from __future__ import annotations
 from abc import ABCMeta
 from collections.abc import KeysView, Mapping
 
+from .errors import ConfigError, UnknownLabelError
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import logging
+    from typing import TypeVar
 
-from .errors import ConfigError, UnknownLabelError
+    _C = TypeVar("_C", bound="Component")
 
 
 class RegistryMeta(ABCMeta):
     """Metaclass giving component kinds ``Kind[label]`` and ``Kind.labels``."""
 
-    def __getitem__(cls, label: str) -> type:
+    # Set on each kind by Component.__init_subclass__ (declared here for type checkers).
+    _registry: dict[str, type[Component]]
+    _kind: str
+
+    # Kind[label] and Kind.resolve(...) give subclasses of Kind. mypy accepts a self-type on a
+    # metaclass method only as an unbounded type[T], which could not reach _registry: hence [misc].
+    def __getitem__(cls: type[_C], label: str) -> type[_C]:  # type: ignore[misc]
         try:
-            return cls._registry[label]
+            # A kind's registry holds its own variants only (Component.__init_subclass__).
+            return cls._registry[label]  # type: ignore[return-value]
         except (KeyError, TypeError):
             raise UnknownLabelError(cls._kind, label, cls._registry) from None
 
-    def resolve(cls, spec: object, what: str) -> tuple[type, dict]:
+    def resolve(cls: type[_C], spec: object, what: str) -> tuple[type[_C], dict]:  # type: ignore[misc]
         """A label or a config ``{"class": label, **options}`` -> (the class, its options).
 
         ``what`` names the config key in the error for anything else.
@@ -63,7 +73,7 @@ class Component(metaclass=RegistryMeta):
 
     # class attributes
     label: str | None = None
-    _registry: dict[str, type] = {}
+    _registry: dict[str, type[Component]] = {}
     _kind: str = "component"
 
     def __init_subclass__(cls, label: str | None = None, registry: bool = False, **kwargs: object):

@@ -328,7 +328,7 @@ class Runner(Component, registry=True):
     def spawn_array(self, params_array: Iterable, wait: bool = False, progress: bool = False) -> None:
         """Spawn one run per row, never more than ``parallel`` at once; block until all started."""
         rows = params_array if hasattr(params_array, "__len__") else list(params_array)
-        bar = self._progress(progress, total=self.next_run_id + len(rows))  # type: ignore[arg-type]
+        bar = self._progress(progress, total=self.next_run_id + len(rows))  # type: ignore[arg-type]  # (has __len__)
         try:
             for params in rows:
                 while self.capacity and len(self.runs) >= self.capacity:
@@ -502,7 +502,7 @@ class Runner(Component, registry=True):
             if callable(data):  # an event source of the variant (a pool's result pipe)
                 data()
             elif data is not _INTERFACE_EVENT and data in self.runs:
-                self.poll(data)  # type: ignore[arg-type]
+                self.poll(data)
         if polling:
             self.check_runs()
         if self.events.has_deadlines:
@@ -608,8 +608,9 @@ class Runner(Component, registry=True):
         """
         handles = {run_id: self._handle(run_id) for run_id in run_ids}
         trees = {run_id: handle.tree() for run_id, handle in handles.items()}
-        with_tree = [run_id for run_id in run_ids if trees[run_id] is not None]
-        endings: dict[int, Ending] = dict(zip(with_tree, stop_trees([trees[r] for r in with_tree], grace)))  # type: ignore[misc]
+        with_tree = [(run_id, tree) for run_id in run_ids if (tree := trees[run_id]) is not None]
+        statuses = stop_trees([tree for _, tree in with_tree], grace)
+        endings: dict[int, Ending] = {run_id: status for (run_id, _), status in zip(with_tree, statuses)}
         for run_id in run_ids:
             if trees[run_id] is None:
                 handles[run_id].stop()

@@ -118,7 +118,7 @@ def array_spec(indices: Iterable[int], parallel: int = 0) -> str:
     indices = sorted(indices)
     start = previous = None
     for index in indices + [None]:
-        if start is not None and index == previous + 1:
+        if start is not None and previous is not None and index == previous + 1:  # (both set together)
             previous = index
             continue
         if start is not None:

@@ -26,9 +26,38 @@ from .interface import WorkerInterface
 from .layout import run_log_file
 from .registry import Component
 
-TYPE_CHECKING = False
+TYPE_CHECKING = False  # (typing costs every worker process its import)
 if TYPE_CHECKING:
+    from collections.abc import Iterable, Sized
+    from typing import Any, Protocol, TypeGuard
+
     from .interface import RunnerInterface
+
+    class RecordType(Protocol):
+        """What a record's ``dtype`` tells: its field names and a description of each field."""
+
+        @property
+        def names(self) -> tuple[str, ...]: ...
+
+        @property
+        def fields(self) -> Mapping[str, tuple[Any, ...]]: ...
+
+    class Record(Protocol):
+        """One run's inputs or outputs: a :class:`~profit.run._record.StructRecord` or a numpy record.
+
+        (numpy's stubs allow a dtype without fields; a record always has them.)
+        """
+
+        @property
+        def dtype(self) -> RecordType: ...
+
+        def __getitem__(self, name: str, /) -> Any: ...
+
+        def __setitem__(self, name: str, value: Any, /) -> None: ...
+
+    class SizedIterable(Sized, Iterable[object], Protocol):
+        """Several values, as a function returns them for several outputs (a tuple, a list, an array)."""
+
 
 LOG_FORMAT = "{asctime} {levelname:8s} {name}: {message}"
 
@@ -70,7 +99,9 @@ class Worker(Component, registry=True):
             options = {key: value for key, value in interface.items() if key != "class"}
             # The interface logs through our logger, if we have one already.
             parent = self.__dict__.get("_logger")
-            interface = WorkerInterface[interface.get("class")](run_id, **options, logger_parent=parent)
+            # Without a "class" the lookup fails as it should: unknown label None.
+            kind: type[WorkerInterface] = WorkerInterface[interface.get("class")]  # type: ignore[index]
+            interface = kind(run_id, **options, logger_parent=parent)
         self.interface: WorkerInterface = interface
 
     @abstractmethod
@@ -151,7 +182,8 @@ class Worker(Component, registry=True):
                 "inputs": tuple(input_names),
                 "outputs": tuple(output_names),
             }
-            WrappedWorker = type(cls)(f"Wrapped[{func.__name__}]", (cls,), namespace, label=label)
+            metaclass: type = type(cls)  # (RegistryMeta, or a metaclass derived from it)
+            WrappedWorker: type[Worker] = metaclass(f"Wrapped[{func.__name__}]", (cls,), namespace, label=label)
             return WrappedWorker
 
         return decorator
@@ -189,7 +221,7 @@ def _annotated_outputs(func: Callable) -> list[str]:
     return _names(annotation)
 
 
-def _collect_inputs(record: object, names: Sequence[str], func: Callable) -> list:
+def _collect_inputs(record: Record, names: Sequence[str], func: Callable) -> list:
     available = record.dtype.names or ()
     missing = [name for name in names if name not in available]
     if missing:
@@ -201,12 +233,12 @@ def _collect_inputs(record: object, names: Sequence[str], func: Callable) -> lis
     return [record[name] for name in names]
 
 
-def _is_sequence(values: object) -> bool:
+def _is_sequence(values: object) -> TypeGuard[SizedIterable]:
     # tuples, lists and arrays; a string or a 0-d array is one value
     return not isinstance(values, (str, bytes)) and hasattr(values, "__len__") and getattr(values, "ndim", 1) > 0
 
 
-def _store_outputs(record: object, names: Sequence[str], values: object, func: Callable) -> None:
+def _store_outputs(record: Record, names: Sequence[str], values: object, func: Callable) -> None:
     if len(names) == 1:
         # A single output: the value itself (a 1-tuple is unwrapped).
         values = values if not (isinstance(values, tuple) and len(values) == 1) else values[0]
@@ -233,7 +265,7 @@ def _store_outputs(record: object, names: Sequence[str], values: object, func: C
             ) from None
 
 
-def _field_description(record: object, name: str) -> str:
+def _field_description(record: Record, name: str) -> str:
     described = record.dtype.fields[name][0]
     if isinstance(described, str):  # a StructRecord describes itself
         return described
@@ -249,7 +281,7 @@ def _short_repr(value: object, limit: int = 60) -> str:
 # --- running a worker in a worker process ---------------------------------------
 
 
-def _json_env(env: Mapping[str, str], name: str) -> object:
+def _json_env(env: Mapping[str, str], name: str) -> Any:  # JSON: checked by whoever reads it
     if name not in env:
         raise ConfigError(
             f"environment variable {name} is not set; profit-worker is started by a runner, which sets it"

@@ -42,6 +42,32 @@ from .errors import ConfigError, InterfaceError
 from .interface import RunnerInterface, WorkerInterface, empty_record
 from .state import RunState
 
+TYPE_CHECKING = False  # (typing costs every worker process its import)
+if TYPE_CHECKING:
+    from typing import Protocol
+
+    class _Options(Protocol):
+        """The options both halves share (set by :func:`_store_options`)."""
+
+        transport: str
+        address: str | None
+        port: int
+        connection: str | None
+        timeout: float
+        retries: int
+        retry_sleep: float
+        heartbeat: float
+        keyfile: str
+
+    class _Socket(Protocol):
+        """What a worker uses of its pyzmq DEALER socket (pyzmq is an optional dependency)."""
+
+        def send(self, data: bytes, /) -> object: ...
+        def poll(self, timeout: float, flags: int, /) -> int: ...
+        def recv_multipart(self) -> list[bytes]: ...
+        def close(self) -> None: ...
+
+
 PROTOCOL = b"PROFIT-ZMQ-1"
 _SIGNATURE = 32  # bytes of an HMAC-SHA256
 _TIME = struct.Struct("<d")
@@ -151,7 +177,7 @@ WORKER_OPTIONS = (
 
 
 def _store_options(
-    target: object,
+    target: _Options,
     transport: str,
     address: str | None,
     port: object,
@@ -202,6 +228,17 @@ class ZeroMQRunnerInterface(RunnerInterface, label="zeromq"):
 
     path_options = ("keyfile",)
 
+    # The options shared with the worker half, set by _store_options.
+    transport: str
+    address: str | None
+    port: int
+    connection: str | None
+    timeout: float
+    retries: int
+    retry_sleep: float
+    heartbeat: float
+    keyfile: str
+
     def __init__(
         self,
         size,
@@ -251,8 +288,9 @@ class ZeroMQRunnerInterface(RunnerInterface, label="zeromq"):
             + b"\n"
         )
         no_result = np.zeros(1, self._output_layout)
-        for name in self.output_names:
-            no_result[name] = self._no_result[name]
+        if self._no_result is not None:  # None only when there are no outputs
+            for name in self.output_names:
+                no_result[name] = self._no_result[name]
         self._no_result_bytes = no_result.tobytes()
         # Layouts as a forked worker uses them, parsed here once rather than in every fork.
         self._row_input_fields = [field for field in self._fields if field.name in self.input_names]
@@ -450,6 +488,17 @@ class ZeroMQWorkerInterface(WorkerInterface, label="zeromq"):
     job), or loopback.
     """
 
+    # The options shared with the runner half, set by _store_options.
+    transport: str
+    address: str | None
+    port: int
+    connection: str | None
+    timeout: float
+    retries: int
+    retry_sleep: float
+    heartbeat: float
+    keyfile: str
+
     def __init__(
         self,
         run_id: int,
@@ -468,7 +517,7 @@ class ZeroMQWorkerInterface(WorkerInterface, label="zeromq"):
     ):
         super().__init__(run_id, logger_parent=logger_parent)
         _store_options(self, transport, address, port, connection, timeout, retries, retry_sleep, heartbeat, keyfile)
-        self._socket = None
+        self._socket: _Socket | None = None
         self._secret: bytes | None = None
         self._output_buffer: bytearray | None = None
         # Set where this process was forked from the runner (see _inherit).
@@ -498,7 +547,7 @@ class ZeroMQWorkerInterface(WorkerInterface, label="zeromq"):
             host = os.environ.get("PROFIT_RUNNER_ADDRESS") or "127.0.0.1"
         return f"tcp://{host}:{self.port}"
 
-    def _connect(self):
+    def _connect(self) -> _Socket:
         zmq = _zmq()
         socket = zmq.Context.instance().socket(zmq.DEALER)
         socket.setsockopt(zmq.LINGER, 0)
@@ -532,7 +581,8 @@ class ZeroMQWorkerInterface(WorkerInterface, label="zeromq"):
                     continue
                 if reply.kind == b"ERROR":
                     raise InterfaceError(
-                        f"the runner refused {kind.decode()} for run {run_id}: {reply.payload.decode('utf-8', 'replace')}"
+                        f"the runner refused {kind.decode()} for run {run_id}: "
+                        f"{reply.payload.decode('utf-8', 'replace')}"
                     )
                 return reply.payload
             # No answer: start over on a new connection (a new identity), after a pause.

@@ -1,0 +1,73 @@
+"""The active runs of a runner: each run's handle, and how its end will be noticed.
+
+A run enters when its worker started (:meth:`ActiveRuns.add`) and leaves when
+the runner settles it (:meth:`ActiveRuns.remove`). On entering, its handle's
+``notice`` decides how the runner learns of its end: a descriptor watched by
+the event loop, the backend's own notification, or polling. Runners written
+for proFit put their own objects into ``runs`` directly; those are read through
+:class:`~profit.run.handles.ForeignHandle` and polled.
+"""
+
+from __future__ import annotations
+
+from .events import EventLoop
+from .handles import Notice, RunHandle, as_handle
+
+# Without an exit event to wait on (no pidfd), check this often while other runs have events.
+FALLBACK_POLL_INTERVAL = 0.005
+
+
+class ActiveRuns:
+    """Active runs by run id (``runs``, the runner's public dict) with their handles."""
+
+    def __init__(self, events: EventLoop):
+        self.events = events
+        self.runs: dict[int, object] = {}  # what the backend returned (or a proFit-style runner stored)
+        self._handles: dict[int, RunHandle] = {}  # of the runs that entered through add()
+        self._polled: set[int] = set()  # of those, the runs without an event: they need polling
+
+    def add(self, run_id: int, handle: object) -> RunHandle:
+        """Track a started run; returns its handle (``handle`` itself, or a reader of it)."""
+        tracked = as_handle(handle)
+        self.runs[run_id] = handle
+        self._handles[run_id] = tracked
+        fd = tracked.fileno() if tracked.notice is Notice.EVENT else None
+        if fd is not None:
+            self.events.watch(fd, run_id)
+        elif tracked.notice is not Notice.NOTIFIED:
+            self._polled.add(run_id)
+        return tracked
+
+    def remove(self, run_id: int) -> None:
+        """Stop tracking a run (it was settled) and release its handle."""
+        del self.runs[run_id]
+        tracked = self._handles.pop(run_id, None)
+        if tracked is None:
+            return
+        self._polled.discard(run_id)
+        fd = tracked.fileno() if tracked.notice is Notice.EVENT else None
+        if fd is not None:
+            self.events.unwatch(fd)
+        tracked.close()
+
+    def handle(self, run_id: int) -> RunHandle | None:
+        """The handle of an active run, or None if ``run_id`` is not active."""
+        tracked = self._handles.get(run_id)
+        if tracked is None and run_id in self.runs:
+            return as_handle(self.runs[run_id])
+        return tracked
+
+    @property
+    def need_polling(self) -> bool:
+        """Whether some runs have no event to wait on (runs put into ``runs`` directly have none)."""
+        return bool(self._polled) or len(self.runs) > len(self._handles)
+
+    def poll_interval(self, sleep: float) -> float:
+        """How often to poll: ``sleep``, or briefly when other runs wake the runner anyway."""
+        return FALLBACK_POLL_INTERVAL if len(self._polled) < len(self._handles) else sleep
+
+    def __len__(self) -> int:
+        return len(self.runs)
+
+    def __contains__(self, run_id: object) -> bool:
+        return run_id in self.runs
