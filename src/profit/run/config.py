@@ -11,11 +11,59 @@ a study file.
 
 from __future__ import annotations
 
-import difflib
-import inspect
+import os
 from collections.abc import Mapping
 
 from .errors import ConfigError
+from .interface import RunnerInterface
+from .worker import Worker
+
+TYPE_CHECKING = False  # (typing costs every worker process its import)
+if TYPE_CHECKING:
+    import logging
+
+
+def worker_config(worker: str | Mapping, *, debug: bool = False) -> dict:
+    """A runner's ``worker`` option as the config every Worker is built from: ``{"class": label, ...}``.
+
+    ``debug`` turns on the workers' debug logging unless the config says otherwise;
+    a worker with a ``base_dir`` option gets the directory a study's relative paths
+    start from (``PROFIT_BASE_DIR``, else the current directory) unless it has one.
+    """
+    worker_class, options = Worker.resolve(worker, "worker")
+    config: dict = {"class": worker_class.label, **options}
+    if debug:
+        config.setdefault("debug", True)
+    if worker_class.uses_base_dir and "base_dir" not in config:
+        config["base_dir"] = os.environ.get("PROFIT_BASE_DIR") or os.getcwd()
+    return config
+
+
+def build_interface(
+    interface: RunnerInterface | Mapping, work_dir: str, logger: logging.Logger | None = None
+) -> RunnerInterface:
+    """A runner's ``interface`` option as an interface: an instance as it is, a config built,
+    with relative file paths (``path_options``) put into ``work_dir``."""
+    if isinstance(interface, RunnerInterface):
+        return interface
+    if isinstance(interface, str):
+        raise ConfigError(
+            f"interface {interface!r}: a label alone is not enough here; pass a RunnerInterface or a mapping "
+            "{'class': label, 'size': n, 'input_config': {...}, 'output_config': {...}}"
+        )
+    import inspect  # runner side only: worker processes import this module too
+
+    cls, options = RunnerInterface.resolve(interface, "interface")
+    parameters = inspect.signature(cls).parameters
+    for option in cls.path_options:
+        if option in parameters:
+            path = options.get(option, parameters[option].default)
+            if isinstance(path, str) and not os.path.isabs(path):
+                options[option] = os.path.join(work_dir, path)
+    missing = [key for key in ("size", "input_config", "output_config") if key not in options]
+    if missing:
+        raise ConfigError(f"interface config for {cls.label!r} lacks {', '.join(missing)}")
+    return cls(**options, logger_parent=logger)
 
 
 def runner_options(run_config: Mapping, base_config: Mapping) -> tuple[str, dict]:
@@ -66,6 +114,8 @@ def accepted_options(cls: type) -> list[str] | None:
     every component here does), so the search continues up the class's MRO;
     a class that sets ``checks_own_options`` takes what its constructor accepts.
     """
+    import inspect  # runner side only: worker processes import this module too
+
     names: list[str] = []
     for klass in cls.__mro__:
         if klass.__dict__.get("checks_own_options"):
@@ -89,6 +139,8 @@ def check_options(cls: type, options: Mapping, what: str, *, where: str = "") ->
 
     ``what`` names the kind (``runner``), ``where`` the place in the study file (``run.runner``).
     """
+    import difflib
+
     accepted = accepted_options(cls)
     if accepted is None:
         return

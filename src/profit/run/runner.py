@@ -27,9 +27,10 @@ from . import options as check
 from ._lazy import logging
 from ._lazy import numpy as np
 from ._proc import stop_trees
+from .config import build_interface, worker_config
 from .errors import ConfigError, ParameterError, RunNotFoundError, WaitTimeout
 from .events import EventLoop
-from .handles import Notice, RunHandle, as_handle
+from .handles import Notice, RunHandle
 from .interface import RunnerInterface
 from .layout import RUNNER_LOG, clean_work_dir, run_log_file
 from .outcome import Observation, Retry, decide
@@ -37,7 +38,7 @@ from .params import input_row
 from .progress import RunProgress
 from .registry import Component
 from .state import RunState, RunStatus
-from .worker import Worker
+from .tracking import ActiveRuns
 
 TYPE_CHECKING = False  # (typing costs every worker process its import)
 if TYPE_CHECKING:
@@ -45,8 +46,6 @@ if TYPE_CHECKING:
 
     from .handles import Ending
 
-# Without an exit event to wait on (no pidfd), check this often.
-_FALLBACK_POLL_INTERVAL = 0.005
 # Event-loop data of the interface's own event source (messages arriving).
 _INTERFACE_EVENT = object()
 
@@ -115,29 +114,21 @@ class Runner(Component, registry=True):
         self.parallel = check.whole_number(parallel, "parallel", hint=" (0: unbounded)")
         self.sleep = check.seconds(sleep, "sleep", positive=False)
         self.work_dir = str(work_dir)
-        self.debug = bool(debug)
+        self.debug = check.boolean(debug, "debug")
         self.logfile = logfile
         if logger is not None:
             self.logger = logger
         os.makedirs(self.work_dir, exist_ok=True)
-
         # The worker first: an interface may hold a socket and files, which a bad worker config would leak.
-        worker_class, worker_options = Worker.resolve(worker, "worker")
-        self.worker_config: dict = {"class": worker_class.label, **worker_options}
-        if self.debug:
-            self.worker_config.setdefault("debug", True)
-        if worker_class.uses_base_dir and "base_dir" not in self.worker_config:
-            # A study's relative paths (its template) start where the runner was made.
-            self.worker_config["base_dir"] = os.environ.get("PROFIT_BASE_DIR") or os.getcwd()
-        self.interface: RunnerInterface = self._build_interface(interface)
+        self.worker_config: dict = worker_config(worker, debug=self.debug)
+        self.interface: RunnerInterface = build_interface(interface, self.work_dir, self.logger)
 
         self.listeners: list = []  # objects with run_started(run_id, handle) and/or run_ended(status)
-        self.runs: dict[int, object] = {}
         self.failed: dict[int, RunStatus] = {}
         self.next_run_id = 0
         self.events = EventLoop()
-        self._handles: dict[int, RunHandle] = {}  # handles of the runs started through _launch
-        self._polled: set[int] = set()  # of those, the runs without an event: they need polling
+        self._active = ActiveRuns(self.events)
+        self.runs: dict[int, object] = self._active.runs  # proFit's name; runners written for it add to it
         self._attempts: dict[int, int] = {}  # attempt number of active runs that were retried
         # An interface that receives messages (zeromq) wakes the runner when they arrive.
         interface_fd = self.interface.fileno()
@@ -149,29 +140,6 @@ class Runner(Component, registry=True):
     def worker(self) -> dict:
         """The config every Worker is built from, ``{"class": label, ...}`` (proFit's name of :attr:`worker_config`)."""
         return self.worker_config
-
-    def _build_interface(self, interface: RunnerInterface | Mapping) -> RunnerInterface:
-        if isinstance(interface, RunnerInterface):
-            return interface
-        if isinstance(interface, str):
-            raise ConfigError(
-                f"interface {interface!r}: a label alone is not enough here; pass a RunnerInterface or a mapping "
-                "{'class': label, 'size': n, 'input_config': {...}, 'output_config': {...}}"
-            )
-        cls, options = RunnerInterface.resolve(interface, "interface")
-        import inspect  # runner side only; worker processes import this module too
-
-        # Interface files live in the work directory, like everything a study writes.
-        parameters = inspect.signature(cls).parameters
-        for option in cls.path_options:
-            if option in parameters:
-                path = options.get(option, parameters[option].default)
-                if isinstance(path, str) and not os.path.isabs(path):
-                    options[option] = os.path.join(self.work_dir, path)
-        missing = [key for key in ("size", "input_config", "output_config") if key not in options]
-        if missing:
-            raise ConfigError(f"interface config for {cls.label!r} lacks {', '.join(missing)}")
-        return cls(**options, logger_parent=self.logger)
 
     @classmethod
     def from_config(cls, run_config: Mapping, base_config: Mapping) -> Runner:
@@ -301,16 +269,8 @@ class Runner(Component, registry=True):
 
     def _launch(self, run_id: int, handle: object) -> None:
         """Record a started run (variants call this after starting its Worker)."""
-        tracked = as_handle(handle)
-        self.runs[run_id] = handle
-        self._handles[run_id] = tracked
-        if tracked.clock_at_launch:
+        if self._active.add(run_id, handle).clock_at_launch:
             self._start_clock(run_id)
-        fd = tracked.fileno() if tracked.notice is Notice.EVENT else None
-        if fd is not None:
-            self.events.watch(fd, run_id)
-        elif tracked.notice is not Notice.NOTIFIED:
-            self._polled.add(run_id)
         self.next_run_id = max(self.next_run_id, run_id + 1)
         self.logger.debug("run %d started", run_id)
         self._notify("run_started", run_id, handle)
@@ -344,15 +304,12 @@ class Runner(Component, registry=True):
 
     def _handle(self, run_id: int) -> RunHandle:
         """The handle of an active run (a foreign object read through :class:`ForeignHandle`)."""
-        handle = self._handles.get(run_id)
-        if handle is not None:
-            return handle
-        try:
-            return as_handle(self.runs[run_id])
-        except KeyError:
+        handle = self._active.handle(run_id)
+        if handle is None:
             raise RunNotFoundError(
                 f"run {run_id} is not active (active runs: {len(self.runs)}, next run id: {self.next_run_id})"
-            ) from None
+            )
+        return handle
 
     def poll(self, run_id: int) -> None:
         """Check the status of the run directly; settle it if it has ended."""
@@ -375,10 +332,6 @@ class Runner(Component, registry=True):
         self.interface.poll()
         self.poll_all()
 
-    def _needs_polling(self) -> bool:
-        # Runs put into `runs` by a proFit-style runner have no event either.
-        return bool(self._polled) or len(self.runs) > len(self._handles)
-
     def _settle(
         self,
         run_id: int,
@@ -395,24 +348,13 @@ class Runner(Component, registry=True):
         (and ``retry``) starts again at once, with the same id and row; its status
         is then RUNNING.
         """
-        del self.runs[run_id]
-        tracked = self._handles.pop(run_id, None)
-        if tracked is not None:
-            self._forget(run_id, tracked)
+        self._active.remove(run_id)
         self.events.clear_deadline(run_id)
         attempt = self._attempts.pop(run_id, 1)
         transmitted = self.interface.transmitted(run_id)
-        seen = Observation(
-            run_id,
-            transmitted,
-            ending,
-            timed_out=timed_out,
-            cancelled=cancelled,
-            reported="" if transmitted else self._reported_reason(run_id),
-            attempt=attempt,
-        )
+        reported = "" if transmitted else self._reported_reason(run_id)
         verdict = decide(
-            seen,
+            Observation(run_id, transmitted, ending, timed_out, cancelled, reported, attempt),
             retries=self.retries,
             may_retry=retry,
             timeout=self.timeout,
@@ -434,7 +376,6 @@ class Runner(Component, registry=True):
         if status.state == RunState.DONE:
             if ending is not None and not ending.success:
                 self.logger.warning("run %d transmitted its results, then %s", run_id, ending.describe())
-            self.logger.debug("run %d done", run_id)
         elif status.state == RunState.CANCELLED:
             self.failed[run_id] = status
             self.logger.info("run %d cancelled", run_id)
@@ -458,14 +399,6 @@ class Runner(Component, registry=True):
 
         log_path = self.worker_config.get("log_path", "log")
         return tail(os.path.join(self.work_dir, run_log_file(log_path, run_id)))
-
-    def _forget(self, run_id: int, handle: RunHandle) -> None:
-        """Stop watching a run's handle (it is no longer active) and release it."""
-        self._polled.discard(run_id)
-        fd = handle.fileno() if handle.notice is Notice.EVENT else None
-        if fd is not None:
-            self.events.unwatch(fd)
-        handle.close()
 
     def status(self, run_id: int) -> RunStatus:
         """The state of any run of this runner, with the reason where it did not succeed."""
@@ -493,7 +426,7 @@ class Runner(Component, registry=True):
     def _process_events(self, timeout: float | None) -> None:
         """Wait up to ``timeout`` for a run to end and settle the runs that did."""
         self._before_waiting()
-        polling = self._needs_polling()
+        polling = self._active.need_polling
         if self.interface.backlog:
             timeout = 0  # messages wait that no new event will announce
         ready = self.events.wait(timeout, self._poll_interval() if polling else None)
@@ -510,9 +443,7 @@ class Runner(Component, registry=True):
 
     def _poll_interval(self) -> float:
         """How often runs without an exit event are checked (``sleep``; short when others have events)."""
-        if len(self._polled) < len(self._handles):
-            return _FALLBACK_POLL_INTERVAL
-        return self.sleep
+        return self._active.poll_interval(self.sleep)
 
     def _expire(self) -> None:
         """End the runs whose time is up (their whole process tree)."""
