@@ -20,11 +20,11 @@ trailing comment lines).
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Sequence
 
 import numpy as np
 
+from .run._files import atomic_path
 from .run.errors import ConfigError
 
 FORMATS = (".txt", ".csv", ".npy", ".hdf5", ".h5")
@@ -61,26 +61,14 @@ def columns(array: np.ndarray) -> tuple[list[str], np.ndarray]:
 
 def write(path: str, array: np.ndarray, notes: Sequence[str] = (), states: Sequence[str] | None = None) -> None:
     """Write ``array`` to ``path`` atomically, in the format its extension names."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
     extension = os.path.splitext(path)[1].lower()
-    handle, temporary = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=extension)
-    os.close(handle)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(temporary, 0o666 & ~umask)  # as an ordinary new file, not mkstemp's 0600
-    try:
+    with atomic_path(path, suffix=extension) as temporary:
         if extension in (".txt", ".csv"):
             _write_text(temporary, array, notes, delimiter="," if extension == ".csv" else " ")
         elif extension == ".npy":
             np.save(temporary, array)
         else:
             _write_hdf5(temporary, array, notes, states)
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
 
 
 def _write_text(path: str, array: np.ndarray, notes: Sequence[str], delimiter: str) -> None:

@@ -21,6 +21,7 @@ import numpy as np
 
 from .datafiles import field_names
 from .run import _npyfile
+from .run._files import write_atomically
 from .run._proc import group_members, proc_stat
 from .run.errors import InterfaceError
 from .run.interface import clear_outputs, decode_reason, encode_reason
@@ -172,10 +173,7 @@ class Meta:
     def save(self, **changes) -> None:
         """Update the record with ``changes`` and replace the file atomically."""
         self.data.update(changes)
-        temporary = self.path + ".tmp"
-        with open(temporary, "w") as file:
-            json.dump(self.data, file, indent=1)
-        os.replace(temporary, self.path)
+        write_atomically(self.path, json.dumps(self.data, indent=1))
 
 
 class StudyLock:

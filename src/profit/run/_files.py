@@ -24,10 +24,11 @@ class atomic_path:  # noqa: N801  (used like a function: with atomic_path(path) 
     ``0o600`` for a secret) is set before anything is written; by default the
     file gets an ordinary new file's mode (``0o666`` less the umask). A file
     that replaces another is a new file, so a process that has the old one open
-    or mapped never writes into the new one.
+    or mapped never writes into the new one. ``suffix`` ends the temporary name
+    (writers that add their format's extension, like ``numpy.save``, need it).
     """
 
-    def __init__(self, path: str, *, permissions: int | None = None, suffix: str = ""):
+    def __init__(self, path: str, *, permissions: int | None = None, suffix: str = ".tmp"):
         self.path, self.permissions, self.suffix = path, permissions, suffix
         self.temporary = ""
 
@@ -37,7 +38,7 @@ class atomic_path:  # noqa: N801  (used like a function: with atomic_path(path) 
         folder = os.path.dirname(os.path.abspath(self.path))
         os.makedirs(folder, exist_ok=True)
         prefix = f".{os.path.basename(self.path)}."
-        fd, self.temporary = tempfile.mkstemp(dir=folder, prefix=prefix, suffix=self.suffix + ".tmp")
+        fd, self.temporary = tempfile.mkstemp(dir=folder, prefix=prefix, suffix=self.suffix)
         os.close(fd)
         try:
             permissions = self.permissions

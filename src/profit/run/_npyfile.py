@@ -18,6 +18,7 @@ import struct
 from collections import namedtuple
 from collections.abc import Callable
 
+from ._files import atomic_path
 from ._lazy import numpy as np
 from .errors import InterfaceError
 
@@ -67,16 +68,9 @@ def create(path: str, dtype: np.dtype, size: int) -> NpyLayout:
     never into the new runner's rows.
     """
     header = _header_bytes(dtype, size)
-    temporary = f"{path}.{os.getpid()}.new"
-    try:
-        with open(temporary, "wb") as file:
-            file.write(header)
-            _reserve(file, len(header) + size * dtype.itemsize)
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
+    with atomic_path(path) as temporary, open(temporary, "wb") as file:
+        file.write(header)
+        _reserve(file, len(header) + size * dtype.itemsize)
     return NpyLayout(dtype, size, len(header))
 
 

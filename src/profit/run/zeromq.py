@@ -35,6 +35,7 @@ import time
 from collections import OrderedDict, namedtuple
 
 from . import options as check
+from ._files import write_atomically
 from ._lazy import logging
 from ._lazy import numpy as np
 from ._record import StructRecord, parse_descr
@@ -138,13 +139,7 @@ def message(secret: bytes, kind: bytes, run_id: int, request_id: bytes, payload:
 def write_secret(path: str) -> bytes:
     """Make a fresh random secret and store it in ``path``, readable by this user only."""
     secret = os.urandom(32)
-    temporary = f"{path}.{os.getpid()}.tmp"
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, secret.hex().encode())
-    finally:
-        os.close(fd)
-    os.replace(temporary, path)
+    write_atomically(path, secret.hex(), permissions=0o600)  # never readable by others, not even briefly
     return secret
 
 
