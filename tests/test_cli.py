@@ -162,7 +162,7 @@ def test_output_file_formats(tmp_path):
             "broken.py failed to import: ZeroDivisionError: division by zero (line 1 of broken.py)",
         ),
         (VARIABLES + "run: {runner: forky}\n", "unknown Runner label 'forky'"),
-        (VARIABLES + "ntrain: -2\n", "ntrain must be a whole number of runs >= 1, got -2"),
+        (VARIABLES + "ntrain: -2\n", "ntrain must be a whole number >= 1 (runs), got -2"),
         (VARIABLES + "files: {output: out.xlsx}\n", "files.output is"),
     ],
 )

@@ -34,6 +34,7 @@ import os
 from collections.abc import Mapping
 
 from .datafiles import check_format
+from .run import options as check
 from .run.errors import ConfigError
 from .variables import Variable, input_config, output_config, parse_variables
 
@@ -72,14 +73,9 @@ class Study:
         self.notices = notices
         where = self.name
 
-        ntrain = config.get("ntrain", 10)
-        if isinstance(ntrain, bool) or not isinstance(ntrain, int) or ntrain < 1:
-            raise ConfigError(f"{where}: ntrain must be a whole number of runs >= 1, got {ntrain!r}")
-        self.ntrain: int = ntrain
+        self.ntrain: int = check.whole_number(config.get("ntrain", 10), f"{where}: ntrain", minimum=1, hint=" (runs)")
         seed = config.get("seed")
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
-            raise ConfigError(f"{where}: seed must be a whole number >= 0, got {seed!r}")
-        self.seed: int | None = seed
+        self.seed: int | None = None if seed is None else check.whole_number(seed, f"{where}: seed")
         self.variables: dict[str, Variable] = parse_variables(config.get("variables"), where)
 
         files = config.get("files", {})

@@ -18,10 +18,10 @@ did not succeed, UTF-8, truncated to the field size).
 from __future__ import annotations
 
 import keyword
-import numbers
 from abc import abstractmethod
 from collections.abc import Mapping
 
+from . import options as check
 from ._lazy import logging
 from ._lazy import numpy as np
 from ._record import StructRecord, parse_descr
@@ -161,9 +161,7 @@ class RunnerInterface(Component, registry=True):
         self, size: int, input_config: Mapping, output_config: Mapping, *, logger_parent: logging.Logger | None = None
     ):
         self._logger_parent = logger_parent
-        # int is an Integral; listed for type checkers, to which int and Integral seem unrelated
-        if not isinstance(size, (int, numbers.Integral)) or isinstance(size, bool) or size < 0:
-            raise ConfigError(f"interface size must be a whole number >= 0, got {size!r}")
+        size = check.whole_number(size, "interface size")
         self.input_vars, self.output_vars = build_vars(input_config, output_config)
         self.dtype = np.dtype(self.input_vars + list(self.internal_vars) + self.output_vars)
         self.input_names = [v[0] for v in self.input_vars]
