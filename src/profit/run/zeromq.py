@@ -47,19 +47,6 @@ TYPE_CHECKING = False  # (typing costs every worker process its import)
 if TYPE_CHECKING:
     from typing import Protocol
 
-    class _Options(Protocol):
-        """The options both halves share (set by :func:`_store_options`)."""
-
-        transport: str
-        address: str | None
-        port: int
-        connection: str | None
-        timeout: float
-        retries: int
-        retry_sleep: float
-        heartbeat: float
-        keyfile: str
-
     class _Socket(Protocol):
         """What a worker uses of its pyzmq DEALER socket (pyzmq is an optional dependency)."""
 
@@ -171,6 +158,20 @@ WORKER_OPTIONS = (
 )
 
 
+class _Options:
+    """The options both halves share, set by :func:`_store_options` (annotations only)."""
+
+    transport: str
+    address: str | None
+    port: int
+    connection: str | None
+    timeout: float
+    retries: int
+    retry_sleep: float
+    heartbeat: float
+    keyfile: str
+
+
 def _store_options(
     target: _Options,
     transport: str,
@@ -205,7 +206,7 @@ def _set_heartbeat(socket, zmq, seconds: float) -> None:
     socket.setsockopt(zmq.HEARTBEAT_TTL, 3 * interval)
 
 
-class ZeroMQRunnerInterface(RunnerInterface, label="zeromq"):
+class ZeroMQRunnerInterface(RunnerInterface, _Options, label="zeromq"):
     """Runner-Worker interface over ZeroMQ messages (runner half).
 
     Parameters (besides those of :class:`RunnerInterface`):
@@ -222,17 +223,6 @@ class ZeroMQRunnerInterface(RunnerInterface, label="zeromq"):
     """
 
     path_options = ("keyfile",)
-
-    # The options shared with the worker half, set by _store_options.
-    transport: str
-    address: str | None
-    port: int
-    connection: str | None
-    timeout: float
-    retries: int
-    retry_sleep: float
-    heartbeat: float
-    keyfile: str
 
     def __init__(
         self,
@@ -473,7 +463,7 @@ class ZeroMQRunnerInterface(RunnerInterface, label="zeromq"):
         self.close()
 
 
-class ZeroMQWorkerInterface(WorkerInterface, label="zeromq"):
+class ZeroMQWorkerInterface(WorkerInterface, _Options, label="zeromq"):
     """Runner-Worker interface over ZeroMQ messages (worker half).
 
     Takes the options of :class:`ZeroMQRunnerInterface` as its ``config`` gives
@@ -482,17 +472,6 @@ class ZeroMQWorkerInterface(WorkerInterface, label="zeromq"):
     environment variable ``PROFIT_RUNNER_ADDRESS`` (the submit host, in a Slurm
     job), or loopback.
     """
-
-    # The options shared with the runner half, set by _store_options.
-    transport: str
-    address: str | None
-    port: int
-    connection: str | None
-    timeout: float
-    retries: int
-    retry_sleep: float
-    heartbeat: float
-    keyfile: str
 
     def __init__(
         self,
