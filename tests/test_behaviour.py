@@ -4,7 +4,7 @@ import os
 
 import numpy as np
 import pytest
-from conftest import most_at_once, outputs, params
+from helpers import most_at_once, outputs, params
 
 from profit.run import RunState
 from profit.run.errors import WaitTimeout

@@ -4,7 +4,7 @@ import os
 
 import numpy as np
 import pytest
-from conftest import alive, outputs, wait_for
+from helpers import alive, outputs, wait_for
 
 from profit.run import RunState
 from profit.run.errors import ConfigError

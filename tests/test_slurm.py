@@ -4,7 +4,6 @@
 README); ``test_slurm_cluster.py`` runs the same runner against a real cluster.
 """
 
-import pathlib
 import sys
 
 import pytest
@@ -22,8 +21,6 @@ from profit.run.slurm import (
     parse_max_array_size,
     parse_sacct,
 )
-
-GOLDEN = pathlib.Path(__file__).parent / "golden"
 
 
 def test_batch_script_matches_the_golden_file():
@@ -140,54 +137,22 @@ import os  # noqa: E402
 import subprocess  # noqa: E402
 
 import numpy as np  # noqa: E402
-from conftest import SCALAR_INPUTS, most_at_once, outputs, wait_for  # noqa: E402
+from helpers import FAKE_SLURM as FAKE  # noqa: E402
+from helpers import (  # noqa: E402
+    GOLDEN,
+    PROFIT,
+    SCALAR_INPUTS,
+    STUDY,
+    make_study,
+    most_at_once,
+    outputs,
+    profit,
+    runs_done,
+    sum_rows,
+    wait_for,
+)
 
 from profit.run import RunState  # noqa: E402
-
-FAKE = pathlib.Path(__file__).parent / "fake_slurm"
-
-
-@pytest.fixture
-def fake_slurm(tmp_path, monkeypatch):
-    """Fake Slurm commands first on PATH; their state in a fresh directory."""
-    state = tmp_path / "fake-slurm-state"
-    monkeypatch.setenv("PATH", f"{FAKE}{os.pathsep}{os.environ['PATH']}")
-    monkeypatch.setenv("FAKE_SLURM_DIR", str(state))
-    yield state
-    subprocess.run([str(FAKE / "scancel"), "--me"], capture_output=True)
-
-
-@pytest.fixture
-def make_fake_runner(tmp_path, fake_slurm):
-    made = []
-
-    def make(worker, interface="memmap", output_config=None, **options):
-        runner = Runner["slurm"](
-            interface={
-                "class": interface,
-                "size": 4,
-                "input_config": SCALAR_INPUTS,
-                "output_config": output_config or outputs("f"),
-            },
-            worker=worker,
-            work_dir=str(tmp_path / "study"),
-            min_poll=0.1,
-            max_poll=1.0,
-            **options,
-        )
-        runner._slurm.retry_sleep = 0.05  # transient failures are retried quickly in tests
-        made.append(runner)
-        return runner
-
-    yield make
-    for runner in made:
-        runner.close()
-
-
-def sum_rows(count):
-    rows = np.zeros(count, dtype=[("u", "f8"), ("v", "f8")])
-    rows["u"], rows["v"] = np.arange(count), 0.5
-    return rows
 
 
 def test_runs_complete_through_fake_slurm(make_fake_runner):
@@ -339,7 +304,6 @@ def test_zeromq_workers_through_fake_slurm(make_fake_runner):
     ],
 )
 def test_profit_run_reports_a_failing_sbatch_in_one_sentence(tmp_path, fake_slurm, monkeypatch, failure, message):
-    from test_cli import STUDY, make_study, profit
 
     if failure == "missing":
         monkeypatch.setenv("PATH", os.path.dirname(sys.executable))  # python, but no Slurm commands
@@ -358,8 +322,6 @@ def test_ctrl_c_cancels_the_jobs_and_keeps_results(tmp_path, fake_slurm, monkeyp
     """Ctrl-C while arrays wait for their turn (MaxArraySize 4, parallel 2): no further array is
     submitted, the jobs in flight are cancelled, the results that arrived are kept."""
     import signal
-
-    from test_cli import PROFIT, STUDY, make_study, profit, runs_done
 
     monkeypatch.setenv("FAKE_SLURM_MAX_ARRAY_SIZE", "4")
     runner = "{class: slurm, parallel: 2, min_poll: 0.1}"
@@ -453,8 +415,6 @@ def test_a_relative_work_directory(make_fake_runner, tmp_path, monkeypatch):
 def test_restart_cancels_the_jobs_of_a_killed_runner(tmp_path, fake_slurm):
     import signal
 
-    from test_cli import PROFIT, STUDY, make_study, profit
-
     study = make_study(tmp_path / "study", STUDY.format(ntrain=6, runner="{class: slurm, min_poll: 0.1}"), sleep=30)
     process = subprocess.Popen([PROFIT, "run", str(study)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     meta = study / "profit-study.json"
@@ -476,7 +436,6 @@ def test_restart_cancels_the_jobs_of_a_killed_runner(tmp_path, fake_slurm):
 
 def test_results_are_written_while_arrays_wait_for_their_turn(tmp_path, fake_slurm, monkeypatch):
     """parallel 1 and MaxArraySize 2: six arrays one after the other; output.txt fills as they go."""
-    from test_cli import PROFIT, STUDY, make_study
 
     monkeypatch.setenv("FAKE_SLURM_MAX_ARRAY_SIZE", "2")
     study = make_study(

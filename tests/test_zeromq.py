@@ -16,7 +16,7 @@ import pytest
 
 zmq = pytest.importorskip("zmq")
 
-from conftest import SCALAR_INPUTS, outputs, wait_for  # noqa: E402
+from helpers import SCALAR_INPUTS, STUDY, make_study, outputs, profit, wait_for  # noqa: E402
 
 from profit.run import Runner, RunState  # noqa: E402
 from profit.run.errors import ConfigError, InterfaceError  # noqa: E402
@@ -324,8 +324,6 @@ def test_ipc_transport(tmp_path):
 
 @pytest.mark.parametrize("runner", ["fork", "local"])
 def test_profit_run_with_the_zeromq_interface(tmp_path, runner):
-    from test_cli import STUDY, make_study, profit
-
     study = make_study(tmp_path / "study", STUDY.format(ntrain=8, runner=runner) + "  interface: zeromq\n")
     done = profit("run", str(study))
     assert done.returncode == 0, done.stdout + done.stderr
