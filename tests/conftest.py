@@ -6,6 +6,7 @@ are in ``helpers.py``; this file holds only fixtures.
 
 import os
 import subprocess
+from contextlib import ExitStack
 
 import pytest
 from helpers import FAKE_SLURM, SCALAR_INPUTS, TESTS, Gate, outputs
@@ -32,24 +33,26 @@ def interface_label(request):
 
 @pytest.fixture
 def make_runner(tmp_path, runner_label, interface_label):
-    """Build a runner of the current kind; every runner made is cancelled and closed at the end."""
-    made = []
+    """Build a runner of the current kind; every runner made is closed at the end.
 
-    def make(worker, *, output_config=None, input_config=None, size=4, work_dir="study", **options):
-        interface = {
-            "class": interface_label,
-            "size": size,
-            "input_config": input_config or SCALAR_INPUTS,
-            "output_config": output_config or outputs("f"),
-        }
-        runner = Runner[runner_label](interface=interface, worker=worker, work_dir=str(tmp_path / work_dir), **options)
-        made.append(runner)
-        return runner
+    ``close()`` cancels what still runs and releases the runner's sockets and
+    selectors; a pool's also ends its worker processes.
+    """
+    with ExitStack() as made:  # closes every runner, even if closing one of them fails
 
-    yield make
-    for runner in made:
-        runner.cancel_all()
-        getattr(runner, "shutdown", lambda: None)()  # a pool's worker processes
+        def make(worker, *, output_config=None, input_config=None, size=4, work_dir="study", **options):
+            interface = {
+                "class": interface_label,
+                "size": size,
+                "input_config": input_config or SCALAR_INPUTS,
+                "output_config": output_config or outputs("f"),
+            }
+            runner = Runner[runner_label](
+                interface=interface, worker=worker, work_dir=str(tmp_path / work_dir), **options
+            )
+            return made.enter_context(runner)  # a runner's __exit__ is close()
+
+        yield make
 
 
 @pytest.fixture
@@ -80,29 +83,28 @@ def fake_slurm(tmp_path, monkeypatch):
 
 @pytest.fixture
 def make_fake_runner(tmp_path, fake_slurm):
-    made = []
+    """Build a slurm runner that submits to the fake Slurm; every runner made is closed at the end."""
+    with ExitStack() as made:
 
-    def make(worker, interface="memmap", output_config=None, **options):
-        runner = Runner["slurm"](
-            interface={
-                "class": interface,
-                "size": 4,
-                "input_config": SCALAR_INPUTS,
-                "output_config": output_config or outputs("f"),
-            },
-            worker=worker,
-            work_dir=str(tmp_path / "study"),
-            min_poll=0.1,
-            max_poll=1.0,
-            **options,
-        )
-        runner._slurm.retry_sleep = 0.05  # transient failures are retried quickly in tests
-        made.append(runner)
-        return runner
+        def make(worker, interface="memmap", output_config=None, **options):
+            runner = Runner["slurm"](
+                interface={
+                    "class": interface,
+                    "size": 4,
+                    "input_config": SCALAR_INPUTS,
+                    "output_config": output_config or outputs("f"),
+                },
+                worker=worker,
+                work_dir=str(tmp_path / "study"),
+                min_poll=0.1,
+                max_poll=1.0,
+                **options,
+            )
+            made.enter_context(runner)
+            runner._slurm.retry_sleep = 0.05  # transient failures are retried quickly in tests
+            return runner
 
-    yield make
-    for runner in made:
-        runner.close()
+        yield make
 
 
 # --- a real Slurm cluster (test_slurm_cluster.py) ---------------------------------------------

@@ -179,16 +179,18 @@ def test_worker_retries_on_a_new_connection_when_an_answer_is_lost(interface, ba
 
 def test_worker_gives_up_after_retries_with_a_clear_error(tmp_path):
     interface = ZeroMQRunnerInterface(1, SCALAR_INPUTS, outputs("f"), keyfile=str(tmp_path / "k"))
-    options = {key: value for key, value in interface.config.items() if key != "class"}
-    # The runner never polls: nobody answers (a hung runner, or one on a host the worker cannot reach).
-    worker = ZeroMQWorkerInterface(0, **{**options, "timeout": 0.05, "retries": 2, "retry_sleep": 0.01})
-    with pytest.raises(
-        InterfaceError,
-        match=r"no answer from the runner at tcp://127.0.0.1:\d+ to READY for run 0 "
-        r"after 3 tries of 0.05 s",
-    ):
-        worker.retrieve()
-    interface.clean()
+    try:
+        options = {key: value for key, value in interface.config.items() if key != "class"}
+        # The runner never polls: nobody answers (a hung runner, or one on a host the worker cannot reach).
+        worker = ZeroMQWorkerInterface(0, **{**options, "timeout": 0.05, "retries": 2, "retry_sleep": 0.01})
+        with pytest.raises(
+            InterfaceError,
+            match=r"no answer from the runner at tcp://127.0.0.1:\d+ to READY for run 0 "
+            r"after 3 tries of 0.05 s",
+        ):
+            worker.retrieve()
+    finally:
+        interface.clean()
 
 
 def test_worker_ignores_answers_not_signed_by_its_runner(interface, background, tmp_path):
