@@ -32,9 +32,22 @@ def interface(tmp_path):
     made.clean()
 
 
+_worker_sides = []  # closed after each test (clean_worker_sides)
+
+
 def worker_side(interface, run_id=0, **overrides):
     options = {key: value for key, value in interface.config.items() if key != "class"}
-    return ZeroMQWorkerInterface(run_id, **{**options, **overrides})
+    worker = ZeroMQWorkerInterface(run_id, **{**options, **overrides})
+    _worker_sides.append(worker)
+    return worker
+
+
+@pytest.fixture(autouse=True)
+def clean_worker_sides():
+    """Close the connection of every worker side a test made (clean() may run twice)."""
+    yield
+    while _worker_sides:
+        _worker_sides.pop().clean()
 
 
 def serve_until(interface, future, timeout=10.0):
