@@ -4,6 +4,7 @@ Helpers that test files share (data builders, wait_for, Gate, study directories)
 are in ``helpers.py``; this file holds only fixtures.
 """
 
+import fcntl
 import os
 import subprocess
 from contextlib import ExitStack
@@ -19,6 +20,35 @@ load_includes([str(TESTS / "workers.py")])
 
 RUNNERS = ["fork", "local", "pool"]
 INTERFACES = ["memmap", "zeromq"]
+
+
+@pytest.fixture(autouse=True)
+def machine_share(request, tmp_path_factory):
+    """Under pytest-xdist, a test marked ``exclusive`` runs while no other test runs.
+
+    Such a test gives a process a time budget well under a second (to start, to
+    answer, to overlap with another run); a test on the other xdist worker
+    would eat into that budget on a machine with few cores. A readers-writer
+    lock between the workers of this session: every test holds ``machine.lock``
+    shared, an exclusive test holds it alone. ``turnstile.lock`` lets an
+    exclusive test that waits go first, so it is not starved.
+    """
+    if not hasattr(request.config, "workerinput"):  # one process: nothing runs alongside
+        yield
+        return
+    exclusive = request.node.get_closest_marker("exclusive") is not None
+    shared = tmp_path_factory.getbasetemp().parent  # this session's directory, above popen-gw0, popen-gw1...
+    with open(shared / "turnstile.lock", "a") as turnstile, open(shared / "machine.lock", "a") as machine:
+        fcntl.flock(turnstile, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(machine, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        finally:
+            fcntl.flock(turnstile, fcntl.LOCK_UN)
+        try:
+            yield
+        finally:
+            # An explicit unlock: forked workers share the open file (and its lock) until they end.
+            fcntl.flock(machine, fcntl.LOCK_UN)
 
 
 @pytest.fixture(params=RUNNERS)

@@ -47,6 +47,7 @@ def test_integer_and_bool_inputs(make_runner):
     assert runner.output_data["f"].tolist() == [42.0]
 
 
+@pytest.mark.exclusive
 def test_parallel_limit_is_respected(make_runner):
     runner = make_runner("t_span", output_config=outputs("start", "end"), parallel=2)
     rows = params(6)

@@ -177,6 +177,7 @@ def test_worker_sees_a_refusal_as_an_error(interface, background):
         serve_until(interface, background(worker.retrieve))
 
 
+@pytest.mark.exclusive
 def test_worker_retries_on_a_new_connection_when_an_answer_is_lost(interface, background):
     worker = worker_side(interface, timeout=0.3, retries=2, retry_sleep=0.05)
     call = background(worker.retrieve)
@@ -241,6 +242,7 @@ def test_secret_never_reaches_a_command_line_or_environment(tmp_path):
     assert not os.path.exists(os.path.join(tmp_path, "zeromq.key"))
 
 
+@pytest.mark.exclusive
 def test_long_run_keeps_its_connection(tmp_path):
     # The connection opened at retrieve() idles for many heartbeat intervals and
     # several answer timeouts before transmit() uses it.
