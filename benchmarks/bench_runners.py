@@ -1060,7 +1060,8 @@ def main(argv: list[str] | None = None) -> int:
                     pool_runs,
                     args.latency_runs,
                     root,
-                    note=f"persistent workers: {POOL_RUNS_FACTOR} x N runs, so that timing is not dominated by start-up",
+                    note=f"persistent workers: {POOL_RUNS_FACTOR} x N runs, "
+                    "so that timing is not dominated by start-up",
                 ),
             ),
             (
@@ -1098,7 +1099,8 @@ def main(argv: list[str] | None = None) -> int:
                     args.latency_runs,
                     root,
                     interface="zeromq",
-                    note=f"* min({POOL_RUNS_FACTOR} x N, {POOL_ZEROMQ_MAX_RUNS}) runs; READY + DATA round trips per run",
+                    note=f"* min({POOL_RUNS_FACTOR} x N, {POOL_ZEROMQ_MAX_RUNS}) runs; "
+                    "READY + DATA round trips per run",
                 ),
             ),
             ("ProcessPoolExecutor, default", lambda: measure_process_pool(args.runs, args.latency_runs)),

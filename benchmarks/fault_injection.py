@@ -181,7 +181,7 @@ def machine_info() -> str:
         usable = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         usable = os.cpu_count() or 0
-    load = ", load %.2f %.2f %.2f" % os.getloadavg() if hasattr(os, "getloadavg") else ""
+    load = ", load {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()) if hasattr(os, "getloadavg") else ""
     return (
         f"machine: nproc {usable} (cpu_count {os.cpu_count()}), Python {platform.python_version()} "
         f"({platform.python_implementation()}), numpy {np.__version__}, profit "

@@ -1,26 +1,54 @@
-"""Shared fixtures: runners of every kind on every interface, in a temporary directory."""
+"""Shared fixtures: runners of every kind on every interface, in a temporary directory.
 
+Helpers that test files share (data builders, wait_for, Gate, study directories)
+are in ``helpers.py``; this file holds only fixtures.
+"""
+
+import fcntl
 import os
-import pathlib
+import subprocess
+from contextlib import ExitStack
 
-import numpy as np
 import pytest
+from helpers import FAKE_SLURM, SCALAR_INPUTS, TESTS, Gate, outputs
 
 from profit.run import Runner
 from profit.run.includes import load_includes
 
-TESTS = pathlib.Path(__file__).parent
 # Like a study's include file: loaded in the runner, passed on to every worker.
 load_includes([str(TESTS / "workers.py")])
 
 RUNNERS = ["fork", "local", "pool"]
 INTERFACES = ["memmap", "zeromq"]
 
-SCALAR_INPUTS = {"u": {"dtype": np.float64}, "v": {"dtype": np.float64}}
 
+@pytest.fixture(autouse=True)
+def machine_share(request, tmp_path_factory):
+    """Under pytest-xdist, a test marked ``exclusive`` runs while no other test runs.
 
-def outputs(*names, length=1):
-    return {name: {"dtype": np.float64, "size": (1, length)} for name in names}
+    Such a test gives a process a time budget well under a second (to start, to
+    answer, to overlap with another run); a test on the other xdist worker
+    would eat into that budget on a machine with few cores. A readers-writer
+    lock between the workers of this session: every test holds ``machine.lock``
+    shared, an exclusive test holds it alone. ``turnstile.lock`` lets an
+    exclusive test that waits go first, so it is not starved.
+    """
+    if not hasattr(request.config, "workerinput"):  # one process: nothing runs alongside
+        yield
+        return
+    exclusive = request.node.get_closest_marker("exclusive") is not None
+    shared = tmp_path_factory.getbasetemp().parent  # this session's directory, above popen-gw0, popen-gw1...
+    with open(shared / "turnstile.lock", "a") as turnstile, open(shared / "machine.lock", "a") as machine:
+        fcntl.flock(turnstile, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(machine, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        finally:
+            fcntl.flock(turnstile, fcntl.LOCK_UN)
+        try:
+            yield
+        finally:
+            # An explicit unlock: forked workers share the open file (and its lock) until they end.
+            fcntl.flock(machine, fcntl.LOCK_UN)
 
 
 @pytest.fixture(params=RUNNERS)
@@ -35,84 +63,26 @@ def interface_label(request):
 
 @pytest.fixture
 def make_runner(tmp_path, runner_label, interface_label):
-    """Build a runner of the current kind; every runner made is cancelled and closed at the end."""
-    made = []
+    """Build a runner of the current kind; every runner made is closed at the end.
 
-    def make(worker, *, output_config=None, input_config=None, size=4, work_dir="study", **options):
-        interface = {
-            "class": interface_label,
-            "size": size,
-            "input_config": input_config or SCALAR_INPUTS,
-            "output_config": output_config or outputs("f"),
-        }
-        runner = Runner[runner_label](interface=interface, worker=worker, work_dir=str(tmp_path / work_dir), **options)
-        made.append(runner)
-        return runner
-
-    yield make
-    for runner in made:
-        runner.cancel_all()
-        getattr(runner, "shutdown", lambda: None)()  # a pool's worker processes
-
-
-def params(n, seed=0):
-    """n random (u, v) rows as a structured array."""
-    rng = np.random.default_rng(seed)
-    rows = np.zeros(n, dtype=[("u", "f8"), ("v", "f8")])
-    rows["u"] = rng.uniform(-1, 1, n)
-    rows["v"] = rng.uniform(-1, 1, n)
-    return rows
-
-
-def most_at_once(spans):
-    """The largest number of (start, end) spans active at one instant (a span ends before one that starts then)."""
-    return max(sum(1 for other in spans if other["start"] <= span["start"] < other["end"]) for span in spans)
-
-
-def alive(pid):
-    """Whether a process exists and is not a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat") as file:
-            state = file.read().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return False
-    return state not in ("Z", "X")
-
-
-def wait_for(condition, timeout=10.0, what="condition", listen=None):
-    """Wait until condition() is true, checking often; fail after timeout seconds.
-
-    ``listen``: a runner whose interface keeps receiving meanwhile (without
-    settling runs), as a runner does while it waits: workers of a message-based
-    interface (zeromq) need the runner's answer to go on.
+    ``close()`` cancels what still runs and releases the runner's sockets and
+    selectors; a pool's also ends its worker processes.
     """
-    import time
+    with ExitStack() as made:  # closes every runner, even if closing one of them fails
 
-    deadline = time.monotonic() + timeout
-    while True:
-        if listen is not None:
-            listen.interface.poll()
-        if condition():
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.01)
+        def make(worker, *, output_config=None, input_config=None, size=4, work_dir="study", **options):
+            interface = {
+                "class": interface_label,
+                "size": size,
+                "input_config": input_config or SCALAR_INPUTS,
+                "output_config": output_config or outputs("f"),
+            }
+            runner = Runner[runner_label](
+                interface=interface, worker=worker, work_dir=str(tmp_path / work_dir), **options
+            )
+            return made.enter_context(runner)  # a runner's __exit__ is close()
 
-
-class Gate:
-    """A FIFO that holds t_gate workers until the test lets them through, one byte each."""
-
-    def __init__(self, work_dir):
-        self.path = os.path.join(work_dir, "gate.fifo")
-        os.mkfifo(self.path)
-        # Read-write, so neither we nor the workers block on open.
-        self.fd = os.open(self.path, os.O_RDWR)
-
-    def release(self, count):
-        os.write(self.fd, b"x" * count)
-
-    def close(self):
-        os.close(self.fd)
+        yield make
 
 
 @pytest.fixture
@@ -128,10 +98,51 @@ def gate_for():
         gate.close()
 
 
+# --- the fake Slurm (tests/fake_slurm) ------------------------------------------------------
+
+
+@pytest.fixture
+def fake_slurm(tmp_path, monkeypatch):
+    """Fake Slurm commands first on PATH; their state in a fresh directory (of this test alone)."""
+    state = tmp_path / "fake-slurm-state"
+    monkeypatch.setenv("PATH", f"{FAKE_SLURM}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_SLURM_DIR", str(state))
+    yield state
+    subprocess.run([str(FAKE_SLURM / "scancel"), "--me"], capture_output=True)
+
+
+@pytest.fixture
+def make_fake_runner(tmp_path, fake_slurm):
+    """Build a slurm runner that submits to the fake Slurm; every runner made is closed at the end."""
+    with ExitStack() as made:
+
+        def make(worker, interface="memmap", output_config=None, **options):
+            runner = Runner["slurm"](
+                interface={
+                    "class": interface,
+                    "size": 4,
+                    "input_config": SCALAR_INPUTS,
+                    "output_config": output_config or outputs("f"),
+                },
+                worker=worker,
+                work_dir=str(tmp_path / "study"),
+                min_poll=0.1,
+                max_poll=1.0,
+                **options,
+            )
+            made.enter_context(runner)
+            runner._slurm.retry_sleep = 0.05  # transient failures are retried quickly in tests
+            return runner
+
+        yield make
+
+
+# --- a real Slurm cluster (test_slurm_cluster.py) ---------------------------------------------
+
+
 def _why_no_slurm():
     """None when a Slurm cluster answers here; otherwise why not."""
     import shutil
-    import subprocess
 
     if shutil.which("sbatch") is None or shutil.which("sinfo") is None:
         return "Slurm's commands are not on PATH (start a local cluster with 'make slurm')"

@@ -8,7 +8,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import outputs, wait_for
+from helpers import outputs, wait_for
 
 from profit.run import Runner, RunState, WorkerInterface
 from profit.run.errors import ConfigError, InterfaceError, ParameterError, RunNotFoundError, UnknownLabelError

@@ -4,7 +4,7 @@ import os
 
 import numpy as np
 import pytest
-from conftest import most_at_once, outputs, params
+from helpers import most_at_once, outputs, params
 
 from profit.run import RunState
 from profit.run.errors import WaitTimeout
@@ -47,6 +47,7 @@ def test_integer_and_bool_inputs(make_runner):
     assert runner.output_data["f"].tolist() == [42.0]
 
 
+@pytest.mark.exclusive
 def test_parallel_limit_is_respected(make_runner):
     runner = make_runner("t_span", output_config=outputs("start", "end"), parallel=2)
     rows = params(6)

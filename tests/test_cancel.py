@@ -3,7 +3,7 @@
 import os
 
 import pytest
-from conftest import alive, wait_for
+from helpers import alive, wait_for
 
 from profit.run import RunState
 from profit.run.errors import RunNotFoundError

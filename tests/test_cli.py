@@ -4,71 +4,13 @@ import os
 import signal
 import stat
 import subprocess
-import sys
-import textwrap
 import time
 
 import numpy as np
 import pytest
-from conftest import wait_for
-
-PROFIT = os.path.join(os.path.dirname(sys.executable), "profit")
-
-SIMULATION = """\
-import os, sys, time
-values = dict(line.split(" = ") for line in open("input.txt").read().splitlines())
-u, v = float(values["u"]), float(values["v"])
-log = os.path.join(os.environ["PROFIT_BASE_DIR"], "executions.log")
-with open(log, "a") as file:
-    file.write(f"start {{u!r}} {{time.time()!r}}\\n")
-time.sleep({sleep})
-if u < {fail_below}:
-    print(f"u={{u}} is too small", file=sys.stderr)
-    sys.exit(4)
-with open(log, "a") as file:
-    file.write(f"end {{u!r}} {{time.time()!r}}\\n")
-print(u + v, u * v)
-"""
-
-
-def make_study(folder, yaml, sleep=0.0, fail_below=-1.0):
-    """A study directory: profit.yaml, and a template whose program computes u+v and u*v."""
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "profit.yaml").write_text(textwrap.dedent(yaml))
-    template = folder / "template"
-    template.mkdir(exist_ok=True)
-    (template / "input.txt").write_text("u = {u}\nv = {v}\n")
-    program = template / "simulation"
-    program.write_text(f"#!{sys.executable}\n" + SIMULATION.format(sleep=sleep, fail_below=fail_below))
-    program.chmod(program.stat().st_mode | stat.S_IXUSR)
-    return folder
-
-
-STUDY = """\
-ntrain: {ntrain}
-seed: 11
-variables:
-  u: Uniform(0, 1)
-  v: Halton(2, 3)
-  f: Output
-  g: Output
-run:
-  runner: {runner}
-  command: ./simulation
-"""
-
+from helpers import PROFIT, STUDY, make_study, profit, runs_done, wait_for
 
 VARIABLES = "variables:\n  u: Uniform(0, 1)\n  f: Output\n"
-
-
-def runs_done(study):
-    """How many runs the study's ledger records as done (0 before it exists)."""
-    ledger = study / "profit-study.npy"
-    return int(np.count_nonzero(np.load(ledger, mmap_mode="r")["STATE"] == 2)) if ledger.exists() else 0
-
-
-def profit(*args, cwd=None, timeout=120):
-    return subprocess.run([PROFIT, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
 
 
 def executions(folder):
@@ -146,7 +88,8 @@ def test_output_file_formats(tmp_path):
     [
         (
             "ntrain: 3\n" + VARIABLES + "run:\n  runner: [fork\n",
-            "profit.yaml line 7: not valid YAML: expected ',' or ']', but got '<stream end>' (while parsing a flow sequence that starts on line 6)",
+            "profit.yaml line 7: not valid YAML: expected ',' or ']', but got '<stream end>' "
+            "(while parsing a flow sequence that starts on line 6)",
         ),
         ("ntrian: 3\n" + VARIABLES, "unknown key 'ntrian'; did you mean 'ntrain'?"),
         (VARIABLES + "run: {comand: ./x}\n", "unknown key 'run.comand'; did you mean 'command'?"),

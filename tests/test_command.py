@@ -7,7 +7,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import outputs
+from helpers import outputs
 
 from profit.run import Postprocessor, RunState
 from profit.run.command import substitute

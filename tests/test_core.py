@@ -79,7 +79,11 @@ def test_decide_reads_the_log_only_when_the_reason_is_an_exit_status():
     def must_not_read():
         raise AssertionError("the log was read")
 
-    for seen in (Observation(0, True), Observation(0, False, EXIT3, reported="mine"), Observation(0, False, cancelled=True)):
+    for seen in (
+        Observation(0, True),
+        Observation(0, False, EXIT3, reported="mine"),
+        Observation(0, False, cancelled=True),
+    ):
         decide(seen, last_log_line=must_not_read)
 
 
@@ -269,7 +273,9 @@ def _work(worker, interface, run_id, work_dir):
 @pytest.mark.parametrize("label", ["t_profit_popen", "t_profit_process"])
 def test_profit_style_runners_are_polled_and_settled(tmp_path, label):
     interface = {"class": "memmap", "size": 3, "input_config": {"u": {}, "v": {}}, "output_config": {"f": {}}}
-    with Runner[label](interface=interface, worker="t_sum_unless_negative", work_dir=str(tmp_path), sleep=0.01) as runner:
+    with Runner[label](
+        interface=interface, worker="t_sum_unless_negative", work_dir=str(tmp_path), sleep=0.01
+    ) as runner:
         for u in (1.0, -1.0, 2.0):
             runner.spawn({"u": u, "v": 0.5})
         runner.wait_all(timeout=30)

@@ -4,7 +4,7 @@ import os
 
 import numpy as np
 import pytest
-from conftest import outputs
+from helpers import outputs
 
 from profit.run import RunState
 

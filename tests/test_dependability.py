@@ -4,7 +4,7 @@ import os
 
 import numpy as np
 import pytest
-from conftest import alive, outputs, wait_for
+from helpers import alive, outputs, wait_for
 
 from profit.run import RunState
 from profit.run.errors import ConfigError
@@ -24,6 +24,7 @@ def plan(n, seed=5, kill=0.1, raise_=0.05):
     return rows
 
 
+@pytest.mark.exclusive
 def test_timeout_ends_the_process_tree(make_runner):
     runner = make_runner("t_tree", timeout=0.5)
     runner.spawn({"u": 0.0, "v": 0.0})
@@ -113,6 +114,7 @@ def test_fault_injection_without_retries_fails_exactly_the_injected(make_runner,
     assert np.isnan(runner.interface.output["f"][sorted(killed | raised)]).all()
 
 
+@pytest.mark.exclusive
 def test_time_waiting_for_a_worker_does_not_count(make_runner):
     # Two runs of 0.6 s with a 1 s limit: a pool with one worker runs them one after the other.
     runner = make_runner("t_span", output_config=outputs("start", "end"), timeout=1.0, parallel=1)

@@ -3,7 +3,7 @@
 import os
 
 import numpy as np
-from conftest import params
+from helpers import params
 
 from profit.run import _npyfile
 

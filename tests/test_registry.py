@@ -50,7 +50,7 @@ def test_a_label_cannot_be_taken_by_another_class():
 
 def test_wrap_registers_a_worker_with_inputs_and_outputs():
     @Worker.wrap("test_wrapped")
-    def model(a, b) -> ["y", "z"]:
+    def model(a, b) -> ["y", "z"]:  # noqa: F821  (output names, not types: what Worker.wrap reads)
         return a, b
 
     cls = Worker["test_wrapped"]

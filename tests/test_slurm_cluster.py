@@ -8,8 +8,7 @@ import subprocess
 
 import numpy as np
 import pytest
-from conftest import SCALAR_INPUTS, most_at_once, outputs, wait_for
-from test_cli import STUDY, make_study, profit, runs_done
+from helpers import PROFIT, SCALAR_INPUTS, STUDY, make_study, most_at_once, outputs, profit, runs_done, wait_for
 
 from profit.run import Runner, RunState
 
@@ -132,8 +131,6 @@ def test_kill_the_runner_and_continue(tmp_path, interface):
     """kill -9 of 'profit run': its Slurm jobs are cancelled by the next 'profit run', which completes the study."""
     import json
     import signal
-
-    from test_cli import PROFIT
 
     yaml = STUDY.format(ntrain=12, runner="{class: slurm, parallel: 3, min_poll: 0.2}") + f"  interface: {interface}\n"
     study = make_study(tmp_path / "study", yaml, sleep=1.0)

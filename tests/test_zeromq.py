@@ -16,7 +16,7 @@ import pytest
 
 zmq = pytest.importorskip("zmq")
 
-from conftest import SCALAR_INPUTS, outputs, wait_for  # noqa: E402
+from helpers import SCALAR_INPUTS, STUDY, make_study, outputs, profit, wait_for  # noqa: E402
 
 from profit.run import Runner, RunState  # noqa: E402
 from profit.run.errors import ConfigError, InterfaceError  # noqa: E402
@@ -32,9 +32,22 @@ def interface(tmp_path):
     made.clean()
 
 
+_worker_sides = []  # closed after each test (clean_worker_sides)
+
+
 def worker_side(interface, run_id=0, **overrides):
     options = {key: value for key, value in interface.config.items() if key != "class"}
-    return ZeroMQWorkerInterface(run_id, **{**options, **overrides})
+    worker = ZeroMQWorkerInterface(run_id, **{**options, **overrides})
+    _worker_sides.append(worker)
+    return worker
+
+
+@pytest.fixture(autouse=True)
+def clean_worker_sides():
+    """Close the connection of every worker side a test made (clean() may run twice)."""
+    yield
+    while _worker_sides:
+        _worker_sides.pop().clean()
 
 
 def serve_until(interface, future, timeout=10.0):
@@ -164,6 +177,7 @@ def test_worker_sees_a_refusal_as_an_error(interface, background):
         serve_until(interface, background(worker.retrieve))
 
 
+@pytest.mark.exclusive
 def test_worker_retries_on_a_new_connection_when_an_answer_is_lost(interface, background):
     worker = worker_side(interface, timeout=0.3, retries=2, retry_sleep=0.05)
     call = background(worker.retrieve)
@@ -179,16 +193,18 @@ def test_worker_retries_on_a_new_connection_when_an_answer_is_lost(interface, ba
 
 def test_worker_gives_up_after_retries_with_a_clear_error(tmp_path):
     interface = ZeroMQRunnerInterface(1, SCALAR_INPUTS, outputs("f"), keyfile=str(tmp_path / "k"))
-    options = {key: value for key, value in interface.config.items() if key != "class"}
-    # The runner never polls: nobody answers (a hung runner, or one on a host the worker cannot reach).
-    worker = ZeroMQWorkerInterface(0, **{**options, "timeout": 0.05, "retries": 2, "retry_sleep": 0.01})
-    with pytest.raises(
-        InterfaceError,
-        match=r"no answer from the runner at tcp://127.0.0.1:\d+ to READY for run 0 "
-        r"after 3 tries of 0.05 s",
-    ):
-        worker.retrieve()
-    interface.clean()
+    try:
+        options = {key: value for key, value in interface.config.items() if key != "class"}
+        # The runner never polls: nobody answers (a hung runner, or one on a host the worker cannot reach).
+        worker = ZeroMQWorkerInterface(0, **{**options, "timeout": 0.05, "retries": 2, "retry_sleep": 0.01})
+        with pytest.raises(
+            InterfaceError,
+            match=r"no answer from the runner at tcp://127.0.0.1:\d+ to READY for run 0 "
+            r"after 3 tries of 0.05 s",
+        ):
+            worker.retrieve()
+    finally:
+        interface.clean()
 
 
 def test_worker_ignores_answers_not_signed_by_its_runner(interface, background, tmp_path):
@@ -226,6 +242,7 @@ def test_secret_never_reaches_a_command_line_or_environment(tmp_path):
     assert not os.path.exists(os.path.join(tmp_path, "zeromq.key"))
 
 
+@pytest.mark.exclusive
 def test_long_run_keeps_its_connection(tmp_path):
     # The connection opened at retrieve() idles for many heartbeat intervals and
     # several answer timeouts before transmit() uses it.
@@ -287,7 +304,19 @@ def test_importing_profit_run_stays_lean():
     import subprocess
     import sys
 
-    heavy = ["zmq", "numpy", "subprocess", "logging", "inspect", "shutil", "hashlib", "h5py", "scipy", "typing", "contextlib"]
+    heavy = [
+        "zmq",
+        "numpy",
+        "subprocess",
+        "logging",
+        "inspect",
+        "shutil",
+        "hashlib",
+        "h5py",
+        "scipy",
+        "typing",
+        "contextlib",
+    ]
     code = f"import sys, profit.run; print([m for m in {heavy!r} if m in sys.modules])"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "[]"
 
@@ -324,8 +353,6 @@ def test_ipc_transport(tmp_path):
 
 @pytest.mark.parametrize("runner", ["fork", "local"])
 def test_profit_run_with_the_zeromq_interface(tmp_path, runner):
-    from test_cli import STUDY, make_study, profit
-
     study = make_study(tmp_path / "study", STUDY.format(ntrain=8, runner=runner) + "  interface: zeromq\n")
     done = profit("run", str(study))
     assert done.returncode == 0, done.stdout + done.stderr

@@ -52,7 +52,8 @@ def main(runs: int = 50) -> int:
     runner.spawn_array(params, wait=True, progress=True)
     elapsed = time.perf_counter() - started
     print(
-        f"\n{runs} runs of ./simulation in {elapsed:.1f} s; done {runs - len(runner.failed)}, failed {len(runner.failed)}"
+        f"\n{runs} runs of ./simulation in {elapsed:.1f} s; "
+        f"done {runs - len(runner.failed)}, failed {len(runner.failed)}"
     )
     for run_id, status in runner.failed.items():
         print(f"  run {run_id}: {status.reason}")

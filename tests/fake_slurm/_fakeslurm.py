@@ -133,7 +133,7 @@ def read_json(path, default):
 
 
 def log_call(sd, name, argv):
-    line = "%.6f %.6f %s\n" % (time.monotonic(), time.time(), json.dumps(argv))
+    line = f"{time.monotonic():.6f} {time.time():.6f} {json.dumps(argv)}\n"
     fd = os.open(os.path.join(sd, name), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         os.write(fd, line.encode())
@@ -432,7 +432,7 @@ def fmt_limit(seconds):
     if not seconds:
         return "UNLIMITED"
     days, rest = divmod(int(seconds), 86400)
-    text = "%02d:%02d:%02d" % (rest // 3600, rest % 3600 // 60, rest % 60)
+    text = f"{rest // 3600:02d}:{rest % 3600 // 60:02d}:{rest % 60:02d}"
     return f"{days}-{text}" if days else text
 
 
@@ -444,7 +444,7 @@ def fmt_elapsed(seconds):
     """sacct's Elapsed: [D-]HH:MM:SS."""
     seconds = max(0, int(seconds))
     days, rest = divmod(seconds, 86400)
-    text = "%02d:%02d:%02d" % (rest // 3600, rest % 3600 // 60, rest % 60)
+    text = f"{rest // 3600:02d}:{rest % 3600 // 60:02d}:{rest % 60:02d}"
     return f"{days}-{text}" if days else text
 
 
@@ -454,10 +454,10 @@ def fmt_squeue_time(seconds):
     days, rest = divmod(seconds, 86400)
     hours, minutes, secs = rest // 3600, rest % 3600 // 60, rest % 60
     if days:
-        return "%d-%02d:%02d:%02d" % (days, hours, minutes, secs)
+        return f"{days}-{hours:02d}:{minutes:02d}:{secs:02d}"
     if hours:
-        return "%d:%02d:%02d" % (hours, minutes, secs)
-    return "%d:%02d" % (minutes, secs)
+        return f"{hours}:{minutes:02d}:{secs:02d}"
+    return f"{minutes}:{secs:02d}"
 
 
 # --- sbatch --------------------------------------------------------------------------------
@@ -1985,7 +1985,7 @@ def show_config():
         ("TaskPlugin", "task/affinity,task/cgroup"),
     ]
     lines = [f"Configuration data as of {fmt_time(time.time())}"]
-    lines += ["%-23s = %s" % item for item in items]
+    lines += [f"{key:<23s} = {value}" for key, value in items]
     lines += ["", f"Slurmctld(primary) at {host} is UP"]
     print("\n".join(lines))
 
