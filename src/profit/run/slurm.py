@@ -391,7 +391,9 @@ class SlurmRunner(Runner, label="slurm"):
             raise ConfigError(f"slurm runner: options must be a mapping of #SBATCH option to value, got {options!r}")
         min_poll = check.seconds(min_poll, "slurm runner: min_poll")
         max_poll = check.seconds(max_poll, "slurm runner: max_poll")
-        self.cpus, self.openmp, self.custom, self.command = cpus, bool(openmp), bool(custom), command
+        self.openmp = check.boolean(openmp, "slurm runner: openmp")
+        self.custom = check.boolean(custom, "slurm runner: custom")
+        self.cpus, self.command = cpus, command
         self.options = {"job-name": "profit", **(options or {})}
         self.min_poll, self.max_poll = min_poll, max(max_poll, min_poll)
         self.path = os.path.abspath(os.path.join(str(kwargs.get("work_dir", ".")), path))
