@@ -1,11 +1,12 @@
 """Shared fixtures: runners of every kind on every interface, in a temporary directory.
 
 Helpers that test files share (data builders, wait_for, Gate, study directories)
-are in ``helpers.py``; this file holds only fixtures.
+are in ``helpers.py``; this file holds the fixtures, and one hook (exclusive tests under xdist).
 """
 
 import fcntl
 import os
+import pathlib
 import subprocess
 from contextlib import ExitStack
 
@@ -22,22 +23,25 @@ RUNNERS = ["fork", "local", "pool"]
 INTERFACES = ["memmap", "zeromq"]
 
 
-@pytest.fixture(autouse=True)
-def machine_share(request, tmp_path_factory):
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_runtest_protocol(item):
     """Under pytest-xdist, a test marked ``exclusive`` runs while no other test runs.
 
     Such a test gives a process a time budget well under a second (to start, to
-    answer, to overlap with another run); a test on the other xdist worker
-    would eat into that budget on a machine with few cores. A readers-writer
-    lock between the workers of this session: every test holds ``machine.lock``
-    shared, an exclusive test holds it alone. ``turnstile.lock`` lets an
-    exclusive test that waits go first, so it is not starved.
+    answer, to overlap with another run); a test on another xdist worker would
+    eat into that budget on a machine with few cores. A readers-writer lock
+    between the workers of this session: every test holds ``machine.lock``
+    shared, an exclusive test holds it alone; ``turnstile.lock`` lets an
+    exclusive test that waits go first, so it is not starved. The lock is
+    taken outside pytest-timeout's timer (this wrapper comes first), so waiting
+    for the machine does not count towards a test's timeout.
     """
-    if not hasattr(request.config, "workerinput"):  # one process: nothing runs alongside
+    if not hasattr(item.config, "workerinput"):  # one process: nothing runs alongside
         yield
         return
-    exclusive = request.node.get_closest_marker("exclusive") is not None
-    shared = tmp_path_factory.getbasetemp().parent  # this session's directory, above popen-gw0, popen-gw1...
+    exclusive = item.get_closest_marker("exclusive") is not None
+    # xdist gives each worker <session basetemp>/popen-gwN: the parent is this session's, shared by its workers.
+    shared = pathlib.Path(item.config.option.basetemp).parent
     with open(shared / "turnstile.lock", "a") as turnstile, open(shared / "machine.lock", "a") as machine:
         fcntl.flock(turnstile, fcntl.LOCK_EX)
         try:
