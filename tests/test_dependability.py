@@ -122,3 +122,14 @@ def test_time_waiting_for_a_worker_does_not_count(make_runner):
     runner.spawn({"u": 0.6, "v": 0.0})
     runner.wait_all(timeout=20)
     assert runner.failed == {}, runner.failed
+
+
+def test_a_timed_out_run_is_retried_and_its_retry_counts(make_runner):
+    # The first attempt times out; the retry (same id and row) finishes: the run is done, executed twice.
+    runner = make_runner("t_slow_once", timeout=1.0, retries=1, parallel=1)
+    runner.spawn({"u": 1.5, "v": 2.0})
+    assert runner.wait(0, timeout=30).state == RunState.DONE
+    assert runner.interface.output["f"][0] == 3.5
+    assert runner.failed == {}
+    executions = open(os.path.join(runner.work_dir, "executions-1.5")).read().split()
+    assert len(executions) == 2

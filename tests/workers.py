@@ -175,3 +175,16 @@ class Sleep(Worker, label="t_sleep"):
         time.sleep(self.seconds)
         self.interface.output["f"] = self.interface.input["u"] + self.interface.input["v"]
         self.interface.transmit()
+
+
+@Worker.wrap("t_slow_once", "f")
+def slow_once(u, v):
+    """Sleeps 60 s on the first attempt of a run (to time out), returns u + v at once on the next;
+    each execution appends a line to ``executions-<u>`` in the work directory."""
+    log = f"executions-{u!r}"
+    first = not os.path.exists(log)
+    with open(log, "a") as file:
+        file.write(f"{os.getpid()}\n")
+    if first:
+        time.sleep(60)
+    return u + v

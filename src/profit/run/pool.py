@@ -196,11 +196,12 @@ class PoolRunner(Runner, label="pool"):
 
     # --- events -----------------------------------------------------------------------
 
-    def _settle_reported(self, worker: _PoolWorker) -> None:
+    def _settle_reported(self, worker: _PoolWorker, final: Container[int] = ()) -> None:
+        """Settle the runs the worker reported; those in ``final`` (being cancelled) are not retried."""
         reported, worker.reported = worker.reported, {}
         for run_id, code in reported.items():
             if run_id in self.runs:
-                self._settle(run_id, ExitStatus(code=code))
+                self._settle(run_id, ExitStatus(code=code), retry=run_id not in final)
 
     def _on_results(self, worker: _PoolWorker) -> None:
         if not worker.alive:
@@ -264,15 +265,19 @@ class PoolRunner(Runner, label="pool"):
         (their process trees, like any run's), and their other runs go to another worker."""
         targets = set(run_ids)
         workers = [w for w in self._workers if any(run_id in targets for run_id in w.queue)]
+        sent = {run_id for worker in workers for run_id in worker.queue}
+        # Decided before anything is settled: a run settled below may start again (a retry).
+        unsent = [run_id for run_id in run_ids if run_id in self.runs and run_id not in sent]
         endings = stop_trees([worker.process for worker in workers], grace)
         for worker, ending in zip(workers, endings):
             worker.collect()
-            self._settle_reported(worker)  # runs that ended before the stop: as they ended
+            # Runs that ended before the stop, as they ended (a cancelled one is not retried).
+            self._settle_reported(worker, final=targets if cancelled else ())
             held = {run_id for run_id in worker.queue if run_id in targets and run_id in self.runs}
             self._retire(worker, ending, keep=held)
             for run_id in sorted(held, key=run_ids.index):
                 self._settle(run_id, ending, cancelled=cancelled, timed_out=timed_out)
-        for run_id in run_ids:
+        for run_id in unsent:
             if run_id in self.runs:
                 self._drop(run_id)
                 self._settle(run_id, None, cancelled=cancelled, timed_out=timed_out)
