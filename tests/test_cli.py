@@ -397,3 +397,70 @@ def test_include_with_a_syntax_error(tmp_path):
     done = profit("run", str(tmp_path))
     assert done.returncode == 2
     assert "broken.py failed to import: SyntaxError" in done.stderr and "(line 2 of broken.py)" in done.stderr
+
+
+PYTHON_STUDY = """\
+ntrain: 3
+seed: 5
+variables:
+  u: Uniform(0, 1)
+  v: Uniform(0, 1)
+  f: Output
+include: model.py
+run:
+  runner: {runner}
+  worker: {worker}
+"""
+
+MODEL = """\
+import os
+from profit.run import Runner, Worker
+
+@Worker.wrap("t_cli_sum", "f")
+def total(u, v):
+    return u + v
+
+class Scaled(Worker, label="t_cli_scaled"):
+    # options of its own through **kwargs, as users write them
+    def __init__(self, run_id, **kwargs):
+        self.scale = kwargs.pop("scale", 1.0)
+        super().__init__(run_id, **kwargs)
+
+    def work(self):
+        self.interface.retrieve()
+        base = os.environ["PROFIT_BASE_DIR"]  # where the study file is, in every worker process
+        self.interface.output["f"] = self.scale * (self.interface.input["u"] + self.interface.input["v"])
+        open(os.path.join(base, f"seen-{os.getpid()}"), "w").close()
+        self.interface.transmit()
+
+class NeedsNodes(Runner["fork"], label="t_cli_needs_nodes"):
+    def __init__(self, *, nodes, **kwargs):
+        super().__init__(**kwargs)
+"""
+
+
+@pytest.mark.parametrize("runner", ["fork", "local", "pool"])
+@pytest.mark.parametrize("worker", ["t_cli_sum", "{class: t_cli_scaled, scale: 2.0}"])
+def test_python_workers_run_from_a_study(tmp_path, runner, worker):
+    study = tmp_path / "study"
+    study.mkdir()
+    (study / "profit.yaml").write_text(PYTHON_STUDY.format(runner=runner, worker=worker))
+    (study / "model.py").write_text(MODEL)
+    done = profit("run", str(study), cwd=str(tmp_path))  # from another directory than the study's
+    assert done.returncode == 0, done.stdout + done.stderr
+    inputs, outputs = np.genfromtxt(study / "input.txt", names=True), np.genfromtxt(study / "output.txt", names=True)
+    scale = 2.0 if "scaled" in worker else 1.0
+    np.testing.assert_array_equal(outputs["f"], scale * (inputs["u"] + inputs["v"]))
+    if "scaled" in worker:
+        assert any(name.startswith("seen-") for name in os.listdir(study))
+
+
+def test_a_runner_option_without_default_must_be_given(tmp_path):
+    study = tmp_path / "study"
+    study.mkdir()
+    (study / "profit.yaml").write_text(PYTHON_STUDY.format(runner="t_cli_needs_nodes", worker="t_cli_sum"))
+    (study / "model.py").write_text(MODEL)
+    done = profit("run", str(study))
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "run.runner: runner 't_cli_needs_nodes' needs the option 'nodes'" in done.stderr
+    assert "Traceback" not in done.stderr

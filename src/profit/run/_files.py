@@ -33,24 +33,20 @@ class atomic_path:  # noqa: N801  (used like a function: with atomic_path(path) 
         self.temporary = ""
 
     def __enter__(self) -> str:
-        import tempfile  # here: it imports shutil, which worker processes that only read a tail do not need
-
         folder = os.path.dirname(os.path.abspath(self.path))
         os.makedirs(folder, exist_ok=True)
-        prefix = f".{os.path.basename(self.path)}."
-        fd, self.temporary = tempfile.mkstemp(dir=folder, prefix=prefix, suffix=self.suffix)
-        os.close(fd)
-        try:
-            permissions = self.permissions
-            if permissions is None:
-                umask = os.umask(0)
-                os.umask(umask)
-                permissions = 0o666 & ~umask
-            os.chmod(self.temporary, permissions)
-        except BaseException:
-            os.remove(self.temporary)
-            raise
-        return self.temporary
+        # Created here with its final mode (the umask applies as to any new file; touching the
+        # process's umask would not be thread-safe); O_EXCL: a name nobody else holds.
+        mode = 0o666 if self.permissions is None else self.permissions
+        while True:
+            name = f".{os.path.basename(self.path)}.{os.urandom(6).hex()}{self.suffix}"
+            self.temporary = os.path.join(folder, name)
+            try:
+                fd = os.open(self.temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+            except FileExistsError:
+                continue
+            os.close(fd)
+            return self.temporary
 
     def __exit__(self, kind: object, error: object, traceback: object) -> None:
         if kind is None:
@@ -69,7 +65,7 @@ def write_atomically(path: str, data: bytes | str, *, permissions: int | None = 
 def tail(
     source: str | os.PathLike[str] | _BinaryFile, lines: int = 1, *, max_bytes: int = 4096, separator: str = " | "
 ) -> str:
-    """The last ``lines`` non-empty lines of a file (a path or an open binary file), stripped and
+    """The non-empty lines among the last ``lines`` lines of a file (a path or an open binary file), stripped and
     joined with ``separator``; empty when there is no such file.
 
     Reads at most ``max_bytes`` from the end, so a huge log costs no more than a small one.
@@ -84,5 +80,5 @@ def tail(
         text = file.read().decode("utf-8", "replace")
     except OSError:
         return ""
-    kept = [line.strip() for line in text.splitlines() if line.strip()]
-    return separator.join(kept[-lines:])
+    last = text.strip().splitlines()[-lines:]
+    return separator.join(line.strip() for line in last if line.strip())

@@ -269,13 +269,14 @@ def fork_group(child: Callable[[int], int]) -> int:
     return pid
 
 
-def enter_worker_process(work_dir: str, runner_pid: int) -> bool:
+def enter_worker_process(work_dir: str, runner_pid: int, base_dir: str) -> bool:
     """Set up a process forked from a runner as a worker; False if the runner is gone already.
 
     The worker dies with its runner (it must not run on unobserved), leaves
     Ctrl-C to the runner (which cancels its runs), reads no stdin (in a
-    background group, reading the terminal would stop it), and works in the
-    work directory.
+    background group, reading the terminal would stop it), works in the work
+    directory, and has the study's ``base_dir`` in ``PROFIT_BASE_DIR`` as a
+    worker started as a program has (this process's own environment).
     """
     if not die_with_parent(runner_pid):
         return False
@@ -285,4 +286,6 @@ def enter_worker_process(work_dir: str, runner_pid: int) -> bool:
     os.dup2(fd, 0)
     os.close(fd)
     os.chdir(work_dir)
+    if os.environ.get("PROFIT_BASE_DIR") != base_dir:
+        os.environ["PROFIT_BASE_DIR"] = base_dir
     return True

@@ -63,6 +63,8 @@ class CommandWorker(Worker, label="command"):
         **kwargs: passed to :class:`~profit.run.worker.Worker`.
     """
 
+    passes_kwargs_on = True  # **kwargs are the base class's options (checked against its signature)
+
     uses_base_dir = True
 
     def __init__(

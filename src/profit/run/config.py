@@ -26,16 +26,17 @@ if TYPE_CHECKING:
 def worker_config(worker: str | Mapping, *, debug: bool = False) -> dict:
     """A runner's ``worker`` option as the config every Worker is built from: ``{"class": label, ...}``.
 
-    ``debug`` turns on the workers' debug logging unless the config says otherwise;
-    a worker with a ``base_dir`` option gets the directory a study's relative paths
-    start from (``PROFIT_BASE_DIR``, else the current directory) unless it has one.
+    ``debug`` turns on the workers' debug logging unless the config says otherwise.
+    ``base_dir`` is where a study's relative paths (a template) start: given, or
+    ``PROFIT_BASE_DIR``, else the current directory. Every worker process gets it as
+    ``PROFIT_BASE_DIR``; :meth:`Worker.from_config` passes it on only to workers
+    that take it (``uses_base_dir``).
     """
     worker_class, options = Worker.resolve(worker, "worker")
     config: dict = {"class": worker_class.label, **options}
     if debug:
         config.setdefault("debug", True)
-    if worker_class.uses_base_dir and "base_dir" not in config:
-        config["base_dir"] = os.environ.get("PROFIT_BASE_DIR") or os.getcwd()
+    config.setdefault("base_dir", os.environ.get("PROFIT_BASE_DIR") or os.getcwd())
     return config
 
 
@@ -110,9 +111,10 @@ _NOT_OPTIONS = frozenset({"logger", "logger_parent", "run_id", "run_dir", "size"
 def accepted_options(cls: type) -> list[str] | None:
     """The keyword options ``cls(...)`` takes, or None when it takes any.
 
-    A constructor's ``**kwargs`` is taken to be passed on to its base class (as
-    every component here does), so the search continues up the class's MRO;
-    a class that sets ``checks_own_options`` takes what its constructor accepts.
+    A constructor with ``**kwargs`` takes any option, unless its class declares
+    ``passes_kwargs_on`` (it hands them to its base class, as the built-in
+    runners do): then the search continues up the class's MRO. A class that
+    sets ``checks_own_options`` takes what its constructor accepts.
     """
     import inspect  # runner side only: worker processes import this module too
 
@@ -131,6 +133,8 @@ def accepted_options(cls: type) -> list[str] | None:
         ]
         if not any(p.kind is p.VAR_KEYWORD for p in parameters):
             return names
+        if not klass.__dict__.get("passes_kwargs_on"):
+            return None  # a user's component may take options of its own through **kwargs
     return None
 
 
@@ -140,17 +144,27 @@ def check_options(cls: type, options: Mapping, what: str, *, where: str = "") ->
     ``what`` names the kind (``runner``), ``where`` the place in the study file (``run.runner``).
     """
     import difflib
+    import inspect
 
+    label = getattr(cls, "label", None) or cls.__name__
+    prefix = f"{where}: " if where else ""
+    # Options without a default that the study must give (the rest are filled in by the runner).
+    required = [
+        p.name
+        for p in inspect.signature(cls).parameters.values()
+        if p.default is p.empty and p.kind is p.KEYWORD_ONLY and p.name not in _NOT_OPTIONS
+    ]
+    missing = [name for name in required if name not in options]
+    if missing:
+        raise ConfigError(f"{prefix}{what} {label!r} needs the option {missing[0]!r}; give it a value in the study")
     accepted = accepted_options(cls)
     if accepted is None:
         return
     unknown = [key for key in options if key not in accepted]
     if not unknown:
         return
-    label = getattr(cls, "label", None) or cls.__name__
     key = unknown[0]
     close = difflib.get_close_matches(str(key), accepted, n=1)
     listed = [name for name in accepted if name not in _NOT_OPTIONS]
     hint = f"; did you mean {close[0]!r}?" if close else f"; its options are {', '.join(map(repr, listed))}"
-    prefix = f"{where}: " if where else ""
     raise ConfigError(f"{prefix}{what} {label!r} has no option {key!r}{hint}")

@@ -55,6 +55,10 @@ class SchedulerError(ServiceError):
     """A batch scheduler's command failed (the message has its stderr)."""
 
 
+class SchedulerNotFound(SchedulerError, ConfigError):
+    """A batch scheduler's commands are not installed here: a set-up mistake, not an outage."""
+
+
 class InterfaceError(ProfitError):
     """The runner-worker interface is missing, corrupt or addressed wrongly."""
 

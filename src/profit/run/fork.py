@@ -29,6 +29,8 @@ class ForkRunner(Runner, label="fork"):
     default multiprocessing start method of the platform is.
     """
 
+    passes_kwargs_on = True  # **kwargs are the base class's options (checked against its signature)
+
     def __init__(self, parallel: int | str = "all", **kwargs: Any):
         super().__init__(parallel=check.parallel(parallel), **kwargs)
         # Made before forking, so that each worker only points them at its run.
@@ -40,7 +42,7 @@ class ForkRunner(Runner, label="fork"):
         return ChildProcess(fork_group(lambda runner_pid: self._work_in_child(run_id, runner_pid)))
 
     def _work_in_child(self, run_id: int, runner_pid: int) -> int:
-        if not enter_worker_process(self.work_dir, runner_pid):
+        if not enter_worker_process(self.work_dir, runner_pid, self.base_dir):
             return 1
         log_path, debug = self._log_options
         log = RunLog(log_path, run_id, debug, self._log_handler)

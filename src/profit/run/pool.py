@@ -136,6 +136,8 @@ class PoolRunner(Runner, label="pool"):
     the worker processes; they also end with the runner.
     """
 
+    passes_kwargs_on = True  # **kwargs are the base class's options (checked against its signature)
+
     def __init__(self, parallel: int | str = "all", depth: int = 32, **kwargs: Any):
         self.depth = check.whole_number(depth, "depth (runs queued per pool worker)", minimum=1)
         super().__init__(parallel=check.parallel(parallel), **kwargs)
@@ -317,7 +319,7 @@ class PoolRunner(Runner, label="pool"):
         """The loop of a worker process: run each run id that arrives, answer with its exit code."""
         import logging
 
-        if not enter_worker_process(self.work_dir, runner_pid):
+        if not enter_worker_process(self.work_dir, runner_pid, self.base_dir):
             return 1
         # Pipes of the other workers, inherited: holding them would hide their end from them.
         for other in self._workers:

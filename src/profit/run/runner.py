@@ -128,7 +128,6 @@ class Runner(Component, registry=True):
         self.next_run_id = 0
         self.events = EventLoop()
         self._active = ActiveRuns(self.events)
-        self.runs: dict[int, object] = self._active.runs  # proFit's name; runners written for it add to it
         self._attempts: dict[int, int] = {}  # attempt number of active runs that were retried
         # An interface that receives messages (zeromq) wakes the runner when they arrive.
         interface_fd = self.interface.fileno()
@@ -137,9 +136,31 @@ class Runner(Component, registry=True):
         self.logger.debug("init %r with config %s", self, self.config)
 
     @property
+    def runs(self) -> dict[int, object]:
+        """The active runs by run id (their handles; runners written for proFit add their own)."""
+        return self._active.runs
+
+    @runs.setter
+    def runs(self, runs: dict[int, object]) -> None:
+        self._active.runs = runs  # (proFit's runners assign a fresh dict in __init__)
+
+    @property
     def worker(self) -> dict:
         """The config every Worker is built from, ``{"class": label, ...}`` (proFit's name of :attr:`worker_config`)."""
         return self.worker_config
+
+    @worker.setter
+    def worker(self, config: dict) -> None:
+        self.worker_config = config
+
+    @property
+    def base_dir(self) -> str:
+        """Where the study's relative paths (a template) start; workers get it as ``PROFIT_BASE_DIR``."""
+        return str(self.worker_config["base_dir"])
+
+    @base_dir.setter
+    def base_dir(self, path: str) -> None:
+        self.worker_config["base_dir"] = path
 
     @classmethod
     def from_config(cls, run_config: Mapping, base_config: Mapping) -> Runner:
@@ -183,6 +204,7 @@ class Runner(Component, registry=True):
             "PROFIT_WORKER": json.dumps(self.worker_config),
             "PROFIT_INTERFACE": json.dumps(self.interface.config),
             "PROFIT_INCLUDES": json.dumps(loaded_includes()),
+            "PROFIT_BASE_DIR": self.base_dir,
         }
         env.pop("PROFIT_ARRAY_ID", None)
         return env

@@ -31,6 +31,8 @@ class LocalRunner(Runner, label="local"):
     ``PROFIT_INTERFACE``, ``PROFIT_INCLUDES``).
     """
 
+    passes_kwargs_on = True  # **kwargs are the base class's options (checked against its signature)
+
     _through_shell = True
 
     def __init__(self, command: str = "profit-worker", parallel: int | str = "all", **kwargs: Any):

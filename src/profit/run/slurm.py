@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterable, Mapping
 from . import options as check
 from ._lazy import logging
 from ._proc import ExitStatus
-from .errors import ConfigError, SchedulerError
+from .errors import ConfigError, SchedulerError, SchedulerNotFound
 from .handles import Notice, RunHandle
 from .runner import Runner
 from .state import RunState, RunStatus
@@ -279,7 +279,7 @@ class SlurmCommands:
                     start_new_session=True,
                 )
             except FileNotFoundError:
-                raise SchedulerError(
+                raise SchedulerNotFound(
                     f"{argv[0]} was not found; the slurm runner needs Slurm's commands on PATH "
                     "(run the study on a machine that can submit jobs, such as a cluster's login node)"
                 ) from None
@@ -369,6 +369,8 @@ class SlurmRunner(Runner, label="slurm"):
             at first, backing off to every ``max_poll`` seconds while nothing changes.
         submit_retries: how often a transiently failing ``sbatch`` is tried again.
     """
+
+    passes_kwargs_on = True  # **kwargs are the base class's options (checked against its signature)
 
     def __init__(
         self,
@@ -478,7 +480,8 @@ class SlurmRunner(Runner, label="slurm"):
         try:
             out = self._slurm.run(argv, env=self._submit_environment(base_run_id), cwd=self.work_dir, idempotent=False)
         except SchedulerError as error:
-            raise SchedulerError(f"submitting runs to Slurm failed: {error}; the batch script is {self.path}") from None
+            why = f"submitting runs to Slurm failed: {error}; the batch script is {self.path}"
+            raise type(error)(why) from None  # the same kind: an outage, or no Slurm here
         finally:
             self.interface.poll()  # workers waiting for an answer while sbatch ran
         return parse_job_id(out)
@@ -626,7 +629,8 @@ class SlurmRunner(Runner, label="slurm"):
     ) -> list[RunStatus]:
         """``scancel`` the runs' jobs and settle them; a cancel first waits (bounded) until Slurm
         reports the jobs ended, so that results that arrived before are kept."""
-        jobs = {run_id: self._jobs()[run_id] for run_id in run_ids}
+        active = self._jobs()
+        jobs = {run_id: active[run_id] for run_id in run_ids}
         if not self._scancel(self._cancel_targets(jobs.values())):
             self.uncancelled.update(job.array_job for job in jobs.values())
         if timed_out:  # its time is up: no need to wait for Slurm to confirm

@@ -118,7 +118,10 @@ class Worker(Component, registry=True):
         if not isinstance(config, Mapping) or "class" not in config:
             raise ConfigError(f"worker config {config!r} must be a mapping with a 'class' key (a Worker label)")
         options = {key: value for key, value in config.items() if key != "class"}
-        return cls[config["class"]](run_id=run_id, interface=interface, **options)
+        worker_class = cls[config["class"]]
+        if not worker_class.uses_base_dir:
+            options.pop("base_dir", None)  # the runner's: where the study's paths start (PROFIT_BASE_DIR)
+        return worker_class(run_id=run_id, interface=interface, **options)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Worker:
@@ -421,9 +424,12 @@ def execute_forked(
     (:meth:`~profit.run.interface.RunnerInterface.forked_worker_interface`), so it
     need not connect as a stranger would; returns the process's exit code.
     """
-    inherited = interface.forked_worker_interface(run_id, row_is_current=row_is_current)
-    worker_interface = inherited if inherited is not None else interface.config
-    return execute(lambda: Worker.from_config(worker_config, worker_interface, run_id), log)
+
+    def build() -> Worker:  # inside execute: a failure to connect fails the run with its reason
+        inherited = interface.forked_worker_interface(run_id, row_is_current=row_is_current)
+        return Worker.from_config(worker_config, inherited if inherited is not None else interface.config, run_id)
+
+    return execute(build, log)
 
 
 def main() -> None:
