@@ -236,6 +236,10 @@ def test_stop_trees_without_grace_kills_at_once():
 class PopenRunner(Runner, label="t_profit_popen"):
     """A runner as proFit's users write them: spawn starts the worker itself and stores a Popen."""
 
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.runs = {}  # as proFit's own runners did: the runner keeps tracking this dict
+
     def spawn(self, params=None, wait=False):
         super().spawn(params, wait)  # fills the row
         env = {**self.worker_environment(), "PROFIT_RUN_ID": str(self.next_run_id)}
