@@ -156,7 +156,7 @@ class Runner(Component, registry=True):
     @property
     def base_dir(self) -> str:
         """Where the study's relative paths (a template) start; workers get it as ``PROFIT_BASE_DIR``."""
-        return str(self.worker_config["base_dir"])
+        return str(self.worker_config.get("base_dir") or os.environ.get("PROFIT_BASE_DIR") or os.getcwd())
 
     @base_dir.setter
     def base_dir(self, path: str) -> None:
