@@ -418,9 +418,7 @@ def _build_runner(study: Study, Runner: type[Runner]) -> Runner:
     runner_class = Runner[label]
     check_options(runner_class, options, "runner", where=f"{study.name}: run.runner")
     worker_class, worker_options = Worker.resolve(options["worker"], "run.worker")
-    # base_dir is the runner's (where the study's paths start); only some workers take it as an option.
-    worker_checked = {k: v for k, v in worker_options.items() if k != "base_dir" or worker_class.uses_base_dir}
-    check_options(worker_class, worker_checked, "worker", where=f"{study.name}: run.worker")
+    check_options(worker_class, worker_class.own_options(worker_options), "worker", where=f"{study.name}: run.worker")
     interface_class, interface_options = RunnerInterface.resolve(options["interface"], "run.interface")
     check_options(interface_class, interface_options, "interface", where=f"{study.name}: run.interface")
     # The worker's processors are built in every worker: check their options once, here.

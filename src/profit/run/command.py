@@ -29,7 +29,7 @@ from ._files import tail as file_tail
 from ._lazy import LazyModule, logging
 from ._lazy import numpy as np
 from .errors import CommandError, ConfigError, OutputError
-from .layout import run_dir_name
+from .layout import run_dir_name, study_base_dir
 from .registry import Component
 from .worker import Worker
 
@@ -81,7 +81,7 @@ class CommandWorker(Worker, label="command"):
     ):
         super().__init__(run_id, **kwargs)
         self.run_dir = run_dir_name(run_id)
-        self.base_dir = base_dir or os.environ.get("PROFIT_BASE_DIR") or os.getcwd()
+        self.base_dir = study_base_dir(base_dir)
         parent = self.__dict__.get("_logger")
         if isinstance(pre, Preprocessor):
             self.pre = pre
@@ -121,6 +121,13 @@ class CommandWorker(Worker, label="command"):
         self.interface.transmit()
         self.pre.post()
 
+    def _environment(self) -> dict[str, str] | None:
+        """The command's environment: this process's (None), with ``PROFIT_BASE_DIR`` set to
+        ``base_dir`` for simulations that read their study's files (runners set it already)."""
+        if os.environ.get("PROFIT_BASE_DIR") == self.base_dir:
+            return None
+        return {**os.environ, "PROFIT_BASE_DIR": self.base_dir}
+
     def run_command(self) -> None:
         """Run the command through the shell in the current (run) directory."""
         import subprocess
@@ -138,7 +145,7 @@ class CommandWorker(Worker, label="command"):
                 stdin=subprocess.DEVNULL,
                 stdout=stdout,
                 stderr=stderr,
-                env={**os.environ, "PROFIT_BASE_DIR": self.base_dir},  # for simulations that read their study's files
+                env=self._environment(),
             ).returncode
             if returncode != 0:
                 from ._proc import ExitStatus
@@ -290,7 +297,7 @@ class TemplatePreprocessor(Preprocessor, label="template"):
         self.path = path
         self.param_files = [param_files] if isinstance(param_files, str) else param_files
         # Where a relative path starts: given by the command worker (the study's directory).
-        self.base_dir = base_dir or os.environ.get("PROFIT_BASE_DIR") or os.getcwd()
+        self.base_dir = study_base_dir(base_dir)
 
     uses_base_dir = True
 

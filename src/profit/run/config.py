@@ -16,6 +16,7 @@ from collections.abc import Mapping
 
 from .errors import ConfigError
 from .interface import RunnerInterface
+from .layout import study_base_dir
 from .worker import Worker
 
 TYPE_CHECKING = False  # (typing costs every worker process its import)
@@ -36,7 +37,7 @@ def worker_config(worker: str | Mapping, *, debug: bool = False) -> dict:
     config: dict = {"class": worker_class.label, **options}
     if debug:
         config.setdefault("debug", True)
-    config.setdefault("base_dir", os.environ.get("PROFIT_BASE_DIR") or os.getcwd())
+    config["base_dir"] = study_base_dir(config.get("base_dir"))
     return config
 
 

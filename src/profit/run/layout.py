@@ -30,6 +30,12 @@ LEFTOVER_FILES = (INTERFACE_FILE, SECRET_FILE, BATCH_SCRIPT, RUNNER_LOG)
 _RUN_DIR = r"run_\d+"
 
 
+def study_base_dir(given: str | None = None) -> str:
+    """Where a study's relative paths (a template) start: ``given``, else ``PROFIT_BASE_DIR``
+    (what the runner hands every worker), else the current directory."""
+    return given or os.environ.get("PROFIT_BASE_DIR") or os.getcwd()
+
+
 def run_dir_name(run_id: int) -> str:
     """The run directory of a run, relative to the work directory: ``run_007``."""
     return f"run_{run_id:03d}"

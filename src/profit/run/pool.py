@@ -275,9 +275,9 @@ class PoolRunner(Runner, label="pool"):
             worker.collect()
             # Runs that ended before the stop, as they ended (a cancelled one is not retried).
             self._settle_reported(worker, final=targets if cancelled else ())
-            held = {run_id for run_id in worker.queue if run_id in targets and run_id in self.runs}
+            held = [run_id for run_id in worker.queue if run_id in targets and run_id in self.runs]
             self._retire(worker, ending, keep=held)
-            for run_id in sorted(held, key=run_ids.index):
+            for run_id in held:
                 self._settle(run_id, ending, cancelled=cancelled, timed_out=timed_out)
         for run_id in unsent:
             if run_id in self.runs:

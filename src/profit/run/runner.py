@@ -32,7 +32,7 @@ from .errors import ConfigError, ParameterError, RunNotFoundError, WaitTimeout
 from .events import EventLoop
 from .handles import Notice, RunHandle
 from .interface import RunnerInterface
-from .layout import RUNNER_LOG, clean_work_dir, run_log_file
+from .layout import RUNNER_LOG, clean_work_dir, run_log_file, study_base_dir
 from .outcome import Observation, Retry, decide
 from .params import input_row
 from .progress import RunProgress
@@ -156,7 +156,7 @@ class Runner(Component, registry=True):
     @property
     def base_dir(self) -> str:
         """Where the study's relative paths (a template) start; workers get it as ``PROFIT_BASE_DIR``."""
-        return str(self.worker_config.get("base_dir") or os.environ.get("PROFIT_BASE_DIR") or os.getcwd())
+        return study_base_dir(self.worker_config.get("base_dir"))
 
     @base_dir.setter
     def base_dir(self, path: str) -> None:

@@ -117,11 +117,15 @@ class Worker(Component, registry=True):
         """Build the Worker ``config["class"]`` with the other keys of ``config`` as options."""
         if not isinstance(config, Mapping) or "class" not in config:
             raise ConfigError(f"worker config {config!r} must be a mapping with a 'class' key (a Worker label)")
-        options = {key: value for key, value in config.items() if key != "class"}
         worker_class = cls[config["class"]]
-        if not worker_class.uses_base_dir:
-            options.pop("base_dir", None)  # the runner's: where the study's paths start (PROFIT_BASE_DIR)
+        options = worker_class.own_options({key: value for key, value in config.items() if key != "class"})
         return worker_class(run_id=run_id, interface=interface, **options)
+
+    @classmethod
+    def own_options(cls, options: Mapping) -> dict:
+        """``options`` without what a runner puts into every worker's config but this variant does
+        not take: ``base_dir`` (where the study's paths start; every worker has it as ``PROFIT_BASE_DIR``)."""
+        return {key: value for key, value in options.items() if key != "base_dir" or cls.uses_base_dir}
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Worker:
