@@ -31,7 +31,7 @@ from .run.errors import ConfigError, InterfaceError, ProfitError, ServiceError
 from .run.interface import build_vars
 from .run.layout import INTERFACE_FILE, LEFTOVER_FILES, RUNNER_LOG, clean_work_dir
 from .run.state import RunState, RunStatus
-from .study import Study
+from .studyfile import StudyFile as Study
 
 if TYPE_CHECKING:
     from .run import Runner

@@ -62,8 +62,8 @@ def find_study_file(path: str) -> str:
     return os.path.abspath(candidate)
 
 
-class Study:
-    """A checked study file. Build it with :meth:`load`."""
+class StudyFile:
+    """A checked study file (``profit.yaml``). Build it with :meth:`load`."""
 
     def __init__(self, path: str, config: dict, notices: list[str]):
         self.path = path
@@ -122,7 +122,7 @@ class Study:
         return os.path.normpath(os.path.join(self.base_dir, value))
 
     @classmethod
-    def load(cls, path: str) -> Study:
+    def load(cls, path: str) -> StudyFile:
         """Read and check the study file at ``path`` (a file or a directory holding profit.yaml)."""
         import yaml
 
