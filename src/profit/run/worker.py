@@ -188,6 +188,9 @@ class Worker(Component, registry=True):
                 "function": staticmethod(func),
                 "inputs": tuple(input_names),
                 "outputs": tuple(output_names),
+                # What the study must match (checked before a study runs: profit.validate).
+                "wrapped_inputs": tuple(input_names),
+                "wrapped_outputs": tuple(output_names),
             }
             metaclass: type = type(cls)  # (RegistryMeta, or a metaclass derived from it)
             WrappedWorker: type[Worker] = metaclass(f"Wrapped[{func.__name__}]", (cls,), namespace, label=label)
@@ -246,23 +249,34 @@ def _is_sequence(values: object) -> TypeGuard[SizedIterable]:
 
 
 def _store_outputs(record: Record, names: Sequence[str], values: object, func: Callable) -> None:
+    """Write the values ``func`` returned into the output record: one value for each of ``names``,
+    and ``names`` must be the study's outputs, every one of them (a run is never done with an
+    output left empty). Anything else fails the run with a :class:`WorkerOutputError`."""
+    available = record.dtype.names or ()
     if len(names) == 1:
         # A single output: the value itself (a 1-tuple is unwrapped).
         values = values if not (isinstance(values, tuple) and len(values) == 1) else values[0]
+        # Several values for a scalar output are a wrong count, not a wrong type.
+        several = _is_sequence(values) and len(values) != 1 and names[0] in available
+        if values is None or (several and not _is_vector(record, names[0])):
+            raise _wrong_count(func, names, values)
         values = [values]
     elif not _is_sequence(values) or len(values) != len(names):
-        count = len(values) if _is_sequence(values) else 1
-        raise WorkerOutputError(
-            f"function {func.__name__} returned {count} value{'s' * (count != 1)}; expected {len(names)} "
-            f"(one for each output: {', '.join(names)})"
-        )
-    available = record.dtype.names or ()
-    for name, value in zip(names, values):
+        raise _wrong_count(func, names, values)
+    for name in names:
         if name not in available:
             raise WorkerOutputError(
                 f"function {func.__name__} returns output {name!r} which is not an output of the study "
                 f"(outputs: {', '.join(available) or 'none'})"
             )
+    missing = [name for name in available if name not in names]
+    if missing:
+        raise WorkerOutputError(
+            f"function {func.__name__} returns no value for output{'s' * (len(missing) > 1)} "
+            f"{', '.join(map(repr, missing))} of the study (it returns {', '.join(names) or 'nothing'}); "
+            "name every output of the study in Worker.wrap(label, [...]) and return a value for each"
+        )
+    for name, value in zip(names, values):
         try:
             record[name] = value
         except (ValueError, TypeError, OverflowError, struct.error) as error:
@@ -270,6 +284,20 @@ def _store_outputs(record: Record, names: Sequence[str], values: object, func: C
                 f"function {func.__name__}: output {name!r} must be {_field_description(record, name)}; "
                 f"got {_short_repr(value)} ({error})"
             ) from None
+
+
+def _wrong_count(func: Callable, names: Sequence[str], values: object) -> WorkerOutputError:
+    expected = f"expected {len(names)} (one for each output: {', '.join(names) or 'none'})"
+    if values is None and names:
+        return WorkerOutputError(f"function {func.__name__} returned None; {expected}")
+    count = len(values) if _is_sequence(values) else 1
+    return WorkerOutputError(f"function {func.__name__} returned {count} value{'s' * (count != 1)}; {expected}")
+
+
+def _is_vector(record: Record, name: str) -> bool:
+    # a vector field reads as a memoryview, a tuple or an array; a scalar as a number
+    value = record[name]
+    return hasattr(value, "__len__") and not isinstance(value, (str, bytes))
 
 
 def _field_description(record: Record, name: str) -> str:
