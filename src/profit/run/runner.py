@@ -59,7 +59,7 @@ class Runner(Component, registry=True):
         worker: a Worker label or a config ``{"class": label, ...}`` given to each Worker.
         work_dir: where workers run and write (created if missing).
         debug: log in more detail.
-        parallel: maximum number of concurrent runs in :meth:`spawn_array` (0: unbounded;
+        parallel: maximum number of concurrent runs in :meth:`drive` and :meth:`spawn_array` (0: unbounded;
             the local runners take ``"all"``, the CPUs this process may use, by default).
         sleep: poll interval, used only by runners that have no event to wait on.
         logfile: the runner's log file name (the ``profit`` command writes it).
@@ -79,7 +79,12 @@ class Runner(Component, registry=True):
     * ``_start(run_id) -> RunHandle`` (required): start the Worker of ``run_id``, whose
       row is filled, and return its handle (:mod:`profit.run.handles`: how its end
       is noticed, how it is stopped).
-    * ``capacity`` (property): how many runs :meth:`spawn_array` keeps active (``parallel``).
+    * ``capacity`` (property): how many runs :meth:`drive` keeps active (``parallel``; 0: no limit).
+    * ``_start_batch(run_ids)``: start several runs at once (:meth:`drive` hands it as many
+      as ``capacity`` leaves room for; a batch system submits them as one job array). The
+      default starts them one by one, as :meth:`respawn` does (``_start`` for each).
+    * ``_batch_end(run_ids, start, end)``: hand ``_start_batch`` fewer runs than there is room
+      for (a job array must fit ``MaxArraySize``).
     * ``_before_waiting()``: hand over what the variant buffered before the runner blocks.
     * ``_stop_runs(run_ids, grace, *, cancelled, timed_out)``: end active runs
       (default: their process trees via ``_proc.stop_trees``, else ``handle.stop()``).
@@ -299,7 +304,7 @@ class Runner(Component, registry=True):
 
     @property
     def capacity(self) -> int:
-        """How many runs :meth:`spawn_array` keeps active at once (``parallel``; 0: no limit)."""
+        """How many runs :meth:`drive` (and :meth:`spawn_array`) keeps active at once (``parallel``; 0: no limit)."""
         return self.parallel
 
     def _start_clock(self, run_id: int) -> None:
@@ -308,19 +313,112 @@ class Runner(Component, registry=True):
             self.events.set_deadline(run_id, self.timeout)
 
     def spawn_array(self, params_array: Iterable, wait: bool = False, progress: bool = False) -> None:
-        """Spawn one run per row, never more than ``parallel`` at once; block until all started."""
+        """Spawn one run per row (run ids from :attr:`next_run_id` on), never more than ``capacity``
+        at once; block until all started, or with ``wait`` until all ended (see :meth:`drive`)."""
         rows = params_array if hasattr(params_array, "__len__") else list(params_array)
-        bar = self._progress(progress, total=self.next_run_id + len(rows))  # type: ignore[arg-type]  # (has __len__)
+        first = self.next_run_id
+        bar = self._progress(progress, total=first + len(rows))  # type: ignore[arg-type]  # (has __len__)
         try:
-            for params in rows:
-                while self.capacity and len(self.runs) >= self.capacity:
-                    self._process_events(None)
-                    self._show(bar)
-                self.spawn(params)
-            if wait:
-                self._wait_until(lambda: not self.runs, None, bar)
+            self.fill(rows, offset=first)
+            tick = None if bar is None else lambda: self._show(bar)
+            self._drive(range(first, first + len(rows)), None, tick, until_ended=wait)  # type: ignore[arg-type]
         finally:
             self._show(bar, force=True, close=True)
+
+    def drive(
+        self,
+        run_ids: Iterable[int],
+        *,
+        stop: Callable[[], bool] | None = None,
+        tick: Callable[[], object] | None = None,
+    ) -> None:
+        """Run these runs (their input rows are already filled), at most ``capacity`` active at once,
+        until all of them ended or ``stop()`` returns True.
+
+        Run ids may be any existing rows, new ones or ones that ran before (each
+        is started like :meth:`respawn`: its earlier outcome is forgotten); an id
+        that is active is refused (:class:`ConfigError`) before anything starts.
+        After a stop, :meth:`drive` returns at once: the runs not started yet stay
+        as they were (PENDING for new rows), the active ones are left to the
+        caller (who cancels them with :meth:`close` or :meth:`cancel_all`).
+        ``tick`` is called at least every half second while the loop waits (a
+        progress line, flushing results); with ``stop`` or ``tick`` the loop
+        never blocks longer than that, so a stop (a Ctrl-C flag) is noticed quickly.
+        Runs are handed to the backend in batches (:meth:`_start_batch`): all at
+        once without a ``capacity``, else as many as there is room for.
+        """
+        self._drive(run_ids, stop, tick, until_ended=True)
+
+    def _drive(
+        self,
+        run_ids: Iterable[int],
+        stop: Callable[[], bool] | None,
+        tick: Callable[[], object] | None,
+        *,
+        until_ended: bool,
+    ) -> None:
+        """The loop of :meth:`drive`; without ``until_ended`` it returns once every run started."""
+        ids = run_ids if isinstance(run_ids, list) else list(run_ids)
+        runs, size = self.runs, self.interface.size
+        for run_id in ids:
+            if run_id in runs:
+                raise ConfigError(f"run {run_id} is still active; wait for it or cancel it before running it again")
+            if not 0 <= run_id < size:
+                raise RunNotFoundError(f"run {run_id} does not exist (the interface holds {size} runs)")
+        if not isinstance(run_ids, range) and len(set(ids)) < len(ids):
+            seen: set[int] = set()
+            for run_id in ids:
+                if run_id in seen:
+                    raise ConfigError(f"run {run_id} is given more than once")
+                seen.add(run_id)
+        timeout = None if stop is None and tick is None else 0.5
+        count = len(ids)
+        started = 0  # ids[:started] were handed to the backend
+        ended = 0  # ids[:ended] have ended (checked once all started)
+        while True:
+            if stop is not None and stop():
+                return
+            if started < count:
+                capacity = self.capacity
+                room = count - started if not capacity else capacity - len(self.runs)
+                if room > 0:
+                    end = self._batch_end(ids, started, min(count, started + room))
+                    self._start_batch(ids[started:end])
+                    started = end
+                    continue
+            else:
+                if not until_ended:
+                    return
+                runs = self.runs
+                while ended < count and ids[ended] not in runs:
+                    ended += 1
+                if ended == count:
+                    return
+            self._process_events(timeout)
+            if tick is not None:
+                tick()
+
+    def _batch_end(self, run_ids: list[int], start: int, end: int) -> int:
+        """Where the batch :meth:`drive` hands :meth:`_start_batch` next ends: ``run_ids[start:end]``
+        fit ``capacity``; a variant may hand fewer (at least one)."""
+        return end
+
+    def _start_batch(self, run_ids: list[int]) -> None:
+        """Start these runs (their rows are filled); by default one by one, as :meth:`respawn` does."""
+        if type(self)._start is Runner._start:  # a runner written for proFit: its spawn starts the next run
+            for run_id in run_ids:
+                if run_id != self.next_run_id:
+                    raise ConfigError(
+                        f"{type(self).__name__} cannot run run {run_id} (it starts only new runs, in spawn itself)"
+                    )
+                self.spawn()
+            return
+        runs = self.runs
+        for run_id in run_ids:
+            if run_id in runs:  # (active since drive began: a listener started it)
+                raise ConfigError(f"run {run_id} is still active; wait for it or cancel it before running it again")
+            self._forget_outcome(run_id)
+            self._spawn_at(run_id, None, wait=False)
 
     # --- observing runs -----------------------------------------------------------------
 

@@ -433,7 +433,12 @@ class SlurmRunner(Runner, label="slurm"):
 
     @property
     def capacity(self) -> int:
-        return 0  # Slurm queues and throttles (%parallel); spawn never has to wait here
+        """0 (no limit: Slurm queues) without ``parallel``. With it, each job array is throttled
+        to ``%parallel`` and the next one goes in once the previous ones ended: no room while
+        any run is active, else room for one array (:meth:`_batch_end`)."""
+        if not self.parallel:
+            return 0
+        return len(self.runs) or self.max_array_size
 
     def _write_script(self) -> None:
         log_path = self.worker_config.get("log_path", "log")
@@ -503,38 +508,10 @@ class SlurmRunner(Runner, label="slurm"):
                 self._max_array_size = DEFAULT_MAX_ARRAY_SIZE
         return self._max_array_size
 
-    def spawn_array(self, params_array: Iterable, wait: bool = False, progress: bool = False) -> None:
-        """Submit one job array (or as many as ``MaxArraySize`` needs) for all rows, ``%parallel`` throttled."""
-        rows = list(params_array)
-        first = self.next_run_id
-        self.fill(rows, offset=first)
-        self.respawn_array(range(first, first + len(rows)))
-        if wait:
-            self.wait_all(progress=progress)
-
-    def respawn_array(
-        self, run_ids: Iterable[int], stop: Callable[[], bool] | None = None, tick: Callable[[], object] | None = None
-    ) -> None:
-        """Run these runs (their rows are filled) as job arrays; blocks until all are submitted.
-
-        Arrays are split where task indices would reach ``MaxArraySize``; with a
-        ``parallel`` limit, the next array is submitted when the previous ones ended.
-        ``stop``, if given, is asked while waiting: when it returns True, no more
-        arrays are submitted (the ``profit`` command passes its Ctrl-C flag);
-        ``tick`` is called at least every half second meanwhile (its progress line).
-        """
-        run_ids = list(run_ids)
-        stop = stop or (lambda: False)
-        for run_id in run_ids:
-            if run_id in self.runs:
-                raise ConfigError(f"run {run_id} is still active; wait for it or cancel it before running it again")
+    def _start_batch(self, run_ids: list[int]) -> None:
+        """Submit these runs as job arrays (split where task indices would reach ``MaxArraySize``),
+        each throttled to ``%parallel``."""
         for base, indices in array_chunks(run_ids, self.max_array_size):
-            while self.parallel and self.runs and not stop():
-                self._process_events(0.5)
-                if tick is not None:
-                    tick()
-            if stop():
-                return
             chunk = [base + index for index in indices]
             self._ensure_rows(chunk[-1] + 1)
             for run_id in chunk:
@@ -550,6 +527,24 @@ class SlurmRunner(Runner, label="slurm"):
             for index, run_id in zip(indices, chunk):
                 self._launch(run_id, SlurmJob(f"{job_id}_{index}", job_id))
         self._poll_soon()
+
+    def _batch_end(self, run_ids: list[int], start: int, end: int) -> int:
+        """With a ``parallel`` limit, one job array at a time: the runs from ``start`` on whose
+        task indices fit one array."""
+        if not self.parallel:
+            return end
+        low = high = run_ids[start]
+        for position in range(start + 1, end):
+            low, high = min(low, run_ids[position]), max(high, run_ids[position])
+            if high - low >= self.max_array_size:
+                return position
+        return end
+
+    def respawn_array(
+        self, run_ids: Iterable[int], stop: Callable[[], bool] | None = None, tick: Callable[[], object] | None = None
+    ) -> None:
+        """Deprecated: :meth:`drive` (which this calls) runs them as job arrays until all ended or ``stop()``."""
+        self.drive(run_ids, stop=stop, tick=tick)
 
     # --- noticing ends ----------------------------------------------------------------------
 
