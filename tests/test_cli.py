@@ -79,7 +79,7 @@ def test_output_file_formats(tmp_path):
             with h5py.File(path) as file, h5py.File(study / "in.hdf5") as infile:
                 outputs = {"f": file["f"][()]}
                 inputs = {"u": infile["u"][()], "v": infile["v"][()]}
-                assert list(file["_state"][()]) == [b"done"] * 3
+                assert list(file["profit/state"].asstr()[()]) == ["done"] * 3
         np.testing.assert_array_equal(outputs["f"], inputs["u"] + inputs["v"])
 
 
@@ -105,7 +105,7 @@ def test_output_file_formats(tmp_path):
             "broken.py failed to import: ZeroDivisionError: division by zero (line 1 of broken.py)",
         ),
         (VARIABLES + "run: {runner: forky}\n", "unknown Runner label 'forky'"),
-        (VARIABLES + "ntrain: -2\n", "ntrain must be a whole number >= 1 (runs), got -2"),
+        (VARIABLES + "ntrain: -2\n", "ntrain must be a whole number >= 0 (runs to sample), got -2"),
         (VARIABLES + "files: {output: out.xlsx}\n", "files.output is"),
     ],
 )
@@ -143,8 +143,11 @@ def test_ignored_sections_and_changed_inputs(tmp_path):
     assert done.returncode == 0
     assert "section 'fit' is for other proFit tasks; ignored" in done.stdout
     (study / "profit.yaml").write_text(yaml.replace("ntrain: 2", "ntrain: 3"))
+    grown = profit("run", str(study))  # more runs: the study grows
+    assert grown.returncode == 0 and "3 runs: 3 done" in grown.stdout
+    (study / "profit.yaml").write_text(yaml.replace("ntrain: 2", "ntrain: 3").replace("Halton(2, 3)", "Halton(2, 4)"))
     changed = profit("run", str(study))
-    assert changed.returncode == 2 and "run 'profit run --restart' to start over" in changed.stderr
+    assert changed.returncode == 2 and "'profit run --restart' starts over" in changed.stderr
     restarted = profit("run", "--restart", str(study))
     assert restarted.returncode == 0 and "3 runs: 3 done" in restarted.stdout
 
@@ -219,10 +222,11 @@ def test_ctrl_c_saves_results_and_continues(tmp_path):
 def test_clean(tmp_path):
     study = make_study(tmp_path / "study", STUDY.format(ntrain=2, runner="fork"), fail_below=2)
     profit("run", str(study))
-    assert (study / "run_000").is_dir() and (study / "interface.npy").exists()  # failed runs keep their directory
+    assert (study / "run_000").is_dir() and (study / "log").is_dir()  # failed runs keep their directory
+    assert not (study / "interface.npy").exists()  # the runner's interface maps the study's table
     done = profit("clean", str(study))
     assert done.returncode == 0
-    assert not (study / "run_000").exists() and not (study / "interface.npy").exists()
+    assert not (study / "run_000").exists() and not (study / "log").exists()
     assert not (study / "runner.log").exists() and (study / "output.txt").exists()
     profit("clean", "--all", str(study))
     assert not (study / "output.txt").exists() and not (study / "profit-study.npy").exists()
@@ -292,7 +296,7 @@ def test_damaged_study_state_is_refused_clearly(tmp_path, damage):
         ledger.write_bytes(b"not a study state at all")
     done = profit("run", str(study))
     assert done.returncode == 2
-    assert f"the study state {ledger} cannot be used" in done.stderr
+    assert f"the study table {ledger}" in done.stderr
     assert "run 'profit run --restart' to start over" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
     assert profit("run", "--restart", str(study)).returncode == 0

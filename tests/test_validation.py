@@ -318,10 +318,6 @@ def test_a_wrong_number_of_values_fails_the_run(tmp_path, interface, worker, nam
         assert all(math.isnan(runner.interface.output[name][0]) for name in names)
 
 
-@pytest.mark.xfail(
-    reason="the template preprocessor still needs its directory even when the command needs nothing from it",
-    strict=False,
-)
 def test_a_command_only_study_runs_without_a_template(tmp_path):
     """What check_study lets through must run: `command: echo 1` with no template directory."""
     worker = {"class": "command", "command": "echo 1", "base_dir": str(tmp_path)}

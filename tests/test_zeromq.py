@@ -109,10 +109,10 @@ def test_worker_round_trip(interface, background):
     assert (worker.input["u"], worker.input["v"]) == (1.5, 2.5)
     assert np.isnan(worker.output["f"])  # no result until the worker sets one
     worker.output["f"] = 4.0
-    worker.time = 0.25
+    worker.time = 1.75
     serve_until(interface, background(worker.transmit))
     worker.clean()
-    assert interface.internal["DONE"][0] and interface.internal["TIME"][0] == 0.25
+    assert interface.internal["DONE"][0] and interface.internal["TIME"][0] == 1  # whole seconds, cut
     assert interface.output["f"][0] == 4.0 and np.isnan(interface.output["g"][0])
 
 

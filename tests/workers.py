@@ -188,3 +188,17 @@ def slow_once(u, v):
     if first:
         time.sleep(60)
     return u + v
+
+
+@Worker.wrap("t_counted", "f")
+def counted(u, v):
+    """f = u + v; each execution appends its u to ``executions.log`` in the study's base directory.
+
+    Fails (raises) for u < 0 until a file ``fixed`` exists there: a model bug that gets fixed.
+    """
+    base = os.environ["PROFIT_BASE_DIR"]
+    with open(os.path.join(base, "executions.log"), "a") as file:
+        file.write(f"{u!r}\n")
+    if u < 0 and not os.path.exists(os.path.join(base, "fixed")):
+        raise ValueError(f"u={u!r} is negative")
+    return u + v

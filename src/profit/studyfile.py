@@ -73,10 +73,18 @@ class StudyFile:
         self.notices = notices
         where = self.name
 
-        self.ntrain: int = check.whole_number(config.get("ntrain", 10), f"{where}: ntrain", minimum=1, hint=" (runs)")
         seed = config.get("seed")
         self.seed: int | None = None if seed is None else check.whole_number(seed, f"{where}: seed")
         self.variables: dict[str, Variable] = parse_variables(config.get("variables"), where)
+        given = [name for name, variable in self.variables.items() if variable.kind == "Input"]
+        self.ntrain: int = check.whole_number(
+            config.get("ntrain", 0 if given else 10), f"{where}: ntrain", hint=" (runs to sample)"
+        )
+        if given and self.ntrain:
+            raise ConfigError(
+                f"{where}: ntrain is {self.ntrain}, but the inputs {', '.join(given)} are Input (their values come "
+                "from tables: profit run --inputs FILE); set ntrain to 0 or give them a kind such as Uniform(0, 1)"
+            )
 
         files = config.get("files", {})
         if not isinstance(files, Mapping):
@@ -188,11 +196,12 @@ class StudyFile:
             "base_dir": self.base_dir,
         }
 
+    def definition(self) -> dict[str, str]:
+        """What the rows of the study mean: each variable's kind, parameters and dtype
+        (not ``ntrain``: a study may grow)."""
+        return {name: f"{variable!r} ({variable.dtype})" for name, variable in self.variables.items()}
+
     def fingerprint(self) -> str:
-        """What decides the rows of the study: variables, number of runs, seed."""
-        definition = {
-            "ntrain": self.ntrain,
-            "seed": self.seed,
-            "variables": {name: repr(variable) + str(variable.dtype) for name, variable in self.variables.items()},
-        }
+        """A short digest of :meth:`definition` and the seed."""
+        definition = {"seed": self.seed, "variables": self.definition()}
         return hashlib.sha256(json.dumps(definition, sort_keys=True).encode()).hexdigest()[:16]

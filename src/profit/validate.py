@@ -136,8 +136,8 @@ def _check_template(study: StudyFile, worker_class: type[Worker], options: Mappi
         return
     pre_key = _worker_key(study, "pre")
     explicit = "path" in pre_options
-    path = pre_options.get("path", _default(pre_class, "path", TemplatePreprocessor))
-    if not isinstance(path, str) or not path:
+    path = pre_options.get("path", _default(pre_class, "path", TemplatePreprocessor)) or "template"
+    if not isinstance(path, str):
         raise ConfigError(f"{study.name}: {pre_key}.path must be the template directory (a path), got {path!r}")
     command = options.get("command", _default(worker_class, "command", CommandWorker))
     program = _program(command) if isinstance(command, str) else None

@@ -9,6 +9,7 @@ Each variable is written as users of proFit write it::
       n: Normal(0, 1)          # random, normal (mu, sigma)
       x: Linear(0, 1)          # evenly spaced over the runs
       c: Constant(3)           # or simply: c: 3
+      w: Input                 # given by tables (profit run --inputs, Study.extend)
       t: Independent(0, 1, 11) # the axis of a vector output (not an input)
       f: Output                # a scalar output
       g: Output(t)             # a vector output over t (11 values)
@@ -38,6 +39,7 @@ INPUT_KINDS = {
     "Normal": ((0.0, 1.0), "mu, sigma"),
     "Linear": ((0.0, 1.0), "start, stop"),
     "Constant": ((None,), "value"),
+    "Input": ((), "nothing (its values come from tables)"),
 }
 OTHER_KINDS = ("Independent", "Output")
 
@@ -149,30 +151,62 @@ def _numbers(inner: str, where: str, kind: str) -> tuple:
     return tuple(values)
 
 
-def sample_inputs(variables: Mapping[str, Variable], runs: int, seed: int | None) -> np.ndarray:
-    """One row of inputs per run, as a structured array."""
+def new_seed() -> int:
+    """A fresh random seed for a study that names none."""
+    entropy: int = np.random.SeedSequence().entropy  # type: ignore[assignment]  # (drawn: an int)
+    return entropy % 2**63
+
+
+def sample_inputs(
+    variables: Mapping[str, Variable], runs: int, seed: int | None, start: int = 0, total: int | None = None
+) -> np.ndarray:
+    """Rows ``start .. runs-1`` of the study's inputs, as a structured array.
+
+    Every sampler draws its own stream (from ``seed`` and the variable's
+    place), so the first rows never depend on how many follow: the rows of a
+    study grown from 200 to 300 runs are those of a study of 300 from the
+    start. ``Linear`` spreads its values over ``total`` runs (default ``runs``)
+    and cannot be continued that way; ``Input`` values come from tables, not
+    from a sampler.
+    """
     inputs = [v for v in variables.values() if v.is_input]
-    rows = np.zeros(runs, dtype=[(v.name, v.dtype) for v in inputs])
-    rng = np.random.default_rng(seed)
+    count = max(runs - start, 0)
+    rows = np.zeros(count, dtype=[(v.name, v.dtype) for v in inputs])
+    if count == 0:
+        return rows
+    given = [v.name for v in inputs if v.kind == "Input"]
+    if given:
+        raise ConfigError(
+            f"inputs {', '.join(given)} take their values from tables (--inputs or Study.extend), not from "
+            "a sampler; set ntrain to 0 or give them a sampling kind such as Uniform(0, 1)"
+        )
+    if seed is None:  # (a study saves the seed it drew, to continue the same streams when it grows)
+        seed = new_seed()
+    entropy = [seed]
     halton = [v for v in inputs if v.kind == "Halton"]
     if halton:
         # only for studies that ask for quasi-random points (no stubs installed: scipy-stubs)
         from scipy.stats import qmc  # type: ignore[import-untyped]
 
-        unit = qmc.Halton(d=len(halton), seed=rng).random(runs)
+        engine = qmc.Halton(d=len(halton), seed=np.random.default_rng([*entropy, 0]))
+        engine.fast_forward(start)
+        unit = engine.random(count)
         for column, variable in enumerate(halton):
             low, high = variable.args
             rows[variable.name] = low + (high - low) * unit[:, column]
-    for variable in inputs:
-        a, *rest = variable.args
+    for index, variable in enumerate(inputs, start=1):
+        a, *rest = variable.args or (None,)
+        # A stream of its own per variable: drawing `runs` values and keeping the last
+        # ones continues the stream exactly (each value takes the next draws).
+        rng = np.random.default_rng([*entropy, index])
         if variable.kind == "Uniform":
-            rows[variable.name] = rng.uniform(a, rest[0], runs)
+            rows[variable.name] = rng.uniform(a, rest[0], runs)[start:]
         elif variable.kind == "LogUniform":
-            rows[variable.name] = np.exp(rng.uniform(np.log(a), np.log(rest[0]), runs))
+            rows[variable.name] = np.exp(rng.uniform(np.log(a), np.log(rest[0]), runs))[start:]
         elif variable.kind == "Normal":
-            rows[variable.name] = rng.normal(a, rest[0], runs)
+            rows[variable.name] = rng.normal(a, rest[0], runs)[start:]
         elif variable.kind == "Linear":
-            rows[variable.name] = np.linspace(a, rest[0], runs)
+            rows[variable.name] = np.linspace(a, rest[0], total or runs)[start:runs]
         elif variable.kind == "Constant":
             rows[variable.name] = a
     return rows

@@ -273,7 +273,7 @@ class TemplatePreprocessor(Preprocessor, label="template"):
     """Fill the run directory from a template directory.
 
     * copies the template (``path``, relative to the study's base directory,
-      ``base_dir``) into the run directory; relative symbolic links become
+      ``base_dir``; default ``template``, used only if it exists) into the run directory; relative symbolic links become
       absolute ones, pointing where they pointed in the template;
     * replaces ``{name}`` by the value of input ``name`` in every regular text
       file, or only in ``param_files``; a file that contains ``{{`` uses
@@ -288,13 +288,16 @@ class TemplatePreprocessor(Preprocessor, label="template"):
         run_dir: str,
         *,
         clean: bool = True,
-        path: str = "template",
+        path: str | None = None,
         param_files: str | list[str] | None = None,
         base_dir: str | None = None,
         logger_parent: logging.Logger | None = None,
     ):
         super().__init__(run_dir, clean=clean, logger_parent=logger_parent)
-        self.path = path
+        # Without a path, the directory "template" is used if it exists; a study whose
+        # command needs nothing from a template (echo 1) runs in an empty run directory.
+        self.template_required = path is not None
+        self.path = path if path is not None else "template"
         self.param_files = [param_files] if isinstance(param_files, str) else param_files
         # Where a relative path starts: given by the command worker (the study's directory).
         self.base_dir = study_base_dir(base_dir)
@@ -309,6 +312,9 @@ class TemplatePreprocessor(Preprocessor, label="template"):
     def prepare(self, data: Record) -> None:
         """Copy the template to the run directory, fill in the inputs, and enter it."""
         template = os.path.abspath(self.template_path)
+        if not os.path.isdir(template) and not self.template_required:
+            self._enter_fresh_run_dir()
+            return
         if not os.path.isdir(template):
             raise ConfigError(
                 f"template directory {template} does not exist (path {self.path!r} is relative to the study "

@@ -10,9 +10,10 @@ holds the data of all runs (structured arrays ``input``, ``output`` and
              interface.time = duration
              interface.transmit()          -> runner sees DONE
 
-The ``internal`` array has the fields ``DONE`` (bool), ``TIME`` (float seconds),
-``STATE`` (a :class:`~profit.run.state.RunState` value) and ``REASON`` (why a run
-did not succeed, UTF-8, truncated to the field size).
+The ``internal`` array has the fields ``DONE`` (bool), ``TIME`` (the run's
+duration in whole seconds, cut as proFit does), ``STATE`` (a
+:class:`~profit.run.state.RunState` value) and ``REASON`` (why a run did not
+succeed, UTF-8, truncated to the field size).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from .state import RunState
 
 TYPE_CHECKING = False  # (typing costs every worker process its import)
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any, TypeAlias
 
     # numpy field specs: (name, dtype) for scalars, (name, dtype, (n,)) for vector outputs
@@ -40,11 +42,19 @@ if TYPE_CHECKING:
 REASON_BYTES = 256
 INTERNAL_VARS: list[tuple[str, str]] = [
     ("DONE", "?"),
-    ("TIME", "<f8"),
+    ("TIME", "<u4"),  # whole seconds, as proFit keeps it (a study also keeps exact start and end times)
     ("STATE", "u1"),
     ("REASON", f"S{REASON_BYTES}"),
 ]
 INTERNAL_NAMES = frozenset(name for name, _ in INTERNAL_VARS)
+# Columns a study's table adds after the outputs (see profit.store): never a worker's outputs.
+STUDY_VARS: list[tuple[str, str]] = [
+    ("ATTEMPTS", "<u4"),
+    ("STARTED", "<f8"),
+    ("ENDED", "<f8"),
+    ("PID", "<i8"),
+]
+RESERVED_NAMES = INTERNAL_NAMES | frozenset(name for name, _ in STUDY_VARS)
 
 
 def encode_reason(reason: str) -> bytes:
@@ -53,6 +63,11 @@ def encode_reason(reason: str) -> bytes:
     if len(data) <= REASON_BYTES:
         return data
     return data[: REASON_BYTES - 3].decode("utf-8", "ignore").encode() + "…".encode()
+
+
+def whole_seconds(duration: float) -> int:
+    """A duration as the ``TIME`` column keeps it: whole seconds, cut (as proFit does), within the column's range."""
+    return min(max(int(duration), 0), 2**32 - 1) if duration == duration else 0
 
 
 def decode_reason(raw: bytes) -> str:
@@ -69,10 +84,10 @@ def _spec_value(spec: object, key: str, default: object = None) -> object:
 def _check_name(name: object, what: str) -> None:
     if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name):
         raise ConfigError(f"{what} name {name!r} is not valid; use a Python identifier such as 'u' or 'f1'")
-    if name in INTERNAL_NAMES:
+    if name in RESERVED_NAMES:
         raise ConfigError(
-            f"{what} name {name!r} is reserved for the interface's own columns "
-            f"({', '.join(sorted(INTERNAL_NAMES))}); rename the {what}"
+            f"{what} name {name!r} is reserved for the run system's own columns "
+            f"({', '.join(sorted(RESERVED_NAMES))}); rename the {what}"
         )
 
 
@@ -168,6 +183,7 @@ class RunnerInterface(Component, registry=True):
         self.output_names = [v[0] for v in self.output_vars]
         # The value of each output while a run has no result (NaN for floats).
         self._no_result: np.void | None = self._new_rows(1)[0][self.output_names] if self.output_names else None
+        self._grow_store: Callable[[int], np.ndarray] | None = None
         self._bind(self._allocate(int(size)))
 
     def _allocate(self, size: int) -> np.ndarray:
@@ -177,6 +193,22 @@ class RunnerInterface(Component, registry=True):
     def _grow(self, size: int) -> np.ndarray:
         """Storage for ``size`` rows holding the current rows first."""
         return np.concatenate([self._data, self._new_rows(size - self.size)])
+
+    def use_store(self, rows: np.ndarray, grow: Callable[[int], np.ndarray], path: str | None = None) -> None:
+        """Keep the runs' data in ``rows``, a study's table, instead of storage of its own.
+
+        ``rows`` is a structured array (a memory map of the study's file at
+        ``path``) whose fields include this interface's inputs, internal columns
+        and outputs, in that order (more columns may follow); ``grow(size)``
+        returns the table grown to ``size`` rows. Workers then read and write the
+        table itself: no row is ever copied between the interface and the study.
+        """
+        names = set(rows.dtype.names or ())
+        missing = [name for name in self.dtype.names or () if name not in names]
+        if missing:
+            raise ConfigError(f"the study's table lacks the interface columns {', '.join(missing)}")
+        self._grow_store = grow
+        self._bind(rows)
 
     def _new_rows(self, count: int) -> np.ndarray:
         rows = np.zeros(count, dtype=self.dtype)
@@ -198,12 +230,13 @@ class RunnerInterface(Component, registry=True):
         )
         # Prepared here, in the runner, so that forked workers only slice them (row_buffer).
         self._bytes = data.view(np.uint8).data  # the same as memoryview(...), which numpy types only on 3.12+
-        self._fields = parse_descr(np.lib.format.dtype_to_descr(self.dtype))[0]
+        self._fields = parse_descr(np.lib.format.dtype_to_descr(data.dtype))[0]
+        self._row_input_fields = [field for field in self._fields if field.name in self.input_names]
 
     def row_buffer(self, run_id: int) -> tuple:
         """The bytes of row ``run_id`` in this process's storage, and the row's fields
         (what a worker forked from the runner reads and writes its row through)."""
-        itemsize = self.dtype.itemsize
+        itemsize = self._data.dtype.itemsize
         return self._bytes[run_id * itemsize : (run_id + 1) * itemsize], self._fields
 
     @property
@@ -221,7 +254,7 @@ class RunnerInterface(Component, registry=True):
         if size <= self.size:
             self.logger.debug("resize to %d ignored: interface already holds %d runs", size, self.size)
             return
-        self._bind(self._grow(size))
+        self._bind(self._grow(size) if self._grow_store is None else self._grow_store(size))
 
     def poll(self) -> None:
         """Receive what Workers sent (for interfaces with active communication)."""

@@ -10,7 +10,7 @@ A runner's work directory (``run_dir`` of a study) holds::
     slurm.bash              the batch script of the slurm runner
     runner.log              the runner's log (written by the ``profit`` command)
 
-plus the files of the ``profit`` command's study state (see :mod:`profit.ledger`).
+plus the files of the ``profit`` command's study state (see :mod:`profit.store`).
 Defaults below are the option defaults of the components that write them.
 """
 

@@ -20,11 +20,22 @@ from ._lazy import logging
 from ._lazy import numpy as np
 from ._record import StructRecord, parse_descr
 from .errors import InterfaceError
-from .interface import INTERNAL_NAMES, RunnerInterface, WorkerInterface, clear_outputs, empty_record, encode_reason
+from .interface import (
+    INTERNAL_NAMES,
+    RESERVED_NAMES,
+    RunnerInterface,
+    WorkerInterface,
+    clear_outputs,
+    empty_record,
+    encode_reason,
+    whole_seconds,
+)
 from .state import RunState
 
 TYPE_CHECKING = False  # (typing costs every worker process its import)
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import numpy
 
 
@@ -52,16 +63,32 @@ class MemmapRunnerInterface(RunnerInterface, label="memmap"):
         self.logger.debug("memmap interface %s with %d rows of %s", self.path, self.size, self.dtype)
 
     def _allocate(self, size: int) -> numpy.ndarray:
+        if size == 0:  # no file until there are runs (a study hands its own table to use_store)
+            self._layout = None
+            return self._new_rows(0)
         self._layout = _npyfile.create(self.path, self.dtype, size)
         rows = _npyfile.map_rows(self.path, self._layout)
         clear_outputs(rows[self.output_names])
         return rows.view(np.ndarray)  # plain ndarray views index faster; the mapping stays referenced
 
     def _grow(self, size: int) -> numpy.ndarray:
+        if self._layout is None:
+            return self._allocate(size)
         self._layout = _npyfile.grow(
             self.path, self._layout, size, initialize=lambda rows: clear_outputs(rows[self.output_names])
         )
         return _npyfile.map_rows(self.path, self._layout).view(np.ndarray)
+
+    def use_store(self, rows: numpy.ndarray, grow: Callable[[int], numpy.ndarray], path: str | None = None) -> None:
+        """Map the study's table (the ``.npy`` file at ``path``) instead of a file of its own:
+        workers write their outputs straight into the study's rows."""
+        if path is None:
+            raise InterfaceError("the memmap interface needs the path of the study's table")
+        super().use_store(rows, grow, path)
+        if self._layout is not None and os.path.exists(self.path):
+            os.remove(self.path)  # an empty file of its own, made before the store was handed over
+        self._layout = None
+        self.path = os.path.abspath(path)
 
     @property
     def config(self) -> dict:
@@ -84,8 +111,8 @@ class MemmapRunnerInterface(RunnerInterface, label="memmap"):
         super().resize(size)
 
     def clean(self) -> None:
-        """Remove the interface file."""
-        if os.path.exists(self.path):
+        """Remove the interface file (never the study's table it was handed)."""
+        if self._grow_store is None and os.path.exists(self.path):
             os.remove(self.path)
 
 
@@ -110,15 +137,14 @@ class MemmapWorkerInterface(WorkerInterface, label="memmap"):
 
     @property
     def time(self) -> float:
-        """The run's duration in seconds (stored in the interface once retrieved)."""
-        # TIME is a float64 field, which a record reads as a Python float.
-        return float(self._record["TIME"]) if self._record is not None else self._time  # type: ignore[arg-type]
+        """The run's duration in seconds (stored in the interface in whole seconds once retrieved)."""
+        return self._time
 
     @time.setter
     def time(self, value: float) -> None:
         self._time = value
         if self._record is not None:
-            self._record["TIME"] = value
+            self._record["TIME"] = whole_seconds(value)
 
     def _map(self) -> StructRecord:
         """This run's whole row of the interface file as a writable record."""
@@ -139,7 +165,7 @@ class MemmapWorkerInterface(WorkerInterface, label="memmap"):
         self._record = StructRecord(buffer, fields)
         self.input = StructRecord(buffer, inputs)
         self.output = StructRecord(
-            buffer, [field for field in fields[len(inputs) :] if field.name not in INTERNAL_NAMES]
+            buffer, [field for field in fields[len(inputs) :] if field.name not in RESERVED_NAMES]
         )
         return self._record
 
@@ -169,7 +195,7 @@ class MemmapWorkerInterface(WorkerInterface, label="memmap"):
         1. connect to the Runner-Interface (map this run's row of the file)
         2. retrieve the input data and store it in .input
         """
-        self._map()["TIME"] = self._time
+        self._map()["TIME"] = whole_seconds(self._time)
 
     def transmit(self) -> None:
         """transmit the output

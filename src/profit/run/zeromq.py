@@ -40,7 +40,7 @@ from ._lazy import logging
 from ._lazy import numpy as np
 from ._record import StructRecord, parse_descr
 from .errors import ConfigError, InterfaceError
-from .interface import RunnerInterface, WorkerInterface, empty_record
+from .interface import RunnerInterface, WorkerInterface, empty_record, whole_seconds
 from .state import RunState
 
 TYPE_CHECKING = False  # (typing costs every worker process its import)
@@ -278,7 +278,7 @@ class ZeroMQRunnerInterface(RunnerInterface, _Options, label="zeromq"):
                 no_result[name] = self._no_result[name]
         self._no_result_bytes = no_result.tobytes()
         # Layouts as a forked worker uses them, parsed here once rather than in every fork.
-        self._row_input_fields = [field for field in self._fields if field.name in self.input_names]
+        # Parsed here once rather than in every fork (the row's input fields: see _bind).
         self._output_fields = parse_descr(output_descr)[0]
         self._open_socket()
         self._secret = write_secret(self.keyfile)
@@ -425,7 +425,7 @@ class ZeroMQRunnerInterface(RunnerInterface, _Options, label="zeromq"):
             row = self._data[run_id]  # a record that writes through
             for name in self.output_names:
                 row[name] = values[name]
-            row["TIME"] = _TIME.unpack_from(payload)[0]
+            row["TIME"] = whole_seconds(_TIME.unpack_from(payload)[0])
             row["DONE"] = True
         return message(self._secret, b"ACK", run_id, request_id)
 

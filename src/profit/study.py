@@ -1,0 +1,840 @@
+"""A study as one object: a set of runs on disk, made, grown, run, watched and exported.
+
+    from profit import Study
+
+    study = Study.load("my_study/")              # from its profit.yaml
+    study.run()                                  # resumable: runs what has not run yet
+    table = study.results()                      # one row per run, in run order
+    frame = study.to_dataframe()                 # (pandas)
+    study.extend(100)                            # 100 more sampled runs
+    study.export("results.csv")
+
+The study's runs live in one table in its work directory (see :mod:`profit.store`).
+``profit run``, ``profit status``, ``profit export`` and ``profit clean`` are thin
+commands over this class.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from . import datafiles
+from .run.errors import ConfigError, InterfaceError
+from .run.interface import build_vars, decode_reason
+from .run.layout import LEFTOVER_FILES, RUNNER_LOG, clean_work_dir
+from .run.state import RunState
+from .store import LOCK, META, TABLE, Meta, StudyLock, StudyTable, count_states, end_process_groups
+from .studyfile import STUDY_FILE, StudyFile
+from .variables import new_seed, sample_inputs
+
+STATE_NAMES = {state: str(state) for state in RunState}
+
+
+@dataclass
+class StudyStatus:
+    """How far a study is: counts by state, failures, and whether a process is running it."""
+
+    total: int
+    counts: dict[RunState, int]
+    failures: list[tuple[int, str]]
+    running_pid: int | None = None
+    started: float | None = None
+    finished: float | None = None
+    finished_before: int = 0
+
+    @property
+    def done(self) -> int:
+        return self.counts[RunState.DONE]
+
+    @property
+    def failed(self) -> int:
+        return self.counts[RunState.FAILED]
+
+    @property
+    def pending(self) -> int:
+        """Runs still to run (pending, cancelled, or interrupted when no process runs the study)."""
+        waiting = self.counts[RunState.PENDING] + self.counts[RunState.CANCELLED]
+        return waiting + (0 if self.running_pid else self.counts[RunState.RUNNING])
+
+
+class Notes(list):
+    """What a run tells its user as it goes (a list of lines), handed on to ``say`` as it is added."""
+
+    def __init__(self, say: Callable[[str], object] | None = None):
+        super().__init__()
+        self.say = say
+
+    def append(self, text: str) -> None:
+        super().append(text)
+        logging.getLogger("profit.study").info("%s", text)
+        if self.say is not None:
+            self.say(text)
+
+
+@dataclass
+class RunReport:
+    """What :meth:`Study.run` did."""
+
+    status: StudyStatus
+    ran: int = 0
+    resumed: bool = False
+    failed_kept: int = 0  # failed runs in the study after the run (run again only with retry_failed)
+    stopped_by: int | None = None  # the signal (SIGINT, SIGTERM) that stopped it early
+    export_error: OSError | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+class Study:
+    """A set of runs on disk. Make one with :meth:`load`, :meth:`create` or :meth:`open`.
+
+    Attributes:
+        file: the checked study file (:class:`profit.studyfile.StudyFile`).
+        directory: the work directory, holding the table of runs.
+    """
+
+    def __init__(self, file: StudyFile):
+        self.file = file
+        self.directory = file.run_dir
+        self.table_path = os.path.join(self.directory, TABLE)
+        self._input_vars, self._output_vars = build_vars(file.input_config, file.output_config)
+
+    def __repr__(self) -> str:
+        return f"<Study {self.file.path}>"
+
+    # --- making and finding studies ----------------------------------------------------------
+
+    @classmethod
+    def load(cls, path: str | os.PathLike = ".") -> Study:
+        """The study described by ``path``: a ``profit.yaml`` or the directory holding it.
+
+        Nothing is written: the file is read and checked.
+        """
+        return cls(StudyFile.load(os.fspath(path)))
+
+    @classmethod
+    def open(cls, path: str | os.PathLike = ".") -> Study:
+        """An existing study by its directory (where its table is) or its ``profit.yaml``."""
+        path = os.fspath(path)
+        meta = Meta(path) if os.path.isdir(path) else None
+        recorded = meta.data.get("study") if meta is not None else None
+        if (
+            isinstance(recorded, str)
+            and os.path.isfile(recorded)
+            and not os.path.isfile(os.path.join(path, STUDY_FILE))
+        ):
+            return cls.load(recorded)
+        return cls.load(path)
+
+    @classmethod
+    def create(
+        cls,
+        path: str | os.PathLike,
+        *,
+        inputs: Mapping[str, Any] | np.ndarray | Any,
+        outputs: Sequence[str] | Mapping[str, int | str | None],
+        run: Mapping[str, Any] | None = None,
+        ntrain: int | None = None,
+        seed: int | None = None,
+        files: Mapping[str, str] | None = None,
+        include: Sequence[str] = (),
+    ) -> Study:
+        """Make a new study in the directory ``path`` and write its ``profit.yaml``.
+
+        Parameters:
+            inputs: variable specs by name (``{"u": "Uniform(0, 1)", "k": 3}``, as
+                under ``variables:`` in a study file), or a table of parameter sets
+                (a structured array, a pandas DataFrame or a mapping of equal-length
+                columns): its rows become the study's first runs.
+            outputs: output names (``["f"]``), or a mapping of name to ``None`` (a
+                scalar), a vector length (``{"g": 11}``) or an ``Independent`` axis
+                spec such as ``"t: Independent(0, 1, 11)"`` is given among inputs and
+                ``{"g": "t"}`` here.
+            run: the ``run:`` section (runner, interface, worker, command, ...).
+            ntrain: runs to sample (default 10 for specs, 0 for a table).
+            seed: makes the sampling reproducible.
+            files: ``{"input": "input.txt", "output": "output.txt"}``.
+            include: Python files with custom components (workers) to load
+                (relative paths start where Python runs, not in the study).
+
+        A study already at ``path`` is refused (open it with :meth:`open`).
+        """
+        import yaml
+
+        directory = os.path.abspath(os.fspath(path))
+        study_file = os.path.join(directory, STUDY_FILE)
+        if os.path.exists(study_file) or os.path.exists(os.path.join(directory, TABLE)):
+            raise ConfigError(f"{directory} already holds a study; open it with Study.open({directory!r})")
+        table = None
+        if isinstance(inputs, Mapping) and all(
+            isinstance(value, (str, int, float, Mapping)) for value in inputs.values()
+        ):
+            variables: dict[str, Any] = dict(inputs)
+        else:
+            table = table_of(inputs, "inputs")
+            variables = {name: {"class": "Input", "dtype": str(table.dtype[name])} for name in table.dtype.names or ()}
+        for name, spec in _output_specs(outputs, variables).items():
+            variables[name] = spec
+        config: dict[str, Any] = {"variables": variables}
+        if ntrain is not None:
+            config["ntrain"] = ntrain
+        if seed is not None:
+            config["seed"] = seed
+        if files:
+            config["files"] = dict(files)
+        if include:  # (relative to where Python runs, as every path given here)
+            config["include"] = [os.path.abspath(os.fspath(item)) for item in include]
+        if run:
+            config["run"] = dict(run)
+        # Checked as a study file is, before anything is written.
+        plain: dict = _plain(config)  # type: ignore[assignment]  # (a mapping stays a dict)
+        StudyFile(study_file, plain, [])
+        os.makedirs(directory, exist_ok=True)
+        from .run._files import write_atomically
+
+        write_atomically(study_file, yaml.safe_dump(plain, sort_keys=False))
+        study = cls.load(study_file)
+        if table is not None:
+            study.extend(table)
+        return study
+
+    # --- names -------------------------------------------------------------------------------
+
+    @property
+    def input_names(self) -> list[str]:
+        return [spec[0] for spec in self._input_vars]
+
+    @property
+    def output_names(self) -> list[str]:
+        return [spec[0] for spec in self._output_vars]
+
+    def _dtypes(self) -> tuple[np.dtype, np.dtype]:
+        return np.dtype(self._input_vars), np.dtype(self._output_vars)
+
+    # --- the table ---------------------------------------------------------------------------
+
+    def _read_table(self) -> np.ndarray | None:
+        """The table, read-only (None before the first run)."""
+        if not os.path.exists(self.table_path):
+            return None
+        try:
+            rows = np.load(self.table_path, mmap_mode="r")
+            rows["STATE"], rows["REASON"], rows["ENDED"]  # noqa: B018  # (the columns are there)
+        except (OSError, ValueError, EOFError, KeyError, TypeError, IndexError):
+            raise ConfigError(
+                f"the study table {self.table_path} is damaged; 'profit run --restart' starts the study over"
+            ) from None
+        return rows
+
+    def _prepare(self, meta: Meta, restart: bool, notes: list[str]) -> tuple[StudyTable, bool]:
+        """The table to run: the earlier one (checked, grown to ``ntrain``) or a new one. Holds the lock."""
+        inputs, outputs = self._dtypes()
+        file = self.file
+        if restart or not os.path.exists(self.table_path) or self._unrecorded(meta):
+            seed = file.seed if file.seed is not None else new_seed()
+            _refuse_unsampled_linear(file, 0)
+            rows = sample_inputs(file.variables, file.ntrain, seed)
+            table = StudyTable.create(self.table_path, rows, outputs)
+            meta.data = {}
+            meta.save(
+                fingerprint=file.fingerprint(),
+                definition=file.definition(),
+                seed=seed,
+                sampled=file.ntrain,
+                given=0,
+                created=time.time(),
+                study=file.path,
+                inputs_digest=table.inputs_digest(),
+            )
+            return table, False
+        self._check_definition(meta)
+        try:
+            table = StudyTable.open(self.table_path, inputs, outputs)
+        except InterfaceError as error:
+            raise ConfigError(
+                f"the study table {self.table_path} cannot be used ({error}); run 'profit run --restart' to start over"
+            ) from None
+        self._finish_growing(table, meta)
+        if meta.data.get("inputs_digest") != table.inputs_digest():
+            # The table was replaced after the record was written (an interrupted --restart), or edited.
+            raise ConfigError(
+                f"the study table {self.table_path} does not hold the inputs its record {meta.path} describes "
+                "(was a --restart interrupted?); 'profit run --restart' starts the study over"
+            )
+        sampled = int(meta.data.get("sampled", 0))
+        if file.ntrain > sampled:
+            _refuse_unsampled_linear(file, sampled)
+            new = sample_inputs(file.variables, file.ntrain, int(meta.data["seed"]), start=sampled)
+            self._append(table, meta, new, "sampled")
+            notes.append(f"ntrain grew from {sampled} to {file.ntrain}: {len(new)} new runs")
+        return table, True
+
+    def _unrecorded(self, meta: Meta) -> bool:
+        """A table whose record is missing: one whose first creation was interrupted, and nothing ran yet."""
+        if "fingerprint" in meta.data:
+            return False
+        rows = self._read_table()
+        if rows is not None and np.any(rows["STATE"] != RunState.PENDING):
+            raise ConfigError(
+                f"the study record {meta.path} is missing or damaged, so the runs in {self.directory} cannot be "
+                "matched to this study; run 'profit run --restart' to start over"
+            )
+        return True
+
+    def _check_definition(self, meta: Meta) -> None:
+        """Refuse a study whose variables (or seed) changed since its table was made."""
+        file = self.file
+        if meta.data.get("fingerprint") == file.fingerprint():
+            return
+        before, now = meta.data.get("definition") or {}, file.definition()
+        changes = [
+            f"{name}: {before.get(name, 'absent')} became {now.get(name, 'absent')}"
+            for name in sorted(set(before) | set(now))
+            if before.get(name) != now.get(name)
+        ]
+        if not changes and meta.data.get("seed") != file.seed and file.seed is not None:
+            changes = [f"seed: {meta.data.get('seed')} became {file.seed}"]
+        what = "; ".join(changes[:3]) or "the variables or the seed"
+        raise ConfigError(
+            f"{file.name}: the variables changed since this study last ran in {self.directory} ({what}), so its "
+            "runs do not match them; 'profit run --restart' starts over (earlier results are discarded)"
+        )
+
+    def _finish_growing(self, table: StudyTable, meta: Meta) -> None:
+        """Complete the record of an extension that was interrupted after the table grew."""
+        expected = int(meta.data.get("sampled", 0)) + int(meta.data.get("given", 0))
+        growing = meta.data.get("growing")
+        if len(table) == expected:
+            if growing:
+                meta.save(growing=None)
+            return
+        if isinstance(growing, dict) and len(table) == growing.get("rows"):
+            kind = growing["kind"]
+            meta.save(
+                **{kind: int(meta.data.get(kind, 0)) + len(table) - expected},
+                growing=None,
+                inputs_digest=table.inputs_digest(),
+            )
+            return
+        raise ConfigError(
+            f"the study table {self.table_path} has {len(table)} runs but its record {meta.path} says {expected}; "
+            "'profit run --restart' starts the study over"
+        )
+
+    def _append(self, table: StudyTable, meta: Meta, rows: np.ndarray, kind: str) -> range:
+        meta.save(growing={"kind": kind, "rows": len(table) + len(rows)})
+        added = table.append(rows)
+        meta.save(**{kind: int(meta.data.get(kind, 0)) + len(rows)}, growing=None, inputs_digest=table.inputs_digest())
+        return added
+
+    # --- growing ---------------------------------------------------------------------------
+
+    def extend(self, more: int | np.ndarray | Any) -> range:
+        """Add runs: ``more`` sampled ones (a number), or one per row of a table of parameter sets.
+
+        A table is a structured array, a pandas DataFrame, a mapping of columns or
+        the name of a ``.csv``/``.txt``/``.npy`` file; it must give every input.
+        Returns the run ids of the new runs, which the next :meth:`run` runs.
+        """
+        if isinstance(more, (int, np.integer)) and not isinstance(more, bool):
+            if more < 0:
+                raise ConfigError(f"extend({more}): the number of runs to add must be 0 or more")
+            rows = None
+        else:
+            rows = self.check_inputs(more)
+        with self._locked("extend"):
+            meta = Meta(self.directory)
+            os.makedirs(self.directory, exist_ok=True)
+            table, _ = self._prepare(meta, restart=False, notes=[])
+            if rows is None:
+                sampled = int(meta.data.get("sampled", 0))
+                _refuse_unsampled_linear(self.file, sampled)
+                rows = sample_inputs(self.file.variables, sampled + int(more), int(meta.data["seed"]), start=sampled)
+                return self._append(table, meta, rows, "sampled")
+            return self._append(table, meta, rows, "given")
+
+    def check_inputs(self, source: object) -> np.ndarray:
+        """A table of parameter sets (see :meth:`extend`) as rows of this study's inputs.
+
+        Raises ConfigError when it does not fit (a missing or extra column, a value that is not a finite number).
+        """
+        where = f"the table {source!r}" if isinstance(source, (str, os.PathLike)) else "the table of inputs"
+        table = read_table(os.fspath(source)) if isinstance(source, (str, os.PathLike)) else table_of(source, where)
+        names = list(table.dtype.names or ())
+        missing = [name for name in self.input_names if name not in names]
+        extra = [name for name in names if name not in self.input_names]
+        if missing or extra:
+            problem = (
+                f"lacks {', '.join(missing)}" if missing else f"has columns that are not inputs: {', '.join(extra)}"
+            )
+            raise ConfigError(f"{where} {problem}; it needs exactly the inputs {', '.join(self.input_names)}")
+        rows = np.zeros(len(table), np.dtype(self._input_vars))
+        for name in self.input_names:
+            column = np.asarray(table[name])
+            if column.dtype.kind not in "biuf" or not np.all(np.isfinite(column.astype(float))):
+                raise ConfigError(f"{where}: column {name!r} must hold finite numbers")
+            rows[name] = column
+            if not np.array_equal(rows[name], column):
+                raise ConfigError(f"{where}: column {name!r} does not fit the input's type {rows.dtype[name]}")
+        return rows
+
+    # --- running ---------------------------------------------------------------------------
+
+    def run(
+        self,
+        *,
+        retry_failed: bool = False,
+        restart: bool = False,
+        progress: bool = False,
+        inputs: object = None,
+        debug: bool = False,
+    ) -> RunReport:
+        """Run the runs that have not run yet; returns a :class:`RunReport`. Resumable at any point.
+
+        Pending and interrupted runs run; failed runs only with ``retry_failed``;
+        ``restart`` discards every earlier run and samples afresh; ``inputs`` (a
+        table as :meth:`extend` takes it) adds runs first. Everything is checked
+        before anything is written. Ctrl-C cancels the runs in flight, keeps what
+        finished, and raises KeyboardInterrupt (``profit run`` exits 130 instead).
+        """
+        report = self._run(retry_failed=retry_failed, restart=restart, progress=progress, inputs=inputs, debug=debug)
+        if report.stopped_by is not None:
+            raise KeyboardInterrupt(f"study stopped by signal {report.stopped_by}; finished results are kept")
+        return report
+
+    def _run(
+        self,
+        *,
+        retry_failed: bool,
+        restart: bool,
+        progress: bool,
+        inputs: object,
+        debug: bool,
+        say: Callable[[str], object] | None = None,
+        restore_signals: bool = True,
+    ) -> RunReport:
+        from .run.includes import load_includes
+        from .validate import check_study
+
+        file = self.file
+        load_includes(file.includes)
+        label, options = self._runner_options()  # checks every option of every component
+        check_study(file)
+        extra = self.check_inputs(inputs) if inputs is not None else None
+        os.makedirs(self.directory, exist_ok=True)
+        with self._locked("run"):
+            handler = _log_to(os.path.join(self.directory, RUNNER_LOG), debug or bool(file.run.get("debug")))
+            try:
+                return self._run_locked(
+                    label, options, retry_failed, restart, progress, extra, Notes(say), restore_signals
+                )
+            finally:
+                logging.getLogger("profit").removeHandler(handler)
+                handler.close()
+
+    def _run_locked(
+        self,
+        label: str,
+        options: dict,
+        retry_failed: bool,
+        restart: bool,
+        progress: bool,
+        extra: np.ndarray | None,
+        notes: Notes,
+        restore_signals: bool,
+    ) -> RunReport:
+        from .run import Runner
+        from .studyrun import Progress, StopRequest, TableRecorder, Ticker
+
+        meta = Meta(self.directory)
+        _end_leftover_jobs(meta, notes)  # also before --restart, which forgets the earlier runs
+        table, resumed = self._prepare(meta, restart, notes)
+        if extra is not None and len(extra):
+            added = self._append(table, meta, extra, "given")
+            notes.append(f"{len(added)} runs added from the table of inputs (runs {added.start}..{added.stop - 1})")
+        if resumed:
+            leftovers = table.leftovers()
+            if leftovers:
+                notes.append(f"ended {len(leftovers)} runs left running by the previous runner")
+                end_process_groups(leftovers)
+            adopted, _ = table.settle_interrupted()
+            if adopted:
+                notes.append(f"{adopted} runs finished after the previous runner stopped; their results are kept")
+        states = table.states()
+        failed = np.flatnonzero(states == RunState.FAILED)
+        if retry_failed and len(failed):
+            table.reset(failed)
+        to_run = np.flatnonzero(np.isin(states, (RunState.PENDING, RunState.CANCELLED, RunState.RUNNING)))
+        if resumed:
+            done = int(np.count_nonzero(states == RunState.DONE))
+            notes.append(f"continuing {self.file.path}: {done} runs done before, {len(to_run)} to run")
+        report = RunReport(self.status(), resumed=resumed, notes=notes)
+        self._export_inputs(table)
+        meta.save(started=time.time(), finished=None, finished_before=int(len(table) - len(to_run) - len(failed)))
+
+        runner_class, _ = Runner.resolve(label, "run.runner")
+        runner = runner_class(**options)
+        try:
+            runner.interface.use_store(table.rows, table.grow, table.path)
+            runner.next_run_id = len(table)
+            batch_jobs: list[str] = []
+
+            def note_batch_job(job: str) -> None:
+                batch_jobs.append(job)
+                meta.save(batch_jobs=sorted(batch_jobs), batch_runner=runner.label)
+
+            runner.listeners.append(TableRecorder(table, note_batch_job))
+            bar = Progress(table, runner, len(table)) if progress else None
+            stop = StopRequest()
+            try:
+                runner.drive(
+                    [int(run_id) for run_id in to_run],
+                    stop=stop,
+                    tick=Ticker(table, bar, lambda: self._export_outputs(table, report)),
+                )
+            finally:
+                try:
+                    runner.close()  # cancels what still runs (after a stop: the runs in flight)
+                    table.flush()
+                    if bar is not None:
+                        bar.update(force=True)
+                        bar.close()
+                finally:
+                    if restore_signals:  # (only now: a second Ctrl-C must not cut the cancel short)
+                        stop.restore()
+        finally:
+            # Closing the runner cancelled its jobs; any it could not cancel, the next run will.
+            meta.save(finished=time.time(), batch_jobs=sorted(getattr(runner, "uncancelled", ())))
+        self._export_outputs(table, report)
+        report.ran = len(to_run)
+        report.stopped_by = stop.signal
+        report.status = self.status()
+        report.failed_kept = report.status.failed  # (profit run tells how to run them again)
+        return report
+
+    def _runner_options(self) -> tuple[str, dict]:
+        """The runner's label and options; every option of every component checked, nothing built."""
+        from .run import Runner, RunnerInterface, Worker
+        from .run.command import Postprocessor, Preprocessor
+        from .run.config import check_options, runner_options
+
+        file = self.file
+        label, options = runner_options(file.run_config(), {**file.base_config(), "ntrain": 0})
+        runner_class, _ = Runner.resolve(label, "run.runner")
+        check_options(runner_class, options, "runner", where=f"{file.name}: run.runner")
+        worker_class, worker_options = Worker.resolve(options["worker"], "run.worker")
+        check_options(
+            worker_class, worker_class.own_options(worker_options), "worker", where=f"{file.name}: run.worker"
+        )
+        interface_class, interface_options = RunnerInterface.resolve(options["interface"], "run.interface")
+        check_options(interface_class, interface_options, "interface", where=f"{file.name}: run.interface")
+        # The worker's processors are built in every worker: check their options once, here.
+        if worker_class.label == "command":
+            for key, kind, args in (("pre", Preprocessor, ("run_000",)), ("post", Postprocessor, ())):
+                spec = worker_options.get(key, "template" if key == "pre" else "numpytxt")
+                where = f"{file.name}: run.{key}"
+                component, component_options = kind.resolve(spec, f"run.{key}")
+                check_options(component, component_options, kind.__name__.lower(), where=where)
+                try:
+                    component(*args, **component_options)
+                except ConfigError as error:
+                    raise ConfigError(f"{where}: {error}") from None
+        return label, options
+
+    def _locked(self, action: str) -> _Lock:
+        return _Lock(self.directory, action)
+
+    # --- exports -----------------------------------------------------------------------------
+
+    def _export_inputs(self, table: StudyTable) -> None:
+        datafiles.write(self.file.input_file, np.array(table.inputs))
+
+    def _export_outputs(self, table: StudyTable, report: RunReport) -> None:
+        """Write the output file; a full disk is reported, not raised (the table keeps the results)."""
+        from .exports import export
+
+        try:
+            export(
+                self.file.output_file,
+                self._results(table.rows),
+                inputs=[],
+                outputs=self.output_names,
+                grids=self.grids(),
+            )
+        except OSError as error:
+            report.export_error = error
+        else:
+            report.export_error = None
+
+    def grids(self) -> dict[str, tuple[str, np.ndarray]]:
+        """The ``Independent`` axis of each vector output that has one: ``{output: (axis, values)}``."""
+        grids = {}
+        for name, variable in self.file.variables.items():
+            if variable.kind == "Output" and variable.over:
+                start, stop, count = self.file.variables[variable.over].args
+                grids[name] = (variable.over, np.linspace(start, stop, int(count)))
+        return grids
+
+    def results(self) -> np.ndarray:
+        """One row per run, in run order: inputs, outputs (float; NaN unless the run is done),
+        ``state``, ``reason``, ``attempts``, ``started``, ``ended`` (Unix times) and ``duration``
+        (seconds; NaN where unknown).
+
+        Unlike :attr:`Runner.output_data` (completed runs only, as in proFit), row
+        ``i`` is always run ``i``.
+        """
+        rows = self._read_table()
+        if rows is None:
+            return self._results(np.zeros(0, _table_dtype(self)))
+        return self._results(rows)
+
+    def _results(self, rows: np.ndarray) -> np.ndarray:
+        states = np.asarray(rows["STATE"])
+        raw_reasons = np.asarray(rows["REASON"])
+        with_reason = np.flatnonzero(raw_reasons != b"")  # (decoding only those: most runs have none)
+        reasons = {int(run_id): decode_reason(raw_reasons[run_id]) for run_id in with_reason}
+        width = max([len(reason) for reason in reasons.values()] + [1])
+        fields: list[tuple] = [(name, rows.dtype[name]) for name in self.input_names]
+        for spec in self._output_vars:
+            fields.append((spec[0], np.float64, *spec[2:]))
+        fields += [
+            ("state", "U9"),
+            ("reason", f"U{width}"),
+            ("attempts", "<u4"),
+            ("started", "<f8"),
+            ("ended", "<f8"),
+            ("duration", "<f8"),
+        ]
+        result = np.zeros(len(rows), fields)
+        for name in self.input_names:
+            result[name] = rows[name]
+        done = states == RunState.DONE
+        for name in self.output_names:
+            result[name] = rows[name]
+            result[name][~done] = np.nan  # never a number for a run that did not succeed
+        names = np.array([STATE_NAMES.get(RunState(value), "?") for value in range(max(RunState) + 1)])
+        result["state"] = names[states]
+        reason_column = result["reason"]
+        for run_id, reason in reasons.items():
+            reason_column[run_id] = reason
+        result["attempts"] = rows["ATTEMPTS"]
+        result["started"] = rows["STARTED"]
+        result["ended"] = rows["ENDED"]
+        result["duration"] = result["ended"] - result["started"]
+        return result
+
+    def to_dataframe(self) -> Any:
+        """The results as a pandas DataFrame (one row per run; see :func:`profit.exports.to_dataframe`)."""
+        from .exports import to_dataframe
+
+        return to_dataframe(self.results(), inputs=self.input_names, outputs=self.output_names)
+
+    def to_xarray(self) -> Any:
+        """The results as an xarray Dataset over ``run`` (an ``Independent`` axis as a coordinate)."""
+        from .exports import to_xarray
+
+        return to_xarray(self.results(), inputs=self.input_names, outputs=self.output_names, grids=self.grids())
+
+    def export(self, path: str | os.PathLike) -> None:
+        """Write every run (inputs, outputs, state, reason, times) to ``path``, in the format its extension names."""
+        from .exports import export
+
+        export(os.fspath(path), self.results(), inputs=self.input_names, outputs=self.output_names, grids=self.grids())
+
+    # --- watching and cleaning ---------------------------------------------------------------
+
+    def status(self) -> StudyStatus:
+        """Counts by state, failures and the running process, read without disturbing a run."""
+        rows = self._read_table()
+        meta = Meta(self.directory).data if os.path.isdir(self.directory) else {}
+        if rows is None:
+            return StudyStatus(0, count_states(np.zeros(0, np.uint8)), [])
+        states = np.array(rows["STATE"])
+        failures = [
+            (int(run_id), decode_reason(rows["REASON"][run_id])) for run_id in np.flatnonzero(states == RunState.FAILED)
+        ]
+        return StudyStatus(
+            total=len(rows),
+            counts=count_states(states),
+            failures=failures,
+            running_pid=StudyLock(self.directory).holder(),
+            started=meta.get("started"),
+            finished=meta.get("finished"),
+            finished_before=int(meta.get("finished_before", 0)),
+        )
+
+    def clean(self, all: bool = False) -> list[str]:
+        """Remove run directories, logs and interface files; with ``all``, also the table and the exports.
+
+        Returns what was removed (relative names). Refused while the study runs.
+        """
+        holder = StudyLock(self.directory).holder()
+        if holder:
+            raise ConfigError(
+                f"the study in {self.directory} is being run by process {holder}; clean it when it has finished"
+            )
+        if not os.path.isdir(self.directory):
+            return []
+        removed = clean_work_dir(self.directory, files=LEFTOVER_FILES + ((TABLE, META, LOCK) if all else ()))
+        if all:
+            from .exports import states_file
+
+            for path in (self.file.input_file, self.file.output_file, states_file(self.file.output_file)):
+                if os.path.exists(path):
+                    os.remove(path)
+                    removed.append(os.path.relpath(path, self.file.base_dir))
+        return removed
+
+
+class _Lock:
+    """The study's lock, held for a block; refused with one sentence when another process holds it."""
+
+    def __init__(self, directory: str, action: str):
+        self.lock = StudyLock(directory)
+        self.directory, self.action = directory, action
+
+    def __enter__(self) -> StudyLock:
+        os.makedirs(self.directory, exist_ok=True)
+        if not self.lock.acquire():
+            raise ConfigError(
+                f"the study in {self.directory} is being run by process {self.lock.holder()}; "
+                f"wait for it to finish before you {self.action} it ('profit status' shows how far it is)"
+            )
+        return self.lock
+
+    def __exit__(self, *exc: object) -> None:
+        self.lock.release()
+
+
+def _log_to(path: str, debug: bool) -> logging.Handler:
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("{asctime} {levelname:8s} {name}: {message}", style="{"))
+    logger = logging.getLogger("profit")
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG if debug else logging.INFO)
+    return handler
+
+
+def _end_leftover_jobs(meta: Meta, notes: list[str]) -> None:
+    """Cancel the batch jobs of a runner that was killed (or could not cancel them): their runs run again."""
+    from .run import Runner
+
+    jobs = meta.data.get("batch_jobs") or []
+    label = meta.data.get("batch_runner")  # the runner that submitted them, whatever the study says now
+    end_jobs = getattr(Runner[label], "end_jobs", None) if label in Runner.labels else None
+    if jobs and end_jobs is not None:
+        notes.append(f"cancelling {len(jobs)} batch jobs left by the previous runner ({', '.join(jobs)})")
+        end_jobs(jobs)
+        meta.save(batch_jobs=[])
+
+
+def _refuse_unsampled_linear(file: StudyFile, sampled: int) -> None:
+    """Linear spreads its values over ntrain runs: a study that has some cannot grow by sampling."""
+    if not sampled:
+        return
+    linear = [name for name, variable in file.variables.items() if variable.kind == "Linear"]
+    if linear:
+        raise ConfigError(
+            f"{file.name}: {', '.join(linear)} is Linear, which spreads its values over ntrain runs, so the study "
+            "cannot grow by sampling; add runs with a table (profit run --inputs FILE) or start over with --restart"
+        )
+
+
+def _table_dtype(study: Study) -> np.dtype:
+    from .store import table_dtype
+
+    inputs, outputs = study._dtypes()
+    return table_dtype(inputs, outputs)
+
+
+def _output_specs(outputs: Sequence[str] | Mapping[str, Any], variables: Mapping[str, Any]) -> dict[str, str]:
+    """``Study.create``'s outputs as variable specs."""
+    if isinstance(outputs, str):
+        outputs = [outputs]
+    if not isinstance(outputs, Mapping):
+        return {str(name): "Output" for name in outputs}
+    specs = {}
+    for name, shape in outputs.items():
+        if shape is None or shape == 1:
+            specs[name] = "Output"
+        elif isinstance(shape, str):
+            specs[name] = f"Output({shape})"
+        elif isinstance(shape, (int, np.integer)) and not isinstance(shape, bool) and shape > 1:
+            axis = f"{name}_index"
+            while axis in variables:
+                axis += "_"
+            specs[axis] = f"Independent(0, {int(shape) - 1}, {int(shape)})"
+            specs[name] = f"Output({axis})"
+        else:
+            raise ConfigError(
+                f"output {name!r}: give None (a scalar), a vector length or an Independent variable's name"
+            )
+    return specs
+
+
+def _plain(value: object) -> object:
+    """Plain Python values (no numpy scalars) for YAML."""
+    if isinstance(value, Mapping):
+        return {str(key): _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def table_of(source: object, where: str) -> np.ndarray:
+    """A structured array from a structured array, a pandas DataFrame or a mapping of columns."""
+    if isinstance(source, np.ndarray) and source.dtype.names:
+        return source
+    if hasattr(source, "to_records") and hasattr(source, "columns"):  # a pandas DataFrame
+        return source.to_records(index=False)
+    if isinstance(source, Mapping):
+        try:
+            columns = {str(name): np.asarray(values) for name, values in source.items()}
+            lengths = {len(column) for column in columns.values()}
+        except TypeError:
+            raise ConfigError(f"{where}: a mapping of columns needs a sequence of values per name") from None
+        if len(lengths) > 1:
+            raise ConfigError(f"{where}: the columns have different lengths ({sorted(lengths)})")
+        length = lengths.pop() if lengths else 0
+        table = np.zeros(length, [(name, column.dtype) for name, column in columns.items()])
+        for name, column in columns.items():
+            table[name] = column
+        return table
+    raise ConfigError(
+        f"{where}: give a structured numpy array, a pandas DataFrame, a mapping of columns or a file name, "
+        f"not {type(source).__name__}"
+    )
+
+
+def read_table(path: str) -> np.ndarray:
+    """Parameter sets from a ``.csv`` (a header line of names), ``.txt`` (``# names`` header) or ``.npy`` file."""
+    where = f"the table {path}"
+    extension = os.path.splitext(path)[1].lower()
+    if not os.path.isfile(path):
+        raise ConfigError(f"{where} does not exist; give a .csv, .txt or .npy file of parameter sets")
+    try:
+        if extension == ".npy":
+            table = np.load(path, allow_pickle=False)
+        elif extension in (".csv", ".txt"):
+            import warnings
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")  # numpy only warns about rows of the wrong length
+                table = np.genfromtxt(
+                    path, names=True, delimiter="," if extension == ".csv" else None, deletechars="", ndmin=1
+                )
+        else:
+            raise ConfigError(f"{where}: use a .csv, .txt or .npy file of parameter sets")
+    except (ValueError, OSError, UserWarning) as error:
+        raise ConfigError(f"{where} cannot be read as a table of numbers ({str(error).splitlines()[0]})") from None
+    if table.dtype.names is None:
+        raise ConfigError(f"{where} has no column names; its first line must name the inputs")
+    return table

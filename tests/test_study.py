@@ -1,0 +1,274 @@
+"""profit.Study end to end: made from Python or YAML, run on each local runner, grown, resumed, exported."""
+
+import os
+
+import numpy as np
+import pytest
+from helpers import TESTS, profit
+
+from profit import Study
+from profit.run.errors import ConfigError
+
+WORKERS = str(TESTS / "workers.py")
+
+
+def executions(folder):
+    """The u of every execution of the t_counted worker, in order."""
+    log = folder / "executions.log"
+    return [float(line) for line in log.read_text().split()] if log.exists() else []
+
+
+def yaml_study(folder, ntrain=6, runner="fork", seed=5):
+    """A study of the t_counted worker: u may be negative (those runs fail until `fixed` exists)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "profit.yaml").write_text(
+        f"ntrain: {ntrain}\n"
+        f"seed: {seed}\n"
+        f"include: {WORKERS}\n"
+        "variables:\n"
+        "  u: Uniform(-1, 1)\n"
+        "  v: Normal(0, 1)\n"
+        "  w: Halton()\n"
+        "  f: Output\n"
+        "run:\n"
+        f"  runner: {runner}\n"
+        "  worker: t_counted\n"
+    )
+    return folder
+
+
+@pytest.mark.parametrize("runner", ["fork", "pool", "local"])
+def test_python_study_runs_on_each_local_runner_with_aligned_results(tmp_path, runner):
+    study = Study.create(
+        tmp_path / "s",
+        inputs={"u": "Uniform(-1, 1)", "v": "Halton(0, 2)"},
+        outputs=["f"],
+        run={"runner": {"class": runner, "parallel": 2}, "worker": "t_counted"},
+        ntrain=12,
+        seed=3,
+        include=[WORKERS],
+    )
+    report = study.run()
+    results = study.results()
+    assert len(results) == 12 == report.status.total
+    failed = results["u"] < 0  # t_counted raises for negative u
+    assert failed.any() and (~failed).any()
+    np.testing.assert_array_equal(results["f"][~failed], results["u"][~failed] + results["v"][~failed])
+    assert np.isnan(results["f"][failed]).all()
+    assert set(results["state"][failed]) == {"failed"} and set(results["state"][~failed]) == {"done"}
+    assert all("is negative" in reason for reason in results["reason"][failed])
+    assert (results["attempts"] == 1).all()
+    assert (results["ended"] >= results["started"]).all() and (results["duration"] >= 0).all()
+    assert report.failed_kept == report.status.failed == failed.sum()
+    # The study's files are exports of the table: the output file has NaN rows where runs failed.
+    exported = np.genfromtxt(study.file.output_file, names=True)
+    np.testing.assert_array_equal(exported["f"], results["f"])
+
+
+def test_failed_runs_run_again_only_when_asked(tmp_path):
+    folder = yaml_study(tmp_path / "s", ntrain=8)
+    first = profit("run", str(folder))
+    assert first.returncode == 1, first.stderr
+    results = Study.load(folder).results()
+    failed = int((results["state"] == "failed").sum())
+    assert failed and f"{failed} failed runs kept; --retry-failed runs them again" in first.stdout
+    assert len(executions(folder)) == 8
+
+    again = profit("run", str(folder))
+    assert again.returncode == 1 and len(executions(folder)) == 8  # nothing ran: failures are kept
+
+    (folder / "fixed").touch()
+    retried = profit("run", "--retry-failed", str(folder))
+    assert retried.returncode == 0, retried.stdout + retried.stderr
+    assert len(executions(folder)) == 8 + failed  # only the failed ones, once each
+    results = Study.load(folder).results()
+    assert (results["state"] == "done").all()
+    np.testing.assert_array_equal(results["f"], results["u"] + results["v"])
+    assert (results["attempts"][results["u"] < 0] == 2).all()
+
+
+def test_raising_ntrain_keeps_every_run_and_continues_the_samples(tmp_path):
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s" / "fixed").touch()
+    folder = yaml_study(tmp_path / "s", ntrain=6)
+    assert profit("run", str(folder)).returncode == 0
+    before = Study.load(folder).results()
+
+    text = (folder / "profit.yaml").read_text().replace("ntrain: 6", "ntrain: 10")
+    (folder / "profit.yaml").write_text(text)
+    grown = profit("run", str(folder))
+    assert grown.returncode == 0, grown.stderr
+    assert "ntrain grew from 6 to 10: 4 new runs" in grown.stdout
+    after = Study.load(folder).results()
+    assert len(after) == 10
+    np.testing.assert_array_equal(after[:6], before)  # inputs, outputs, times: untouched
+    assert len(executions(folder)) == 10  # the first six did not run again
+
+    # The same study made with ntrain 10 from the start samples the same inputs.
+    fresh = yaml_study(tmp_path / "fresh", ntrain=10)
+    (fresh / "fixed").touch()
+    assert profit("run", str(fresh)).returncode == 0
+    fresh_rows = Study.load(fresh).results()
+    for name in ("u", "v", "w"):
+        np.testing.assert_array_equal(after[name], fresh_rows[name])
+
+
+def test_changed_variables_are_refused_and_nothing_is_written(tmp_path):
+    folder = yaml_study(tmp_path / "s", ntrain=4)
+    profit("run", str(folder))
+    table = (folder / "profit-study.npy").read_bytes()
+    text = (folder / "profit.yaml").read_text().replace("Uniform(-1, 1)", "Uniform(-2, 2)")
+    (folder / "profit.yaml").write_text(text)
+    refused = profit("run", str(folder))
+    assert refused.returncode == 2
+    message = refused.stderr.strip()
+    assert message.count("\n") == 0 and "u: u: Uniform(-1.0, 1.0)" in message and "--restart" in message
+    assert (folder / "profit-study.npy").read_bytes() == table
+
+
+def test_inputs_table_adds_runs_with_the_given_values(tmp_path):
+    folder = yaml_study(tmp_path / "s", ntrain=3)
+    (folder / "fixed").touch()
+    assert profit("run", str(folder)).returncode == 0
+    (folder / "more.csv").write_text("u,v,w\n0.25,1.5,0.0\n10,20,30\n")
+    added = profit("run", "--inputs", str(folder / "more.csv"), str(folder))
+    assert added.returncode == 0, added.stderr
+    results = Study.load(folder).results()
+    assert len(results) == 5
+    np.testing.assert_array_equal(results["u"][3:], [0.25, 10.0])
+    np.testing.assert_array_equal(results["f"][3:], [1.75, 30.0])
+    assert len(executions(folder)) == 5
+
+    (folder / "bad.csv").write_text("u,v\n1,2\n")
+    refused = profit("run", "--inputs", str(folder / "bad.csv"), str(folder))
+    assert refused.returncode == 2 and "lacks w" in refused.stderr
+    assert len(Study.load(folder).results()) == 5
+
+
+def test_a_study_of_given_parameter_sets_from_python(tmp_path):
+    table = np.zeros(4, [("u", "f8"), ("v", "f8")])
+    table["u"], table["v"] = [1, 2, 3, 4], 0.5
+    study = Study.create(tmp_path / "s", inputs=table, outputs=["f"], run={"worker": "t_counted"}, include=[WORKERS])
+    study.run()
+    np.testing.assert_array_equal(study.results()["f"], [1.5, 2.5, 3.5, 4.5])
+    new = study.extend({"u": [5.0], "v": [0.25]})
+    assert list(new) == [4]
+    with pytest.raises(ConfigError, match="take their values from tables"):
+        study.extend(3)  # Input variables have no sampler
+    study.run()
+    assert Study.open(tmp_path / "s").results()["f"][4] == 5.25
+    assert len(executions(tmp_path / "s")) == 5
+
+
+def test_extend_by_a_number_samples_more_runs(tmp_path):
+    study = Study.create(
+        tmp_path / "s",
+        inputs={"u": "Uniform(0, 1)", "v": 2},
+        outputs={"f": None},
+        run={"worker": "t_counted"},
+        ntrain=3,
+        seed=1,
+        include=[WORKERS],
+    )
+    study.run()
+    first = study.results()
+    assert list(study.extend(2)) == [3, 4]
+    assert study.status().pending == 2
+    study.run()
+    results = study.results()
+    np.testing.assert_array_equal(results[:3], first)
+    assert (results["state"] == "done").all() and len(executions(tmp_path / "s")) == 5
+
+
+def test_a_failed_restart_leaves_the_study_as_it_was(tmp_path):
+    folder = yaml_study(tmp_path / "s", ntrain=4)
+    (folder / "fixed").touch()
+    assert profit("run", str(folder)).returncode == 0
+    before = Study.load(folder).results()
+    text = (folder / "profit.yaml").read_text()
+    (folder / "profit.yaml").write_text(text.replace("runner: fork", "runner: {class: fork, paralel: 2}"))
+    refused = profit("run", "--restart", str(folder))
+    assert refused.returncode == 2 and "paralel" in refused.stderr
+    (folder / "profit.yaml").write_text(text)
+    again = profit("run", str(folder))
+    assert again.returncode == 0
+    np.testing.assert_array_equal(Study.load(folder).results(), before)
+    assert len(executions(folder)) == 4
+
+
+def test_dataframe_and_xarray_views(tmp_path):
+    pytest.importorskip("pandas")
+    xarray = pytest.importorskip("xarray")
+    study = Study.create(
+        tmp_path / "s",
+        inputs={"u": "Uniform(-1, 1)", "v": 1, "t": "Independent(0, 1, 3)"},
+        outputs={"f": "t"},
+        run={"worker": "t_vector", "include": [WORKERS]},
+        ntrain=4,
+        seed=2,
+    )
+    study.run()
+    frame = study.to_dataframe()
+    assert list(frame.filter(like="f[").columns) == ["f[0]", "f[1]", "f[2]"]
+    assert {"u", "v", "state", "reason", "attempts", "started", "ended", "duration"} <= set(frame.columns)
+    dataset = study.to_xarray()
+    assert isinstance(dataset, xarray.Dataset)
+    assert dataset["f"].dims == ("run", "t")
+    np.testing.assert_array_equal(dataset["t"].values, [0, 0.5, 1])
+    np.testing.assert_array_equal(dataset["f"].values, study.results()["f"])
+
+
+def test_export_command_writes_every_run(tmp_path):
+    pandas = pytest.importorskip("pandas")
+    folder = yaml_study(tmp_path / "s", ntrain=5)
+    profit("run", str(folder))
+    done = profit("export", str(folder), str(tmp_path / "all.csv"))
+    assert done.returncode == 0, done.stderr
+    frame = pandas.read_csv(tmp_path / "all.csv")
+    results = Study.load(folder).results()
+    np.testing.assert_array_equal(frame["u"], results["u"])
+    np.testing.assert_array_equal(frame["f"], results["f"])  # NaN where failed
+    assert list(frame["state"]) == list(results["state"])
+
+
+def test_status_of_a_study_from_python(tmp_path):
+    folder = yaml_study(tmp_path / "s", ntrain=4)
+    study = Study.load(folder)
+    assert study.status().total == 0
+    assert not os.path.exists(folder / "profit-study.npy")  # loading writes nothing
+    study.run()
+    status = study.status()
+    assert status.total == 4 and status.done + status.failed == 4 and status.running_pid is None
+
+
+def test_a_table_replaced_behind_its_record_is_never_continued(tmp_path):
+    """An interrupted --restart: the new table is in place, the record still describes the old one."""
+    from profit.store import StudyTable
+
+    folder = yaml_study(tmp_path / "s", ntrain=4)
+    (folder / "fixed").touch()
+    assert profit("run", str(folder)).returncode == 0
+    study = Study.load(folder)
+    inputs = np.array(study.results()[study.input_names])
+    inputs["u"] += 0.5  # other inputs, as a restart with a fresh seed draws them
+    StudyTable.create(str(folder / "profit-study.npy"), inputs, np.dtype([("f", "f8")]))
+    refused = profit("run", str(folder))
+    assert refused.returncode == 2 and "was a --restart interrupted?" in refused.stderr
+    assert len(executions(folder)) == 4
+    assert profit("run", "--restart", str(folder)).returncode == 0
+
+
+def test_an_interrupted_first_creation_starts_afresh(tmp_path):
+    """The table is in place but the record was never written: nothing ran, so the study simply starts."""
+    folder = yaml_study(tmp_path / "s", ntrain=3)
+    (folder / "fixed").touch()
+    assert profit("run", str(folder)).returncode == 0
+    for name in ("profit-study.json", "executions.log"):
+        (folder / name).unlink()
+    table = np.load(folder / "profit-study.npy", mmap_mode="r+")
+    table["STATE"] = 0  # as created: every run pending
+    table.flush()
+    del table
+    again = profit("run", str(folder))
+    assert again.returncode == 0, again.stderr
+    assert len(executions(folder)) == 3
