@@ -117,6 +117,7 @@ def test_bad_study_file(tmp_path, yaml, fragment):
     assert fragment in done.stderr
     assert done.stderr.startswith("profit: ") and len(done.stderr.strip().splitlines()) == 1
     assert "Traceback" not in done.stderr
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["broken.py", "profit.yaml"]  # nothing written
 
 
 def test_missing_study_file_and_debug_traceback(tmp_path):

@@ -102,3 +102,27 @@ def test_results_are_written_while_arrays_wait_for_their_turn(tmp_path, fake_slu
     finally:
         out, err = process.communicate(timeout=120)
     assert process.returncode == 0 and "12 runs: 12 done" in out, out + err
+
+
+def test_study_from_python_on_the_fake_slurm_grows_and_keeps_its_results(tmp_path, fake_slurm):
+    from profit import Study
+
+    study = Study.create(
+        tmp_path / "study",
+        inputs={"u": "Uniform(0, 1)", "v": "Halton(2, 3)"},
+        outputs=["f", "g"],
+        run={"runner": {"class": "slurm", "min_poll": 0.1}, "command": "./simulation"},
+        ntrain=3,
+        seed=4,
+    )
+    make_study(tmp_path / "study", (tmp_path / "study" / "profit.yaml").read_text())  # adds the template
+    study.run()
+    first = study.results()
+    assert (first["state"] == "done").all()
+    np.testing.assert_array_equal(first["f"], first["u"] + first["v"])
+    assert list(study.extend(2)) == [3, 4]
+    study.run()
+    results = study.results()
+    np.testing.assert_array_equal(results[:3], first)  # not run again
+    np.testing.assert_array_equal(results["g"], results["u"] * results["v"])
+    assert (results["state"] == "done").all() and (results["attempts"] == 1).all()

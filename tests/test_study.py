@@ -272,3 +272,31 @@ def test_an_interrupted_first_creation_starts_afresh(tmp_path):
     again = profit("run", str(folder))
     assert again.returncode == 0, again.stderr
     assert len(executions(folder)) == 3
+
+
+@pytest.mark.parametrize(
+    ("change", "fragment"),
+    [
+        ({"run": "  command: ./simulation\n"}, "run.pre.path: the template directory template does not exist"),
+        ({"worker": "t_wrong_count"}, "run.worker"),  # it takes u, v but returns f and g; the study has f only
+        ({"run": "  command: echo 1\n  post: {class: numpytxt, names: [ff]}\n"}, "run.post.names"),
+        ({"files": "files: {output: profit-study.npy}\n"}, "files.output"),
+        ({"files": "files: {input: data.txt, output: data.txt}\n"}, "files.output"),
+        ({"run": "  worker: {class: t_sum, speed: 3}\n"}, "speed"),
+    ],
+)
+def test_a_study_every_run_of_which_would_fail_is_refused_before_anything_is_written(tmp_path, change, fragment):
+    folder = tmp_path / "s"
+    folder.mkdir()
+    run = change.get("run", f"  worker: {change.get('worker', 't_counted')}\n")
+    (folder / "profit.yaml").write_text(
+        f"ntrain: 3\ninclude: {WORKERS}\nvariables:\n  u: Uniform(0, 1)\n  v: Uniform(0, 1)\n  f: Output\n"
+        + change.get("files", "")
+        + "run:\n"
+        + run
+    )
+    done = profit("run", str(folder))
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert fragment in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    assert done.stderr.startswith("profit: profit.yaml")
+    assert sorted(path.name for path in folder.iterdir()) == ["profit.yaml"]

@@ -76,21 +76,26 @@ def one_line(text: str) -> str:
     return " ".join(text.splitlines())
 
 
-def table_text(
-    names: Sequence[str], cells: Sequence[Sequence[str]], rows: int, delimiter: str, notes: Sequence[str] = ()
-) -> str:
-    """A text table: the header line (``# `` first when ``delimiter`` is a space), then ``rows`` lines of
-    ``cells`` (one list of texts per column), then a ``# note`` line for each of ``notes`` (line breaks in a
-    note become spaces, so that it stays one comment line)."""
+Column = tuple  # (values: a 1-D numpy array, format: values -> list of texts)
+ROWS_AT_ONCE = 8192  # rows formatted per block: memory stays bounded however long the table
+
+
+def write_table(
+    path: str, names: Sequence[str], table: Sequence[Column], rows: int, delimiter: str, notes: Sequence[str] = ()
+) -> None:
+    """Write a text table to ``path``: the header line (``# `` first when ``delimiter`` is a space), then
+    ``rows`` lines (each column a ``(values, format)`` pair, formatted a block of rows at a time), then a
+    ``# note`` line for each of ``notes`` (line breaks in a note become spaces: it stays one comment line)."""
     header = delimiter.join(names)
-    parts = [("# " + header if delimiter == " " else header) + "\n"]
-    if cells:
-        if rows:
-            parts.append("\n".join(map(delimiter.join, zip(*cells))) + "\n")
-    else:
-        parts.append("\n" * rows)
-    parts += [f"# {one_line(note)}\n" for note in notes]
-    return "".join(parts)
+    with open(path, "w", encoding="utf-8") as file:
+        file.write(("# " + header if delimiter == " " else header) + "\n")
+        for start in range(0, rows, ROWS_AT_ONCE):
+            if table:
+                cells = [form(values[start : start + ROWS_AT_ONCE]) for values, form in table]
+                file.write("\n".join(map(delimiter.join, zip(*cells))) + "\n")
+            else:
+                file.write("\n" * min(ROWS_AT_ONCE, rows - start))
+        file.writelines(f"# {one_line(note)}\n" for note in notes)
 
 
 def write(path: str, array: np.ndarray, notes: Sequence[str] = (), states: Sequence[str] | None = None) -> None:
@@ -100,15 +105,8 @@ def write(path: str, array: np.ndarray, notes: Sequence[str] = (), states: Seque
     with atomic_path(path, suffix=extension) as temporary:
         if extension in (".txt", ".csv"):
             names, table = columns(array)
-            text = table_text(
-                names,
-                [float_text(column) for column in table.T],
-                len(table),
-                "," if extension == ".csv" else " ",
-                notes,
-            )
-            with open(temporary, "w", encoding="utf-8") as file:
-                file.write(text)
+            delimiter = "," if extension == ".csv" else " "
+            write_table(temporary, names, [(column, float_text) for column in table.T], len(table), delimiter, notes)
         elif extension == ".npy":
             np.save(temporary, array)
         else:

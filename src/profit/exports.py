@@ -61,7 +61,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from .datafiles import columns, field_names, float_text, one_line, table_text
+from .datafiles import columns, field_names, float_text, one_line, write_table
 from .run._files import atomic_path
 from .run.errors import ConfigError
 
@@ -119,7 +119,7 @@ def export(
         engine = _netcdf_engine(path)
     with atomic_path(path, suffix=extension) as temporary:
         if extension == ".csv":
-            _write_text(temporary, _csv_text(results, names))
+            _write_csv(temporary, results, names)
         elif extension == ".npy":
             np.save(temporary, _select(results, names + _bookkeeping(results)))
         elif extension == ".parquet":
@@ -309,26 +309,21 @@ def _number_cells(values: np.ndarray) -> list[str]:
     return float_text(values)
 
 
-def _csv_text(results: np.ndarray, names: list[str]) -> str:
-    headers, cells = [], []
+def _write_csv(path: str, results: np.ndarray, names: list[str]) -> None:
+    headers, table = [], []
     bookkeeping = _bookkeeping(results)
     for name in names + [name for name in bookkeeping if name not in _TEXT_FIELDS]:
         field = results[name]
         if field.ndim > 1:
             headers += [f"{name}_{index}" for index in range(field.shape[1])]
-            cells += [_number_cells(field[:, index]) for index in range(field.shape[1])]
+            table += [(field[:, index], _number_cells) for index in range(field.shape[1])]
         else:
             headers.append(name)
-            cells.append(_number_cells(field))
+            table.append((field, _number_cells))
     for name in [name for name in bookkeeping if name in _TEXT_FIELDS]:
         headers.append(name)
-        cells.append(_text_cells(results[name]))
-    return table_text(headers, cells, len(results), ",")
-
-
-def _write_text(path: str, text: str) -> None:
-    with open(path, "w", encoding="utf-8") as file:
-        file.write(text)
+        table.append((results[name], _text_cells))
+    write_table(path, headers, table, len(results), ",")
 
 
 def _export_txt(path: str, results: np.ndarray, names: list[str]) -> None:
@@ -340,15 +335,18 @@ def _export_txt(path: str, results: np.ndarray, names: list[str]) -> None:
         failed = np.flatnonzero(results["state"] == "failed")
         reasons = results["reason"][failed].tolist() if "reason" in fields else [""] * len(failed)
         notes = [f"run {run} failed: {reason}" for run, reason in zip(failed.tolist(), reasons)]
-    text = table_text(headers, [float_text(column) for column in table.T], len(table), " ", notes)
     with atomic_path(path, suffix=".txt") as temporary:
-        _write_text(temporary, text)
+        write_table(temporary, headers, [(column, float_text) for column in table.T], len(table), " ", notes)
     text_fields = [name for name in _TEXT_FIELDS if name in fields]
     if text_fields:
-        cells = [list(map(str, range(len(results))))] + [_text_cells(results[name]) for name in text_fields]
-        states = table_text(["run", *text_fields], cells, len(results), ",")
+        run_ids = np.arange(len(results))
+        states = [(run_ids, _integer_cells)] + [(results[name], _text_cells) for name in text_fields]
         with atomic_path(states_file(path), suffix=".csv") as temporary:
-            _write_text(temporary, states)
+            write_table(temporary, ["run", *text_fields], states, len(results), ",")
+
+
+def _integer_cells(values: np.ndarray) -> list[str]:
+    return list(map(str, values.tolist()))
 
 
 def _write_hdf5(

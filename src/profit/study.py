@@ -474,7 +474,7 @@ class Study:
         if resumed:
             done = int(np.count_nonzero(states == RunState.DONE))
             notes.append(f"continuing {self.file.path}: {done} runs done before, {len(to_run)} to run")
-        report = RunReport(self.status(), resumed=resumed, notes=notes)
+        report = RunReport(self._status(table.rows), resumed=resumed, notes=notes)
         self._export_inputs(table)
         meta.save(started=time.time(), finished=None, finished_before=int(len(table) - len(to_run) - len(failed)))
 
@@ -514,7 +514,7 @@ class Study:
         self._export_outputs(table, report)
         report.ran = len(to_run)
         report.stopped_by = stop.signal
-        report.status = self.status()
+        report.status = self._status(table.rows)  # (the table this process maps: no second mapping)
         report.failed_kept = report.status.failed  # (profit run tells how to run them again)
         return report
 
@@ -553,7 +553,11 @@ class Study:
     # --- exports -----------------------------------------------------------------------------
 
     def _export_inputs(self, table: StudyTable) -> None:
-        datafiles.write(self.file.input_file, np.array(table.inputs))
+        # Column by column: a copy of the multi-field view would be as wide as the whole table.
+        inputs = np.zeros(len(table), self._input_vars)
+        for name in self.input_names:
+            inputs[name] = table.rows[name]
+        datafiles.write(self.file.input_file, inputs)
 
     def _export_outputs(self, table: StudyTable, report: RunReport) -> None:
         """Write the output file; a full disk is reported, not raised (the table keeps the results)."""
@@ -651,7 +655,9 @@ class Study:
 
     def status(self) -> StudyStatus:
         """Counts by state, failures and the running process, read without disturbing a run."""
-        rows = self._read_table()
+        return self._status(self._read_table())
+
+    def _status(self, rows: np.ndarray | None) -> StudyStatus:
         meta = Meta(self.directory).data if os.path.isdir(self.directory) else {}
         if rows is None:
             return StudyStatus(0, count_states(np.zeros(0, np.uint8)), [])

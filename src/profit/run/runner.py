@@ -365,12 +365,12 @@ class Runner(Component, registry=True):
                 raise ConfigError(f"run {run_id} is still active; wait for it or cancel it before running it again")
             if not 0 <= run_id < size:
                 raise RunNotFoundError(f"run {run_id} does not exist (the interface holds {size} runs)")
-        if not isinstance(run_ids, range) and len(set(ids)) < len(ids):
-            seen: set[int] = set()
-            for run_id in ids:
-                if run_id in seen:
-                    raise ConfigError(f"run {run_id} is given more than once")
-                seen.add(run_id)
+        if not isinstance(run_ids, range) and len(ids) > 1:
+            # (sorted as an array: a set of 10**5 ids would cost the runner megabytes at its peak)
+            order = np.sort(np.fromiter(ids, np.int64, count=len(ids)))
+            repeated = order[1:][order[1:] == order[:-1]]
+            if len(repeated):
+                raise ConfigError(f"run {int(repeated[0])} is given more than once")
         timeout = None if stop is None and tick is None else 0.5
         count = len(ids)
         started = 0  # ids[:started] were handed to the backend
@@ -676,14 +676,18 @@ class Runner(Component, registry=True):
         """Inputs of the completed runs (a structured array), as in proFit.
 
         Failed, cancelled and unfinished runs are left out, so the position of a
-        row here is not its run id; :meth:`status` and ``interface.input`` keep
-        every run in its row.
+        row here is not its run id. For results aligned with their runs (row *i*
+        is run *i*, failed rows NaN with state and reason) use ``interface.input``
+        and ``interface.output`` with :meth:`status`, or, for a study,
+        :meth:`profit.Study.results`, :meth:`~profit.Study.to_dataframe` and
+        :meth:`~profit.Study.to_xarray`.
         """
         return self.interface.input[self.interface.internal["DONE"]]
 
     @property
     def output_data(self) -> numpy.ndarray:
-        """Outputs of the completed runs (a structured array), as in proFit (see :attr:`input_data`)."""
+        """Outputs of the completed runs (a structured array), as in proFit: row *i* is not run *i*
+        when a run failed (see :attr:`input_data` for the aligned accessors)."""
         return self.interface.output[self.interface.internal["DONE"]]
 
     @property
