@@ -37,13 +37,15 @@ def yaml_study(folder, ntrain=6, runner="fork", seed=5):
     return folder
 
 
-@pytest.mark.parametrize("runner", ["fork", "pool", "local"])
-def test_python_study_runs_on_each_local_runner_with_aligned_results(tmp_path, runner):
+@pytest.mark.parametrize(
+    ("runner", "interface"), [("fork", "memmap"), ("pool", "memmap"), ("local", "memmap"), ("fork", "zeromq")]
+)
+def test_python_study_runs_on_each_local_runner_with_aligned_results(tmp_path, runner, interface):
     study = Study.create(
         tmp_path / "s",
         inputs={"u": "Uniform(-1, 1)", "v": "Halton(0, 2)"},
         outputs=["f"],
-        run={"runner": {"class": runner, "parallel": 2}, "worker": "t_counted"},
+        run={"runner": {"class": runner, "parallel": 2}, "interface": interface, "worker": "t_counted"},
         ntrain=12,
         seed=3,
         include=[WORKERS],
