@@ -107,15 +107,19 @@ def test_results_are_written_while_arrays_wait_for_their_turn(tmp_path, fake_slu
 def test_study_from_python_on_the_fake_slurm_grows_and_keeps_its_results(tmp_path, fake_slurm):
     from profit import Study
 
+    template = make_study(tmp_path / "elsewhere", "") / "template"  # the simulation, in a directory of its own
     study = Study.create(
         tmp_path / "study",
         inputs={"u": "Uniform(0, 1)", "v": "Halton(2, 3)"},
         outputs=["f", "g"],
-        run={"runner": {"class": "slurm", "min_poll": 0.1}, "command": "./simulation"},
+        run={
+            "runner": {"class": "slurm", "min_poll": 0.1},
+            "pre": {"class": "template", "path": str(template)},
+            "command": "./simulation",
+        },
         ntrain=3,
         seed=4,
     )
-    make_study(tmp_path / "study", (tmp_path / "study" / "profit.yaml").read_text())  # adds the template
     study.run()
     first = study.results()
     assert (first["state"] == "done").all()

@@ -302,3 +302,77 @@ def test_a_study_every_run_of_which_would_fail_is_refused_before_anything_is_wri
     assert fragment in done.stderr and len(done.stderr.strip().splitlines()) == 1
     assert done.stderr.startswith("profit: profit.yaml")
     assert sorted(path.name for path in folder.iterdir()) == ["profit.yaml"]
+
+
+def test_a_study_of_the_first_build_is_converted_with_its_results(tmp_path):
+    """profit-study.npy as the first build kept it (a ledger) and its record: runs done stay done."""
+    import json
+
+    from helpers import STUDY, make_study
+
+    from profit.migrate import old_fingerprint
+    from profit.studyfile import StudyFile
+
+    folder = make_study(tmp_path / "s", STUDY.format(ntrain=4, runner="fork"))
+    file = StudyFile.load(str(folder))
+    ledger = np.zeros(
+        4,
+        [("u", "f8"), ("v", "f8"), ("f", "f8"), ("g", "f8"), ("STATE", "u1"), ("REASON", "S256"), ("TIME", "f8")]
+        + [("ATTEMPTS", "u4"), ("PID", "i8"), ("PSTART", "u8")],
+    )
+    ledger["u"], ledger["v"] = [0.1, 0.2, 0.3, 0.4], 2.5
+    ledger["f"], ledger["g"] = np.nan, np.nan
+    ledger["STATE"] = [2, 3, 1, 0]  # done, failed, running when the runner died, pending
+    ledger["f"][0], ledger["g"][0], ledger["TIME"][0], ledger["ATTEMPTS"][:3] = 99.0, 98.0, 1.7, 1
+    ledger["REASON"][1] = b"exited with code 4"
+    np.save(folder / "profit-study.npy", ledger)
+    record = {"fingerprint": old_fingerprint(file, 4), "runs": 4, "study": file.path, "finished": 1.8e9}
+    (folder / "profit-study.json").write_text(json.dumps(record))
+
+    done = profit("run", str(folder))
+    assert done.returncode == 1, done.stdout + done.stderr  # the failed run stays failed
+    assert "converted the study state of an earlier version of profit (1 runs done are kept)" in done.stdout
+    results = Study.load(folder).results()
+    assert (results["f"][0], results["g"][0]) == (99.0, 98.0)  # kept, not computed again
+    assert list(results["state"]) == ["done", "failed", "done", "done"]
+    assert results["reason"][1] == "exited with code 4"
+    np.testing.assert_array_equal(results["f"][2:], results["u"][2:] + results["v"][2:])
+    runs = [line.split()[1] for line in (folder / "executions.log").read_text().splitlines() if line[:5] == "start"]
+    assert sorted(map(float, runs)) == [0.3, 0.4]
+
+
+def test_an_old_study_whose_variables_changed_is_refused(tmp_path):
+    import json
+
+    from helpers import STUDY, make_study
+
+    folder = make_study(tmp_path / "s", STUDY.format(ntrain=2, runner="fork"))
+    np.save(folder / "profit-study.npy", np.zeros(2, [("u", "f8"), ("STATE", "u1")]))
+    (folder / "profit-study.json").write_text(json.dumps({"fingerprint": "0123456789abcdef", "runs": 2}))
+    refused = profit("run", str(folder))
+    assert refused.returncode == 2 and "made by an earlier version of profit" in refused.stderr
+
+
+def test_create_checks_everything_before_it_writes(tmp_path):
+    with pytest.raises(ConfigError, match="bogus"):
+        Study.create(
+            tmp_path / "s",
+            inputs={"u": "Uniform(0, 1)", "v": 1},
+            outputs=["f"],
+            run={"runner": {"class": "fork", "bogus": 1}, "worker": "t_counted"},
+            include=[WORKERS],
+        )
+    assert not (tmp_path / "s").exists()
+    with pytest.raises(ConfigError, match="taken by the columns profit adds"):
+        Study.create(tmp_path / "s", inputs={"u": "Uniform(0, 1)", "state": 1}, outputs=["f"])
+    study = Study.create(  # the corrected call goes through
+        tmp_path / "s",
+        inputs={"u": "Uniform(0, 1)", "v": 1},
+        outputs=["f"],
+        run={"worker": "t_counted"},
+        include=[WORKERS],
+        ntrain=2,
+    )
+    assert study.run().status.done == 2
+    with pytest.raises(ConfigError, match="keeps for itself"):
+        study.export(study.table_path)

@@ -28,8 +28,9 @@ replaced atomically (a crash while writing never leaves half a file):
   (``inputs=()``) for a study's output file. States and reasons go into a
   second file beside it, ``<stem>.states.csv``, with the columns
   ``run,state,reason`` (written like ``.csv``, after the ``.txt``).
-* ``.npy``: the structured array itself (the named inputs and outputs, then the
-  state, reason and times), for ``numpy.load``.
+* ``.npy``: a structured array of the named inputs and outputs only (the layout
+  proFit writes, for ``numpy.load``), with the states and reasons beside it in
+  ``<stem>.states.csv`` as for ``.txt``.
 * ``.hdf5``/``.h5``: one dataset per input and output (a vector output is 2-D,
   runs by values); a grid's axis as a dataset named after the axis (an HDF5
   dimension scale, attached to the output's second dimension); the run
@@ -121,7 +122,7 @@ def export(
         if extension == ".csv":
             _write_csv(temporary, results, names)
         elif extension == ".npy":
-            np.save(temporary, _select(results, names + _bookkeeping(results)))
+            np.save(temporary, _select(results, names))  # the variables only, as proFit writes the file
         elif extension == ".parquet":
             to_dataframe(results, inputs=inputs, outputs=outputs).to_parquet(temporary)
         elif extension == ".nc":
@@ -131,6 +132,8 @@ def export(
             dataset.to_netcdf(temporary, engine=engine)
         else:
             _write_hdf5(module, temporary, results, inputs, outputs, grids)
+    if extension == ".npy":
+        _export_states(path, results)
 
 
 def to_dataframe(results: np.ndarray, *, inputs: Sequence[str], outputs: Sequence[str]) -> pandas.DataFrame:
@@ -337,6 +340,12 @@ def _export_txt(path: str, results: np.ndarray, names: list[str]) -> None:
         notes = [f"run {run} failed: {reason}" for run, reason in zip(failed.tolist(), reasons)]
     with atomic_path(path, suffix=".txt") as temporary:
         write_table(temporary, headers, [(column, float_text) for column in table.T], len(table), " ", notes)
+    _export_states(path, results)
+
+
+def _export_states(path: str, results: np.ndarray) -> None:
+    """``<stem>.states.csv`` beside a file whose layout has no room for them: each run's state and reason."""
+    fields = field_names(results.dtype)
     text_fields = [name for name in _TEXT_FIELDS if name in fields]
     if text_fields:
         run_ids = np.arange(len(results))

@@ -116,22 +116,30 @@ class StudyTable:
     def __len__(self) -> int:
         return len(self.rows)
 
-    def grow(self, size: int) -> np.ndarray:
-        """Extend the table in place to ``size`` rows (new rows pending, without inputs); the rows."""
+    def grow(self, size: int, inputs: np.ndarray | None = None) -> np.ndarray:
+        """Extend the table in place to ``size`` rows, pending; the rows.
+
+        The new rows get ``inputs`` (one per new row; the runner's interface grows
+        without) before the header counts them, so a table cut off while growing
+        never holds a run without its inputs.
+        """
         if size > len(self.rows):
-            self._layout = _npyfile.grow(
-                self.path, self._layout, size, initialize=lambda rows: _reset(rows, self.output_names)
-            )
+
+            def initialize(rows: np.memmap) -> None:
+                _reset(rows, self.output_names)
+                if inputs is not None:
+                    for name in self.input_names:
+                        rows[name] = inputs[name]
+                    rows.flush()
+
+            self._layout = _npyfile.grow(self.path, self._layout, size, initialize=initialize)
             self._map()
         return self.rows
 
     def append(self, inputs: np.ndarray) -> range:
         """Add one pending run per row of ``inputs``; their run ids."""
         first = len(self.rows)
-        self.grow(first + len(inputs))
-        for name in self.input_names:
-            self.rows[name][first:] = inputs[name]
-        self.flush()
+        self.grow(first + len(inputs), inputs)
         return range(first, len(self.rows))
 
     def flush(self) -> None:

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from . import datafiles
+from .migrate import convert, is_old_study
 from .run.errors import ConfigError, InterfaceError
 from .run.interface import build_vars, decode_reason
 from .run.layout import LEFTOVER_FILES, RUNNER_LOG, clean_work_dir
@@ -188,13 +189,16 @@ class Study:
             config["seed"] = seed
         if files:
             config["files"] = dict(files)
-        if include:  # (relative to where Python runs, as every path given here)
+        if include:  # (relative to where Python runs; paths under files and run are relative to the study)
             config["include"] = [os.path.abspath(os.fspath(item)) for item in include]
         if run:
             config["run"] = dict(run)
         # Checked as a study file is, before anything is written.
         plain: dict = _plain(config)  # type: ignore[assignment]  # (a mapping stays a dict)
-        StudyFile(study_file, plain, [])
+        checked = cls(StudyFile(study_file, plain, []))
+        checked._check_components()
+        if table is not None:
+            checked.check_inputs(table)
         os.makedirs(directory, exist_ok=True)
         from .run._files import write_atomically
 
@@ -228,8 +232,14 @@ class Study:
             rows["STATE"], rows["REASON"], rows["ENDED"]  # noqa: B018  # (the columns are there)
         except (OSError, ValueError, EOFError, KeyError, TypeError, IndexError):
             raise ConfigError(
-                f"the study table {self.table_path} is damaged; 'profit run --restart' starts the study over"
+                f"the study table {self.table_path} is damaged or of an older version of profit; "
+                "'profit run' continues an older study, 'profit run --restart' starts over"
             ) from None
+        if rows.dtype != _table_dtype(self):
+            raise ConfigError(
+                f"{self.file.name}: the variables changed since the study table {self.table_path} was made, so its "
+                "rows do not match them; restore them, or 'profit run --restart' starts over"
+            )
         return rows
 
     def _prepare(self, meta: Meta, restart: bool, notes: list[str]) -> tuple[StudyTable, bool]:
@@ -253,6 +263,8 @@ class Study:
                 inputs_digest=table.inputs_digest(),
             )
             return table, False
+        if is_old_study(meta):
+            self._convert_old_study(meta, outputs, notes)
         self._check_definition(meta)
         try:
             table = StudyTable.open(self.table_path, inputs, outputs)
@@ -275,6 +287,28 @@ class Study:
             notes.append(f"ntrain grew from {sampled} to {file.ntrain}: {len(new)} new runs")
         return table, True
 
+    def _convert_old_study(self, meta: Meta, outputs: np.dtype, notes: list[str]) -> None:
+        """Bring a study of the first build of profit to today's table, keeping every result."""
+        table = convert(self.table_path, self.file, meta, outputs)
+        if table is None:
+            raise ConfigError(
+                f"{self.file.name}: the study in {self.directory} was made by an earlier version of profit with other "
+                "variables, ntrain or seed than the study file has now; restore them to continue it, or "
+                "'profit run --restart' starts over"
+            )
+        seed = self.file.seed if self.file.seed is not None else new_seed()
+        meta.data = {key: value for key, value in meta.data.items() if key not in ("fingerprint", "runs")}
+        meta.save(
+            fingerprint=self.file.fingerprint(),
+            definition=self.file.definition(),
+            seed=seed,
+            sampled=len(table),
+            given=0,
+            inputs_digest=table.inputs_digest(),
+        )
+        done = int(np.count_nonzero(table.states() == RunState.DONE))
+        notes.append(f"converted the study state of an earlier version of profit ({done} runs done are kept)")
+
     def _unrecorded(self, meta: Meta) -> bool:
         """A table whose record is missing: one whose first creation was interrupted, and nothing ran yet."""
         if "fingerprint" in meta.data:
@@ -290,20 +324,27 @@ class Study:
     def _check_definition(self, meta: Meta) -> None:
         """Refuse a study whose variables (or seed) changed since its table was made."""
         file = self.file
-        if meta.data.get("fingerprint") == file.fingerprint():
-            return
         before, now = meta.data.get("definition") or {}, file.definition()
+        seed_kept = file.seed is None or file.seed == meta.data.get("seed")
+        if before == now and list(before) == list(now) and seed_kept:
+            return
+        if before == now and seed_kept:
+            raise ConfigError(
+                f"{file.name}: the variables are listed in another order than when this study was made in "
+                f"{self.directory} ({', '.join(before)}); list them in that order again, or 'profit run --restart' "
+                "starts over (earlier results are discarded)"
+            )
         changes = [
             f"{name}: {before.get(name, 'absent')} became {now.get(name, 'absent')}"
             for name in sorted(set(before) | set(now))
             if before.get(name) != now.get(name)
         ]
-        if not changes and meta.data.get("seed") != file.seed and file.seed is not None:
+        if not changes:
             changes = [f"seed: {meta.data.get('seed')} became {file.seed}"]
-        what = "; ".join(changes[:3]) or "the variables or the seed"
         raise ConfigError(
-            f"{file.name}: the variables changed since this study last ran in {self.directory} ({what}), so its "
-            "runs do not match them; 'profit run --restart' starts over (earlier results are discarded)"
+            f"{file.name}: the variables changed since this study last ran in {self.directory} "
+            f"({'; '.join(changes[:3])}), so its runs do not match them; 'profit run --restart' starts over "
+            "(earlier results are discarded)"
         )
 
     def _finish_growing(self, table: StudyTable, meta: Meta) -> None:
@@ -366,6 +407,8 @@ class Study:
         """
         where = f"the table {source!r}" if isinstance(source, (str, os.PathLike)) else "the table of inputs"
         table = read_table(os.fspath(source)) if isinstance(source, (str, os.PathLike)) else table_of(source, where)
+        if table.ndim != 1:
+            raise ConfigError(f"{where} must be a list of parameter sets (one dimension), not of shape {table.shape}")
         names = list(table.dtype.names or ())
         missing = [name for name in self.input_names if name not in names]
         extra = [name for name in names if name not in self.input_names]
@@ -377,10 +420,11 @@ class Study:
         rows = np.zeros(len(table), np.dtype(self._input_vars))
         for name in self.input_names:
             column = np.asarray(table[name])
-            if column.dtype.kind not in "biuf" or not np.all(np.isfinite(column.astype(float))):
-                raise ConfigError(f"{where}: column {name!r} must hold finite numbers")
+            if column.ndim != 1 or column.dtype.kind not in "biuf" or not np.all(np.isfinite(column.astype(float))):
+                raise ConfigError(f"{where}: column {name!r} must hold one finite number per parameter set")
             rows[name] = column
-            if not np.array_equal(rows[name], column):
+            # Compared in the column's own type: a big integer that a float cannot hold exactly is refused.
+            if not np.array_equal(rows[name].astype(column.dtype), column):
                 raise ConfigError(f"{where}: column {name!r} does not fit the input's type {rows.dtype[name]}")
         return rows
 
@@ -419,24 +463,17 @@ class Study:
         say: Callable[[str], object] | None = None,
         restore_signals: bool = True,
     ) -> RunReport:
-        from .run.includes import load_includes
-        from .validate import check_study
-
-        file = self.file
-        load_includes(file.includes)
-        label, options = self._runner_options()  # checks every option of every component
-        check_study(file)
+        label, options = self._check_components()
         extra = self.check_inputs(inputs) if inputs is not None else None
         os.makedirs(self.directory, exist_ok=True)
         with self._locked("run"):
-            handler = _log_to(os.path.join(self.directory, RUNNER_LOG), debug or bool(file.run.get("debug")))
+            log = _LogTo(os.path.join(self.directory, RUNNER_LOG), debug or bool(self.file.run.get("debug")))
             try:
                 return self._run_locked(
                     label, options, retry_failed, restart, progress, extra, Notes(say), restore_signals
                 )
             finally:
-                logging.getLogger("profit").removeHandler(handler)
-                handler.close()
+                log.close()
 
     def _run_locked(
         self,
@@ -476,7 +513,7 @@ class Study:
             notes.append(f"continuing {self.file.path}: {done} runs done before, {len(to_run)} to run")
         report = RunReport(self._status(table.rows), resumed=resumed, notes=notes)
         self._export_inputs(table)
-        meta.save(started=time.time(), finished=None, finished_before=int(len(table) - len(to_run) - len(failed)))
+        meta.save(started=time.time(), finished=None, finished_before=int(len(table) - len(to_run)))
 
         runner_class, _ = Runner.resolve(label, "run.runner")
         runner = runner_class(**options)
@@ -517,6 +554,17 @@ class Study:
         report.status = self._status(table.rows)  # (the table this process maps: no second mapping)
         report.failed_kept = report.status.failed  # (profit run tells how to run them again)
         return report
+
+    def _check_components(self) -> tuple[str, dict]:
+        """Load the study's includes and check every option of every component and every study-wide
+        fact that would make each run fail; the runner's label and options."""
+        from .run.includes import load_includes
+        from .validate import check_study
+
+        load_includes(self.file.includes)
+        label, options = self._runner_options()
+        check_study(self.file)
+        return label, options
 
     def _runner_options(self) -> tuple[str, dict]:
         """The runner's label and options; every option of every component checked, nothing built."""
@@ -648,7 +696,9 @@ class Study:
     def export(self, path: str | os.PathLike) -> None:
         """Write every run (inputs, outputs, state, reason, times) to ``path``, in the format its extension names."""
         from .exports import export
+        from .validate import check_export_path
 
+        check_export_path(self.file, os.fspath(path))
         export(os.fspath(path), self.results(), inputs=self.input_names, outputs=self.output_names, grids=self.grids())
 
     # --- watching and cleaning ---------------------------------------------------------------
@@ -718,13 +768,21 @@ class _Lock:
         self.lock.release()
 
 
-def _log_to(path: str, debug: bool) -> logging.Handler:
-    handler = logging.FileHandler(path)
-    handler.setFormatter(logging.Formatter("{asctime} {levelname:8s} {name}: {message}", style="{"))
-    logger = logging.getLogger("profit")
-    logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG if debug else logging.INFO)
-    return handler
+class _LogTo:
+    """The ``profit`` logger writes into the study's log while a run goes on; its level is put back after."""
+
+    def __init__(self, path: str, debug: bool):
+        self.handler = logging.FileHandler(path)
+        self.handler.setFormatter(logging.Formatter("{asctime} {levelname:8s} {name}: {message}", style="{"))
+        self.logger = logging.getLogger("profit")
+        self.level = self.logger.level
+        self.logger.addHandler(self.handler)
+        self.logger.setLevel(logging.DEBUG if debug else logging.INFO)
+
+    def close(self) -> None:
+        self.logger.removeHandler(self.handler)
+        self.logger.setLevel(self.level)
+        self.handler.close()
 
 
 def _end_leftover_jobs(meta: Meta, notes: list[str]) -> None:
@@ -828,14 +886,19 @@ def read_table(path: str) -> np.ndarray:
         raise ConfigError(f"{where} does not exist; give a .csv, .txt or .npy file of parameter sets")
     try:
         if extension == ".npy":
-            table = np.load(path, allow_pickle=False)
+            table = np.atleast_1d(np.load(path, allow_pickle=False))
         elif extension in (".csv", ".txt"):
             import warnings
 
             with warnings.catch_warnings():
                 warnings.simplefilter("error")  # numpy only warns about rows of the wrong length
                 table = np.genfromtxt(
-                    path, names=True, delimiter="," if extension == ".csv" else None, deletechars="", ndmin=1
+                    path,
+                    names=True,
+                    delimiter="," if extension == ".csv" else None,
+                    deletechars="",
+                    ndmin=1,
+                    encoding="utf-8-sig",  # (a spreadsheet's byte order mark is not part of the first name)
                 )
         else:
             raise ConfigError(f"{where}: use a .csv, .txt or .npy file of parameter sets")

@@ -279,6 +279,13 @@ def _own_files(study: StudyFile) -> dict[str, str]:
     return {os.path.realpath(path): what for path, what in own.items()}
 
 
+def check_export_path(study: StudyFile, path: str) -> None:
+    """Refuse to export over one of profit's own files of the study (its table, record, lock, log, ...)."""
+    what = _own_files(study).get(os.path.realpath(path))
+    if what is not None:
+        raise ConfigError(f"cannot export to {path}: it is {what}, which profit keeps for itself; choose another file")
+
+
 def _check_files(study: StudyFile) -> None:
     own = _own_files(study)
     for key, path in (("files.input", study.input_file), ("files.output", study.output_file)):
@@ -288,6 +295,13 @@ def _check_files(study: StudyFile) -> None:
                 f"{study.name}: {key}: {os.path.relpath(path, study.base_dir)} is {what} ({path}), "
                 f"which profit keeps for itself; choose another file name, e.g. {key.split('.')[1]}.txt"
             )
+    from .exports import states_file
+
+    if os.path.realpath(study.input_file) == os.path.realpath(states_file(study.output_file)):
+        raise ConfigError(
+            f"{study.name}: files.input: {os.path.relpath(study.input_file, study.base_dir)} is where the states of "
+            "files.output are written; give the inputs another file name, e.g. input.txt"
+        )
     if os.path.realpath(study.input_file) == os.path.realpath(study.output_file):
         raise ConfigError(
             f"{study.name}: files.output: {os.path.relpath(study.output_file, study.base_dir)} is also files.input, "

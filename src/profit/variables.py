@@ -42,6 +42,8 @@ INPUT_KINDS = {
     "Input": ((), "nothing (its values come from tables)"),
 }
 OTHER_KINDS = ("Independent", "Output")
+# Columns that results and exports add beside the variables (profit.Study.results, profit.exports).
+RESULT_COLUMNS = frozenset({"state", "reason", "attempts", "started", "ended", "duration", "run", "profit"})
 
 
 class Variable:
@@ -67,6 +69,11 @@ def parse_variables(spec: object, where: str) -> dict[str, Variable]:
     for name, value in spec.items():
         if not isinstance(name, str) or not name.isidentifier():
             raise ConfigError(f"{where}: variable name {name!r} is not valid; use letters, digits and _")
+        if name in RESULT_COLUMNS:
+            raise ConfigError(
+                f"{where}: variable name {name!r} is taken by the columns profit adds to results "
+                f"({', '.join(sorted(RESULT_COLUMNS))}); rename the variable"
+            )
         variables[name] = _parse_one(name, value, f"{where}: variable {name!r}")
     for variable in variables.values():
         if variable.kind == "Output" and variable.over is not None:
@@ -157,16 +164,14 @@ def new_seed() -> int:
     return entropy % 2**63
 
 
-def sample_inputs(
-    variables: Mapping[str, Variable], runs: int, seed: int | None, start: int = 0, total: int | None = None
-) -> np.ndarray:
+def sample_inputs(variables: Mapping[str, Variable], runs: int, seed: int | None, start: int = 0) -> np.ndarray:
     """Rows ``start .. runs-1`` of the study's inputs, as a structured array.
 
     Every sampler draws its own stream (from ``seed`` and the variable's
     place), so the first rows never depend on how many follow: the rows of a
     study grown from 200 to 300 runs are those of a study of 300 from the
-    start. ``Linear`` spreads its values over ``total`` runs (default ``runs``)
-    and cannot be continued that way; ``Input`` values come from tables, not
+    start. ``Linear`` spreads its values over ``runs`` and cannot be continued
+    that way (a study refuses to grow one by sampling); ``Input`` values come from tables, not
     from a sampler.
     """
     inputs = [v for v in variables.values() if v.is_input]
@@ -206,7 +211,7 @@ def sample_inputs(
         elif variable.kind == "Normal":
             rows[variable.name] = rng.normal(a, rest[0], runs)[start:]
         elif variable.kind == "Linear":
-            rows[variable.name] = np.linspace(a, rest[0], total or runs)[start:runs]
+            rows[variable.name] = np.linspace(a, rest[0], runs)[start:]
         elif variable.kind == "Constant":
             rows[variable.name] = a
     return rows

@@ -543,7 +543,11 @@ class SlurmRunner(Runner, label="slurm"):
     def respawn_array(
         self, run_ids: Iterable[int], stop: Callable[[], bool] | None = None, tick: Callable[[], object] | None = None
     ) -> None:
-        """Deprecated: :meth:`drive` (which this calls) runs them as job arrays until all ended or ``stop()``."""
+        """Deprecated: :meth:`drive` (which this calls) runs them as job arrays until all ended or ``stop()``.
+
+        Unlike the first build's ``respawn_array``, it returns when the runs have
+        ended (or ``stop()`` said so), not as soon as the arrays are submitted.
+        """
         self.drive(run_ids, stop=stop, tick=tick)
 
     # --- noticing ends ----------------------------------------------------------------------
