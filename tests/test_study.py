@@ -376,3 +376,31 @@ def test_create_checks_everything_before_it_writes(tmp_path):
     assert study.run().status.done == 2
     with pytest.raises(ConfigError, match="keeps for itself"):
         study.export(study.table_path)
+
+
+def test_an_extension_cut_off_before_its_record_is_completed_keeps_the_right_inputs(tmp_path, monkeypatch):
+    from profit.store import Meta
+
+    folder = yaml_study(tmp_path / "s", ntrain=3)
+    (folder / "fixed").touch()
+    study = Study.load(folder)
+    study.run()
+    save = Meta.save
+
+    def cut_off(self, **changes):
+        if changes.get("growing", 0) is None:  # the table grew; the record of it is never completed
+            raise KeyboardInterrupt
+        save(self, **changes)
+
+    monkeypatch.setattr(Meta, "save", cut_off)
+    with pytest.raises(KeyboardInterrupt):
+        study.extend(2)
+    monkeypatch.setattr(Meta, "save", save)
+    Study.load(folder).run()
+    results = Study.load(folder).results()
+    grown = yaml_study(tmp_path / "fresh", ntrain=5)
+    (grown / "fixed").touch()
+    Study.load(grown).run()
+    np.testing.assert_array_equal(results["u"], Study.load(grown).results()["u"])  # the continued samples
+    np.testing.assert_array_equal(results["f"], results["u"] + results["v"])
+    assert len(executions(folder)) == 5
