@@ -612,9 +612,11 @@ class Study:
         from .exports import export
 
         try:
+            # A .txt or .npy output has the states beside it, without the times: only what is written is built.
+            times = os.path.splitext(self.file.output_file)[1].lower() not in (".txt", ".npy")
             export(
                 self.file.output_file,
-                self._results(table.rows),
+                self._results(table.rows, inputs=False, times=times),
                 inputs=[],
                 outputs=self.output_names,
                 grids=self.grids(),
@@ -646,25 +648,21 @@ class Study:
             return self._results(np.zeros(0, _table_dtype(self)))
         return self._results(rows)
 
-    def _results(self, rows: np.ndarray) -> np.ndarray:
+    def _results(self, rows: np.ndarray, *, inputs: bool = True, times: bool = True) -> np.ndarray:
         states = np.asarray(rows["STATE"])
         raw_reasons = np.asarray(rows["REASON"])
         with_reason = np.flatnonzero(raw_reasons != b"")  # (decoding only those: most runs have none)
         reasons = {int(run_id): decode_reason(raw_reasons[run_id]) for run_id in with_reason}
         width = max([len(reason) for reason in reasons.values()] + [1])
-        fields: list[tuple] = [(name, rows.dtype[name]) for name in self.input_names]
+        input_names = self.input_names if inputs else []
+        fields: list[tuple] = [(name, rows.dtype[name]) for name in input_names]
         for spec in self._output_vars:
             fields.append((spec[0], np.float64, *spec[2:]))
-        fields += [
-            ("state", "U9"),
-            ("reason", f"U{width}"),
-            ("attempts", "<u4"),
-            ("started", "<f8"),
-            ("ended", "<f8"),
-            ("duration", "<f8"),
-        ]
+        fields += [("state", "U9"), ("reason", f"U{width}")]
+        if times:
+            fields += [("attempts", "<u4"), ("started", "<f8"), ("ended", "<f8"), ("duration", "<f8")]
         result = np.zeros(len(rows), fields)
-        for name in self.input_names:
+        for name in input_names:
             result[name] = rows[name]
         done = states == RunState.DONE
         for name in self.output_names:
@@ -675,10 +673,11 @@ class Study:
         reason_column = result["reason"]
         for run_id, reason in reasons.items():
             reason_column[run_id] = reason
-        result["attempts"] = rows["ATTEMPTS"]
-        result["started"] = rows["STARTED"]
-        result["ended"] = rows["ENDED"]
-        result["duration"] = result["ended"] - result["started"]
+        if times:
+            result["attempts"] = rows["ATTEMPTS"]
+            result["started"] = rows["STARTED"]
+            result["ended"] = rows["ENDED"]
+            result["duration"] = result["ended"] - result["started"]
         return result
 
     def to_dataframe(self) -> Any:
