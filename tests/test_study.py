@@ -404,3 +404,40 @@ def test_an_extension_cut_off_before_its_record_is_completed_keeps_the_right_inp
     np.testing.assert_array_equal(results["u"], Study.load(grown).results()["u"])  # the continued samples
     np.testing.assert_array_equal(results["f"], results["u"] + results["v"])
     assert len(executions(folder)) == 5
+
+
+@pytest.mark.parametrize("cut", ["before the table", "after the table"])
+def test_a_restart_cut_off_leaves_the_old_study_or_the_new_one_whole(tmp_path, monkeypatch, cut):
+    from profit.store import Meta, StudyTable
+
+    folder = yaml_study(tmp_path / "s", ntrain=3, seed=None)
+    (folder / "profit.yaml").write_text((folder / "profit.yaml").read_text().replace("seed: None\n", ""))
+    (folder / "fixed").touch()
+    Study.load(folder).run()
+    old = Study.load(folder).results()
+    create, save = StudyTable.create, Meta.save
+
+    def create_then_cut(*args, **kwargs):
+        if cut == "before the table":
+            raise KeyboardInterrupt
+        return create(*args, **kwargs)
+
+    def save_then_cut(self, **changes):
+        if not changes and cut == "after the table":  # the record of the new table
+            raise KeyboardInterrupt
+        save(self, **changes)
+
+    monkeypatch.setattr(StudyTable, "create", create_then_cut)
+    monkeypatch.setattr(Meta, "save", save_then_cut)
+    with pytest.raises(KeyboardInterrupt):
+        Study.load(folder).run(restart=True)
+    monkeypatch.undo()
+    Study.load(folder).run()  # no --restart demanded
+    results = Study.load(folder).results()
+    if cut == "before the table":
+        np.testing.assert_array_equal(results, old)  # the old study, untouched
+        assert len(executions(folder)) == 3
+    else:
+        assert not np.array_equal(results["u"], old["u"])  # the new study (a fresh seed), run whole
+        assert (results["state"] == "done").all() and len(executions(folder)) == 6
+    np.testing.assert_array_equal(results["f"], results["u"] + results["v"])

@@ -49,6 +49,14 @@ def count_states(states: np.ndarray) -> dict[RunState, int]:
     return {state: int(counts[state]) for state in RunState}
 
 
+def inputs_digest(rows: np.ndarray, input_names: list[str]) -> str:
+    """A short digest of the columns ``input_names`` of ``rows`` (a table's, or the rows it is made from)."""
+    digest = hashlib.sha256()
+    for name in input_names:
+        digest.update(np.ascontiguousarray(rows[name]).tobytes())
+    return digest.hexdigest()[:16]
+
+
 def table_dtype(inputs: np.dtype, outputs: np.dtype) -> np.dtype:
     """The table's row: inputs, the interface's columns, outputs, the study's columns."""
     clash = (set(field_names(inputs)) | set(field_names(outputs))) & RESERVED_NAMES
@@ -108,10 +116,7 @@ class StudyTable:
 
     def inputs_digest(self) -> str:
         """A short digest of every run's inputs: the study's record keeps it, to know its table."""
-        digest = hashlib.sha256()
-        for name in self.input_names:
-            digest.update(np.ascontiguousarray(self.rows[name]).tobytes())
-        return digest.hexdigest()[:16]
+        return inputs_digest(self.rows, self.input_names)
 
     def __len__(self) -> int:
         return len(self.rows)

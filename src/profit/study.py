@@ -31,7 +31,17 @@ from .run.errors import ConfigError, InterfaceError
 from .run.interface import build_vars, decode_reason
 from .run.layout import LEFTOVER_FILES, RUNNER_LOG, clean_work_dir
 from .run.state import RunState
-from .store import LOCK, META, TABLE, Meta, StudyLock, StudyTable, count_states, end_process_groups
+from .store import (
+    LOCK,
+    META,
+    TABLE,
+    Meta,
+    StudyLock,
+    StudyTable,
+    count_states,
+    end_process_groups,
+    inputs_digest,
+)
 from .studyfile import STUDY_FILE, StudyFile
 from .variables import new_seed, sample_inputs
 
@@ -246,22 +256,27 @@ class Study:
         """The table to run: the earlier one (checked, grown to ``ntrain``) or a new one. Holds the lock."""
         inputs, outputs = self._dtypes()
         file = self.file
+        self._finish_replacing(meta)
         if restart or not os.path.exists(self.table_path) or self._unrecorded(meta):
             seed = file.seed if file.seed is not None else new_seed()
             _refuse_unsampled_linear(file, 0)
             rows = sample_inputs(file.variables, file.ntrain, seed)
+            record = {
+                "fingerprint": file.fingerprint(),
+                "definition": file.definition(),
+                "seed": seed,
+                "sampled": file.ntrain,
+                "given": 0,
+                "created": time.time(),
+                "study": file.path,
+                "inputs_digest": inputs_digest(rows, self.input_names),
+            }
+            # The new record first, beside the old one; then the table, replaced whole; then the record.
+            # Cut off anywhere, the study is the old one or the new one, whole (see _finish_replacing).
+            meta.save(next=record)
             table = StudyTable.create(self.table_path, rows, outputs)
-            meta.data = {}
-            meta.save(
-                fingerprint=file.fingerprint(),
-                definition=file.definition(),
-                seed=seed,
-                sampled=file.ntrain,
-                given=0,
-                created=time.time(),
-                study=file.path,
-                inputs_digest=table.inputs_digest(),
-            )
+            meta.data = dict(record)
+            meta.save()
             return table, False
         if is_old_study(meta):
             self._convert_old_study(meta, outputs, notes)
@@ -286,6 +301,23 @@ class Study:
             self._append(table, meta, new, "sampled")
             notes.append(f"ntrain grew from {sampled} to {file.ntrain}: {len(new)} new runs")
         return table, True
+
+    def _finish_replacing(self, meta: Meta) -> None:
+        """After a cut-off creation or ``--restart``: the new record if the new table is in place, else the old."""
+        record = meta.data.get("next")
+        if not isinstance(record, dict):
+            return
+        inputs, outputs = self._dtypes()
+        try:
+            table = StudyTable.open(self.table_path, inputs, outputs)
+            replaced = table.inputs_digest() == record.get("inputs_digest")
+        except (InterfaceError, OSError):
+            replaced = False
+        if replaced:
+            meta.data = dict(record)
+        else:
+            meta.data.pop("next")
+        meta.save()
 
     def _convert_old_study(self, meta: Meta, outputs: np.dtype, notes: list[str]) -> None:
         """Bring a study of the first build of profit to today's table, keeping every result."""
