@@ -274,7 +274,8 @@ class Study:
             # The new record first, beside the old one; then the table, replaced whole; then the record.
             # Cut off anywhere, the study is the old one or the new one, whole (see _finish_replacing).
             meta.save(next=record)
-            table = StudyTable.create(self.table_path, rows, outputs)
+            with _Naming(self.table_path):
+                table = StudyTable.create(self.table_path, rows, outputs)
             meta.data = dict(record)
             meta.save()
             return table, False
@@ -402,7 +403,8 @@ class Study:
 
     def _append(self, table: StudyTable, meta: Meta, rows: np.ndarray, kind: str) -> range:
         meta.save(growing={"kind": kind, "rows": len(table) + len(rows)})
-        added = table.append(rows)
+        with _Naming(self.table_path):
+            added = table.append(rows)
         meta.save(**{kind: int(meta.data.get(kind, 0)) + len(rows)}, growing=None, inputs_digest=table.inputs_digest())
         return added
 
@@ -637,7 +639,8 @@ class Study:
         inputs = np.zeros(len(table), self._input_vars)
         for name in self.input_names:
             inputs[name] = table.rows[name]
-        datafiles.write(self.file.input_file, inputs)
+        with _Naming(self.file.input_file):
+            datafiles.write(self.file.input_file, inputs)
 
     def _export_outputs(self, table: StudyTable, report: RunReport) -> None:
         """Write the output file; a full disk is reported, not raised (the table keeps the results)."""
@@ -777,6 +780,20 @@ class Study:
                     os.remove(path)
                     removed.append(os.path.relpath(path, self.file.base_dir))
         return removed
+
+
+class _Naming:
+    """Gives an OSError that names no file (a full disk while writing) the file it was about."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type | None, error: BaseException | None, traceback: object) -> None:
+        if isinstance(error, OSError) and not error.filename:
+            raise OSError(error.errno, error.strerror or str(error), self.path) from None
 
 
 class _Lock:
