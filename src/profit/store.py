@@ -261,14 +261,20 @@ def _started_after(pid: int, started: float) -> bool:
 class Meta:
     """``profit-study.json``: what the study's rows were made from, and when it ran."""
 
+    MAX_BYTES = 16 << 20  # far more than a record holds; a larger file is not one
+
     def __init__(self, folder: str):
         self.path = os.path.join(folder, META)
         self.data: dict = {}
         if os.path.exists(self.path):
+            # A damaged record (not JSON, not UTF-8, nested beyond Python's recursion, not an object,
+            # far larger than a record is) reads as none: the study then says its record is damaged.
             try:
-                with open(self.path) as file:
-                    self.data = json.load(file)
-            except (OSError, json.JSONDecodeError):
+                with open(self.path, "rb") as file:
+                    raw = file.read(self.MAX_BYTES + 1)
+                if len(raw) <= self.MAX_BYTES:
+                    self.data = json.loads(raw.decode("utf-8"))
+            except (OSError, ValueError, RecursionError):  # (JSONDecodeError and UnicodeDecodeError are ValueErrors)
                 self.data = {}
         if not isinstance(self.data, dict):
             self.data = {}

@@ -22,12 +22,14 @@ a study's ``seed`` makes both reproducible.
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from collections.abc import Mapping
 
 import numpy as np
 
 from .run.errors import ConfigError
+from .run.options import shown
 
 _SPEC = re.compile(r"^\s*([A-Za-z_]\w*)\s*(?:\((.*)\))?\s*$", re.DOTALL)
 
@@ -44,6 +46,10 @@ INPUT_KINDS = {
 OTHER_KINDS = ("Independent", "Output")
 # Columns that results and exports add beside the variables (profit.Study.results, profit.exports).
 RESULT_COLUMNS = frozenset({"state", "reason", "attempts", "started", "ended", "duration", "run", "profit"})
+# The most points an Independent axis (the length of a vector output) may have.
+MAX_POINTS = 10**6
+# The dtypes a variable may have: booleans, integers, floats.
+DTYPE_KINDS = "biuf"
 
 
 class Variable:
@@ -68,20 +74,27 @@ def parse_variables(spec: object, where: str) -> dict[str, Variable]:
     variables = {}
     for name, value in spec.items():
         if not isinstance(name, str) or not name.isidentifier():
-            raise ConfigError(f"{where}: variable name {name!r} is not valid; use letters, digits and _")
+            raise ConfigError(f"{where}: variable name {shown(name)} is not valid; use letters, digits and _")
+        if not name.isascii() and not _latin1(name):
+            # The study table's .npy header is Latin-1 (numpy's format 1.0 and 2.0; run/_npyfile.py).
+            raise ConfigError(
+                f"{where}: variable name {shown(name)} has letters outside Latin-1, which the study's .npy files "
+                "cannot hold; use letters such as a-z, é or ß (e.g. 'lam' for λ)"
+            )
         if name in RESULT_COLUMNS:
             raise ConfigError(
                 f"{where}: variable name {name!r} is taken by the columns profit adds to results "
                 f"({', '.join(sorted(RESULT_COLUMNS))}); rename the variable"
             )
-        variables[name] = _parse_one(name, value, f"{where}: variable {name!r}")
+        variables[name] = _parse_one(name, value, f"{where}: variable {shown(name)}")
     for variable in variables.values():
         if variable.kind == "Output" and variable.over is not None:
             axis = variables.get(variable.over)
             if axis is None or axis.kind != "Independent":
                 raise ConfigError(
-                    f"{where}: variable {variable.name!r} is Output({variable.over}), but {variable.over!r} is not "
-                    f"an Independent variable; add e.g. '{variable.over}: Independent(0, 1, 10)'"
+                    f"{where}: variable {shown(variable.name)} is Output({_cut(variable.over)}), but "
+                    f"{shown(variable.over)} is not an Independent variable; add e.g. "
+                    f"'{_cut(variable.over)}: Independent(0, 1, 10)'"
                 )
     if not any(v.is_input for v in variables.values()):
         raise ConfigError(f"{where}: 'variables' has no input (e.g. 'u: Uniform(0, 1)')")
@@ -90,9 +103,26 @@ def parse_variables(spec: object, where: str) -> dict[str, Variable]:
     return variables
 
 
+def _cut(text: str, limit: int = 80) -> str:
+    """``text`` cut to about ``limit`` characters, for messages."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _latin1(name: str) -> bool:
+    try:
+        name.encode("latin-1")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _parse_one(name: str, value: object, where: str) -> Variable:
     if isinstance(value, bool):
         raise ConfigError(f"{where}: {value!r} is not a variable kind")
+    if isinstance(value, int) and not -(2**63) <= value < 2**63:
+        raise ConfigError(f"{where}: the constant {shown(value)} does not fit a 64-bit integer")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{where}: the constant {shown(value)} is not a finite number")
     if isinstance(value, (int, float)):
         return Variable(name, "Constant", (float(value),), "int64" if isinstance(value, int) else "float64")
     dtype = "float64"
@@ -100,7 +130,8 @@ def _parse_one(name: str, value: object, where: str) -> Variable:
         unknown = set(value) - {"class", "kind", "constraints", "dtype", "over"}
         if unknown:
             raise ConfigError(
-                f"{where}: unknown key {sorted(unknown)[0]!r}; a variable mapping takes class, constraints, dtype"
+                f"{where}: unknown key {shown(sorted(map(str, unknown))[0])}; a variable mapping takes class, "
+                "constraints, dtype"
             )
         kind = value.get("class", value.get("kind"))
         args = value.get("constraints", ())
@@ -115,46 +146,67 @@ def _parse_one(name: str, value: object, where: str) -> Variable:
     elif isinstance(value, str):
         text = value
     else:
-        raise ConfigError(f"{where}: {value!r} is not a variable; write e.g. 'Uniform(0, 1)' or 'Output'")
+        raise ConfigError(f"{where}: {shown(value)} is not a variable; write e.g. 'Uniform(0, 1)' or 'Output'")
     match = _SPEC.match(text)
     if not match:
-        raise ConfigError(f"{where}: cannot read {text!r}; write e.g. 'Uniform(0, 1)', 'Halton()' or 'Output'")
+        raise ConfigError(f"{where}: cannot read {shown(text)}; write e.g. 'Uniform(0, 1)', 'Halton()' or 'Output'")
     kind, inner = match.group(1), (match.group(2) or "").strip()
     if kind not in INPUT_KINDS and kind not in OTHER_KINDS:
         close = difflib.get_close_matches(kind, [*INPUT_KINDS, *OTHER_KINDS], n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise ConfigError(f"{where}: unknown kind {kind!r}{hint} (kinds: {', '.join([*INPUT_KINDS, *OTHER_KINDS])})")
+        raise ConfigError(
+            f"{where}: unknown kind {shown(kind)}{hint} (kinds: {', '.join([*INPUT_KINDS, *OTHER_KINDS])})"
+        )
     try:
-        np.dtype(dtype)
-    except TypeError:
-        raise ConfigError(f"{where}: dtype {dtype!r} is not a numpy type (e.g. float64, int64)") from None
+        numpy_dtype = np.dtype(dtype)
+    except Exception:  # whatever numpy makes of a list or a mapping
+        numpy_dtype = None
+    if numpy_dtype is None or numpy_dtype.kind not in DTYPE_KINDS or numpy_dtype.fields is not None:
+        raise ConfigError(f"{where}: dtype {shown(dtype)} is not a numpy type of numbers (e.g. float64, int64)")
     if kind == "Output":
         if inner and not inner.isidentifier():
-            raise ConfigError(f"{where}: Output({inner}) must name an Independent variable, e.g. Output(t)")
+            raise ConfigError(f"{where}: Output({_cut(inner)}) must name an Independent variable, e.g. Output(t)")
         return Variable(name, kind, (), dtype, inner or None)
     args = _numbers(inner, where, kind)
     if kind == "Independent":
         if len(args) != 3 or args[2] < 1 or args[2] != int(args[2]):
-            raise ConfigError(f"{where}: Independent takes start, stop and a whole number of points, got {inner!r}")
+            raise ConfigError(
+                f"{where}: Independent takes start, stop and a whole number of points, got {shown(inner)}"
+            )
+        if args[2] > MAX_POINTS:
+            raise ConfigError(
+                f"{where}: Independent has {args[2]:.0f} points; an axis may have at most {MAX_POINTS} "
+                "(each run stores a value per point)"
+            )
         return Variable(name, kind, (args[0], args[1], int(args[2])), dtype)
     defaults, meaning = INPUT_KINDS[kind]
     if len(args) > len(defaults) or any(d is None for d in defaults[len(args) :]):
-        raise ConfigError(f"{where}: {kind} takes {meaning}, got {inner or 'nothing'!r}")
+        raise ConfigError(f"{where}: {kind} takes {meaning}, got {shown(inner) if inner else 'nothing'}")
     args = args + tuple(defaults[len(args) :])
     if kind == "LogUniform" and min(args) <= 0:
-        raise ConfigError(f"{where}: LogUniform needs low and high > 0, got {inner!r}")
+        raise ConfigError(f"{where}: LogUniform needs low and high > 0, got {shown(inner)}")
     if kind == "Normal" and args[1] < 0:
-        raise ConfigError(f"{where}: Normal needs sigma >= 0, got {inner!r}")
+        raise ConfigError(f"{where}: Normal needs sigma >= 0, got {shown(inner)}")
+    if kind in ("Uniform", "LogUniform", "Halton") and args[0] > args[1]:
+        raise ConfigError(f"{where}: {kind} needs low <= high, got {shown(inner)}; swap them")
+    if kind in ("Uniform", "Halton", "Linear") and not math.isfinite(args[1] - args[0]):
+        raise ConfigError(f"{where}: {kind}({_cut(inner)}) spans more than a float can hold; narrow it")
     return Variable(name, kind, args, dtype)
 
 
 def _numbers(inner: str, where: str, kind: str) -> tuple:
     if not inner:
         return ()
+    parts = inner.split(",")
+    written = _cut(inner)
+    if any(not part.strip() for part in parts):
+        raise ConfigError(f"{where}: {kind}({written}) has an empty argument; write numbers, e.g. {kind}(0, 1)")
     try:
-        values = [float(part) for part in inner.split(",") if part.strip()]
+        values = [float(part) for part in parts]
     except ValueError:
-        raise ConfigError(f"{where}: {kind}({inner}) takes numbers, e.g. {kind}(0, 1)") from None
+        raise ConfigError(f"{where}: {kind}({written}) takes numbers, e.g. {kind}(0, 1)") from None
+    if not all(math.isfinite(value) for value in values):
+        raise ConfigError(f"{where}: {kind}({written}) takes finite numbers (not nan or inf), e.g. {kind}(0, 1)")
     return tuple(values)
 
 

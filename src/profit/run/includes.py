@@ -39,21 +39,30 @@ def load_includes(paths: Iterable[str] | str) -> None:
         sys.modules[name] = module
         try:
             spec.loader.exec_module(module)
-        except Exception as error:  # any error in user code becomes one clear sentence
+        except (Exception, SystemExit) as error:  # any error in user code becomes one clear sentence
             import traceback
 
-            del sys.modules[name]
+            sys.modules.pop(name, None)
             line: int | str | None
             if isinstance(error, SyntaxError):
                 line = error.lineno
             else:  # the deepest frame in the include file itself
                 frames = [f for f in traceback.extract_tb(error.__traceback__) if f.filename == path]
                 line = frames[-1].lineno if frames else "?"
-            raise ConfigError(
-                f"include file {path} failed to import: {type(error).__name__}: {error} "
-                f"(line {line} of {os.path.basename(path)})"
-            ) from error
+            if isinstance(error, SystemExit):  # sys.exit() or exit() at import: a file to import must not end profit
+                what = f"called sys.exit({_cut(repr(error.code))})"
+            else:
+                what = f"failed to import: {type(error).__name__}: {_cut(str(error))}"
+            raise ConfigError(f"include file {path} {what} (line {line} of {os.path.basename(path)})") from (
+                None if isinstance(error, SystemExit) else error
+            )
         _loaded[path] = name
+
+
+def _cut(text: str, limit: int = 160) -> str:
+    """``text`` cut to about ``limit`` characters (a message quoting user code stays one short line)."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def loaded_includes() -> list[str]:

@@ -11,8 +11,30 @@ from __future__ import annotations
 
 import math
 import numbers
+import reprlib
 
 from .errors import ConfigError
+
+# The largest whole number an option may hold (numpy's int64 holds the counts and ids).
+INT64_MAX = 2**63 - 1
+# The longest duration an option may give: about 31 years (an OS timer overflows beyond).
+MAX_SECONDS = 1e9
+# Descriptors a local run may hold (its pipes, log and status files), and those profit keeps besides.
+DESCRIPTORS_PER_RUN, SPARE_DESCRIPTORS = 4, 64
+
+_shortly = reprlib.Repr()
+_shortly.maxlevel, _shortly.maxstring, _shortly.maxother, _shortly.maxlong = 3, 80, 80, 40
+_shortly.maxlist = _shortly.maxtuple = _shortly.maxdict = _shortly.maxset = 8
+
+
+def shown(value: object, limit: int = 80) -> str:
+    """``repr(value)`` cut to about ``limit`` characters, for messages: a value from a file
+    (an expanded YAML alias, a megabyte string, a huge integer) never grows a message."""
+    try:
+        text = _shortly.repr(value)
+    except Exception:  # a repr that fails (an integer of more digits than Python prints)
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _number(value: object) -> bool:
@@ -20,14 +42,18 @@ def _number(value: object) -> bool:
 
 
 def seconds(value: object, name: str, *, positive: bool = True, hint: str = "") -> float:
-    """A finite duration in seconds: ``> 0`` (``positive``) or ``>= 0``."""
-    if (
-        not _number(value)
-        or not math.isfinite(value)  # type: ignore[arg-type]
-        or (value <= 0 if positive else value < 0)  # type: ignore[operator]
-    ):
+    """A finite duration in seconds: ``> 0`` (``positive``) or ``>= 0``, at most :data:`MAX_SECONDS`."""
+    try:
+        good = _number(value) and math.isfinite(value) and (value > 0 if positive else value >= 0)  # type: ignore[arg-type,operator]
+    except (OverflowError, TypeError, ValueError):  # a number type that cannot be compared or made a float
+        good = False
+    if not good:
         bound = "> 0" if positive else ">= 0"
-        raise ConfigError(f"{name} must be a number of seconds {bound}{hint}, got {value!r}")
+        raise ConfigError(f"{name} must be a number of seconds {bound}{hint}, got {shown(value)}")
+    if value > MAX_SECONDS:  # type: ignore[operator]
+        raise ConfigError(
+            f"{name} must be at most {MAX_SECONDS:.0e} seconds (about 31 years){hint}, got {shown(value)}"
+        )
     return float(value)  # type: ignore[arg-type]
 
 
@@ -37,22 +63,24 @@ def optional_seconds(value: object, name: str, *, hint: str = " (or None for no 
 
 
 def whole_number(value: object, name: str, *, minimum: int = 0, maximum: int | None = None, hint: str = "") -> int:
-    """A whole number (``int`` or a numpy integer) within ``minimum..maximum``."""
-    if (
-        not isinstance(value, numbers.Integral)
-        or isinstance(value, bool)
-        or value < minimum
-        or (maximum is not None and value > maximum)  # type: ignore[operator]  # numbers.Real declares only < and <=
-    ):
-        bound = f"{minimum}..{maximum}" if maximum is not None else f">= {minimum}"
-        raise ConfigError(f"{name} must be a whole number {bound}{hint}, got {value!r}")
-    return int(value)
+    """A whole number (``int`` or a numpy integer) within ``minimum..maximum``
+    (``maximum`` None: at most :data:`INT64_MAX`, the most a count or an id may be)."""
+    top = INT64_MAX if maximum is None else maximum
+    whole = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    too_large = whole and value > top  # type: ignore[operator]  # numbers.Real declares only < and <=
+    if not whole or value < minimum or too_large:  # type: ignore[operator]
+        if maximum is not None:
+            bound = f"{minimum}..{maximum}"
+        else:
+            bound = f"{minimum}..2**63-1" if too_large else f">= {minimum}"
+        raise ConfigError(f"{name} must be a whole number {bound}{hint}, got {shown(value)}")
+    return int(value)  # type: ignore[call-overload]
 
 
 def boolean(value: object, name: str) -> bool:
     """``True`` or ``False`` (numpy booleans too); anything else is refused rather than guessed."""
     if not isinstance(value, bool) and type(value).__name__ not in ("bool_", "bool"):  # numpy's bool
-        raise ConfigError(f"{name} must be true or false, got {value!r}")
+        raise ConfigError(f"{name} must be true or false, got {shown(value)}")
     return bool(value)
 
 
@@ -66,8 +94,36 @@ def usable_cpus() -> int:
         return os.cpu_count() or 1
 
 
+def descriptor_limit() -> int | None:
+    """The file descriptors this process may open (``ulimit -n``), or None where unknown or unlimited."""
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    except (ImportError, OSError, ValueError):
+        return None
+    return None if soft == resource.RLIM_INFINITY or soft < 0 else soft
+
+
+def most_parallel() -> int | None:
+    """The most runs at once the descriptor limit serves (:data:`DESCRIPTORS_PER_RUN` each, and spare ones)."""
+    limit = descriptor_limit()
+    return None if limit is None else max((limit - SPARE_DESCRIPTORS) // DESCRIPTORS_PER_RUN, 1)
+
+
 def parallel(value: object, name: str = "parallel") -> int:
-    """Concurrent runs: ``'all'`` (the usable CPUs) or a whole number ``>= 0`` (0: unbounded)."""
-    if value == "all":
-        return usable_cpus()
-    return whole_number(value, name, hint=" (0: unbounded) or 'all'")
+    """Concurrent runs: ``'all'`` (the usable CPUs, as many as the descriptor limit serves) or a
+    whole number ``>= 0`` (0: unbounded) that the process's descriptor limit (``ulimit -n``) serves."""
+    most = most_parallel()
+    if isinstance(value, str) and value == "all":
+        cpus = usable_cpus()
+        return cpus if most is None else min(cpus, most)
+    count = whole_number(value, name, hint=" (0: unbounded) or 'all'")
+    if most is not None and count > most:
+        need = count * DESCRIPTORS_PER_RUN + SPARE_DESCRIPTORS
+        raise ConfigError(
+            f"{name} {count} needs about {need} file descriptors ({DESCRIPTORS_PER_RUN} per run), but this process "
+            f"may open {descriptor_limit()} (ulimit -n), enough for {most} runs at once; lower {name} to at most "
+            f"{most} or raise the limit (e.g. 'ulimit -n {need}' in the shell that starts profit)"
+        )
+    return count
