@@ -25,6 +25,11 @@ result. Each attempt also appends one line to ``attempts.log``, and the runner's
 own "running it again" log records are counted, so the table shows that the
 faults really happened rather than trusting the plan.
 
+Scenarios 4-6 (exactly once with the local runner under a storm of runner kills, an
+orphan that must not hold the study's lock, grandchildren that left their worker's
+process group) are described beside their code and printed in a second table;
+``--only-processes`` runs only those.
+
 Printed: the machine, ONE table (faults injected, runs lost, wrong results, time
 to recover) and notes. Exit status 1 when a run was lost, a result was wrong, a
 run finished before the runner's death was executed again, or the faults did
@@ -33,6 +38,7 @@ not happen as planned (then the benchmark did not test what it claims); else 0.
 Usage::
 
     python benchmarks/fault_injection.py [--fork-repeats N] [--local-repeats M] [--keep]
+                                         [--storm-kills K] [--seed S] [--only-processes]
 """
 
 from __future__ import annotations
@@ -640,6 +646,331 @@ def study_scenario(scratch: str) -> Row:
     return row
 
 
+# --- exactly once, orphans and whole trees (the process scenarios) ---------------------------------
+#
+# 4. Kill storm, local runner: a study of STORM_RUNS runs of about a second, ``profit run``
+#    SIGKILLed STORM_KILLS times at random moments, then run to its end. An include file
+#    slows down noting a started worker in the study's table by 0.15 s, so that kills land
+#    between starting a worker and noting its pid (where only the environment mark finds it).
+#    Each execution takes a lock on its run's file: one that cannot take it ran at the same
+#    time as another execution of that run.
+# 5. Orphan lock: a forked worker (fork, pool) forks a sleeping grandchild; ``profit run`` is
+#    SIGKILLed; the next ``profit run`` must start (no "is being run by process"), end the
+#    orphan and complete.
+# 6. setsid grandchild: per runner (fork, pool, local), runs whose worker starts ``setsid sleep
+#    300`` or a daemon (a sleep in its own session whose parent exited) are cancelled, or time out.
+#
+# For each: faults injected, runs lost, wrong results, duplicate concurrent executions, leftover
+# processes (processes of the scenario alive at its end); all must be 0.
+
+STORM_RUNS = 16
+STORM_KILLS = 12
+STORM_SLEEP = 1.0
+
+PROCESS_WORKERS = textwrap.dedent(
+    """\
+    \"\"\"Workers of the process scenarios of benchmarks/fault_injection.py (an include file).\"\"\"
+
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from profit.run import Worker
+
+
+    @Worker.wrap("fi_orphan_fork", "f")
+    def orphan_fork(u, v):
+        base = os.environ["PROFIT_BASE_DIR"]
+        pid = os.fork()
+        if pid == 0:
+            time.sleep(300)
+            os._exit(0)
+        os.makedirs(os.path.join(base, "orphans"), exist_ok=True)
+        open(os.path.join(base, "orphans", str(pid)), "w").close()
+        while not os.path.exists(os.path.join(base, "release")):
+            time.sleep(0.05)
+        return u + v
+
+
+    @Worker.wrap("fi_setsid_tree", "f")
+    def setsid_tree(u, v):
+        if int(u) % 2 == 0:
+            grandchild = subprocess.Popen(["setsid", "sleep", "300"]).pid
+        else:
+            read, write = os.pipe()
+            middle = os.fork()
+            if middle == 0:
+                os.setsid()
+                pid = os.fork()
+                if pid == 0:
+                    os.execvp("sleep", ["sleep", "300"])
+                os.write(write, str(pid).encode())
+                os._exit(0)
+            os.close(write)
+            grandchild = int(os.read(read, 32))
+            os.waitpid(middle, 0)
+        os.makedirs("pids", exist_ok=True)
+        with open(f"pids/{os.getpid()}.tmp", "w") as file:
+            file.write(f"{os.getpid()} {grandchild}")
+        os.rename(f"pids/{os.getpid()}.tmp", f"pids/{os.getpid()}")
+        while True:
+            signal.pause()
+    """
+)
+
+STORM_PROGRAM = textwrap.dedent(
+    """\
+    import fcntl, os, time
+    values = dict(line.split(" = ") for line in open("input.txt").read().splitlines())
+    u, v = float(values["u"]), float(values["v"])
+    base = os.environ["PROFIT_BASE_DIR"]
+    lock = open(os.path.join(base, f"running-{{u!r}}"), "a")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        alone = "alone"
+    except BlockingIOError:
+        alone = "overlapping"
+
+    def note(kind):
+        fd = os.open(os.path.join(base, "executions.log"), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, f"{{kind}} {{u!r}} {{time.time()!r}} {{os.getpid()}} {{alone}}\\n".encode())
+        finally:
+            os.close(fd)
+
+    note("start")
+    time.sleep({sleep})
+    note("end")
+    print(repr(u + v), repr(u * v))
+    """
+)
+
+SLOW_RECORD = textwrap.dedent(
+    """\
+    import time
+    from profit import studyrun
+
+    _noted = studyrun.TableRecorder.run_started
+
+    def run_started(self, run_id, handle):
+        time.sleep(0.15)  # a kill now falls between starting the worker and noting its pid
+        _noted(self, run_id, handle)
+
+    studyrun.TableRecorder.run_started = run_started
+    """
+)
+
+
+@dataclass
+class ProcessRow:
+    scenario: str
+    faults: str
+    lost: int = 0
+    wrong: int = 0
+    duplicates: int = 0
+    leftovers: int = 0
+    problems: list[str] = field(default_factory=list)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as file:
+            return file.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except (OSError, IndexError):
+        return False
+
+
+def _marked(folder: str) -> list[int]:
+    from profit.run._proc import marked_processes
+
+    return marked_processes(folder)
+
+
+def _wait_until(condition, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def storm_scenario(scratch: str, kills: int, seed: int) -> ProcessRow:
+    """Scenario 4: the local runner's kill storm."""
+    import random
+
+    rng = random.Random(seed)
+    folder = os.path.join(scratch, "storm")
+    os.makedirs(os.path.join(folder, "template"))
+    yaml = STUDY_YAML.format(ntrain=STORM_RUNS, parallel=4).replace("class: fork", "class: local")
+    with open(os.path.join(folder, "profit.yaml"), "w") as file:
+        file.write(yaml + "include: slow_record.py\n")
+    with open(os.path.join(folder, "slow_record.py"), "w") as file:
+        file.write(SLOW_RECORD)
+    with open(os.path.join(folder, "template", "input.txt"), "w") as file:
+        file.write("u = {u}\nv = {v}\n")
+    program = os.path.join(folder, "template", "simulation")
+    with open(program, "w") as file:
+        file.write(f"#!{sys.executable}\n" + STORM_PROGRAM.format(sleep=STORM_SLEEP))
+    os.chmod(program, 0o755)
+    row = ProcessRow("local kill storm", f"{kills} runner SIGKILLs")
+    ledger = os.path.join(folder, "profit-study.npy")
+    transmitted: list[tuple[float, set[int]]] = []
+    for _ in range(kills):
+        process = subprocess.Popen([PROFIT, "run", folder], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            _wait_until(lambda: os.path.exists(ledger), WAIT_LIMIT)
+            time.sleep(rng.uniform(0.3, 1.5))
+        finally:
+            process.kill()
+            process.wait()
+        rows = np.load(ledger)
+        transmitted.append((time.time(), set(np.flatnonzero(rows["DONE"] | (rows["STATE"] == RunState.DONE)).tolist())))
+    _, finished = run_profit(folder)
+    if finished.returncode != 0:
+        row.problems.append(f"storm: the last 'profit run' exited {finished.returncode}: {finished.stderr[-300:]!r}")
+    lost, wrong, u_of_row, details = check_results(folder, STORM_RUNS)
+    row.lost, row.wrong = lost, wrong
+    if details:
+        row.problems.append(f"storm: {details}")
+    spans: dict[float, list[tuple[float, float | None, bool]]] = {}
+    by_pid: dict[tuple[float, int], list] = {}
+    for line in open(os.path.join(folder, "executions.log")).read().splitlines():
+        kind, u, at, pid, alone = line.split()
+        span = by_pid.setdefault((float(u), int(pid)), [None, None, alone == "overlapping"])
+        span[0 if kind == "start" else 1] = float(at)
+    for (u, _), span in by_pid.items():
+        spans.setdefault(u, []).append(tuple(span))  # type: ignore[arg-type]
+    for run_id, u in enumerate(u_of_row):
+        executions_of = sorted(spans.get(float(u), []), key=lambda span: span[0] or 0.0)
+        overlapped = any(overlapping for _, _, overlapping in executions_of) or any(
+            end is not None and later is not None and later < end
+            for (_, end, _), (later, _, _) in zip(executions_of, executions_of[1:])
+        )
+        again = any(
+            run_id in done and any(start is not None and start > killed_at for start, _, _ in executions_of)
+            for killed_at, done in transmitted
+        )
+        row.duplicates += int(overlapped) + int(again)
+        if overlapped or again:
+            row.problems.append(f"storm: run {run_id} executed {'at the same time' if overlapped else 'again'}")
+    row.leftovers = len(_marked(folder))
+    return row
+
+
+def orphan_lock_scenario(scratch: str, label: str) -> ProcessRow:
+    """Scenario 5: a forked worker's grandchild outlives the killed runner; the next run must start."""
+    folder = os.path.join(scratch, f"orphan-{label}")
+    os.makedirs(folder)
+    workers = os.path.join(scratch, "process_workers.py")
+    with open(os.path.join(folder, "profit.yaml"), "w") as file:
+        file.write(
+            "ntrain: 2\nseed: 3\nvariables:\n  u: Uniform(0, 1)\n  v: Uniform(0, 1)\n  f: Output\n"
+            f"include: {workers}\nrun:\n  runner: {label}\n  worker: fi_orphan_fork\n"
+        )
+    row = ProcessRow(f"orphan lock ({label})", "1 runner SIGKILL with an orphan")
+    orphans_dir = os.path.join(folder, "orphans")
+
+    def orphans() -> list[int]:
+        return [int(name) for name in os.listdir(orphans_dir)] if os.path.isdir(orphans_dir) else []
+
+    process = subprocess.Popen([PROFIT, "run", folder], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        if not _wait_until(lambda: len(orphans()) >= 1, WAIT_LIMIT):
+            row.problems.append(f"orphan ({label}): no grandchild was forked")
+    finally:
+        process.kill()
+        process.wait()
+    left = [pid for pid in orphans() if _alive(pid)]
+    row.faults += f" ({len(left)} alive after the kill)"
+    open(os.path.join(folder, "release"), "w").close()
+    _, again = run_profit(folder)
+    if again.returncode != 0:
+        row.problems.append(
+            f"orphan ({label}): the next 'profit run' exited {again.returncode}: {again.stderr[-200:]!r}"
+        )
+    states = ledger_states(folder)
+    row.lost = 2 - int(np.count_nonzero(states == RunState.DONE)) if states is not None else 2
+    _wait_until(lambda: not any(_alive(pid) for pid in orphans()), 5.0)
+    row.leftovers = sum(1 for pid in orphans() if _alive(pid))
+    for pid in orphans():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return row
+
+
+def setsid_scenario(scratch: str, label: str, how: str) -> ProcessRow:
+    """Scenario 6: grandchildren in sessions of their own end with their run's cancel or timeout."""
+    work_dir = os.path.join(scratch, f"setsid-{label}-{how}")
+    runner = Runner[label](
+        interface={
+            "class": "memmap",
+            "size": 4,
+            "input_config": {"u": {"dtype": np.float64}, "v": {"dtype": np.float64}},
+            "output_config": {"f": {"dtype": np.float64, "size": (1, 1)}},
+        },
+        worker="fi_setsid_tree",
+        work_dir=work_dir,
+        parallel=4,
+        **({"timeout": 1.0} if how == "timeout" else {}),
+    )
+    row = ProcessRow(f"setsid grandchild ({label}, {how})", f"4 runs {how}, 4 grandchildren out of the group")
+    pids: list[int] = []
+    try:
+        for u in range(4):
+            runner.spawn({"u": float(u), "v": 0.0})
+        folder = os.path.join(work_dir, "pids")
+
+        def noted() -> list[str]:
+            return [n for n in os.listdir(folder) if not n.endswith(".tmp")] if os.path.isdir(folder) else []
+
+        deadline = time.monotonic() + WAIT_LIMIT
+        while len(noted()) < 4 and time.monotonic() < deadline:
+            runner.interface.poll()
+            time.sleep(0.01)
+        for name in noted():
+            with open(os.path.join(folder, name)) as file:
+                pids.extend(int(pid) for pid in file.read().split())
+        if how == "cancel":
+            runner.cancel_all()
+        else:
+            runner.wait_all(timeout=WAIT_LIMIT)
+        expected = RunState.CANCELLED if how == "cancel" else RunState.FAILED
+        row.lost = sum(1 for run_id in range(4) if runner.status(run_id).state is not expected)
+        _wait_until(lambda: not any(_alive(pid) for pid in pids), 5.0)
+        row.leftovers = sum(1 for pid in pids if _alive(pid))
+    finally:
+        runner.close()
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    return row
+
+
+def process_scenarios(scratch: str, kills: int, seed: int) -> list[ProcessRow]:
+    workers = os.path.join(scratch, "process_workers.py")
+    with open(workers, "w") as file:
+        file.write(PROCESS_WORKERS)
+    load_includes([workers])
+    rows = [storm_scenario(scratch, kills, seed)]
+    rows += [orphan_lock_scenario(scratch, label) for label in ("fork", "pool")]
+    rows += [
+        setsid_scenario(scratch, label, how) for label in ("fork", "pool", "local") for how in ("cancel", "timeout")
+    ]
+    return rows
+
+
+def print_process_table(rows: list[ProcessRow]) -> None:
+    header = ["scenario", "faults injected", "runs lost", "wrong results", "duplicate concurrent", "leftover processes"]
+    lines = [[r.scenario, r.faults, str(r.lost), str(r.wrong), str(r.duplicates), str(r.leftovers)] for r in rows]
+    widths = [max(len(text) for text in column) for column in zip(header, *lines)]
+    print("|".join(f" {text:<{width}} " for text, width in zip(header, widths)))
+    print("|".join("-" * (width + 2) for width in widths))
+    for line in lines:
+        print("|".join(f" {text:<{width}} " for text, width in zip(line, widths)))
+
+
 # --- main -----------------------------------------------------------------------------------------
 
 
@@ -655,6 +986,13 @@ def main() -> int:
         "--local-repeats", type=int, default=3, help="clean/faulty pairs of the local scenario (default 3)"
     )
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory and print its path")
+    parser.add_argument(
+        "--storm-kills", type=int, default=STORM_KILLS, help=f"SIGKILLs of the local kill storm (default {STORM_KILLS})"
+    )
+    parser.add_argument("--seed", type=int, default=1, help="seed of the kill storm's moments (default 1)")
+    parser.add_argument(
+        "--only-processes", action="store_true", help="only the process scenarios (kill storm, orphans, setsid)"
+    )
     args = parser.parse_args()
     if not os.access(PROFIT, os.X_OK):
         print(f"fault_injection: no profit command beside this Python ({PROFIT})", file=sys.stderr)
@@ -673,13 +1011,22 @@ def main() -> int:
             f"{RAISE_SHARE:.0%} raise on their first attempt, retries={RETRIES}; scratch: {scratch}"
         )
         started = time.perf_counter()
-        rows = [
-            runner_scenario("fork", FORK_RUNS, max(1, args.fork_repeats), scratch),
-            runner_scenario("local", LOCAL_RUNS, max(1, args.local_repeats), scratch),
-            study_scenario(scratch),
-        ]
+        rows = (
+            []
+            if args.only_processes
+            else [
+                runner_scenario("fork", FORK_RUNS, max(1, args.fork_repeats), scratch),
+                runner_scenario("local", LOCAL_RUNS, max(1, args.local_repeats), scratch),
+                study_scenario(scratch),
+            ]
+        )
+        process_rows = process_scenarios(scratch, max(1, args.storm_kills), args.seed)
+        if rows:
+            print()
+            print_table(rows)
         print()
-        print_table(rows)
+        print("exactly once, orphans and whole trees (every count must be 0):")
+        print_process_table(process_rows)
         print()
         print("notes:")
         print(
@@ -696,6 +1043,12 @@ def main() -> int:
             for note in row.notes:
                 print(f"  * {note}")
         problems = [problem for row in rows for problem in row.problems]
+        problems += [problem for row in process_rows for problem in row.problems]
+        problems += [
+            f"{row.scenario}: {row.lost} lost, {row.wrong} wrong, {row.duplicates} duplicate, {row.leftovers} leftover"
+            for row in process_rows
+            if row.lost or row.wrong or row.duplicates or row.leftovers
+        ]
         for problem in problems:
             print(f"  ! {problem}")
         print(f"total benchmark time {time.perf_counter() - started:.1f} s")

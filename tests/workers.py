@@ -202,3 +202,49 @@ def counted(u, v):
     if u < 0 and not os.path.exists(os.path.join(base, "fixed")):
         raise ValueError(f"u={u!r} is negative")
     return u + v
+
+
+@Worker.wrap("t_orphan_fork", "f")
+def orphan_fork(u, v):
+    """Fork a grandchild that sleeps (an orphan once the worker dies), note its pid in ``orphans/`` of the
+    study's base directory; then sum at once if ``release`` exists there, else hang."""
+    base = os.environ["PROFIT_BASE_DIR"]
+    pid = os.fork()
+    if pid == 0:
+        time.sleep(300)
+        os._exit(0)
+    os.makedirs(os.path.join(base, "orphans"), exist_ok=True)
+    open(os.path.join(base, "orphans", str(pid)), "w").close()
+    while not os.path.exists(os.path.join(base, "release")):
+        time.sleep(0.05)
+    return u + v
+
+
+@Worker.wrap("t_setsid_tree", "f")
+def setsid_tree(u, v):
+    """A grandchild that leaves the worker's process group, then hang until ended.
+
+    u == 0: ``setsid sleep 300`` (its parent, the worker, lives on); u == 1: a daemon, a ``sleep 300``
+    in a session of its own whose parent exited. Notes ``<worker pid> <grandchild pid>`` in ``pids/``.
+    """
+    if u == 0:
+        grandchild = subprocess.Popen(["setsid", "sleep", "300"]).pid
+    else:
+        read, write = os.pipe()
+        middle = os.fork()
+        if middle == 0:
+            os.setsid()
+            pid = os.fork()
+            if pid == 0:
+                os.execvp("sleep", ["sleep", "300"])
+            os.write(write, str(pid).encode())
+            os._exit(0)
+        os.close(write)
+        grandchild = int(os.read(read, 32))
+        os.waitpid(middle, 0)
+    os.makedirs("pids", exist_ok=True)
+    with open(f"pids/{os.getpid()}.tmp", "w") as file:
+        file.write(f"{os.getpid()} {grandchild}")
+    os.rename(f"pids/{os.getpid()}.tmp", f"pids/{os.getpid()}")
+    while True:
+        signal.pause()

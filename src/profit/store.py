@@ -27,13 +27,14 @@ import hashlib
 import json
 import os
 import time
+import weakref
 
 import numpy as np
 
 from .datafiles import field_names
 from .run import _npyfile
 from .run._files import write_atomically
-from .run._proc import group_members, proc_stat
+from .run._proc import group_members, marked_processes, proc_stat
 from .run.errors import InterfaceError
 from .run.interface import INTERNAL_VARS, RESERVED_NAMES, STUDY_VARS, clear_outputs, decode_reason
 from .run.state import RunState
@@ -198,16 +199,27 @@ class StudyTable:
         return np.flatnonzero(unsettled)
 
     def leftovers(self) -> list[int]:
-        """Process groups of interrupted runs that still have processes.
+        """Process groups of interrupted runs that still have processes, and every process
+        an earlier runner of this study left (found by the mark in its environment).
 
         The group id is the worker's pid. A process that has that pid but started
-        after the run did is not the run's: the pid was reused.
+        after the run did is not the run's: the pid was reused. A runner killed
+        between starting a worker and noting its pid leaves no pid in the table:
+        every process that a local worker, or a program under a forked worker, execs
+        carries ``PROFIT_WORK_DIR`` (see :mod:`profit.run._proc`), and whoever holds
+        the study's lock finds those of the study's work directory by it: they can
+        only be left over (the runner that started them is gone). Their process
+        groups are ended whole (:func:`end_process_groups` takes group ids).
         """
         groups = []
         for run_id in self.interrupted():
             pid = int(self._pid[run_id])
             if pid and group_members(pid) and not _started_after(pid, float(self._started[run_id])):
                 groups.append(pid)
+        for pid in marked_processes(os.path.dirname(os.path.abspath(self.path))):
+            group = _process_group(pid)
+            if group is not None and group not in groups and group != os.getpgrp():
+                groups.append(group)
         return groups
 
     def settle_interrupted(self) -> tuple[int, int]:
@@ -240,6 +252,14 @@ def _reset(rows: np.ndarray, output_names: tuple[str, ...] | list[str]) -> None:
     clear_outputs(rows[list(output_names)])
     rows["STARTED"] = np.nan
     rows["ENDED"] = np.nan
+
+
+def _process_group(pid: int) -> int | None:
+    """The process group of ``pid`` (None: gone)."""
+    try:
+        return os.getpgid(pid)
+    except (ProcessLookupError, PermissionError):
+        return None
 
 
 def _started_after(pid: int, started: float) -> bool:
@@ -286,7 +306,14 @@ class Meta:
 
 
 class StudyLock:
-    """An exclusive lock on a study's work directory, released when its process ends."""
+    """An exclusive lock on a study's work directory, released when its process ends.
+
+    Only the process that took it holds it: a forked process (a worker, and
+    whatever that forks) closes its copy of the descriptor at once (``flock``
+    locks belong to the open file, which a fork shares), so that a process left
+    over after the runner was killed never keeps the next ``profit run`` out.
+    Exec'd processes never get it (the descriptor is close-on-exec).
+    """
 
     def __init__(self, folder: str):
         self.path = os.path.join(folder, LOCK)
@@ -317,13 +344,36 @@ class StudyLock:
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())
         self._fd = fd
+        _HELD_LOCKS.add(self)
         return True
 
     def release(self) -> None:
         """Give the lock up (it also goes when the process ends)."""
+        _HELD_LOCKS.discard(self)
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+    def _forget_in_child(self) -> None:
+        """In a forked child: close the inherited descriptor (the parent keeps the lock)."""
+        if self._fd is not None:
+            try:
+                os.close(self._fd)
+            except OSError:
+                pass
+            self._fd = None
+
+
+_HELD_LOCKS: weakref.WeakSet[StudyLock] = weakref.WeakSet()
+
+
+def _close_locks_in_child() -> None:
+    for lock in list(_HELD_LOCKS):
+        lock._forget_in_child()
+    _HELD_LOCKS.clear()
+
+
+os.register_at_fork(after_in_child=_close_locks_in_child)
 
 
 def end_process_groups(pgids: list[int], timeout: float = 10.0) -> None:

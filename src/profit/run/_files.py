@@ -26,6 +26,9 @@ class atomic_path:  # noqa: N801  (used like a function: with atomic_path(path) 
     that replaces another is a new file, so a process that has the old one open
     or mapped never writes into the new one. ``suffix`` ends the temporary name
     (writers that add their format's extension, like ``numpy.save``, need it).
+    The temporary name holds the writer's pid (:func:`temporary_name`), so that
+    one left by a killed writer can be told from a live writer's and removed
+    (:func:`remove_stale_temporaries`).
     """
 
     def __init__(self, path: str, *, permissions: int | None = None, suffix: str = ".tmp"):
@@ -39,7 +42,7 @@ class atomic_path:  # noqa: N801  (used like a function: with atomic_path(path) 
         # process's umask would not be thread-safe); O_EXCL: a name nobody else holds.
         mode = 0o666 if self.permissions is None else self.permissions
         while True:
-            name = f".{os.path.basename(self.path)}.{os.urandom(6).hex()}{self.suffix}"
+            name = temporary_name(os.path.basename(self.path), self.suffix)
             self.temporary = os.path.join(folder, name)
             try:
                 fd = os.open(self.temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
@@ -53,6 +56,54 @@ class atomic_path:  # noqa: N801  (used like a function: with atomic_path(path) 
             os.replace(self.temporary, self.path)
         elif os.path.exists(self.temporary):
             os.remove(self.temporary)
+
+
+# ".<name>.tmp-<pid>-<12 hex digits><suffix>": the writer's pid, then a random part.
+_TEMPORARY = r"\..+\.tmp-(\d+)-[0-9a-f]{12}(\.[^.]*)?"
+
+
+def temporary_name(name: str, suffix: str = ".tmp") -> str:
+    """A fresh temporary name for a file that replaces ``name``: ``.<name>.tmp-<pid>-<random><suffix>``."""
+    return f".{name}.tmp-{os.getpid()}-{os.urandom(6).hex()}{suffix}"
+
+
+def remove_stale_temporaries(directory: str) -> list[str]:
+    """Remove the temporary files in ``directory`` whose writer is gone (killed mid-write); their names.
+
+    A file whose writer's pid is alive stays: that writer may be writing it (or the
+    pid was reused; the file is then removed once that process is gone too).
+    """
+    import re  # (here: every worker process imports this module)
+
+    try:
+        entries = os.listdir(directory)
+    except OSError:
+        return []
+    removed = []
+    for entry in entries:
+        match = re.fullmatch(_TEMPORARY, entry)
+        if match is None or _process_exists(int(match.group(1))):
+            continue
+        path = os.path.join(directory, entry)
+        try:
+            if os.path.isfile(path) and not os.path.islink(path):
+                os.remove(path)
+                removed.append(entry)
+        except OSError:
+            pass
+    return sorted(removed)
+
+
+def _process_exists(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # somebody else's
+    return True
 
 
 def write_atomically(path: str, data: bytes | str, *, permissions: int | None = None) -> None:

@@ -84,18 +84,31 @@ def stop_trees(trees: Sequence[ProcessTree], grace: float) -> list[ExitStatus]:
 
     All get SIGTERM at once; what is left after ``grace`` seconds gets SIGKILL
     (``grace`` 0: SIGKILL at once). Returns each leader's exit status, reaped.
+
+    The tree is every descendant of the leader, also those that left its process
+    group (``setsid``): they are collected from /proc before anything is
+    signalled, and again before SIGKILL; orphans of the runs reparented to this
+    process (a subreaper) are found by their ``PROFIT_RUN_ID``. All of them end.
     """
-    if grace > 0:
+    members = _Processes()
+    members.add(_tree_members(trees))
+    try:
+        if grace > 0:
+            for tree in trees:
+                tree.signal_tree(signal.SIGTERM)
+            members.signal(signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        statuses: list[ExitStatus] = []
         for tree in trees:
-            tree.signal_tree(signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    statuses: list[ExitStatus] = []
-    for tree in trees:
-        status = tree.wait(max(0.0, deadline - time.monotonic())) if grace > 0 else None
-        if status is None:
-            tree.signal_tree(signal.SIGKILL)
-            status = tree.wait()
-        statuses.append(status)  # type: ignore[arg-type]  # an unbounded wait returns a status
+            status = tree.wait(max(0.0, deadline - time.monotonic())) if grace > 0 else None
+            if status is None:
+                members.add(_tree_members([tree]))
+                members.signal(signal.SIGKILL)
+                tree.signal_tree(signal.SIGKILL)
+                status = tree.wait()
+            statuses.append(status)  # type: ignore[arg-type]  # an unbounded wait returns a status
+    finally:
+        members.end()
     return statuses
 
 
@@ -260,12 +273,14 @@ def fork_group(child: Callable[[int], int]) -> int:
             try:
                 sys.stdout.flush()
                 sys.stderr.flush()
+                end_descendants()  # what the worker left behind (it is their subreaper) ends with it
             finally:
                 os._exit(code)
     try:
         os.setpgid(pid, pid)  # also done by the child; whoever is first wins the race
     except OSError:
         pass
+    note_worker(pid)
     return pid
 
 
@@ -277,9 +292,14 @@ def enter_worker_process(work_dir: str, runner_pid: int, base_dir: str) -> bool:
     background group, reading the terminal would stop it), works in the work
     directory, and has the study's ``base_dir`` in ``PROFIT_BASE_DIR`` as a
     worker started as a program has (this process's own environment).
+    It is a child subreaper, so that every process of its runs stays in its tree
+    (also one whose parent exited), and the programs it execs carry the work
+    directory's mark (:data:`MARK`), by which a later runner finds them.
     """
     if not die_with_parent(runner_pid):
         return False
+    become_subreaper()
+    os.environ[MARK] = work_dir_mark(work_dir)
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     fd = os.open(os.devnull, os.O_RDONLY)
@@ -289,3 +309,221 @@ def enter_worker_process(work_dir: str, runner_pid: int, base_dir: str) -> bool:
     if os.environ.get("PROFIT_BASE_DIR") != base_dir:
         os.environ["PROFIT_BASE_DIR"] = base_dir
     return True
+
+
+# --- finding every process of a run -------------------------------------------------------------
+#
+# A run's processes are its worker's process group, and whatever left that group
+# (``setsid``) or lost its parent. Three means find them:
+#
+# * the process tree: every descendant, read from ``/proc/<pid>/task/*/children``
+#   before anything is killed (a process that called setsid is still a descendant
+#   while its parent lives);
+# * subreapers: a forked worker is a child subreaper, so that orphans of its
+#   descendants stay in its tree while it lives; a local runner is one too, so that
+#   orphans of its shell workers become its children;
+# * a mark in the environment: every process that a local worker, or a program
+#   under a forked worker, execs carries ``PROFIT_WORK_DIR`` (the runner's work
+#   directory, resolved) and, from a local runner, ``PROFIT_RUN_ID``. A runner that
+#   resumes a study after a ``kill -9`` finds the earlier runner's processes by it.
+#
+# What remains out of reach: a process that a *forked* worker forks without exec
+# (it carries the runner's environment, not the mark), that leaves the worker's
+# process group (setsid) and whose whole ancestry up to the worker has exited,
+# after the worker itself died by other means than the runner stopping it (its
+# orphans then reparent to the runner, anonymous, or to init when the runner is
+# dead as well). Only a cgroup per run would hold those; a study needs none.
+
+MARK = "PROFIT_WORK_DIR"  # the runner's work directory, in the environment of every exec'd run process
+_PR_SET_CHILD_SUBREAPER = 36  # from <linux/prctl.h>
+_worker_runs: dict[int, int | None] = {}  # pid of each worker process this process started -> its run id
+
+
+def work_dir_mark(work_dir: str) -> str:
+    """The value of :data:`MARK` for ``work_dir``: its resolved absolute path."""
+    return os.path.realpath(work_dir)
+
+
+def note_worker(pid: int, run_id: int | None = None) -> None:
+    """Remember a worker process this process started (and its run, where it is one run's)."""
+    if len(_worker_runs) > 4096:  # forget workers that are no longer children
+        for known in [known for known in _worker_runs if proc_stat(known) is None]:
+            del _worker_runs[known]
+    _worker_runs[pid] = run_id
+
+
+def become_subreaper() -> bool:
+    """Make this process a child subreaper: orphans of its descendants become its children (Linux)."""
+    prctl = load_prctl()
+    return prctl is not None and prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+
+
+def children(pid: int) -> list[int]:
+    """The children of ``pid`` (of every thread of it); empty when it is gone."""
+    found: list[int] = []
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return found
+    for task in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{task}/children") as file:
+                found.extend(int(word) for word in file.read().split())
+        except (OSError, ValueError):
+            pass
+    return found
+
+
+def descendants(pid: int) -> list[int]:
+    """Every descendant of ``pid`` (children first), read from /proc; empty when it has none."""
+    found: list[int] = []
+    seen = {pid}
+    level = [pid]
+    while level:
+        below = [child for parent in level for child in children(parent) if child not in seen]
+        seen.update(below)
+        found.extend(below)
+        level = below
+    return found
+
+
+def environment_of(pid: int) -> dict[bytes, bytes] | None:
+    """The environment ``pid`` was exec'd with (None when it cannot be read: gone, a zombie, not ours)."""
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as file:
+            data = file.read()
+    except OSError:
+        return None
+    if not data:
+        return None
+    return dict(entry.partition(b"=")[::2] for entry in data.split(b"\0") if entry)
+
+
+def marked_processes(work_dir: str) -> list[int]:
+    """Live processes (but this one) whose environment carries the mark of ``work_dir``."""
+    needle = f"\0{MARK}={work_dir_mark(work_dir)}\0".encode()
+    own = os.getpid()
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == own:
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as file:
+                data = b"\0" + file.read() + b"\0"
+        except OSError:
+            continue
+        if needle in data:
+            fields = proc_stat(int(entry))
+            if fields is not None and fields[0] not in ("Z", "X"):
+                found.append(int(entry))
+    return found
+
+
+def _orphans_of_runs(run_ids: set[int]) -> list[int]:
+    """Children of this process that are no workers of it but carry ``PROFIT_RUN_ID`` of ``run_ids``:
+    orphans of those runs, reparented to this (subreaper) process."""
+    wanted = {str(run_id).encode() for run_id in run_ids}
+    found = []
+    for pid in children(os.getpid()):
+        if pid in _worker_runs:
+            continue
+        env = environment_of(pid)
+        if env is not None and MARK.encode() in env and env.get(b"PROFIT_RUN_ID") in wanted:
+            found.append(pid)
+    return found
+
+
+class _Processes:
+    """Processes to end, held by pidfd where there are pidfds (a pid that is reused is never signalled)."""
+
+    def __init__(self) -> None:
+        self.held: dict[int, int | None] = {}  # pid -> pidfd
+
+    def add(self, pids: Sequence[int]) -> None:
+        for pid in pids:
+            if pid in self.held:
+                continue
+            if HAVE_PIDFD:
+                try:
+                    self.held[pid] = os.pidfd_open(pid)
+                except ProcessLookupError:
+                    continue  # gone already
+                except OSError:
+                    self.held[pid] = None  # (no descriptor left: by pid, as without pidfds)
+            else:
+                self.held[pid] = None
+
+    def signal(self, signum: int) -> None:
+        for pid, fd in self.held.items():
+            try:
+                if fd is not None:
+                    signal.pidfd_send_signal(fd, signum)
+                else:
+                    os.kill(pid, signum)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+    def end(self, timeout: float = 5.0) -> None:
+        """SIGKILL them all, reap those that became this process's children, wait for the rest; close."""
+        self.signal(signal.SIGKILL)
+        deadline = time.monotonic() + timeout
+        for pid, fd in self.held.items():
+            try:
+                os.waitpid(pid, 0)  # an orphan reparented to this subreaper
+            except ChildProcessError:
+                if fd is not None:
+                    select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+            if fd is not None:
+                os.close(fd)
+        self.held.clear()
+
+
+def _tree_members(trees: Sequence[ProcessTree]) -> list[int]:
+    """Descendants of the trees' leaders, and orphans reparented here from their runs."""
+    found: list[int] = []
+    runs: set[int] = set()
+    for tree in trees:
+        pid = getattr(tree, "pid", None)
+        if isinstance(pid, int) and getattr(tree, "status", None) is None:
+            found.extend(descendants(pid))
+            run_id = _worker_runs.get(pid)
+            if run_id is not None:
+                runs.add(run_id)
+    if runs:
+        found.extend(_orphans_of_runs(runs))
+    return found
+
+
+def end_descendants() -> None:
+    """In a worker process about to exit: end every process it left behind (it is their subreaper)."""
+    left = descendants(os.getpid())
+    if left:
+        processes = _Processes()
+        processes.add(left)
+        processes.end(timeout=1.0)
+
+
+_last_reaped = 0.0
+
+
+def reap_orphans(every: float = 0.5) -> None:
+    """Reap ended orphans of runs that were reparented to this (subreaper) process: zombie children
+    in the process group of one of its workers (no other child of this process is in such a group).
+
+    At most every ``every`` seconds. Orphans that left their worker's group and ended on their own
+    stay zombies until this process ends (nothing tells them from other children of it).
+    """
+    global _last_reaped
+    now = time.monotonic()
+    if now - _last_reaped < every:
+        return
+    _last_reaped = now
+    for pid in children(os.getpid()):
+        if pid in _worker_runs:
+            continue
+        fields = proc_stat(pid)
+        if fields is not None and fields[0] == "Z" and int(fields[2]) in _worker_runs:
+            try:
+                os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                pass

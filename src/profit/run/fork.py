@@ -9,9 +9,12 @@ the runner, and its exit is an event the runner waits on (a pidfd).
 
 from __future__ import annotations
 
+import os
+
 from . import options as check
 from ._lazy import logging
-from ._proc import ChildProcess, enter_worker_process, fork_group, load_prctl
+from ._proc import ChildProcess, enter_worker_process, fork_group, load_prctl, note_worker
+from .layout import begin_run_log
 from .runner import Runner
 from .worker import RunLog, execute_forked, run_log_handler
 
@@ -39,11 +42,15 @@ class ForkRunner(Runner, label="fork"):
         self._log_options = (self.worker_config.get("log_path", "log"), bool(self.worker_config.get("debug", False)))
 
     def _start(self, run_id: int) -> ChildProcess:
-        return ChildProcess(fork_group(lambda runner_pid: self._work_in_child(run_id, runner_pid)))
+        begin_run_log(self.work_dir, self._log_options[0], run_id)
+        pid = fork_group(lambda runner_pid: self._work_in_child(run_id, runner_pid))
+        note_worker(pid, run_id)
+        return ChildProcess(pid)
 
     def _work_in_child(self, run_id: int, runner_pid: int) -> int:
         if not enter_worker_process(self.work_dir, runner_pid, self.base_dir):
             return 1
+        os.environ["PROFIT_RUN_ID"] = str(run_id)  # (programs it execs carry their run)
         log_path, debug = self._log_options
         log = RunLog(log_path, run_id, debug, self._log_handler)
         # Handlers inherited from the runner must not receive the worker's records:

@@ -46,8 +46,29 @@ def run_log_file(log_path: str, run_id: int) -> str:
     return os.path.join(log_path, f"{run_dir_name(run_id)}.log")
 
 
+def begin_run_log(work_dir: str, log_path: str, run_id: int) -> None:
+    """Before an attempt of a run starts: its log file so far becomes ``run_NNN.log.previous``.
+
+    The run's log then holds only this attempt's lines, so a failure reason that
+    quotes its last line never quotes an earlier attempt, or a run of an earlier
+    study in the same directory (``--restart``); the previous attempt's lines stay
+    readable beside it (one attempt back).
+    """
+    path = os.path.join(work_dir, run_log_file(log_path, run_id))
+    try:
+        os.replace(path, path + ".previous")
+    except FileNotFoundError:
+        pass
+    except OSError:  # (a log we cannot move: never quote it)
+        try:
+            os.remove(path)
+        except OSError:
+            pass
+
+
 def clean_work_dir(work_dir: str, *, log_path: str = LOG_DIR, files: Iterable[str] = LEFTOVER_FILES) -> list[str]:
-    """Remove run directories, the log directory and ``files`` (names in ``work_dir``).
+    """Remove run directories, the log directory, ``files`` (names in ``work_dir``) and the
+    temporary files of writers that were killed (:func:`~._files.remove_stale_temporaries`).
 
     Returns the names removed, sorted. Anything else in the directory (results,
     the user's own files) stays.
@@ -55,10 +76,12 @@ def clean_work_dir(work_dir: str, *, log_path: str = LOG_DIR, files: Iterable[st
     import re  # here: every worker process imports this module, and only cleaning needs these
     import shutil
 
+    from ._files import remove_stale_temporaries
+
     if not os.path.isdir(work_dir):
         return []
+    removed = remove_stale_temporaries(work_dir)
     files = set(files)
-    removed = []
     for entry in sorted(os.listdir(work_dir)):
         path = os.path.join(work_dir, entry)
         if (re.fullmatch(_RUN_DIR, entry) or entry == log_path) and os.path.isdir(path) and not os.path.islink(path):
@@ -68,4 +91,4 @@ def clean_work_dir(work_dir: str, *, log_path: str = LOG_DIR, files: Iterable[st
         else:
             continue
         removed.append(entry)
-    return removed
+    return sorted(removed)

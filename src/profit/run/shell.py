@@ -2,7 +2,10 @@
 
 Each run is ``command`` (default ``profit-worker``) run through the shell in
 the work directory, in a new session (its own process group: cancel ends the
-whole tree); the Worker reads its run id, worker and interface configs from the
+whole tree, also what left the group, see :func:`~._proc.stop_trees`); every
+process of a run carries ``PROFIT_WORK_DIR`` and ``PROFIT_RUN_ID`` in its
+environment, by which a study that resumes after its runner was killed finds
+them; the Worker reads its run id, worker and interface configs from the
 environment (``PROFIT_RUN_ID``, ``PROFIT_WORKER``, ``PROFIT_INTERFACE``,
 ``PROFIT_INCLUDES``). Its exit is an event the runner waits on (a pidfd).
 """
@@ -14,7 +17,8 @@ import shlex
 import sys
 
 from . import options as check
-from ._proc import ChildProcess
+from ._proc import MARK, ChildProcess, become_subreaper, note_worker, reap_orphans, work_dir_mark
+from .layout import begin_run_log
 from .runner import Runner
 
 TYPE_CHECKING = False  # (typing costs every worker process its import)
@@ -39,6 +43,9 @@ class LocalRunner(Runner, label="local"):
         self.command = command
         super().__init__(parallel=check.parallel(parallel), **kwargs)
         self._env: dict[str, str] | None = None
+        # Orphans of the workers' processes become this process's children, so that a run's
+        # cancel or timeout finds them (by their PROFIT_RUN_ID) when their parents are gone.
+        become_subreaper()
 
     def __repr__(self) -> str:
         details = [f"parallel={self.parallel}"] + (["debug"] if self.debug else [])
@@ -54,7 +61,9 @@ class LocalRunner(Runner, label="local"):
     def _environment(self) -> dict[str, str]:
         # Built on first use: include files may be loaded after the runner was made.
         if self._env is None:
-            self._env = self.worker_environment()
+            # The mark of the work directory: a later runner of the same study finds every
+            # process of these runs by it, even one whose pid it never learnt (kill -9).
+            self._env = {**self.worker_environment(), MARK: work_dir_mark(self.work_dir)}
         return self._env
 
     def _shell_command(self) -> str:
@@ -72,7 +81,9 @@ class LocalRunner(Runner, label="local"):
     def _start(self, run_id: int) -> ChildProcess:
         import subprocess  # here, not at the top: worker processes import this package
 
+        reap_orphans()
         env = {**self._environment(), "PROFIT_RUN_ID": str(run_id)}
+        begin_run_log(self.work_dir, self.worker_config.get("log_path", "log"), run_id)
         popen = subprocess.Popen(
             self._shell_command(),
             shell=True,
@@ -81,4 +92,5 @@ class LocalRunner(Runner, label="local"):
             start_new_session=True,
             stdin=subprocess.DEVNULL,  # a worker in a background session must not wait for a terminal
         )
+        note_worker(popen.pid, run_id)
         return ChildProcess(popen.pid, popen)
