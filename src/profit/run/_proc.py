@@ -8,6 +8,7 @@ event that a selector can wait on, which keeps waiting event driven.
 
 from __future__ import annotations
 
+import errno
 import os
 import select
 import signal
@@ -118,7 +119,9 @@ class ChildProcess(RunHandle):
     ``fileno()`` becomes readable when the child exits (Linux pidfd), so many
     children can be watched with one selector. ``poll()`` reaps the child; until
     then the zombie keeps its pid, and with it the process group id, reserved,
-    which makes signalling the group safe from pid reuse.
+    which makes signalling the group safe from pid reuse. Where no pidfd can be
+    had (none on the platform, or the process is out of descriptors: EMFILE,
+    ENFILE) the child is polled instead (``Notice.POLL``, ``waitpid`` WNOHANG).
     """
 
     __slots__ = ("pid", "_fd", "_popen", "status", "notice")
@@ -128,7 +131,7 @@ class ChildProcess(RunHandle):
         self.pid = pid
         self._popen = popen  # kept so that subprocess does not reap behind our back
         self.status: ExitStatus | None = None
-        self._fd = os.pidfd_open(pid) if HAVE_PIDFD else None
+        self._fd = _open_pidfd(pid)
         self.notice = Notice.EVENT if self._fd is not None else Notice.POLL
 
     def tree(self) -> ChildProcess:
@@ -167,12 +170,34 @@ class ChildProcess(RunHandle):
         if self.status is None:
             fd = self._fd
             if fd is None:
-                # No pidfd: a bounded wait is a single check, an unbounded one blocks.
-                return self._reap(blocking=timeout is None)
+                return self._wait_polling(timeout)
             ready, _, _ = select.select([fd], [], [], timeout)
             if not ready:
                 return None
         return self.poll()
+
+    def _wait_polling(self, timeout: float | None) -> ExitStatus | None:
+        """Without a pidfd: an unbounded wait blocks in ``waitpid``; a bounded one checks
+        every few milliseconds until the child ended or the time is up."""
+        if timeout is None:
+            self._block_until_exited()
+            return self.poll()
+        deadline = time.monotonic() + timeout
+        pause = 0.001
+        while not self.exited():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            time.sleep(min(pause, remaining))
+            pause = min(2 * pause, 0.05)
+        return self.poll()
+
+    def _block_until_exited(self) -> None:
+        """Block until the child has ended, without reaping it (its group id stays reserved)."""
+        try:
+            os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOWAIT)
+        except ChildProcessError:
+            pass
 
     def signal_tree(self, signum: int) -> None:
         """Send ``signum`` to the child's whole process group (if any is left)."""
@@ -202,6 +227,18 @@ class ChildProcess(RunHandle):
         if self._popen is not None:
             self._popen.returncode = -self.status.signal if self.status.signal is not None else self.status.code
         return self.status
+
+
+def _open_pidfd(pid: int) -> int | None:
+    """A pidfd of ``pid``, or None where the platform has none or no descriptor is left."""
+    if not HAVE_PIDFD:
+        return None
+    try:
+        return os.pidfd_open(pid)
+    except OSError as error:
+        if error.errno in (errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOSYS):
+            return None  # the child is polled instead
+        raise
 
 
 def proc_stat(pid: int) -> list[str] | None:

@@ -38,12 +38,25 @@ if TYPE_CHECKING:
 _TASK = struct.Struct("<q")  # run id
 _STOP = -1  # the task that ends a worker (an end of file may never come: forks share pipes)
 _RESULT = struct.Struct("<qi")  # run id, exit code
+# Seconds a worker whose result pipe closed has to end before it is killed (watched without a pidfd).
+_EXIT_GRACE = 5.0
 
 
 class _PoolWorker:
     """The runner's view of one worker process: runs sent to it, in order, and runs to send."""
 
-    __slots__ = ("process", "task_fd", "result_fd", "queue", "outbox", "clocked", "buffer", "reported", "alive")
+    __slots__ = (
+        "process",
+        "task_fd",
+        "result_fd",
+        "queue",
+        "outbox",
+        "clocked",
+        "buffer",
+        "reported",
+        "alive",
+        "closed",
+    )
 
     def __init__(self, process: ChildProcess, task_fd: int, result_fd: int):
         self.process, self.task_fd, self.result_fd = process, task_fd, result_fd
@@ -53,6 +66,7 @@ class _PoolWorker:
         self.buffer = b""
         self.reported: dict[int, int] = {}  # run id -> exit code, read but not yet settled
         self.alive = True
+        self.closed = False  # its end of the result pipe is closed: it has ended (or is ending)
 
     @property
     def load(self) -> int:
@@ -66,7 +80,8 @@ class _PoolWorker:
             except BlockingIOError:
                 break
             if not data:
-                break  # it ended: its exit event settles the rest
+                self.closed = True  # it ended: its exit event settles the rest
+                break
             self.buffer += data
         usable = len(self.buffer) - len(self.buffer) % _RESULT.size
         for run_id, code in _RESULT.iter_unpack(self.buffer[:usable]):
@@ -86,6 +101,50 @@ class _PoolWorker:
                 return  # it died; its exit event hands these runs to another worker
             self.queue.extend(self.outbox)
             self.outbox.clear()
+
+
+class _Surroundings:
+    """What a run may change in its pool worker process and the next run must not inherit:
+    descriptors 0, 1 and 2, the working directory, and ``sys.stdin``, ``sys.stdout``, ``sys.stderr``.
+
+    Saved when the worker starts (copies of the descriptors, made with ``os.dup``,
+    not inherited by programs a run starts) and put back after each run: a run
+    that closed its standard output or changed directory leaves nothing behind.
+    """
+
+    __slots__ = ("copies", "cwd", "streams")
+
+    def __init__(self) -> None:
+        import sys
+
+        self.copies: list[int | None] = []
+        for fd in (0, 1, 2):
+            try:
+                self.copies.append(os.dup(fd))
+            except OSError:
+                self.copies.append(None)  # closed when the worker started: nothing to put back
+        self.cwd = os.getcwd()
+        self.streams = (sys.stdin, sys.stdout, sys.stderr)
+
+    def restore(self) -> None:
+        import sys
+
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                if stream is not None and not stream.closed:
+                    stream.flush()  # the run's own output, where the run left it
+            except (OSError, ValueError):
+                pass
+        for fd, copy in enumerate(self.copies):
+            if copy is not None:
+                os.dup2(copy, fd)  # (the same file again if the run left it alone)
+        os.chdir(self.cwd)
+        streams = []
+        for fd, stream in enumerate(self.streams):
+            if stream is not None and stream.closed:  # a run closed it: a new one over the same descriptor
+                stream = open(fd, "r" if fd == 0 else "w", encoding=stream.encoding, closefd=False)  # noqa: SIM115
+            streams.append(stream)
+        sys.stdin, sys.stdout, sys.stderr = streams
 
 
 class _PoolRun(RunHandle):
@@ -209,6 +268,9 @@ class PoolRunner(Runner, label="pool"):
         if not worker.alive:
             return
         worker.collect()
+        if worker.closed and worker.process.fileno() is None:
+            self._on_exit(worker)  # no exit event will come (no pidfd): its pipe's end is the event
+            return
         self._settle_reported(worker)
         if worker.alive:
             self._clock(worker)
@@ -218,6 +280,8 @@ class PoolRunner(Runner, label="pool"):
         if not worker.alive:
             return
         status = worker.process.poll()
+        if status is None:  # its result pipe ended before its exit could be seen (no pidfd)
+            status = worker.process.wait(_EXIT_GRACE) or stop_trees([worker.process], 0.0)[0]
         worker.collect()  # results it sent before it ended still count
         self._settle_reported(worker)
         running = worker.queue[0] if worker.queue else None
@@ -330,6 +394,7 @@ class PoolRunner(Runner, label="pool"):
         logging.getLogger("profit").handlers = []
         logging.getLogger().handlers = [self._log_handler]
         log_path, debug = self.worker_config.get("log_path", "log"), bool(self.worker_config.get("debug", False))
+        surroundings = _Surroundings()
         pending = b""
         while True:
             data = os.read(tasks, 4096)
@@ -343,6 +408,7 @@ class PoolRunner(Runner, label="pool"):
                 log = RunLog(log_path, run_id, debug, self._log_handler)
                 code = execute_forked(self.worker_config, self.interface, run_id, log, row_is_current=False)
                 log.release()
+                surroundings.restore()
                 os.write(results, _RESULT.pack(run_id, code))
             pending = pending[usable:]
 
@@ -372,8 +438,15 @@ class PoolRunner(Runner, label="pool"):
         super().clean()
 
     def close(self) -> None:
-        """Cancel what still runs, end the worker processes and release the event sources."""
-        self.cancel_all()
-        self.shutdown()
-        self.events.close()
-        self.interface.close()
+        """Cancel what still runs, end the worker processes and release the event sources and
+        the interface, as :meth:`Runner.close` does (a spawn after it is refused; closing again
+        does nothing)."""
+        if not self._take_for_closing():
+            return
+        try:
+            self.cancel_all()
+        finally:
+            try:
+                self.shutdown()
+            finally:
+                super().close()

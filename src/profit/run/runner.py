@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from collections.abc import Callable, Iterable, Mapping
+from threading import get_ident
 
 from . import options as check
 from ._lazy import logging
@@ -98,6 +100,19 @@ class Runner(Component, registry=True):
     Runners written for proFit instead override :meth:`spawn`, call this class's
     ``spawn`` first (it then only prepares the row), start the worker themselves
     and put any handle (a ``Popen``, a ``Process``) into ``runs``.
+
+    **One thread.** A runner belongs to the thread that built it: the methods that
+    change its state (spawn, respawn, spawn_array, drive, wait, wait_some,
+    wait_all, cancel, cancel_all, poll, poll_all, check_runs, close, fill,
+    fill_output) raise :class:`~profit.run.errors.ConfigError` naming the method
+    when called from another thread (two threads would lose runs and misalign
+    rows). Reading (``status``, the data, ``runs``) is not checked. ``close()``
+    is the one exception, for clean-ups: once the owner thread has ended (an
+    ``atexit`` hook, a finalizer in another thread), any thread may close the
+    runner; while the owner lives, only it may (signal handlers run in the main
+    thread, so a runner built there can be closed from one). After ``close()``
+    every such method raises ConfigError (the runner is closed; closing again
+    does nothing), so nothing starts that nobody would wait for.
     """
 
     def __init__(
@@ -128,6 +143,9 @@ class Runner(Component, registry=True):
         self.worker_config: dict = worker_config(worker, debug=self.debug)
         self.interface: RunnerInterface = build_interface(interface, self.work_dir, self.logger)
 
+        # The thread that may use the runner (None once closed); see "One thread" above.
+        self._owner: int | None = get_ident()
+        self._owner_thread = threading.current_thread()
         self.listeners: list = []  # objects with run_started(run_id, handle) and/or run_ended(status)
         self.failed: dict[int, RunStatus] = {}
         self.next_run_id = 0
@@ -225,6 +243,8 @@ class Runner(Component, registry=True):
 
     def fill(self, params_array: Iterable, offset: int = 0) -> None:
         """Write many input rows (each a mapping or record) starting at row ``offset``."""
+        if get_ident() != self._owner:
+            self._refuse("fill")
         rows = [self._input_row(params, offset + index) for index, params in enumerate(params_array)]
         self._ensure_rows(offset + len(rows))
         for index, row in enumerate(rows):
@@ -232,6 +252,8 @@ class Runner(Component, registry=True):
 
     def fill_output(self, named_output: numpy.ndarray, offset: int = 0) -> None:
         """Write known outputs (a structured array with output names) starting at ``offset``."""
+        if get_ident() != self._owner:
+            self._refuse("fill_output")
         names = named_output.dtype.names or ()
         unknown = [name for name in names if name not in self.interface.output_names]
         if unknown:
@@ -251,6 +273,8 @@ class Runner(Component, registry=True):
         ``params`` is a mapping or numpy record of every input, or None when the
         row was filled before (:meth:`fill`). The interface grows as needed.
         """
+        if get_ident() != self._owner:
+            self._refuse("spawn")
         return self._spawn_at(self.next_run_id, params, wait)
 
     def respawn(self, run_id: int, wait: bool = False) -> int:
@@ -258,6 +282,8 @@ class Runner(Component, registry=True):
 
         The run keeps its id and row; its previous outcome is forgotten.
         """
+        if get_ident() != self._owner:
+            self._refuse("respawn")
         if run_id in self.runs:
             raise ConfigError(f"run {run_id} is still active; wait for it or cancel it before running it again")
         if not 0 <= run_id < self.interface.size:
@@ -315,6 +341,8 @@ class Runner(Component, registry=True):
     def spawn_array(self, params_array: Iterable, wait: bool = False, progress: bool = False) -> None:
         """Spawn one run per row (run ids from :attr:`next_run_id` on), never more than ``capacity``
         at once; block until all started, or with ``wait`` until all ended (see :meth:`drive`)."""
+        if get_ident() != self._owner:
+            self._refuse("spawn_array")
         rows = params_array if hasattr(params_array, "__len__") else list(params_array)
         first = self.next_run_id
         bar = self._progress(progress, total=first + len(rows))  # type: ignore[arg-type]  # (has __len__)
@@ -347,6 +375,8 @@ class Runner(Component, registry=True):
         Runs are handed to the backend in batches (:meth:`_start_batch`): all at
         once without a ``capacity``, else as many as there is room for.
         """
+        if get_ident() != self._owner:
+            self._refuse("drive")
         self._drive(run_ids, stop, tick, until_ended=True)
 
     def _drive(
@@ -433,6 +463,8 @@ class Runner(Component, registry=True):
 
     def poll(self, run_id: int) -> None:
         """Check the status of the run directly; settle it if it has ended."""
+        if get_ident() != self._owner:
+            self._refuse("poll")
         handle = self._handle(run_id)
         ending = handle.poll()
         # A run without a process here (a job, a proFit-style handle) has ended when its results arrived.
@@ -443,12 +475,16 @@ class Runner(Component, registry=True):
 
     def poll_all(self) -> None:
         """Check every active run directly."""
+        if get_ident() != self._owner:
+            self._refuse("poll_all")
         for run_id in list(self.runs):
             if run_id in self.runs:
                 self.poll(run_id)
 
     def check_runs(self) -> None:
         """Receive what the interface has, then check every active run."""
+        if get_ident() != self._owner:
+            self._refuse("check_runs")
         self.interface.poll()
         self.poll_all()
 
@@ -573,6 +609,8 @@ class Runner(Component, registry=True):
 
     def wait_some(self, timeout: float | None = None) -> None:
         """Block until at least one active run ends (or ``timeout`` seconds pass); settle what ended."""
+        if get_ident() != self._owner:
+            self._refuse("wait_some")
         self._process_events(timeout)
 
     def _notify(self, event: str, *args: object) -> None:
@@ -599,6 +637,8 @@ class Runner(Component, registry=True):
 
     def wait(self, run_id: int, timeout: float | None = None) -> RunStatus:
         """Block until ``run_id`` has ended (at once if it has); return its status."""
+        if get_ident() != self._owner:
+            self._refuse("wait")
         if run_id not in self.runs and not 0 <= run_id < self.next_run_id:
             raise RunNotFoundError(f"run {run_id} was never started (next run id: {self.next_run_id})")
         self._wait_until(lambda: run_id not in self.runs, timeout)
@@ -606,6 +646,8 @@ class Runner(Component, registry=True):
 
     def wait_all(self, progress: bool = False, timeout: float | None = None) -> None:
         """Block until every active run has ended (``WaitTimeout`` after ``timeout`` seconds)."""
+        if get_ident() != self._owner:
+            self._refuse("wait_all")
         bar = self._progress(progress, total=self.next_run_id)
         try:
             self._wait_until(lambda: not self.runs, timeout, bar)
@@ -632,6 +674,8 @@ class Runner(Component, registry=True):
 
         A run that had already ended is settled as it ended instead.
         """
+        if get_ident() != self._owner:
+            self._refuse("cancel")
         handle = self._handle(run_id)
         if handle.exited():
             return self._settle(run_id, handle.poll(), retry=False)
@@ -639,6 +683,8 @@ class Runner(Component, registry=True):
 
     def cancel_all(self) -> None:
         """Cancel every active run (all are signalled at once, then given the grace time)."""
+        if get_ident() != self._owner:
+            self._refuse("cancel_all")
         self.logger.debug("cancel all %d runs", len(self.runs))
         for run_id in list(self.runs):
             handle = self._handle(run_id)
@@ -699,10 +745,40 @@ class Runner(Component, registry=True):
         return recfunctions.structured_to_unstructured(data, dtype=np.float64).reshape(len(data), -1)
 
     def close(self) -> None:
-        """Cancel what still runs and release the runner's event sources (it cannot be used after)."""
-        self.cancel_all()
-        self.events.close()
-        self.interface.close()
+        """Cancel what still runs and release the runner's event sources (it cannot be used after;
+        closing again does nothing)."""
+        if not self._take_for_closing():
+            return
+        try:
+            self.cancel_all()
+        finally:
+            self._owner = None  # closed: every state-changing method refuses from now on
+            self.events.close()
+            self.interface.close()
+
+    def _take_for_closing(self) -> bool:
+        """Whether this call of close() is to close the runner (False: it is closed already).
+
+        Another thread than the owner may close it only once the owner has ended
+        (it then becomes the owner); else ConfigError, as for the other methods.
+        """
+        if get_ident() == self._owner:
+            return True
+        if self._owner is None:
+            return False
+        if self._owner_thread.is_alive():
+            self._refuse("close")
+        self._owner = get_ident()
+        return True
+
+    def _refuse(self, method: str) -> None:
+        """Raise for a call of ``method`` from another thread than the owner, or after close()."""
+        if self._owner is None:
+            raise ConfigError(f"{method}: the runner is closed; build a new runner to run more")
+        raise ConfigError(
+            f"{method}: this runner belongs to thread {self._owner_thread.name!r}, which built it, and cannot "
+            f"be used from thread {threading.current_thread().name!r} (use one runner per thread)"
+        )
 
     def __enter__(self) -> Runner:
         return self

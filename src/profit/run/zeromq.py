@@ -24,6 +24,13 @@ sleeping ``retry_sleep`` seconds, doubled after each try, in between.
 
 pyzmq is an optional dependency (``pip install 'profit-run[zeromq]'``), imported
 only when this interface is used.
+
+What strangers on the port can hold is bounded: a connection that does not
+complete ZeroMQ's handshake within a few seconds is dropped, a connection queues
+only a few messages, and the runner keeps a reserve of descriptors that every
+process it forks gets (a flood of connections can fill the runner's descriptor
+table, never a worker's). A run whose exit cannot be watched for lack of a
+descriptor is polled instead (:class:`~profit.run._proc.ChildProcess`).
 """
 
 from __future__ import annotations
@@ -69,6 +76,16 @@ _MESSAGES_PER_POLL = 1000
 _REMEMBERED_REQUESTS = 100_000
 # After this many log lines about dropped messages, only every 1000th is logged.
 _LOGGED_DROPS = 20
+# A peer that has not completed ZeroMQ's handshake (a stranger's bare TCP connection,
+# a port scanner) is dropped after this long (libzmq's default, 30 s, lets a flood of
+# connections hold the runner's descriptors). A worker's handshake takes milliseconds.
+_HANDSHAKE_SECONDS = 3.0
+# Messages queued per connection: a worker sends one at a time (larger queues only let
+# a flooding peer hold the runner's memory).
+_QUEUED_PER_PEER = 16
+# Descriptors held back from the socket's connections for the processes a runner forks
+# (see _reserve_descriptors).
+_RESERVED_DESCRIPTORS = 32
 
 
 def _zmq():
@@ -198,6 +215,55 @@ def _store_options(
     target.keyfile = keyfile
 
 
+# Descriptors held in reserve by the open runner interfaces of this process.
+_reserved: set[int] = set()
+_release_registered = False
+
+
+def _release_reserve_in_child() -> None:
+    """In a freshly forked process: the reserve is this process's room to work in (a worker's
+    log, its connection to the runner)."""
+    for fd in _reserved:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    _reserved.clear()
+
+
+def _reserve_descriptors(count: int) -> list[int]:
+    """Hold ``count`` descriptors (of /dev/null) back from the socket's connections.
+
+    libzmq accepts every connection it can, in its own thread, until the process
+    runs out of descriptors; a flood of strangers would then leave none to a
+    worker forked from the runner (its log, its own connection). Every forked
+    process closes the reserve at once (an ``os.register_at_fork`` hook), so it
+    starts with that many free descriptors whatever the runner's table holds.
+    """
+    global _release_registered
+    if not _release_registered:
+        os.register_at_fork(after_in_child=_release_reserve_in_child)
+        _release_registered = True
+    held: list[int] = []
+    try:
+        held.append(os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC))
+        while len(held) < count:
+            held.append(os.dup(held[0]))  # (not inherited by programs the runner starts)
+    except OSError:
+        pass  # out of descriptors already: a smaller reserve
+    _reserved.update(held)
+    return held
+
+
+def _release_descriptors(held: list[int]) -> None:
+    """Close a reserve (not in a forked process, which closed it at once: those numbers may be reused)."""
+    for fd in held:
+        if fd in _reserved:
+            _reserved.discard(fd)
+            os.close(fd)
+    held.clear()
+
+
 def _set_heartbeat(socket, zmq, seconds: float) -> None:
     """ZMTP heartbeats: idle connections of long runs stay open, dead peers are noticed."""
     interval = max(1, int(seconds * 1000))
@@ -280,8 +346,14 @@ class ZeroMQRunnerInterface(RunnerInterface, _Options, label="zeromq"):
         # Layouts as a forked worker uses them, parsed here once rather than in every fork.
         # Parsed here once rather than in every fork (the row's input fields: see _bind).
         self._output_fields = parse_descr(output_descr)[0]
+        self._reserve: list[int] = []
         self._open_socket()
-        self._secret = write_secret(self.keyfile)
+        try:
+            self._secret = write_secret(self.keyfile)
+        except BaseException:
+            self._socket.close()
+            raise
+        self._reserve = _reserve_descriptors(_RESERVED_DESCRIPTORS)
 
     def _open_socket(self) -> None:
         zmq = _zmq()
@@ -291,6 +363,15 @@ class ZeroMQRunnerInterface(RunnerInterface, _Options, label="zeromq"):
         self._socket = zmq.Context.instance().socket(zmq.ROUTER)
         self._socket.setsockopt(zmq.LINGER, 0)
         self._socket.setsockopt(zmq.MAXMSGSIZE, _MESSAGE_ALLOWANCE + 2 * self.dtype.itemsize)
+        # What a stranger can hold: a connection that never completes the handshake
+        # only briefly, a few messages per connection, no dead connection for long.
+        self._socket.setsockopt(zmq.HANDSHAKE_IVL, int(_HANDSHAKE_SECONDS * 1000))
+        self._socket.setsockopt(zmq.RCVHWM, _QUEUED_PER_PEER)
+        self._socket.setsockopt(zmq.SNDHWM, _QUEUED_PER_PEER)
+        self._socket.setsockopt(zmq.TCP_KEEPALIVE, 1)
+        self._socket.setsockopt(zmq.TCP_KEEPALIVE_IDLE, 60)
+        # A reply to a peer that is gone (or does not read) fails at once instead of vanishing.
+        self._socket.setsockopt(zmq.ROUTER_MANDATORY, 1)
         _set_heartbeat(self._socket, zmq, self.heartbeat)
         endpoint = self.bind
         try:
@@ -454,6 +535,7 @@ class ZeroMQRunnerInterface(RunnerInterface, _Options, label="zeromq"):
         """Stop listening and remove the secret (and the ipc socket file): the runner is done."""
         if not self._socket.closed:
             self._socket.close()
+        _release_descriptors(self._reserve)
         for path in (self.keyfile, self.endpoint[len("ipc://") :] if self.transport == "ipc" else None):
             if path and os.path.exists(path):
                 os.remove(path)
