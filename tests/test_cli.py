@@ -297,8 +297,8 @@ def test_damaged_study_state_is_refused_clearly(tmp_path, damage):
         ledger.write_bytes(b"not a study state at all")
     done = profit("run", str(study))
     assert done.returncode == 2
-    assert f"the study table {ledger}" in done.stderr
-    assert "run 'profit run --restart' to start over" in done.stderr
+    assert f"the study table {ledger}" in done.stderr and "is damaged" in done.stderr
+    assert "'profit run --restart' starts over" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
     assert profit("run", "--restart", str(study)).returncode == 0
 

@@ -85,16 +85,3 @@ def test_a_runner_whose_thread_ended_can_be_closed_by_another(make_runner, runne
     with pytest.raises(ConfigError, match=r"^spawn: the runner is closed"):
         runner.spawn({"u": 1.0, "v": 2.0})
     runner.close()  # (and again)
-
-
-@pytest.mark.parametrize("interface_label", ["memmap"])
-def test_the_check_costs_next_to_nothing(make_runner, runner_label):
-    import time
-
-    runner = make_runner("t_sum")
-    count = 100_000
-    start = time.perf_counter()
-    for _ in range(count):
-        runner.poll_all()  # the check and an empty loop
-    per_call = (time.perf_counter() - start) / count
-    assert per_call < 20e-6  # a run of a pool costs tens of microseconds at the very least

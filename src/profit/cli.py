@@ -18,24 +18,19 @@ scheduler: run again when it is back), 130 after Ctrl-C and 143 after SIGTERM
 
 from __future__ import annotations
 
-# Only what the interpreter has loaded anyway: the rest (argparse, numpy through profit.study) is
-# imported by main(), where a Ctrl-C during the imports is "profit: interrupted", not a traceback.
+import argparse
+import errno
 import os
+import signal
 import sys
+import time
 
 from . import __version__
-
-TYPE_CHECKING = False  # (typing costs the start-up its import)
-if TYPE_CHECKING:
-    import argparse
-    import signal
-    import time
-
-    from .run.errors import ConfigError
-    from .run.state import RunState
-    from .store import TABLE
-    from .study import RunReport, Study, StudyStatus
-    from .studyrun import duration_text
+from .run.errors import ConfigError, ProfitError, ServiceError
+from .run.state import RunState
+from .store import TABLE
+from .study import RunReport, Study, StudyStatus
+from .studyrun import duration_text
 
 EXIT_DONE, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_BUG, EXIT_UNSAVED, EXIT_SERVICE = 0, 1, 2, 3, 4, 5
 EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
@@ -63,29 +58,6 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``profit`` command; returns the exit status."""
     try:
-        # The imports the commands need, made here (see the top of the module) and given to the module.
-        import argparse
-        import signal
-        import time
-
-        from .run.errors import ConfigError, ProfitError, ServiceError
-        from .run.state import RunState
-        from .store import TABLE
-        from .study import RunReport, Study, StudyStatus
-        from .studyrun import duration_text
-
-        globals().update(
-            argparse=argparse,
-            signal=signal,
-            time=time,
-            ConfigError=ConfigError,
-            RunState=RunState,
-            TABLE=TABLE,
-            RunReport=RunReport,
-            Study=Study,
-            StudyStatus=StudyStatus,
-            duration_text=duration_text,
-        )
         parser = _parser()
         args = parser.parse_args(argv)
     except KeyboardInterrupt:  # while starting: nothing to save
@@ -112,6 +84,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         where = f": {error.filename}" if error.filename else ""
+        if error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):  # nothing computed is lost: run again
+            print(f"profit: {error.strerror}{where}; free some space and run again", file=sys.stderr)
+            return EXIT_UNSAVED
         print(f"profit: {error.strerror or error}{where}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except Exception as error:  # a bug: one line, unless asked for the traceback
@@ -239,17 +214,9 @@ def command_clean(args: argparse.Namespace) -> int:
     return EXIT_DONE
 
 
-def entry_point() -> None:
-    """Console script ``profit``."""
-    try:
-        status = main()
-    except KeyboardInterrupt:  # between the steps main() guards (e.g. while printing the summary)
-        print("profit: interrupted", file=sys.stderr)
-        status = EXIT_INTERRUPTED
-    import signal  # (main has imported it: nothing left to interrupt)
-
-    # Everything is saved: a late Ctrl-C must not turn the exit status into "killed by SIGINT"
-    # (Python restores the default handlers while it shuts down).
+def finish(status: int) -> None:
+    """Exit with ``status``. Everything is saved: a late Ctrl-C must not turn the exit status into
+    "killed by SIGINT" (Python restores the default handlers while it shuts down)."""
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, signal.SIG_IGN)
     sys.exit(status)

@@ -113,7 +113,10 @@ class StudyTable:
             raise InterfaceError(f"{path} holds other variables than this study")
         if _npyfile.data_rows(path, layout.offset, layout.dtype.itemsize) < layout.size:
             raise InterfaceError(f"{path} is cut short")
-        return cls(path, layout, list(field_names(inputs)), list(field_names(outputs)))
+        table = cls(path, layout, list(field_names(inputs)), list(field_names(outputs)))
+        if np.any(table.states() > max(RunState)):
+            raise InterfaceError(f"{path} holds run states that are no states: it is damaged")
+        return table
 
     def inputs_digest(self) -> str:
         """A short digest of every run's inputs: the study's record keeps it, to know its table."""

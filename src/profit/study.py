@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ import numpy as np
 
 from . import datafiles
 from .migrate import convert, is_old_study
+from .run._files import remove_stale_temporaries
 from .run.errors import ConfigError, InterfaceError
 from .run.interface import build_vars, decode_reason
 from .run.layout import LEFTOVER_FILES, RUNNER_LOG, clean_work_dir
@@ -239,8 +241,11 @@ class Study:
             return None
         try:
             rows = np.load(self.table_path, mmap_mode="r")
-            rows["STATE"], rows["REASON"], rows["ENDED"]  # noqa: B018  # (the columns are there)
-        except (OSError, ValueError, EOFError, KeyError, TypeError, IndexError):
+            rows["REASON"], rows["ENDED"]  # noqa: B018  # (the columns are there)
+            if np.any(rows["STATE"] > max(RunState)):
+                raise ValueError("run states that are no states")
+        # Whatever numpy raises for a damaged file (a scrambled header raises even SyntaxError).
+        except Exception:
             raise ConfigError(
                 f"the study table {self.table_path} is damaged or of an older version of profit; "
                 "'profit run' continues an older study, 'profit run --restart' starts over"
@@ -284,9 +289,10 @@ class Study:
         self._check_definition(meta)
         try:
             table = StudyTable.open(self.table_path, inputs, outputs)
-        except InterfaceError as error:
+        except InterfaceError:
             raise ConfigError(
-                f"the study table {self.table_path} cannot be used ({error}); run 'profit run --restart' to start over"
+                f"the study table {self.table_path} is damaged or of other variables; "
+                "'profit run --restart' starts over"
             ) from None
         self._finish_growing(table, meta)
         if meta.data.get("inputs_digest") != table.inputs_digest():
@@ -524,7 +530,16 @@ class Study:
         from .studyrun import Progress, StopRequest, TableRecorder, Ticker
 
         meta = Meta(self.directory)
+        # Files a killed writer left half-written, here and beside the exports.
+        exports = (self.file.input_file, self.file.output_file)
+        for folder in {self.directory, *(os.path.dirname(path) for path in exports)}:
+            remove_stale_temporaries(folder)
         _end_leftover_jobs(meta, notes)  # also before --restart, which forgets the earlier runs
+        if restart:
+            _end_leftover_processes(self.directory, notes)
+            # An earlier study's run logs must never be quoted as a reason of this one's runs.
+            log_path = options["worker"].get("log_path", "log") if isinstance(options["worker"], dict) else "log"
+            shutil.rmtree(os.path.join(self.directory, log_path), ignore_errors=True)
         table, resumed = self._prepare(meta, restart, notes)
         if extra is not None and len(extra):
             added = self._append(table, meta, extra, "given")
@@ -844,6 +859,22 @@ def _end_leftover_jobs(meta: Meta, notes: list[str]) -> None:
         notes.append(f"cancelling {len(jobs)} batch jobs left by the previous runner ({', '.join(jobs)})")
         end_jobs(jobs)
         meta.save(batch_jobs=[])
+
+
+def _end_leftover_processes(directory: str, notes: list[str]) -> None:
+    """End the processes a killed runner of this study left (found by the mark in their environment)."""
+    from .run._proc import marked_processes
+
+    groups = set()
+    for pid in marked_processes(directory):
+        try:
+            groups.add(os.getpgid(pid))
+        except ProcessLookupError:
+            pass
+    groups.discard(os.getpgrp())
+    if groups:
+        notes.append(f"ended {len(groups)} process groups left running by the previous runner")
+        end_process_groups(sorted(groups))
 
 
 def _refuse_unsampled_linear(file: StudyFile, sampled: int) -> None:

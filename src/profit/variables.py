@@ -75,12 +75,6 @@ def parse_variables(spec: object, where: str) -> dict[str, Variable]:
     for name, value in spec.items():
         if not isinstance(name, str) or not name.isidentifier():
             raise ConfigError(f"{where}: variable name {shown(name)} is not valid; use letters, digits and _")
-        if not name.isascii() and not _latin1(name):
-            # The study table's .npy header is Latin-1 (numpy's format 1.0 and 2.0; run/_npyfile.py).
-            raise ConfigError(
-                f"{where}: variable name {shown(name)} has letters outside Latin-1, which the study's .npy files "
-                "cannot hold; use letters such as a-z, é or ß (e.g. 'lam' for λ)"
-            )
         if name in RESULT_COLUMNS:
             raise ConfigError(
                 f"{where}: variable name {name!r} is taken by the columns profit adds to results "
@@ -106,14 +100,6 @@ def parse_variables(spec: object, where: str) -> dict[str, Variable]:
 def _cut(text: str, limit: int = 80) -> str:
     """``text`` cut to about ``limit`` characters, for messages."""
     return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _latin1(name: str) -> bool:
-    try:
-        name.encode("latin-1")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _parse_one(name: str, value: object, where: str) -> Variable:

@@ -54,8 +54,11 @@ class atomic_path:  # noqa: N801  (used like a function: with atomic_path(path) 
     def __exit__(self, kind: object, error: object, traceback: object) -> None:
         if kind is None:
             os.replace(self.temporary, self.path)
-        elif os.path.exists(self.temporary):
+            return
+        if os.path.exists(self.temporary):
             os.remove(self.temporary)
+        if isinstance(error, OSError) and not error.filename:  # a full disk: say which file it was about
+            raise OSError(error.errno, error.strerror or str(error), self.path) from None
 
 
 # ".<name>.tmp-<pid>-<12 hex digits><suffix>": the writer's pid, then a random part.

@@ -40,10 +40,23 @@ def _header_bytes(dtype: np.dtype, size: int) -> bytes:
     buffer = io.BytesIO()
     try:
         npy_format.write_array_header_1_0(buffer, header)
+    except UnicodeEncodeError:  # names beyond Latin-1 (λ): format 3.0 holds UTF-8
+        return _header_utf8(header)
     except ValueError:  # header too long for format 1.0 (thousands of fields)
         buffer = io.BytesIO()
         npy_format.write_array_header_2_0(buffer, header)
     return buffer.getvalue()
+
+
+def _header_utf8(header: dict) -> bytes:
+    """A format 3.0 header (UTF-8), laid out as numpy lays out its headers: the entries in order, room
+    for the row count to grow to 21 digits (so the header never changes length), 64-byte aligned."""
+    text = "{" + "".join(f"{key!r}: {header[key]!r}, " for key in sorted(header)) + "}"
+    text += " " * (21 - len(repr(header["shape"][0])))
+    encoded = text.encode("utf-8")
+    padding = 64 - (len(_MAGIC) + 2 + 4 + len(encoded) + 1) % 64
+    encoded += b" " * (padding % 64) + b"\n"
+    return _MAGIC + bytes([3, 0]) + struct.pack("<I", len(encoded)) + encoded
 
 
 def _reserve(file, length: int, start: int = 0) -> None:
