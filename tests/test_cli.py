@@ -469,3 +469,25 @@ def test_a_runner_option_without_default_must_be_given(tmp_path):
     assert done.returncode == 2, done.stdout + done.stderr
     assert "run.runner: runner 't_cli_needs_nodes' needs the option 'nodes'" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_full_disk_before_the_runs_names_the_file_and_the_next_run_goes_on(tmp_path):
+    """The study's table does not fit (a file-size limit stands in for a full disk): exit 4, one sentence
+    naming the file; with room again, the next run starts without a 'profit clean'."""
+    import resource
+
+    study = make_study(tmp_path / "study", STUDY.format(ntrain=400, runner="fork"))
+    limit = 64 * 1024  # the table of 400 runs (~130 kB) does not fit
+
+    def limited():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG instead
+
+    done = subprocess.run([PROFIT, "run", str(study)], capture_output=True, text=True, timeout=120, preexec_fn=limited)
+    assert done.returncode == 4, done.stdout + done.stderr
+    assert done.stderr.count("\n") == 1 and "File too large: " in done.stderr and "profit-study.npy" in done.stderr
+    assert done.stderr.endswith("; free some space and run again\n")
+    assert not [name for name in os.listdir(study) if ".tmp-" in name or name.endswith(".new")]
+    again = profit("run", str(study))
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "400 runs: 400 done" in again.stdout
