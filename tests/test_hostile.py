@@ -257,19 +257,24 @@ def test_good_numbers_pass():
 # --- 6. parallel beyond the descriptor limit ----------------------------------------------------
 
 
-def _descriptors(count):
+def _descriptors(count, hard=None):
     def limit():
         _two_gigabytes()
-        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-        resource.setrlimit(resource.RLIMIT_NOFILE, (count, hard))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (count, hard or resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
 
     return limit
 
 
 def test_parallel_beyond_the_descriptor_limit_is_refused(tmp_path):
     study = _study(tmp_path, BASE.replace("runner: fork", "runner: {class: fork, parallel: 100}"))
-    result, _ = _run_bounded(study, limit=_descriptors(256))
+    result, _ = _run_bounded(study, limit=_descriptors(256, hard=256))
     _one_sentence(result, "parallel 100", "256", "ulimit -n", "at most 48")
+
+
+def test_parallel_beyond_the_soft_descriptor_limit_raises_it_within_the_hard_one(tmp_path):
+    study = _study(tmp_path, BASE.replace("runner: fork", "runner: {class: fork, parallel: 100}"))
+    result, _ = _run_bounded(study, limit=_descriptors(256, hard=4096))
+    assert result.returncode == 0, result.stderr
 
 
 def test_parallel_within_the_descriptor_limit_runs(tmp_path):

@@ -373,26 +373,53 @@ def enter_worker_process(work_dir: str, runner_pid: int, base_dir: str) -> bool:
 
 MARK = "PROFIT_WORK_DIR"  # the runner's work directory, in the environment of every exec'd run process
 _PR_SET_CHILD_SUBREAPER = 36  # from <linux/prctl.h>
-_worker_runs: dict[int, int | None] = {}  # pid of each worker process this process started -> its run id
+# pid of each worker process this process started -> its run id and the mark of its runner's work directory
+_worker_runs: dict[int, tuple[int | None, str | None]] = {}
+
+
+_marks: dict[str, str] = {}
 
 
 def work_dir_mark(work_dir: str) -> str:
-    """The value of :data:`MARK` for ``work_dir``: its resolved absolute path."""
-    return os.path.realpath(work_dir)
+    """The value of :data:`MARK` for ``work_dir``: its resolved absolute path (resolved once: it is asked per run)."""
+    mark = _marks.get(work_dir)
+    if mark is None:
+        mark = _marks[work_dir] = os.path.realpath(work_dir)
+    return mark
 
 
-def note_worker(pid: int, run_id: int | None = None) -> None:
-    """Remember a worker process this process started (and its run, where it is one run's)."""
+def note_worker(pid: int, run_id: int | None = None, work_dir: str | None = None) -> None:
+    """Remember a worker process this process started (and its run and its runner's work directory,
+    where it is one run's: orphans are told apart by both, as run ids repeat across studies)."""
     if len(_worker_runs) > 4096:  # forget workers that are no longer children
         for known in [known for known in _worker_runs if proc_stat(known) is None]:
             del _worker_runs[known]
-    _worker_runs[pid] = run_id
+    _worker_runs[pid] = (run_id, work_dir_mark(work_dir) if work_dir is not None else None)
+
+
+_subreaper_holders = 0  # runners of this process that need it to be a subreaper
 
 
 def become_subreaper() -> bool:
-    """Make this process a child subreaper: orphans of its descendants become its children (Linux)."""
+    """Make this process a child subreaper: orphans of its descendants become its children (Linux).
+
+    Each call is matched by :func:`leave_subreaper`; the last one makes the process an
+    ordinary one again (orphans of other children then go to init as before)."""
+    global _subreaper_holders
     prctl = load_prctl()
-    return prctl is not None and prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    if prctl is None or prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+        return False
+    _subreaper_holders += 1
+    return True
+
+
+def leave_subreaper() -> None:
+    """A runner no longer needs this process to be a subreaper (see :func:`become_subreaper`)."""
+    global _subreaper_holders
+    _subreaper_holders = max(0, _subreaper_holders - 1)
+    prctl = load_prctl()
+    if _subreaper_holders == 0 and prctl is not None:
+        prctl(_PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
 
 
 def children(pid: int) -> list[int]:
@@ -456,16 +483,16 @@ def marked_processes(work_dir: str) -> list[int]:
     return found
 
 
-def _orphans_of_runs(run_ids: set[int]) -> list[int]:
-    """Children of this process that are no workers of it but carry ``PROFIT_RUN_ID`` of ``run_ids``:
-    orphans of those runs, reparented to this (subreaper) process."""
-    wanted = {str(run_id).encode() for run_id in run_ids}
+def _orphans_of_runs(runs: set[tuple[int, str]]) -> list[int]:
+    """Children of this process that are no workers of it but carry the run id and work directory mark
+    of one of ``runs``: orphans of those runs, reparented to this (subreaper) process."""
+    wanted = {(str(run_id).encode(), mark.encode()) for run_id, mark in runs}
     found = []
     for pid in children(os.getpid()):
         if pid in _worker_runs:
             continue
         env = environment_of(pid)
-        if env is not None and MARK.encode() in env and env.get(b"PROFIT_RUN_ID") in wanted:
+        if env is not None and (env.get(b"PROFIT_RUN_ID"), env.get(MARK.encode())) in wanted:
             found.append(pid)
     return found
 
@@ -505,11 +532,17 @@ class _Processes:
         self.signal(signal.SIGKILL)
         deadline = time.monotonic() + timeout
         for pid, fd in self.held.items():
-            try:
-                os.waitpid(pid, 0)  # an orphan reparented to this subreaper
-            except ChildProcessError:
-                if fd is not None:
-                    select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+            # Bounded: a process stuck in the kernel (hung NFS) must not hang a cancel or a close.
+            if fd is not None:
+                select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+            while True:
+                try:
+                    reaped, _ = os.waitpid(pid, os.WNOHANG)  # an orphan reparented to this subreaper
+                except ChildProcessError:
+                    break  # not our child (someone else reaps it), or reaped already
+                if reaped or fd is not None or time.monotonic() >= deadline:
+                    break
+                time.sleep(0.01)  # (without a pidfd: its end has no event to wait on)
             if fd is not None:
                 os.close(fd)
         self.held.clear()
@@ -518,14 +551,14 @@ class _Processes:
 def _tree_members(trees: Sequence[ProcessTree]) -> list[int]:
     """Descendants of the trees' leaders, and orphans reparented here from their runs."""
     found: list[int] = []
-    runs: set[int] = set()
+    runs: set[tuple[int, str]] = set()
     for tree in trees:
         pid = getattr(tree, "pid", None)
         if isinstance(pid, int) and getattr(tree, "status", None) is None:
             found.extend(descendants(pid))
-            run_id = _worker_runs.get(pid)
-            if run_id is not None:
-                runs.add(run_id)
+            run_id, mark = _worker_runs.get(pid, (None, None))
+            if run_id is not None and mark is not None:
+                runs.add((run_id, mark))
     if runs:
         found.extend(_orphans_of_runs(runs))
     return found

@@ -44,7 +44,7 @@ class ForkRunner(Runner, label="fork"):
     def _start(self, run_id: int) -> ChildProcess:
         begin_run_log(self.work_dir, self._log_options[0], run_id)
         pid = fork_group(lambda runner_pid: self._work_in_child(run_id, runner_pid))
-        note_worker(pid, run_id)
+        note_worker(pid, run_id, self.work_dir)
         return ChildProcess(pid)
 
     def _work_in_child(self, run_id: int, runner_pid: int) -> int:

@@ -105,6 +105,19 @@ def descriptor_limit() -> int | None:
     return None if soft == resource.RLIM_INFINITY or soft < 0 else soft
 
 
+def _raise_descriptor_limit(need: int) -> None:
+    """Raise this process's soft descriptor limit towards ``need``, within its hard limit."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        target = need if hard == resource.RLIM_INFINITY else min(need, hard)
+        if target > soft:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (ImportError, OSError, ValueError):
+        pass  # (the limit stays; the caller refuses what it cannot serve)
+
+
 def most_parallel() -> int | None:
     """The most runs at once the descriptor limit serves (:data:`DESCRIPTORS_PER_RUN` each, and spare ones)."""
     limit = descriptor_limit()
@@ -114,11 +127,16 @@ def most_parallel() -> int | None:
 def parallel(value: object, name: str = "parallel") -> int:
     """Concurrent runs: ``'all'`` (the usable CPUs, as many as the descriptor limit serves) or a
     whole number ``>= 0`` (0: unbounded) that the process's descriptor limit (``ulimit -n``) serves."""
+    count = usable_cpus() if isinstance(value, str) and value == "all" else None
+    if count is None:
+        count = whole_number(value, name, hint=" (0: unbounded) or 'all'")
     most = most_parallel()
+    if most is not None and count > most:
+        # The soft limit is often far below the hard one (1024 of 524288): raise it as far as needed.
+        _raise_descriptor_limit(count * DESCRIPTORS_PER_RUN + SPARE_DESCRIPTORS)
+        most = most_parallel()
     if isinstance(value, str) and value == "all":
-        cpus = usable_cpus()
-        return cpus if most is None else min(cpus, most)
-    count = whole_number(value, name, hint=" (0: unbounded) or 'all'")
+        return count if most is None else min(count, most)
     if most is not None and count > most:
         need = count * DESCRIPTORS_PER_RUN + SPARE_DESCRIPTORS
         raise ConfigError(

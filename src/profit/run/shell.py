@@ -17,7 +17,15 @@ import shlex
 import sys
 
 from . import options as check
-from ._proc import MARK, ChildProcess, become_subreaper, note_worker, reap_orphans, work_dir_mark
+from ._proc import (
+    MARK,
+    ChildProcess,
+    become_subreaper,
+    leave_subreaper,
+    note_worker,
+    reap_orphans,
+    work_dir_mark,
+)
 from .layout import begin_run_log
 from .runner import Runner
 
@@ -45,7 +53,16 @@ class LocalRunner(Runner, label="local"):
         self._env: dict[str, str] | None = None
         # Orphans of the workers' processes become this process's children, so that a run's
         # cancel or timeout finds them (by their PROFIT_RUN_ID) when their parents are gone.
-        become_subreaper()
+        self._subreaper = become_subreaper()
+
+    def close(self) -> None:
+        """Cancel what still runs and release the runner; this process stops being a subreaper for it."""
+        try:
+            super().close()
+        finally:
+            if self._subreaper:
+                self._subreaper = False
+                leave_subreaper()
 
     def __repr__(self) -> str:
         details = [f"parallel={self.parallel}"] + (["debug"] if self.debug else [])
@@ -92,5 +109,5 @@ class LocalRunner(Runner, label="local"):
             start_new_session=True,
             stdin=subprocess.DEVNULL,  # a worker in a background session must not wait for a terminal
         )
-        note_worker(popen.pid, run_id)
+        note_worker(popen.pid, run_id, self.work_dir)
         return ChildProcess(popen.pid, popen)
