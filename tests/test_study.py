@@ -441,3 +441,48 @@ def test_a_restart_cut_off_leaves_the_old_study_or_the_new_one_whole(tmp_path, m
         assert not np.array_equal(results["u"], old["u"])  # the new study (a fresh seed), run whole
         assert (results["state"] == "done").all() and len(executions(folder)) == 6
     np.testing.assert_array_equal(results["f"], results["u"] + results["v"])
+
+
+def test_a_changed_simulation_is_never_continued_without_a_word(tmp_path):
+    from helpers import STUDY, make_study
+
+    folder = make_study(tmp_path / "s", STUDY.format(ntrain=3, runner="fork"))
+    assert profit("run", str(folder)).returncode == 0
+    program = folder / "template" / "simulation"
+    program.write_text(program.read_text().replace("print(u + v, u * v)", "print(u - v, u * v)"))
+    (folder / "profit.yaml").write_text((folder / "profit.yaml").read_text().replace("ntrain: 3", "ntrain: 4"))
+    refused = profit("run", str(folder))
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1
+    assert "the template template changed since 3 runs of this study finished" in refused.stderr
+    assert "--restart" in refused.stderr and "--keep-results" in refused.stderr
+    assert len(Study.load(folder).results()) == 3  # nothing written
+    kept = profit("run", "--keep-results", str(folder))
+    assert kept.returncode == 0, kept.stderr
+    results = Study.load(folder).results()
+    np.testing.assert_array_equal(results["f"][:3], results["u"][:3] + results["v"][:3])  # kept, knowingly
+    assert results["f"][3] == results["u"][3] - results["v"][3]  # the new run: the new simulation
+    assert profit("run", str(folder)).returncode == 0  # recorded: no more questions
+
+
+def test_allow_failures_exits_0_with_the_failures_recorded(tmp_path):
+    folder = yaml_study(tmp_path / "s", ntrain=6)
+    done = profit("run", "--allow-failures", str(folder))
+    assert done.returncode == 0 and "failed runs kept" in done.stdout
+    assert (Study.load(folder).results()["state"] == "failed").any()
+
+
+def test_status_into_a_closed_pipe_exits_quietly(tmp_path):
+    """As `profit status | head -1` when head has gone: a pipe whose reading end is closed."""
+    import subprocess
+
+    from helpers import PROFIT
+
+    folder = yaml_study(tmp_path / "s", ntrain=3)
+    profit("run", str(folder))
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        status = subprocess.run([PROFIT, "status", str(folder)], stdout=write_end, stderr=subprocess.PIPE, text=True)
+    finally:
+        os.close(write_end)
+    assert status.returncode == 0 and status.stderr == ""

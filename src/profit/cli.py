@@ -47,6 +47,14 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--restart", action="store_true", help="start over: discard earlier results of this study")
     run.add_argument("--retry-failed", action="store_true", help="run the failed runs again too")
     run.add_argument("--inputs", metavar="FILE", help="add one run per row of FILE (.csv, .txt, .npy) first")
+    run.add_argument(
+        "--keep-results",
+        action="store_true",
+        help="continue although the simulation changed since runs finished (their results are kept)",
+    )
+    run.add_argument(
+        "--allow-failures", action="store_true", help="exit 0 when runs failed (they stay recorded as failed)"
+    )
     commands.add_parser("status", parents=[common], help="report a running or finished study")
     export = commands.add_parser("export", parents=[common], help="write every run with its state to a file")
     export.add_argument("file", help="the file to write; its extension names the format")
@@ -80,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # before any run started: nothing to save
         print("profit: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # the reader went away (profit status | head -2): the console script ends quietly
+        raise
     except OSError as error:  # a file or directory that cannot be made or read
         if args.debug:
             raise
@@ -113,10 +123,12 @@ def command_run(args: argparse.Namespace) -> int:
         progress=True,
         inputs=args.inputs,
         debug=args.debug,
+        keep_results=args.keep_results,
         say=lambda note: print(f"profit: {note}", flush=True),
         restore_signals=False,  # a late Ctrl-C changes nothing while the results are saved and summed up
     )
-    return _summary(study, report)
+    status = _summary(study, report)
+    return EXIT_DONE if status == EXIT_FAILED and args.allow_failures else status
 
 
 def _summary(study: Study, report: RunReport) -> int:

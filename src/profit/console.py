@@ -19,4 +19,16 @@ def entry_point() -> None:
     except KeyboardInterrupt:  # between the steps main() guards (e.g. while printing the summary)
         print("profit: interrupted", file=sys.stderr)
         status = 130
+    except BrokenPipeError:  # the reader went away (profit status | head -2): nothing more to say
+        status = _quietly_closed_stdout()
     finish(status)
+
+
+def _quietly_closed_stdout() -> int:
+    """After a broken pipe: point stdout at /dev/null so that Python's final flush does not complain."""
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return 0

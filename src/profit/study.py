@@ -478,16 +478,28 @@ class Study:
         progress: bool = False,
         inputs: object = None,
         debug: bool = False,
+        keep_results: bool = False,
     ) -> RunReport:
         """Run the runs that have not run yet; returns a :class:`RunReport`. Resumable at any point.
 
         Pending and interrupted runs run; failed runs only with ``retry_failed``;
         ``restart`` discards every earlier run and samples afresh; ``inputs`` (a
         table as :meth:`extend` takes it) adds runs first. Everything is checked
-        before anything is written. Ctrl-C cancels the runs in flight, keeps what
-        finished, and raises KeyboardInterrupt (``profit run`` exits 130 instead).
+        before anything is written. When what computes the outputs changed since
+        runs finished (the ``run:`` section, the template, include files, files the
+        command names), the study stops with one sentence, unless ``keep_results``
+        (continue with the earlier results, knowingly) or ``restart``. Ctrl-C
+        cancels the runs in flight, keeps what finished, and raises
+        KeyboardInterrupt (``profit run`` exits 130 instead).
         """
-        report = self._run(retry_failed=retry_failed, restart=restart, progress=progress, inputs=inputs, debug=debug)
+        report = self._run(
+            retry_failed=retry_failed,
+            restart=restart,
+            progress=progress,
+            inputs=inputs,
+            debug=debug,
+            keep_results=keep_results,
+        )
         if report.stopped_by is not None:
             raise KeyboardInterrupt(f"study stopped by signal {report.stopped_by}; finished results are kept")
         return report
@@ -502,18 +514,39 @@ class Study:
         debug: bool,
         say: Callable[[str], object] | None = None,
         restore_signals: bool = True,
+        keep_results: bool = False,
     ) -> RunReport:
         label, options = self._check_components()
         extra = self.check_inputs(inputs) if inputs is not None else None
         os.makedirs(self.directory, exist_ok=True)
         with self._locked("run"):
-            log = _LogTo(os.path.join(self.directory, RUNNER_LOG), debug or bool(self.file.run.get("debug")))
+            if not restart:
+                self._check_model(keep_results)
+            logfile = options.get("logfile", RUNNER_LOG)  # (the runner's option names its log)
+            log = _LogTo(os.path.join(self.directory, logfile), debug or bool(self.file.run.get("debug")))
             try:
                 return self._run_locked(
                     label, options, retry_failed, restart, progress, extra, Notes(say), restore_signals
                 )
             finally:
                 log.close()
+
+    def _check_model(self, keep_results: bool) -> None:
+        """Refuse to continue with results of an earlier simulation without a word (see :mod:`profit.model`)."""
+        from .model import changed_parts, model_parts
+
+        before = Meta(self.directory).data.get("model")
+        if not isinstance(before, dict) or keep_results:
+            return
+        changed = changed_parts(before, model_parts(self.file))
+        rows = self._read_table() if changed else None
+        done = int(np.count_nonzero(rows["STATE"] == RunState.DONE)) if rows is not None else 0
+        if changed and done:
+            raise ConfigError(
+                f"{self.file.name}: {', '.join(changed[:3])} changed since {done} runs of this study finished, so "
+                "their results may be of another simulation; 'profit run --restart' computes everything again, "
+                "'profit run --keep-results' continues with them"
+            )
 
     def _run_locked(
         self,
@@ -541,6 +574,9 @@ class Study:
             log_path = options["worker"].get("log_path", "log") if isinstance(options["worker"], dict) else "log"
             shutil.rmtree(os.path.join(self.directory, log_path), ignore_errors=True)
         table, resumed = self._prepare(meta, restart, notes)
+        from .model import model_parts
+
+        meta.save(model=model_parts(self.file))  # what computes the results from now on
         if extra is not None and len(extra):
             added = self._append(table, meta, extra, "given")
             notes.append(f"{len(added)} runs added from the table of inputs (runs {added.start}..{added.stop - 1})")
