@@ -486,3 +486,15 @@ def test_status_into_a_closed_pipe_exits_quietly(tmp_path):
     finally:
         os.close(write_end)
     assert status.returncode == 0 and status.stderr == ""
+
+
+def test_clean_keeps_every_result_and_the_next_run_runs_nothing_again(tmp_path):
+    folder = yaml_study(tmp_path / "s", ntrain=4)
+    (folder / "fixed").touch()
+    assert profit("run", str(folder)).returncode == 0
+    before = Study.load(folder).results()
+    assert profit("clean", str(folder)).returncode == 0
+    again = profit("run", str(folder))
+    assert again.returncode == 0 and "4 runs done before, 0 to run" in again.stdout
+    np.testing.assert_array_equal(Study.load(folder).results(), before)
+    assert len(executions(folder)) == 4
