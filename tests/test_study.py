@@ -498,3 +498,16 @@ def test_clean_keeps_every_result_and_the_next_run_runs_nothing_again(tmp_path):
     assert again.returncode == 0 and "4 runs done before, 0 to run" in again.stdout
     np.testing.assert_array_equal(Study.load(folder).results(), before)
     assert len(executions(folder)) == 4
+
+
+def test_a_timed_out_run_names_where_it_left_its_traces(tmp_path):
+    from helpers import STUDY, make_study
+
+    yaml = STUDY.format(ntrain=1, runner="fork") + "  timeout: 0.5\n"
+    folder = make_study(tmp_path / "s", yaml, sleep=30)
+    done = profit("run", str(folder))
+    assert done.returncode == 1, done.stdout + done.stderr
+    reason = Study.load(folder).results()["reason"][0]
+    # (the command worker writes no log of its own unless debug: the run directory holds its stdout)
+    assert reason == "timed out after 0.5 s (run directory kept: run_000)"
+    assert (folder / "run_000" / "stdout").exists()

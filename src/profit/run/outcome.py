@@ -60,13 +60,15 @@ def decide(
     timeout: float | None = None,
     through_shell: bool = False,
     last_log_line: Callable[[], str] = lambda: "",
+    left_behind: Callable[[], str] = lambda: "",
 ) -> RunStatus | Retry:
     """The run's final status, or a :class:`Retry` when it failed with retries left.
 
     ``retries`` is how often a failed run is run again; ``may_retry`` is False
     where a failure must be final (a run that ended while it was being
     cancelled). ``through_shell`` explains shell exit codes (127: not found).
-    ``last_log_line`` is called only when the reason is an exit status.
+    ``last_log_line`` is called only when the reason is an exit status;
+    ``left_behind`` (where to look: the run's log, its kept directory) only for a timeout.
     """
     if seen.transmitted:
         return RunStatus(seen.run_id, RunState.DONE)
@@ -74,6 +76,8 @@ def decide(
         return RunStatus(seen.run_id, RunState.CANCELLED, "cancelled")
     if seen.timed_out:
         reason = f"timed out after {timeout:g} s" if timeout is not None else "timed out"
+        where = left_behind()
+        reason += f" ({where})" if where else ""
     else:
         reason = failure_reason(seen, through_shell=through_shell, last_log_line=last_log_line)
     if may_retry and seen.attempt <= retries:

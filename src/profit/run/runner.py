@@ -34,7 +34,7 @@ from .errors import ConfigError, ParameterError, RunNotFoundError, WaitTimeout
 from .events import EventLoop
 from .handles import Notice, RunHandle
 from .interface import RunnerInterface
-from .layout import RUNNER_LOG, clean_work_dir, run_log_file, study_base_dir
+from .layout import RUNNER_LOG, clean_work_dir, run_dir_name, run_log_file, study_base_dir
 from .outcome import Observation, Retry, decide
 from .params import input_row
 from .progress import RunProgress
@@ -516,6 +516,7 @@ class Runner(Component, registry=True):
             timeout=self.timeout,
             through_shell=self._through_shell,
             last_log_line=lambda: self._last_log_line(run_id),
+            left_behind=lambda: self._left_behind(run_id),
         )
         if isinstance(verdict, Retry):
             self.logger.info(
@@ -549,6 +550,14 @@ class Runner(Component, registry=True):
         return ""
 
     _through_shell = False  # runners that start workers through a shell say so
+
+    def _left_behind(self, run_id: int) -> str:
+        """Where a run that was cut off left its traces: its log and its run directory, where they exist."""
+        log = run_log_file(self.worker_config.get("log_path", "log"), run_id)
+        places = [f"its log: {log}"] if os.path.exists(os.path.join(self.work_dir, log)) else []
+        if os.path.isdir(os.path.join(self.work_dir, run_dir_name(run_id))):
+            places.append(f"run directory kept: {run_dir_name(run_id)}")
+        return "; ".join(places)
 
     def _last_log_line(self, run_id: int) -> str:
         from ._files import tail
