@@ -335,3 +335,15 @@ def test_tail_reads_the_last_lines_of_a_large_file(tmp_path):
     assert tail(str(log), 2) == "second"  # the last two lines, of which one is blank
     assert tail(str(log), 3) == "first | second"
     assert tail(str(tmp_path / "missing.log")) == ""
+
+
+def test_a_long_reason_is_cut_at_a_word_and_says_where_the_rest_is():
+    from profit.run.interface import REASON_BYTES, decode_reason, encode_reason
+
+    reason = "ValueError: " + " ".join(f"word{index}" for index in range(200))
+    stored = decode_reason(encode_reason(reason))
+    assert len(stored.encode()) <= REASON_BYTES
+    assert stored.endswith(" … [cut: the run's log has it whole]")
+    kept = stored.removesuffix(" … [cut: the run's log has it whole]")
+    assert reason.startswith(kept) and reason[len(kept)] == " "  # cut between words
+    assert decode_reason(encode_reason("short")) == "short"

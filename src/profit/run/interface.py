@@ -57,12 +57,20 @@ STUDY_VARS: list[tuple[str, str]] = [
 RESERVED_NAMES = INTERNAL_NAMES | frozenset(name for name, _ in STUDY_VARS)
 
 
+_CUT = " … [cut: the run's log has it whole]"
+
+
 def encode_reason(reason: str) -> bytes:
-    """Fit a reason into the ``REASON`` field (UTF-8, cut at a character boundary)."""
+    """Fit a reason into the ``REASON`` field (UTF-8): a long one is cut at a word and says so
+    (the worker writes it whole, with its traceback, into the run's log)."""
     data = reason.encode("utf-8", "replace")
     if len(data) <= REASON_BYTES:
         return data
-    return data[: REASON_BYTES - 3].decode("utf-8", "ignore").encode() + "…".encode()
+    room = REASON_BYTES - len(_CUT.encode())
+    text = data[:room].decode("utf-8", "ignore")
+    if " " in text[room // 2 :]:  # (a word boundary in the second half: cut there)
+        text = text[: text.rindex(" ")]
+    return text.encode() + _CUT.encode()
 
 
 def whole_seconds(duration: float) -> int:
