@@ -143,24 +143,37 @@ def test_npy_holds_the_variables_and_the_states_go_beside_it(tmp_path, results):
 
 
 @pytest.mark.parametrize("extension", [".hdf5", ".h5"])
-def test_hdf5_has_a_dataset_per_variable_the_axis_and_the_bookkeeping_apart(tmp_path, results, extension):
+def test_hdf5_has_a_dataset_per_variable_the_axis_and_the_bookkeeping_as_attributes(tmp_path, results, extension):
     h5py = pytest.importorskip("h5py")
     path = str(tmp_path / f"results{extension}")
     export(path, results, inputs=INPUTS, outputs=OUTPUTS, grids=GRIDS)
     with h5py.File(path, "r") as file:
-        assert sorted(file) == sorted([*INPUTS, *OUTPUTS, "t", "profit"])
-        for name in INPUTS + OUTPUTS:
+        assert sorted(file) == sorted([*INPUTS, *OUTPUTS, "t"])  # only the variables and the axis: no group
+        for name in ["x", "n", "f"]:  # a scalar variable as proFit writes it: (runs, 1)
+            assert file[name].shape == (4, 1)
+            assert_exact(file[name][()][:, 0], results[name])
+        for name in ["g", "h"]:
             assert_exact(file[name][()], results[name])
         assert file["g"].shape == (4, 11) and np.isnan(file["g"][1]).all()
         assert_exact(file["t"][()], AXIS)
         assert file["g"].dims[1]["t"] == file["t"]  # the axis is the grid's dimension scale
-        profit = file["profit"]
-        assert sorted(profit) == sorted(["state", "reason", "attempts", "started", "ended", "duration"])
-        assert profit["state"].asstr()[()].tolist() == STATES
-        assert profit["reason"].asstr()[()].tolist() == ["", REASON, "", ""]  # the reason as it is
-        assert profit["attempts"][()].tolist() == [1, 3, 0, 1]
+        attrs = file.attrs
+        assert sorted(attrs) == sorted(["state", "reason", "attempts", "started", "ended", "duration"])
+        assert attrs["state"].tolist() == STATES
+        assert attrs["reason"].tolist() == ["", REASON, "", ""]  # the reason as it is
+        assert attrs["attempts"].tolist() == [1, 3, 0, 1]
         for name in ("started", "ended", "duration"):
-            assert_exact(profit[name][()], results[name])
+            assert_exact(attrs[name], results[name])
+
+
+def test_hdf5_holds_the_bookkeeping_of_many_runs(tmp_path):
+    h5py = pytest.importorskip("h5py")
+    runs = 100_000  # attributes beyond HDF5's 64 KiB of compact storage
+    results = np.zeros(runs, [("x", "f8"), ("f", "f8"), ("state", "U6"), ("reason", "U20")])
+    results["state"], results["reason"] = "failed", "exited with code 1"
+    export(tmp_path / "r.hdf5", results, inputs=["x"], outputs=["f"])
+    with h5py.File(tmp_path / "r.hdf5", "r") as file:
+        assert len(file.attrs["reason"]) == runs and file.attrs["state"][-1] == "failed"
 
 
 def test_parquet_is_the_data_frame(tmp_path, results):

@@ -7,13 +7,15 @@ Written the way users' scripts already read them:
   spreads over the columns ``g_0 g_1 g_2``;
 * ``.csv``: the same, comma separated, with a plain header line;
 * ``.npy``: a structured array (vector variables as sub-arrays);
-* ``.hdf5``: one dataset per variable.
+* ``.hdf5``: one dataset per variable, as proFit 0.6 writes it (a scalar
+  variable of shape ``(runs, 1)``, a vector one ``(runs, length)``).
 
 Floats are written in their shortest exact form (``repr``), so they read back exactly.
 Files are replaced atomically: a crash while writing never leaves half a file.
 Runs that did not succeed have NaN outputs; their state and reason go into
-the file where the format allows (``.hdf5``: a dataset ``_state`` with one
-state per run and ``_reason`` with a line per failed run; ``.txt``/``.csv``:
+the file where the format allows (``.hdf5``: attributes of the file, out of
+the way of proFit's reader, which takes every dataset for a variable:
+``state`` with one state per run and ``reason`` with a line per failed run; ``.txt``/``.csv``:
 trailing comment lines, a note's line breaks turned into spaces so that it stays
 one comment line). :mod:`profit.exports` writes a study's whole results table.
 """
@@ -123,10 +125,15 @@ def import_h5py(path: str) -> Any:
 
 
 def _write_hdf5(h5py: Any, path: str, array: np.ndarray, notes: Sequence[str], states: Sequence[str] | None) -> None:
-    with h5py.File(path, "w") as file:
+    """One dataset per variable, in proFit 0.6's shapes (``(runs, 1)`` for a scalar, ``(runs, length)`` for a
+    vector); the states and notes as attributes of the file (UTF-8 strings), where proFit's reader, which takes
+    every dataset (or group) of the file for a variable, does not see them. Attributes larger than 64 KiB
+    (many runs) need HDF5 1.8's dense attribute storage: the file is readable by HDF5 1.8 and later."""
+    with h5py.File(path, "w", libver=("v108", "latest")) as file:
         for name in field_names(array.dtype):
-            file[name] = array[name]
+            values = array[name]
+            file[name] = values.reshape(-1, 1) if values.ndim == 1 else values
         if states is not None:
-            file["_state"] = np.array(states, dtype="S")
+            file.attrs.create("state", np.array(list(states), dtype=object), dtype=h5py.string_dtype())
         if notes:
-            file["_reason"] = np.array(list(notes), dtype=h5py.string_dtype())
+            file.attrs.create("reason", np.array(list(notes), dtype=object), dtype=h5py.string_dtype())

@@ -31,13 +31,18 @@ replaced atomically (a crash while writing never leaves half a file):
 * ``.npy``: a structured array of the named inputs and outputs only (the layout
   proFit writes, for ``numpy.load``), with the states and reasons beside it in
   ``<stem>.states.csv`` as for ``.txt``.
-* ``.hdf5``/``.h5``: one dataset per input and output (a vector output is 2-D,
-  runs by values); a grid's axis as a dataset named after the axis (an HDF5
+* ``.hdf5``/``.h5``: proFit 0.6's layout, one dataset per input and output in
+  proFit's shapes (a scalar variable ``(runs, 1)``, a vector output ``(runs,
+  values)``); a grid's axis as a dataset named after the axis (an HDF5
   dimension scale, attached to the output's second dimension); the run
-  bookkeeping inside the group ``profit`` (``profit/state``,
-  ``profit/reason`` as UTF-8 strings, ``profit/attempts``, ``profit/started``,
-  ``profit/ended``, ``profit/duration``), out of the way of a reader that takes
-  every top-level dataset for a variable. Needs h5py (extra ``hdf5``).
+  bookkeeping as attributes of the file, one value per run: ``state`` and
+  ``reason`` (UTF-8 strings), ``attempts``, ``started``, ``ended``,
+  ``duration`` (``h5py.File(path).attrs["state"]``). proFit's reader takes every
+  dataset and group of the file for a variable; attributes stay out of its way,
+  so it reads a file of scalar variables as it reads its own (a grid axis
+  and vector outputs it cannot read, nor its own vector outputs). Readable by
+  HDF5 1.8 and later (dense attribute storage, for the bookkeeping of many
+  runs). Needs h5py (extra ``hdf5``).
 * ``.parquet``: :func:`to_dataframe` written with pyarrow (extra ``parquet``).
 * ``.nc``: :func:`to_xarray` written with xarray's netCDF engine (netCDF4,
   h5netcdf or scipy's netCDF3, the first installed; extra ``netcdf``).
@@ -361,18 +366,19 @@ def _integer_cells(values: np.ndarray) -> list[str]:
 def _write_hdf5(
     h5py: Any, path: str, results: np.ndarray, inputs: Sequence[str], outputs: Sequence[str], grids: Grids
 ) -> None:
-    with h5py.File(path, "w") as file:
+    # Dense attribute storage (HDF5 1.8): an attribute of more than 64 KiB, the bookkeeping of many runs.
+    with h5py.File(path, "w", libver=("v108", "latest")) as file:
         for name in [*inputs, *outputs]:
-            file[name] = results[name]
+            values = results[name]
+            file[name] = values.reshape(-1, 1) if values.ndim == 1 else values  # a scalar: (runs, 1)
         for name, (axis, values) in grids.items():
             if axis not in file:
                 file[axis] = np.asarray(values)
                 file[axis].make_scale(axis)
             file[name].dims[1].attach_scale(file[axis])
-        group = file.create_group("profit")
+        # Attributes, not datasets: proFit's reader takes every dataset and group of the file for a variable.
         for name in _bookkeeping(results):
             if name in _TEXT_FIELDS:
-                group.create_dataset(name, data=results[name].astype(str).tolist(), dtype=h5py.string_dtype())
+                file.attrs.create(name, results[name].astype(str).astype(object), dtype=h5py.string_dtype())
             else:
-                group[name] = results[name]
-            group[name].attrs["description"] = _DESCRIPTIONS[name]
+                file.attrs[name] = results[name]

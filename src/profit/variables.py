@@ -15,8 +15,13 @@ Each variable is written as users of proFit write it::
       g: Output(t)             # a vector output over t (11 values)
       m: {class: Uniform, constraints: [0, 1], dtype: float32}
 
-Sampling uses scipy's ``qmc`` (Halton) and numpy's ``Generator`` (random kinds);
-a study's ``seed`` makes both reproducible.
+``Halton`` draws proFit's deterministic Halton sequence: the variables of kind
+``Halton``, in the order they are written, are the dimensions 1, 2, 3, ... in
+the prime bases 2, 3, 5, ...; run ``i`` (counted from 0) takes point ``i + 1``
+(the all-zero point 0 is skipped, so the first value of the first dimension is
+0.5), scaled to ``low + (high - low) * point``. The same study always gets the
+same Halton inputs, whatever its seed. The random kinds draw from numpy's
+``Generator``; a study's ``seed`` makes them reproducible.
 """
 
 from __future__ import annotations
@@ -113,7 +118,7 @@ def _parse_one(name: str, value: object, where: str) -> Variable:
         return Variable(name, "Constant", (float(value),), "int64" if isinstance(value, int) else "float64")
     dtype = "float64"
     if isinstance(value, Mapping):
-        unknown = set(value) - {"class", "kind", "constraints", "dtype", "over"}
+        unknown = set(value) - {"class", "kind", "constraints", "dtype", "over", "dependent"}
         if unknown:
             raise ConfigError(
                 f"{where}: unknown key {shown(sorted(map(str, unknown))[0])}; a variable mapping takes class, "
@@ -124,6 +129,12 @@ def _parse_one(name: str, value: object, where: str) -> Variable:
         args = tuple(args) if isinstance(args, (list, tuple)) else (args,)
         dtype = value.get("dtype", dtype)
         over = value.get("over")
+        dependent = value.get("dependent")  # proFit's name: the Independent variable(s) of an Output
+        if dependent is not None and over is None:
+            axes = [dependent] if isinstance(dependent, str) else dependent
+            if not isinstance(axes, list) or len(axes) != 1 or not isinstance(axes[0], str):
+                raise ConfigError(f"{where}: dependent must name one Independent variable, e.g. dependent: [t]")
+            over = axes[0]
         if not isinstance(kind, str):
             raise ConfigError(
                 f"{where}: a variable mapping needs 'class', e.g. {{class: Uniform, constraints: [0, 1]}}"
@@ -202,13 +213,42 @@ def new_seed() -> int:
     return entropy % 2**63
 
 
+def _primes(count: int) -> list[int]:
+    """The first ``count`` prime numbers: the bases of the Halton dimensions."""
+    primes: list[int] = []
+    candidate = 2
+    while len(primes) < count:
+        if all(candidate % prime for prime in primes if prime * prime <= candidate):
+            primes.append(candidate)
+        candidate += 1
+    return primes
+
+
+def radical_inverse(indices: np.ndarray, base: int) -> np.ndarray:
+    """The van der Corput radical inverse of each of ``indices`` (integers >= 0) in ``base``.
+
+    The digits of an index, least significant first, become the digits after the point; they are
+    summed in that order (digit / base**k, k = 1, 2, ...), the arithmetic of proFit 0.6's Halton
+    sequence, so that the values are bit for bit the same as proFit's.
+    """
+    rest = np.asarray(indices, dtype=np.int64).copy()
+    values = np.zeros(rest.shape)
+    denominator = 1.0
+    while rest.any():
+        rest, digit = np.divmod(rest, base)
+        denominator *= base
+        values += digit / denominator
+    return values
+
+
 def sample_inputs(variables: Mapping[str, Variable], runs: int, seed: int | None, start: int = 0) -> np.ndarray:
     """Rows ``start .. runs-1`` of the study's inputs, as a structured array.
 
-    Every sampler draws its own stream (from ``seed`` and the variable's
-    place), so the first rows never depend on how many follow: the rows of a
-    study grown from 200 to 300 runs are those of a study of 300 from the
-    start. ``Linear`` spreads its values over ``runs`` and cannot be continued
+    Every random sampler draws its own stream (from ``seed`` and the variable's
+    place) and ``Halton`` takes the points ``start + 1 .. runs`` of proFit's
+    sequence (no seed), so the first rows never depend on how many follow: the
+    rows of a study grown from 200 to 300 runs are those of a study of 300 from
+    the start. ``Linear`` spreads its values over ``runs`` and cannot be continued
     that way (a study refuses to grow one by sampling); ``Input`` values come from tables, not
     from a sampler.
     """
@@ -227,16 +267,10 @@ def sample_inputs(variables: Mapping[str, Variable], runs: int, seed: int | None
         seed = new_seed()
     entropy = [seed]
     halton = [v for v in inputs if v.kind == "Halton"]
-    if halton:
-        # only for studies that ask for quasi-random points (no stubs installed: scipy-stubs)
-        from scipy.stats import qmc  # type: ignore[import-untyped]
-
-        engine = qmc.Halton(d=len(halton), seed=np.random.default_rng([*entropy, 0]))
-        engine.fast_forward(start)
-        unit = engine.random(count)
-        for column, variable in enumerate(halton):
-            low, high = variable.args
-            rows[variable.name] = low + (high - low) * unit[:, column]
+    points = np.arange(start + 1, runs + 1)  # proFit skips the point 0 (all zeros)
+    for base, variable in zip(_primes(len(halton)), halton):
+        low, high = variable.args
+        rows[variable.name] = (high - low) * radical_inverse(points, base) + low
     for index, variable in enumerate(inputs, start=1):
         a, *rest = variable.args or (None,)
         # A stream of its own per variable: drawing `runs` values and keeping the last
