@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from .studyfile import StudyFile
 
 # run: keys that decide how runs are carried out, not what they compute.
-_HOW_KEYS = {"runner", "interface", "debug", "timeout", "retries"}
+_HOW_KEYS = {"runner", "interface", "debug", "timeout", "retries", "clean"}
 _WHOLE_FILE = 64 * 1024 * 1024  # bytes hashed whole; larger files by size and modification time
 
 

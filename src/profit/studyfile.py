@@ -54,7 +54,21 @@ MAX_ALIAS_NODES = 10_000
 ROW_BOOKKEEPING_BYTES = 300
 KEYS = {"ntrain", "seed", "variables", "include", "files", "run_dir", "run"}
 IGNORED_KEYS = {"fit", "active_learning", "ui"}
-RUN_KEYS = {"runner", "interface", "worker", "pre", "post", "command", "debug", "include", "timeout", "retries"}
+# Keys proFit accepts that name what this program already knows (the study file itself): noted, not used.
+NOTED_KEYS = {"config_file", "base_dir"}
+RUN_KEYS = {
+    "runner",
+    "interface",
+    "worker",
+    "pre",
+    "post",
+    "command",
+    "debug",
+    "include",
+    "timeout",
+    "retries",
+    "clean",  # proFit's: remove a run's directory after it succeeded (the template preprocessor's option)
+}
 FILE_KEYS = {"input", "output"}
 
 
@@ -195,6 +209,28 @@ def _size_text(count: float) -> str:
     return f"{count:.3g} PB"  # (not reached)
 
 
+def _python_study(path: str, name: str) -> dict:
+    """A study written as Python (proFit reads ``.py`` study files too): its public global names."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("profit_study_file", path)
+    if spec is None or spec.loader is None:
+        raise ConfigError(f"{name}: cannot be read as Python")
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as error:  # the user's code: one sentence, as for an include file
+        raise ConfigError(f"{name} failed to run: {type(error).__name__}: {_cut(str(error))}") from None
+    config = {key: value for key, value in vars(module).items() if not key.startswith("_")}
+    config = {key: value for key, value in config.items() if not callable(value) and not hasattr(value, "__spec__")}
+    for key in [key for key in config if key in IGNORED_KEYS | NOTED_KEYS]:
+        config.pop(key)
+    unknown = sorted(key for key in config if key not in KEYS)
+    if unknown:
+        raise _unknown(unknown[0], KEYS, name)
+    return config
+
+
 def find_study_file(path: str) -> str:
     """``path`` itself if it is a file, else ``path/profit.yaml``."""
     candidate = path if os.path.isfile(path) else os.path.join(path, STUDY_FILE)
@@ -324,6 +360,8 @@ class StudyFile:
                 f"{name} is larger than {MAX_FILE_BYTES // 1024} kB; a study file says what to run, "
                 "it does not hold data"
             )
+        if path.endswith(".py"):
+            return cls(path, _python_study(path, name), [])
         try:
             loader = _loader_class()(data.decode("utf-8"))
             try:
@@ -354,8 +392,11 @@ class StudyFile:
             if key in IGNORED_KEYS:
                 notices.append(f"{name}: section {key!r} is for other proFit tasks; ignored by profit run")
                 config.pop(key)
+            elif key in NOTED_KEYS:
+                notices.append(f"{name}: {key!r} has no effect here (the study is {name} in its own directory)")
+                config.pop(key)
             elif key not in KEYS:
-                raise _unknown(key, KEYS | IGNORED_KEYS, name)
+                raise _unknown(key, KEYS | IGNORED_KEYS | NOTED_KEYS, name)
         return cls(path, config, notices)
 
     # --- what the runner needs -------------------------------------------------------------
@@ -372,9 +413,12 @@ class StudyFile:
 
     def run_config(self) -> dict:
         """The ``run:`` section with its defaults (runner fork, interface memmap, worker command)."""
-        run = {key: value for key, value in self.run.items() if key not in ("include", "timeout", "retries")}
+        run = {key: value for key, value in self.run.items() if key not in ("include", "timeout", "retries", "clean")}
         run.setdefault("runner", "fork")
         run.setdefault("interface", "memmap")
+        if "clean" in self.run:  # proFit's run.clean: the preprocessor's option
+            pre = run.get("pre", "template")
+            run["pre"] = {**({"class": pre} if isinstance(pre, str) else pre), "clean": self.run["clean"]}
         # timeout and retries may stand directly under run: they are runner options
         options = {key: self.run[key] for key in ("timeout", "retries") if key in self.run}
         if options:
