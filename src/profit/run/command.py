@@ -208,7 +208,7 @@ class Preprocessor(Component, registry=True):
         os.chdir(self.run_dir)
 
     @abstractmethod
-    def prepare(self, data: Record) -> None:
+    def prepare(self, data: Record | Mapping) -> None:
         """Create the run directory and enter it (variants then fill it)."""
         self._enter_fresh_run_dir()
 
@@ -309,7 +309,7 @@ class TemplatePreprocessor(Preprocessor, label="template"):
         """The template directory: ``path`` relative to the study's base directory (``base_dir``)."""
         return os.path.join(self.base_dir, self.path)
 
-    def prepare(self, data: Record) -> None:
+    def prepare(self, data: Record | Mapping) -> None:
         """Copy the template to the run directory, fill in the inputs, and enter it."""
         template = os.path.abspath(self.template_path)
         if not os.path.isdir(template) and not self.template_required:
@@ -322,7 +322,7 @@ class TemplatePreprocessor(Preprocessor, label="template"):
             )
         self._remove_stale_run_dir()
         copy_template(template, self.run_dir)
-        values = {name: data[name] for name in data.dtype.names}
+        values = {name: data[name] for name in field_names(data)}
         fill_templates(self.run_dir, values, self.param_files)
         self._enter()
 
@@ -400,7 +400,7 @@ class Postprocessor(Component, registry=True):
         self._logger_parent = logger_parent
 
     @abstractmethod
-    def retrieve(self, data: Record) -> None:
+    def retrieve(self, data: Record | Mapping) -> None:
         """Fill the output record ``data`` from the files the simulation wrote."""
 
     @classmethod
@@ -411,6 +411,20 @@ class Postprocessor(Component, registry=True):
             self.function(self, data)
 
         return _wrap_processor(cls, label, config, "retrieve", retrieve)
+
+
+def field_names(data: object) -> tuple[str, ...]:
+    """The names of a run's inputs or outputs in ``data``: a record's fields (numpy, StructRecord)
+    or a mapping's keys (a plain ``{name: value}`` dict, as proFit's processors also take)."""
+    names = getattr(getattr(data, "dtype", None), "names", None)
+    if names is not None:
+        return tuple(names)
+    if isinstance(data, Mapping):
+        return tuple(data)
+    raise ConfigError(
+        f"a processor's data must be a record (with named fields) or a mapping of name -> value, "
+        f"not {type(data).__name__}"
+    )
 
 
 def _output_file(path: str) -> str:
@@ -443,7 +457,7 @@ def JSONPostprocessor(self, data):
         raise OutputError(f"output file {path!r} is not valid JSON: {error}") from None
     if not isinstance(values, Mapping):
         raise OutputError(f"output file {path!r} must hold a JSON object with one key per output")
-    for name in data.dtype.names:
+    for name in field_names(data):
         if name not in values:
             raise OutputError(f"output file {path!r} has no field {name!r} (it has {', '.join(values) or 'none'})")
         _store(data, name, values[name], path)
@@ -461,7 +475,7 @@ def NumpytxtPostprocessor(self, data):
     that are not outputs are skipped.
     """
     path = _output_file(self.path)
-    names = list(self.names) if self.names is not None else list(data.dtype.names)
+    names = list(self.names) if self.names is not None else list(field_names(data))
     widths = [_field_length(data, name) for name in names]
     options = dict(self.options or {})
     try:
@@ -482,7 +496,7 @@ def NumpytxtPostprocessor(self, data):
         )
     column = 0
     for name, width in zip(names, widths):
-        if name in data.dtype.names:  # other columns are skipped, whatever they hold
+        if name in field_names(data):  # other columns are skipped, whatever they hold
             values, texts = table[column : column + width], words[column : column + width]
             # genfromtxt reads unparsable text as NaN; only a written "nan" is one.
             bad = [str(text) for value, text in zip(values, texts) if np.isnan(value) and text.strip().lower() != "nan"]
@@ -493,7 +507,7 @@ def NumpytxtPostprocessor(self, data):
 
 
 def _field_length(data, name: str) -> int:
-    if name not in data.dtype.names:
+    if name not in field_names(data):
         return 1
     value = data[name]
     return len(value) if hasattr(value, "__len__") and not isinstance(value, (str, bytes)) else 1
@@ -515,7 +529,7 @@ def HDF5Postprocessor(self, data):
     except OSError as error:
         raise OutputError(f"output file {path!r} is not a readable HDF5 file: {error}") from None
     with file:
-        for name in data.dtype.names:
+        for name in field_names(data):
             if name not in file:
                 raise OutputError(f"output file {path!r} has no dataset {name!r} (it has {', '.join(file) or 'none'})")
             value = np.asarray(file[name][()]).ravel()

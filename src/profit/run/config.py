@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-from .errors import ConfigError
+from .errors import ConfigError, UnknownLabelError
 from .interface import RunnerInterface
 from .layout import study_base_dir
 from .worker import Worker
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     import logging
 
 
-def worker_config(worker: str | Mapping, *, debug: bool = False) -> dict:
+def worker_config(worker: str | Mapping | None = None, *, debug: bool = False, resolve: bool = True) -> dict:
     """A runner's ``worker`` option as the config every Worker is built from: ``{"class": label, ...}``.
 
     ``debug`` turns on the workers' debug logging unless the config says otherwise.
@@ -32,9 +32,24 @@ def worker_config(worker: str | Mapping, *, debug: bool = False) -> dict:
     ``PROFIT_BASE_DIR``, else the current directory. Every worker process gets it as
     ``PROFIT_BASE_DIR``; :meth:`Worker.from_config` passes it on only to workers
     that take it (``uses_base_dir``).
+
+    Without a worker, proFit's default: the ``command`` worker. With ``resolve=False``
+    (a runner whose workers run a command of their own, which defines the label: proFit's
+    custom worker scripts), a label unknown here stays a label, for the worker process to resolve.
     """
-    worker_class, options = Worker.resolve(worker, "worker")
-    config: dict = {"class": worker_class.label, **options}
+    if worker is None:
+        worker = "command"
+    try:
+        worker_class, options = Worker.resolve(worker, "worker")
+    except UnknownLabelError as error:
+        label = error.label  # (resolve checked the shape: a label, or a mapping with a "class")
+        if resolve or not isinstance(label, str) or not label:
+            raise
+        assert isinstance(worker, (str, Mapping))
+        options = {} if isinstance(worker, str) else {k: v for k, v in worker.items() if k != "class"}
+        config: dict = {"class": label, **options}
+    else:
+        config = {"class": worker_class.label, **options}
     if debug:
         config.setdefault("debug", True)
     config["base_dir"] = study_base_dir(config.get("base_dir"))

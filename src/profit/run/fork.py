@@ -40,9 +40,20 @@ class ForkRunner(Runner, label="fork"):
         self._log_handler = run_log_handler()
         load_prctl()
         self._log_options = (self.worker_config.get("log_path", "log"), bool(self.worker_config.get("debug", False)))
+        self._exports: dict[str, str] | None = None
+
+    def _exported(self) -> dict[str, str]:
+        """What a worker started as a program reads (``Worker.from_env``), for the programs a forked
+        worker starts (its simulation), as the other runners export it. Made on first use: include
+        files may be loaded after the runner was made."""
+        if self._exports is None:
+            env = self.worker_environment()
+            self._exports = {name: env[name] for name in ("PROFIT_WORKER", "PROFIT_INTERFACE", "PROFIT_INCLUDES")}
+        return self._exports
 
     def _start(self, run_id: int) -> ChildProcess:
         begin_run_log(self.work_dir, self._log_options[0], run_id)
+        self._exported()  # (once, in the runner: not in every fork)
         pid = fork_group(lambda runner_pid: self._work_in_child(run_id, runner_pid))
         note_worker(pid, run_id, self.work_dir)
         return ChildProcess(pid)
@@ -50,7 +61,9 @@ class ForkRunner(Runner, label="fork"):
     def _work_in_child(self, run_id: int, runner_pid: int) -> int:
         if not enter_worker_process(self.work_dir, runner_pid, self.base_dir):
             return 1
-        os.environ["PROFIT_RUN_ID"] = str(run_id)  # (programs it execs carry their run)
+        # Programs it execs carry their run, and what a worker needs (PROFIT_INCLUDES, ...).
+        os.environ.update(self._exported())
+        os.environ["PROFIT_RUN_ID"] = str(run_id)
         log_path, debug = self._log_options
         log = RunLog(log_path, run_id, debug, self._log_handler)
         # Handlers inherited from the runner must not receive the worker's records:

@@ -3,6 +3,10 @@
 The runner loads them, and so does every Worker process: forked workers inherit
 the loaded modules, workers started through the shell get the list in the
 environment variable ``PROFIT_INCLUDES`` (a JSON list of absolute paths).
+
+A ``PROFIT_INCLUDES`` that the caller set in the runner's environment is honoured
+too: the runner loads those files and passes them on, merged with its own
+(:func:`worker_includes`).
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from .errors import ConfigError
 
@@ -68,3 +72,34 @@ def _cut(text: str, limit: int = 160) -> str:
 def loaded_includes() -> list[str]:
     """Absolute paths of the include files loaded in this process, in load order."""
     return list(_loaded)
+
+
+def env_includes(env: Mapping[str, str] | None = None) -> list[str]:
+    """The include files listed in ``PROFIT_INCLUDES`` of ``env`` (default: this process's environment).
+
+    A JSON list of paths (a single path, or a JSON string, is one file); unset or empty: none.
+    """
+    env = os.environ if env is None else env
+    text = env.get("PROFIT_INCLUDES", "").strip()
+    if not text:
+        return []
+    if text[0] not in '["':  # a plain path, as a user may set it by hand
+        return [text]
+    import json
+
+    try:
+        paths = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ConfigError(f"environment variable PROFIT_INCLUDES is not valid JSON ({error}): {text[:80]!r}") from None
+    if isinstance(paths, str):
+        paths = [paths]
+    if not isinstance(paths, list) or not all(isinstance(path, str) for path in paths):
+        raise ConfigError(f"environment variable PROFIT_INCLUDES must be a JSON list of paths, got {text[:80]!r}")
+    return paths
+
+
+def worker_includes(env: Mapping[str, str] | None = None) -> list[str]:
+    """What workers get as ``PROFIT_INCLUDES``: the files of the caller's ``PROFIT_INCLUDES``
+    (absolute paths) and those loaded in this process, each once, in that order."""
+    paths = [os.path.abspath(path) for path in env_includes(env)] + loaded_includes()
+    return list(dict.fromkeys(paths))

@@ -14,8 +14,10 @@ Postprocessor) is a base class declared with ``registry=True``; it keeps its own
 
 from __future__ import annotations
 
+import os
+import sys
 from abc import ABCMeta
-from collections.abc import KeysView, Mapping
+from collections.abc import Callable, KeysView, Mapping
 
 from .errors import ConfigError, UnknownLabelError
 
@@ -85,15 +87,47 @@ class Component(metaclass=RegistryMeta):
             return
         if not isinstance(label, str) or not label:
             raise ConfigError(f"{cls.__qualname__}: a component label must be a non-empty string, got {label!r}")
+        cls._take_label(label, replace=False)
+
+    @classmethod
+    def register(cls, label: str) -> Callable[[type[_C]], type[_C]]:
+        """proFit's class decorator: register ``subclass`` under ``label`` in this kind's registry::
+
+            @Worker.register("mine")
+            class Mine(Worker): ...
+
+        Unlike the class keyword, it may replace a label that another class holds
+        (a user's variant of a built-in one), with a warning.
+        """
+        if not isinstance(label, str) or not label:
+            raise ConfigError(f"{cls._kind}.register: a component label must be a non-empty string, got {label!r}")
+
+        def decorator(subclass: type[_C]) -> type[_C]:
+            if not (isinstance(subclass, type) and issubclass(subclass, Component)):
+                raise ConfigError(f"{cls._kind}.register({label!r}) decorates a {cls._kind} class, not {subclass!r}")
+            if subclass._registry is not cls._registry:
+                raise ConfigError(
+                    f"{cls._kind}.register({label!r}): {subclass.__qualname__} is a {subclass._kind}, not a {cls._kind}"
+                )
+            subclass._take_label(label, replace=True)
+            return subclass
+
+        return decorator
+
+    @classmethod
+    def _take_label(cls, label: str, *, replace: bool) -> None:
         previous = cls._registry.get(label)
-        # Re-defining the same class (a reloaded include file, a test run twice)
-        # replaces it; a different class may not steal a label silently.
-        if previous is not None and (previous.__module__, previous.__qualname__) != (cls.__module__, cls.__qualname__):
-            raise ConfigError(
-                f"{cls._kind} label {label!r} is already registered by "
-                f"{previous.__module__}.{previous.__qualname__}; choose another label for "
-                f"{cls.__module__}.{cls.__qualname__}"
-            )
+        # Re-defining the same class (a reloaded include file, a test run twice, a worker
+        # script that is also an include file) replaces it; a different class may not take
+        # a label silently: with ``register`` it replaces it with a warning, else it is refused.
+        if previous is not None and previous is not cls and not _same_definition(previous, cls):
+            if not replace:
+                raise ConfigError(
+                    f"{cls._kind} label {label!r} is already registered by "
+                    f"{previous.__module__}.{previous.__qualname__}; choose another label for "
+                    f"{cls.__module__}.{cls.__qualname__} (or replace it: @{cls._kind}.register({label!r}))"
+                )
+            _warn_replaced(cls._kind, label, previous, cls)
         cls._registry[label] = cls
         cls.label = label
 
@@ -112,3 +146,34 @@ class Component(metaclass=RegistryMeta):
     @logger.setter
     def logger(self, logger: logging.Logger) -> None:
         self._logger = logger
+
+
+def _source_file(cls: type) -> str | None:
+    """The file that defines ``cls`` (its module's ``__file__``), resolved; None if unknown."""
+    path = getattr(sys.modules.get(cls.__module__), "__file__", None)
+    return os.path.realpath(path) if isinstance(path, str) else None
+
+
+def _same_definition(previous: type, cls: type) -> bool:
+    """The same class defined again: the same qualified name, from the same module or the same file
+    (a script run as ``__main__`` that is also loaded as an include file)."""
+    if previous.__qualname__ != cls.__qualname__:
+        return False
+    if previous.__module__ == cls.__module__:
+        return True
+    source = _source_file(cls)
+    return source is not None and source == _source_file(previous)
+
+
+_warned: set[tuple[str, str, str, str]] = set()
+
+
+def _warn_replaced(kind: str, label: str, previous: type, cls: type) -> None:
+    """Warn (once for each replacement) that ``cls`` replaces ``previous`` for ``label``."""
+    key = (kind, label, f"{previous.__module__}.{previous.__qualname__}", f"{cls.__module__}.{cls.__qualname__}")
+    if key in _warned:
+        return
+    _warned.add(key)
+    import warnings
+
+    warnings.warn(f"{kind} label {label!r}: {key[3]} replaces {key[2]}", stacklevel=4)

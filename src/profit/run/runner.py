@@ -58,7 +58,9 @@ class Runner(Component, registry=True):
     Parameters (keyword only):
         interface: a RunnerInterface or a config ``{"class": label, "size": ..., "input_config": ...,
             "output_config": ..., ...}`` (relative paths are relative to ``work_dir``).
-        worker: a Worker label or a config ``{"class": label, ...}`` given to each Worker.
+        worker: a Worker label or a config ``{"class": label, ...}`` given to each Worker (default:
+            ``command``, as in proFit). A runner whose workers run a command of their own (the local
+            runner's ``command`` other than ``profit-worker``) takes a label that only that program defines.
         work_dir: where workers run and write (created if missing).
         debug: log in more detail.
         parallel: maximum number of concurrent runs in :meth:`drive` and :meth:`spawn_array` (0: unbounded;
@@ -119,7 +121,7 @@ class Runner(Component, registry=True):
         self,
         *,
         interface: RunnerInterface | Mapping,
-        worker: str | Mapping,
+        worker: str | Mapping | None = None,
         work_dir: str = ".",
         debug: bool = False,
         parallel: int = 0,
@@ -140,7 +142,17 @@ class Runner(Component, registry=True):
             self.logger = logger
         os.makedirs(self.work_dir, exist_ok=True)
         # The worker first: an interface may hold a socket and files, which a bad worker config would leak.
-        self.worker_config: dict = worker_config(worker, debug=self.debug)
+        # Include files the caller listed in PROFIT_INCLUDES define components too (every runner honours them).
+        from .includes import env_includes, load_includes
+
+        load_includes(env_includes())
+        # A worker that runs a command of its own (proFit's custom worker script: `python3 my_worker.py`,
+        # which calls Worker.from_env()) may define its label there: the worker process resolves it.
+        command = getattr(self, "command", None)
+        own_command = isinstance(command, str) and not any(
+            os.path.basename(word) == "profit-worker" for word in command.split()
+        )
+        self.worker_config: dict = worker_config(worker, debug=self.debug, resolve=not own_command)
         self.interface: RunnerInterface = build_interface(interface, self.work_dir, self.logger)
 
         # The thread that may use the runner (None once closed); see "One thread" above.
@@ -220,13 +232,14 @@ class Runner(Component, registry=True):
     def worker_environment(self) -> dict[str, str]:
         """The environment of a worker started as a program: this process's, plus what
         ``Worker.from_env`` reads (all but ``PROFIT_RUN_ID``, which is per run)."""
-        from .includes import loaded_includes
+        from .includes import worker_includes
 
         env = {
             **os.environ,
             "PROFIT_WORKER": json.dumps(self.worker_config),
             "PROFIT_INTERFACE": json.dumps(self.interface.config),
-            "PROFIT_INCLUDES": json.dumps(loaded_includes()),
+            # The caller's PROFIT_INCLUDES merged with what this process loaded.
+            "PROFIT_INCLUDES": json.dumps(worker_includes()),
             "PROFIT_BASE_DIR": self.base_dir,
         }
         env.pop("PROFIT_ARRAY_ID", None)

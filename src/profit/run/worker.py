@@ -135,11 +135,11 @@ class Worker(Component, registry=True):
         ``PROFIT_WORKER`` and ``PROFIT_INTERFACE`` (JSON), and loads the files in
         ``PROFIT_INCLUDES`` (a JSON list of paths) first.
         """
-        from .includes import load_includes
+        from .includes import env_includes, load_includes
 
         env = os.environ if env is None else env
         if env.get("PROFIT_INCLUDES"):
-            load_includes(_json_env(env, "PROFIT_INCLUDES"))
+            load_includes(env_includes(env))
         return cls.from_config(
             config=_json_env(env, "PROFIT_WORKER"),
             interface=_json_env(env, "PROFIT_INTERFACE"),
