@@ -511,3 +511,18 @@ def test_a_timed_out_run_names_where_it_left_its_traces(tmp_path):
     # (the command worker writes no log of its own unless debug: the run directory holds its stdout)
     assert reason == "timed out after 0.5 s (run directory kept: run_000)"
     assert (folder / "run_000" / "stdout").exists()
+
+
+def test_an_empty_stdout_fails_its_run_without_a_warning_on_the_terminal(tmp_path):
+    folder = tmp_path / "s"
+    folder.mkdir()
+    (folder / "profit.yaml").write_text(
+        "ntrain: 3\nvariables:\n  u: Uniform(0, 1)\n  f: Output\nrun:\n  command: 'true'\n"
+    )
+    done = profit("run", str(folder))
+    assert done.returncode == 1
+    assert "Warning" not in done.stdout + done.stderr
+    reasons = Study.load(folder).results()["reason"]
+    assert all(
+        reason.startswith("OutputError: output file 'stdout' is empty; run directory kept") for reason in reasons
+    )

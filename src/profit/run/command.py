@@ -478,6 +478,9 @@ def NumpytxtPostprocessor(self, data):
     names = list(self.names) if self.names is not None else list(field_names(data))
     widths = [_field_length(data, name) for name in names]
     options = dict(self.options or {})
+    if os.path.isfile(path) and os.path.getsize(path) == 0:
+        # (numpy would warn "Empty input file" on the terminal for every such run)
+        raise OutputError(f"output file {path!r} is empty")
     try:
         table = np.atleast_1d(np.genfromtxt(path, dtype=float, **options))
         words = np.atleast_1d(np.genfromtxt(path, dtype=str, **options))

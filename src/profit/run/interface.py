@@ -179,6 +179,8 @@ class RunnerInterface(Component, registry=True):
     path_options: tuple[str, ...] = ("path",)
     # True when messages are waiting that no new event of fileno() will announce.
     backlog = False
+    # True once a Runner drives this interface (it marks the runs it starts); used alone, any row is served.
+    managed = False
 
     def __init__(
         self, size: int, input_config: Mapping, output_config: Mapping, *, logger_parent: logging.Logger | None = None

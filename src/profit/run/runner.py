@@ -154,6 +154,7 @@ class Runner(Component, registry=True):
         )
         self.worker_config: dict = worker_config(worker, debug=self.debug, resolve=not own_command)
         self.interface: RunnerInterface = build_interface(interface, self.work_dir, self.logger)
+        self.interface.managed = True
 
         # The thread that may use the runner (None once closed); see "One thread" above.
         self._owner: int | None = get_ident()

@@ -50,6 +50,7 @@ from .errors import ConfigError, InterfaceError
 from .interface import RunnerInterface, WorkerInterface, empty_record, whole_seconds
 from .state import RunState
 
+DEFAULT_PORT = 9000  # proFit's: a runner half and a worker half built with defaults talk
 TYPE_CHECKING = False  # (typing costs every worker process its import)
 if TYPE_CHECKING:
     from typing import Protocol
@@ -279,7 +280,8 @@ class ZeroMQRunnerInterface(RunnerInterface, _Options, label="zeromq"):
         transport: ``'tcp'`` (default) or ``'ipc'`` (``address`` is then a socket path).
         address: where to bind; default loopback (``127.0.0.1``). Give the host's
             address, or ``'*'`` for every interface, when workers run on other hosts.
-        port: TCP port; 0 (default) picks a free one, which workers learn from :attr:`config`.
+        port: TCP port; by default 9000, as proFit's, or a free one when 9000 is taken; 0 picks a free one.
+            Workers learn the port from :attr:`config`.
         connection: what workers connect to, overriding the address (e.g. ``tcp://login1:5555``).
         bind: what the runner binds, overriding transport, address and port (e.g. ``tcp://*:5555``).
         timeout, retries, retry_sleep: how long a worker waits for an answer, how
@@ -298,7 +300,7 @@ class ZeroMQRunnerInterface(RunnerInterface, _Options, label="zeromq"):
         *,
         transport: str = "tcp",
         address: str | None = None,
-        port: int = 0,
+        port: int | None = None,
         connection: str | None = None,
         bind: str | None = None,
         timeout: float = 4,
@@ -308,11 +310,13 @@ class ZeroMQRunnerInterface(RunnerInterface, _Options, label="zeromq"):
         keyfile: str = "zeromq.key",
         logger_parent: logging.Logger | None = None,
     ):
+        # No port given: proFit's 9000, or a free one where another study holds it (given: that one).
+        self._any_free_port = port is None
         _store_options(
             self,
             transport,
             address,
-            port,
+            DEFAULT_PORT if port is None else port,
             connection,
             timeout,
             retries,
@@ -375,7 +379,16 @@ class ZeroMQRunnerInterface(RunnerInterface, _Options, label="zeromq"):
         _set_heartbeat(self._socket, zmq, self.heartbeat)
         endpoint = self.bind
         try:
-            self._socket.bind(endpoint)
+            try:
+                self._socket.bind(endpoint)
+            except zmq.ZMQError as error:
+                if error.errno != zmq.EADDRINUSE or self._bind_spec or not self._any_free_port:
+                    raise
+                # proFit's port, taken (another study): a free one, which the workers learn from config
+                self.logger.info("zeromq interface: port %d is taken; listening on a free port", DEFAULT_PORT)
+                self.port = 0
+                endpoint = self.bind
+                self._socket.bind(endpoint)
         except zmq.ZMQError as error:
             self._socket.close()
             raise ConfigError(
@@ -468,7 +481,8 @@ class ZeroMQRunnerInterface(RunnerInterface, _Options, label="zeromq"):
             self._drop(f"unknown message kind {kind[:20]!r}")
             return self._error(run_id, request_id, f"unknown message kind {kind[:20]!r}")
         state = self.state(run_id)
-        if state != RunState.RUNNING and not (kind == b"DATA" and state == RunState.DONE):
+        # A runner marks the runs it started; the interface used alone (as proFit's tests use it) serves any row.
+        if self.managed and state != RunState.RUNNING and not (kind == b"DATA" and state == RunState.DONE):
             self._drop(f"{kind.decode()} for run {run_id}, which is {state.name.lower()}, not running")
             return self._error(run_id, request_id, f"run {run_id} is {state.name.lower()}, not running")
         return handler(run_id, request_id, payload)
@@ -561,7 +575,7 @@ class ZeroMQWorkerInterface(WorkerInterface, _Options, label="zeromq"):
         *,
         transport: str = "tcp",
         address: str | None = None,
-        port: int = 0,
+        port: int = DEFAULT_PORT,
         connection: str | None = None,
         bind: str | None = None,
         timeout: float = 4,
