@@ -6,6 +6,7 @@ import shlex
 import sys
 import warnings
 
+import numpy as np
 import pytest
 from helpers import SCALAR_INPUTS, outputs
 
@@ -195,3 +196,21 @@ def test_postprocessors_fill_a_dict(tmp_path, label, text):
 def test_a_runner_without_a_worker_gets_the_command_worker(tmp_path):
     with Runner["fork"](interface=memmap(), work_dir=str(tmp_path)) as runner:
         assert runner.worker_config["class"] == "command"
+
+
+def test_a_study_file_with_a_custom_worker_script(tmp_path):
+    """`profit run` on proFit's custom worker pattern: the label is defined only in the script."""
+    from helpers import profit
+
+    from profit import Study
+
+    folder = tmp_path / "study"
+    script = worker_script(folder, "study_only_label")
+    (folder / "profit.yaml").write_text(
+        "ntrain: 3\nvariables:\n  u: Uniform(0, 1)\n  v: Uniform(0, 1)\n  f: Output\n"
+        f"run:\n  runner: {{class: local, command: {sys.executable} {script}}}\n  worker: study_only_label\n"
+    )
+    done = profit("run", str(folder))
+    assert done.returncode == 0, done.stdout + done.stderr
+    results = Study.load(folder).results()
+    np.testing.assert_array_equal(results["f"], results["u"] * 10 + results["v"])

@@ -655,12 +655,15 @@ class Study:
         """The runner's label and options; every option of every component checked, nothing built."""
         from .run import Runner, RunnerInterface, Worker
         from .run.command import Postprocessor, Preprocessor
-        from .run.config import check_options, runner_options
+        from .run.config import check_options, runner_options, runs_own_worker
 
         file = self.file
         label, options = runner_options(file.run_config(), {**file.base_config(), "ntrain": 0})
         runner_class, _ = Runner.resolve(label, "run.runner")
         check_options(runner_class, options, "runner", where=f"{file.name}: run.runner")
+        worker_label = options["worker"].get("class") if isinstance(options["worker"], dict) else options["worker"]
+        if runs_own_worker(options.get("command")) and worker_label not in Worker.labels:
+            return label, options  # the runner's own worker program defines that worker (proFit's custom worker)
         worker_class, worker_options = Worker.resolve(options["worker"], "run.worker")
         check_options(
             worker_class, worker_class.own_options(worker_options), "worker", where=f"{file.name}: run.worker"

@@ -24,6 +24,13 @@ if TYPE_CHECKING:
     import logging
 
 
+def runs_own_worker(command: object) -> bool:
+    """Whether a runner's ``command`` starts a worker program of its own (proFit's custom worker
+    script: ``python3 my_worker.py``, which calls ``Worker.from_env()``), not ``profit-worker``:
+    such a program may define its worker's label itself."""
+    return isinstance(command, str) and not any(os.path.basename(word) == "profit-worker" for word in command.split())
+
+
 def worker_config(worker: str | Mapping | None = None, *, debug: bool = False, resolve: bool = True) -> dict:
     """A runner's ``worker`` option as the config every Worker is built from: ``{"class": label, ...}``.
 

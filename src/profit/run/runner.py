@@ -29,7 +29,7 @@ from . import options as check
 from ._lazy import logging
 from ._lazy import numpy as np
 from ._proc import stop_trees
-from .config import build_interface, worker_config
+from .config import build_interface, runs_own_worker, worker_config
 from .errors import ConfigError, ParameterError, RunNotFoundError, WaitTimeout
 from .events import EventLoop
 from .handles import Notice, RunHandle
@@ -148,11 +148,8 @@ class Runner(Component, registry=True):
         load_includes(env_includes())
         # A worker that runs a command of its own (proFit's custom worker script: `python3 my_worker.py`,
         # which calls Worker.from_env()) may define its label there: the worker process resolves it.
-        command = getattr(self, "command", None)
-        own_command = isinstance(command, str) and not any(
-            os.path.basename(word) == "profit-worker" for word in command.split()
-        )
-        self.worker_config: dict = worker_config(worker, debug=self.debug, resolve=not own_command)
+        own_worker = runs_own_worker(getattr(self, "command", None))
+        self.worker_config: dict = worker_config(worker, debug=self.debug, resolve=not own_worker)
         self.interface: RunnerInterface = build_interface(interface, self.work_dir, self.logger)
         self.interface.managed = True
 
