@@ -326,7 +326,7 @@ def test_mistakes_are_config_errors(tmp_path, results, call, message):
 
 
 def test_every_format_is_listed():
-    assert EXPORT_FORMATS == (".csv", ".txt", ".npy", ".hdf5", ".h5", ".parquet", ".nc")
+    assert EXPORT_FORMATS == (".csv", ".txt", ".npy", ".hdf5", ".h5", ".parquet", ".nc", ".in", ".out", ".pkl")
 
 
 def test_no_runs_yet(tmp_path, results):

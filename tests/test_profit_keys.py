@@ -47,3 +47,23 @@ def test_a_study_file_written_in_python(tmp_path):
     done = profit("run", str(folder / "profit_config.py"))
     assert done.returncode == 0, done.stdout + done.stderr
     assert (Study.load(folder / "profit_config.py").results()["f"] == float(f"{np.pi}")).all()
+
+
+def test_profits_other_data_file_names(tmp_path):
+    import pickle
+
+    yaml = STUDY.format(ntrain=3, runner="fork").replace(
+        "run:\n", "files: {input: input.in, output: output.pkl}\nrun:\n"
+    )
+    study = make_study(tmp_path / "study", yaml)
+    assert profit("run", str(study)).returncode == 0
+    inputs = np.genfromtxt(study / "input.in", names=True)  # proFit's .in: its text layout
+    with open(study / "output.pkl", "rb") as file:
+        outputs = pickle.load(file)  # proFit's .pkl: the pickled structured array
+    np.testing.assert_array_equal(outputs["f"], inputs["u"] + inputs["v"])
+    assert (study / "output.states.csv").exists()
+    text = make_study(
+        tmp_path / "text", STUDY.format(ntrain=2, runner="fork").replace("run:\n", "files: {output: o.out}\nrun:\n")
+    )
+    assert profit("run", str(text)).returncode == 0
+    assert np.genfromtxt(text / "o.out", names=True).dtype.names == ("f", "g")

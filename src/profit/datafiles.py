@@ -31,7 +31,15 @@ import numpy as np
 from .run._files import atomic_path
 from .run.errors import ConfigError
 
-FORMATS = (".txt", ".csv", ".npy", ".hdf5", ".h5")
+FORMATS = (".txt", ".csv", ".npy", ".hdf5", ".h5", ".in", ".out", ".pkl")
+# proFit's other names of formats: .in and .out are its text layout.
+TEXT_ALIASES = {".in": ".txt", ".out": ".txt"}
+
+
+def format_of(path: str) -> str:
+    """The format a file name's extension names (``.in`` and ``.out`` are text as ``.txt``, as in proFit)."""
+    extension = os.path.splitext(path)[1].lower()
+    return TEXT_ALIASES.get(extension, extension)
 
 
 def check_format(path: str, key: str, where: str) -> None:
@@ -102,15 +110,20 @@ def write_table(
 
 def write(path: str, array: np.ndarray, notes: Sequence[str] = (), states: Sequence[str] | None = None) -> None:
     """Write ``array`` to ``path`` atomically, in the format its extension names."""
-    extension = os.path.splitext(path)[1].lower()
+    extension = format_of(path)
     h5py = import_h5py(path) if extension in (".hdf5", ".h5") else None
-    with atomic_path(path, suffix=extension) as temporary:
+    with atomic_path(path, suffix=os.path.splitext(path)[1]) as temporary:
         if extension in (".txt", ".csv"):
             names, table = columns(array)
             delimiter = "," if extension == ".csv" else " "
             write_table(temporary, names, [(column, float_text) for column in table.T], len(table), delimiter, notes)
         elif extension == ".npy":
             np.save(temporary, array)
+        elif extension == ".pkl":  # proFit's pickle of the structured array
+            import pickle
+
+            with open(temporary, "wb") as file:
+                pickle.dump(np.array(array), file)
         else:
             _write_hdf5(h5py, temporary, array, notes, states)
 

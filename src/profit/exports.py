@@ -67,7 +67,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from .datafiles import columns, field_names, float_text, one_line, write_table
+from .datafiles import columns, field_names, float_text, format_of, one_line, write_table
 from .run._files import atomic_path
 from .run.errors import ConfigError
 
@@ -75,7 +75,7 @@ if TYPE_CHECKING:
     import pandas  # type: ignore[import-untyped]
     import xarray
 
-EXPORT_FORMATS = (".csv", ".txt", ".npy", ".hdf5", ".h5", ".parquet", ".nc")
+EXPORT_FORMATS = (".csv", ".txt", ".npy", ".hdf5", ".h5", ".parquet", ".nc", ".in", ".out", ".pkl")
 
 #: The run bookkeeping fields of an aligned results array, in their order (after the inputs and outputs).
 BOOKKEEPING = ("state", "reason", "attempts", "started", "ended", "duration")
@@ -106,9 +106,9 @@ def export(
     .hdf5/.h5, .parquet, .nc): the fields ``inputs`` and ``outputs`` of ``results``, and its bookkeeping
     (state, reason, attempts, times). See the module's documentation for each format's layout."""
     path = os.fspath(path)
-    extension = os.path.splitext(path)[1].lower()
-    if extension not in EXPORT_FORMATS:
+    if os.path.splitext(path)[1].lower() not in EXPORT_FORMATS:
         raise ConfigError(f"cannot write {path!r}: use one of the extensions {', '.join(EXPORT_FORMATS)}")
+    extension = format_of(path)  # (.in and .out: proFit's names of its text layout)
     names = _check(results, inputs, outputs, grids)
     # Every library the format needs is imported first: its message names the file, not a temporary one.
     if extension == ".txt":
@@ -123,11 +123,16 @@ def export(
     elif extension == ".nc":
         _require("xarray", f"writing {path!r}", "netcdf")
         engine = _netcdf_engine(path)
-    with atomic_path(path, suffix=extension) as temporary:
+    with atomic_path(path, suffix=os.path.splitext(path)[1]) as temporary:
         if extension == ".csv":
             _write_csv(temporary, results, names)
         elif extension == ".npy":
             np.save(temporary, _select(results, names))  # the variables only, as proFit writes the file
+        elif extension == ".pkl":  # proFit's pickle of the variables' structured array
+            import pickle
+
+            with open(temporary, "wb") as file:
+                pickle.dump(_select(results, names), file)
         elif extension == ".parquet":
             to_dataframe(results, inputs=inputs, outputs=outputs).to_parquet(temporary)
         elif extension == ".nc":
@@ -137,7 +142,7 @@ def export(
             dataset.to_netcdf(temporary, engine=engine)
         else:
             _write_hdf5(module, temporary, results, inputs, outputs, grids)
-    if extension == ".npy":
+    if extension in (".npy", ".pkl"):
         _export_states(path, results)
 
 

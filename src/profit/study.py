@@ -1005,7 +1005,7 @@ def read_table(path: str) -> np.ndarray:
     try:
         if extension == ".npy":
             table = np.atleast_1d(np.load(path, allow_pickle=False))
-        elif extension in (".csv", ".txt"):
+        elif extension in (".csv", ".txt", ".in"):
             import warnings
 
             with warnings.catch_warnings():
@@ -1019,7 +1019,7 @@ def read_table(path: str) -> np.ndarray:
                     encoding="utf-8-sig",  # (a spreadsheet's byte order mark is not part of the first name)
                 )
         else:
-            raise ConfigError(f"{where}: use a .csv, .txt or .npy file of parameter sets")
+            raise ConfigError(f"{where}: use a .csv, .txt (or proFit's .in) or .npy file of parameter sets")
     except (ValueError, OSError, UserWarning) as error:
         raise ConfigError(f"{where} cannot be read as a table of numbers ({str(error).splitlines()[0]})") from None
     if table.dtype.names is None:
