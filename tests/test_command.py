@@ -285,3 +285,9 @@ def test_example_study_runs(runner_label, tmp_path):
     amplitude, x = runner.output_data["amplitude"], runner.output_data["x"]
     assert x.shape == (2, 5) and amplitude[1] == pytest.approx(abs(np.cos(2.0 * 5)), abs=0.02)
     json.dumps(runner.config)
+
+
+def test_spaces_inside_double_braces_are_layout_also_after_a_format():
+    from profit.run.command import substitute
+
+    assert substitute('{"v": {{ v:.2e }}, "keep": {x}}', {"v": 1.5}) == '{"v": 1.50e+00, "keep": {x}}'

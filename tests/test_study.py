@@ -526,3 +526,15 @@ def test_an_empty_stdout_fails_its_run_without_a_warning_on_the_terminal(tmp_pat
     assert all(
         reason.startswith("OutputError: output file 'stdout' is empty; run directory kept") for reason in reasons
     )
+
+
+def test_template_warnings_are_said_once_per_study(tmp_path):
+    from helpers import STUDY, make_study
+
+    folder = make_study(tmp_path / "s", STUDY.format(ntrain=2, runner="fork"))
+    (folder / "template" / "input.txt").write_text("u = {u}\nv = 0.5\n")  # v is used nowhere
+    first = profit("run", str(folder))
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.count("warning: profit.yaml: input v is used by no template file") == 1
+    second = profit("run", str(folder))
+    assert "warning:" not in second.stdout

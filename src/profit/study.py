@@ -575,8 +575,15 @@ class Study:
             shutil.rmtree(os.path.join(self.directory, log_path), ignore_errors=True)
         table, resumed = self._prepare(meta, restart, notes)
         from .model import model_parts
+        from .template_check import template_warnings
 
         meta.save(model=model_parts(self.file))  # what computes the results from now on
+        # Each warning about the template once per study (again only when it changes).
+        warnings = template_warnings(self.file)
+        for warning in warnings:
+            if warning not in (meta.data.get("template_warnings") or []):
+                notes.append(f"warning: {warning}")
+        meta.save(template_warnings=warnings)
         if extra is not None and len(extra):
             added = self._append(table, meta, extra, "given")
             notes.append(f"{len(added)} runs added from the table of inputs (runs {added.start}..{added.stop - 1})")

@@ -356,7 +356,8 @@ def substitute(text: str, values: Mapping[str, object]) -> str:
         return text
     names = "|".join(re.escape(name) for name in sorted(values, key=len, reverse=True))
     if "{{" in text:
-        pattern = re.compile(r"\{\{\s*(" + names + r")\s*(?::([^{}]*))?\}\}")
+        # (spaces inside the double braces are layout, also after a format: {{ v:.6e }})
+        pattern = re.compile(r"\{\{\s*(" + names + r")\s*(?::([^{}]*?))?\s*\}\}")
     else:
         pattern = re.compile(r"\{(" + names + r")(?::([^{}]*))?\}")
     return pattern.sub(lambda match: format_value(values[match.group(1)], match.group(2) or ""), text)
