@@ -181,17 +181,23 @@ class StudyTable:
 
     # --- as runs start and end ---------------------------------------------------------------
 
-    def started(self, run_id: int, pid: int | None) -> None:
-        """Note that ``run_id`` started now, in process (group) ``pid``."""
-        self._attempts[run_id] += 1
-        self._started[run_id] = time.time()
-        self._ended[run_id] = np.nan
+    def note_process(self, run_id: int, pid: int | None) -> None:
+        """Note the process (group) ``pid`` of ``run_id``, which has just started: at once, so that a
+        runner that is killed leaves it findable."""
         self._pid[run_id] = pid or 0
 
-    def ended(self, run_id: int) -> None:
-        """Note that the runner settled ``run_id`` now (its state and outputs are in the row)."""
-        self._ended[run_id] = time.time()
-        self._pid[run_id] = 0
+    def started(self, run_ids: list[int], times: list[float]) -> None:
+        """Note that ``run_ids`` started at ``times`` (Unix times; a run may appear twice: a retry)."""
+        ids = np.asarray(run_ids, dtype=np.intp)
+        np.add.at(self._attempts, ids, 1)
+        self._started[ids] = times
+        self._ended[ids] = np.nan
+
+    def ended(self, run_ids: list[int], times: list[float]) -> None:
+        """Note that the runner settled ``run_ids`` at ``times`` (their states and outputs are in the rows)."""
+        ids = np.asarray(run_ids, dtype=np.intp)
+        self._ended[ids] = times
+        self._pid[ids] = 0
 
     # --- after a runner stopped --------------------------------------------------------------
 

@@ -618,18 +618,20 @@ class Study:
                 batch_jobs.append(job)
                 meta.save(batch_jobs=sorted(batch_jobs), batch_runner=runner.label)
 
-            runner.listeners.append(TableRecorder(table, note_batch_job))
+            recorder = TableRecorder(table, note_batch_job, batch=callable(getattr(runner, "end_jobs", None)))
+            runner.listeners.append(recorder)
             bar = Progress(table, runner, len(table)) if progress else None
             stop = StopRequest()
             try:
                 runner.drive(
                     [int(run_id) for run_id in to_run],
                     stop=stop,
-                    tick=Ticker(table, bar, lambda: self._export_outputs(table, report)),
+                    tick=Ticker(table, recorder, bar, lambda: self._export_outputs(table, report)),
                 )
             finally:
                 try:
                     runner.close()  # cancels what still runs (after a stop: the runs in flight)
+                    recorder.flush()
                     table.flush()
                     if bar is not None:
                         bar.update(force=True)

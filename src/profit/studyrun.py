@@ -60,15 +60,34 @@ class StopRequest:
 
 
 class TableRecorder:
-    """A runner listener that notes in the study's table when each run starts and ends."""
+    """A runner listener that notes in the study's table when each run starts and ends.
 
-    def __init__(self, table: StudyTable, on_batch_job: Callable[[str], None]):
+    A run's process is noted at once (a runner that is killed must leave it
+    findable); its attempt count and start and end times are collected and
+    written a batch at a time (:meth:`flush`, every second and at the end):
+    per run, that is two appends instead of a handful of numpy element writes.
+    Cut off before a flush, a run that had failed is run again (its end was not
+    noted yet); nothing else is lost that the table does not hold otherwise.
+    """
+
+    def __init__(self, table: StudyTable, on_batch_job: Callable[[str], None], batch: bool = False):
         self.table = table
         self.on_batch_job = on_batch_job
+        self.batch = batch  # a batch system's runner: its runs are jobs
         self.batch_jobs: set[str] = set()
+        self._starts: list[int] = []
+        self._start_times: list[float] = []
+        self._ends: list[int] = []
+        self._end_times: list[float] = []
 
     def run_started(self, run_id: int, handle: object) -> None:
-        self.table.started(run_id, getattr(handle, "pid", None))
+        pid = getattr(handle, "pid", None)
+        if pid:
+            self.table.note_process(run_id, pid)
+        self._starts.append(run_id)
+        self._start_times.append(time.time())
+        if not self.batch:  # (called for every run: the common case costs one test)
+            return
         # A batch job outlives a runner that is killed: note it, so that the next run ends it.
         job = getattr(handle, "array_job", None)
         if job is not None and job not in self.batch_jobs:
@@ -76,7 +95,17 @@ class TableRecorder:
             self.on_batch_job(job)
 
     def run_ended(self, status: RunStatus) -> None:
-        self.table.ended(status.run_id)
+        self._ends.append(status.run_id)
+        self._end_times.append(time.time())
+
+    def flush(self) -> None:
+        """Write what was collected into the table (the starts first: a run may start and end in a batch)."""
+        if self._starts:
+            self.table.started(self._starts, self._start_times)
+            self._starts, self._start_times = [], []
+        if self._ends:
+            self.table.ended(self._ends, self._end_times)
+            self._ends, self._end_times = [], []
 
 
 class Progress:
@@ -138,8 +167,10 @@ def duration_text(seconds: float) -> str:
 class Ticker:
     """What happens every half second while runs go on: progress, a sync of the table, an export."""
 
-    def __init__(self, table: StudyTable, progress: Progress | None, export: Callable[[], object]):
-        self.table, self.progress, self.export = table, progress, export
+    def __init__(
+        self, table: StudyTable, recorder: TableRecorder, progress: Progress | None, export: Callable[[], object]
+    ):
+        self.table, self.recorder, self.progress, self.export = table, recorder, progress, export
         self.next_flush = time.monotonic() + FLUSH_INTERVAL
         guess = len(table) * EXPORT_COST_GUESS
         self.next_export = time.monotonic() + max(EXPORT_INTERVAL, guess / EXPORT_SHARE)
@@ -148,7 +179,8 @@ class Ticker:
         now = time.monotonic()
         if self.progress is not None:
             self.progress.update()
-        if now >= self.next_flush:
+        if now >= self.next_flush:  # (called after every wait, thousands of times a second: only now and then)
+            self.recorder.flush()
             self.table.flush()
             self.next_flush = now + FLUSH_INTERVAL
         if now >= self.next_export:
