@@ -99,7 +99,7 @@ def test_spawn_and_poll_keep_the_seed_descriptions():
 def test_runner_contract_parameters():
     assert parameters(Runner) == [
         ("interface", P.KEYWORD_ONLY, P.empty),
-        ("worker", P.KEYWORD_ONLY, P.empty),
+        ("worker", P.KEYWORD_ONLY, "command"),  # proFit's default: the command worker
         ("work_dir", P.KEYWORD_ONLY, "."),
         ("debug", P.KEYWORD_ONLY, False),
         ("parallel", P.KEYWORD_ONLY, 0),

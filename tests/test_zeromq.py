@@ -410,14 +410,15 @@ def test_oversized_messages_are_refused_before_they_are_read(interface, backgrou
     flooder.close()
 
 
+@pytest.mark.exclusive  # (no other test holds port 9000 meanwhile)
 def test_a_pair_built_with_defaults_talks_as_in_profit(tmp_path, monkeypatch, background):
     """proFit's tests build both halves with defaults (port 9000), without a Runner marking runs."""
     monkeypatch.chdir(tmp_path)  # (the default key file is in the current directory)
     blocker = None
     runner_side = ZeroMQRunnerInterface(2, SCALAR_INPUTS, outputs("f"))
     try:
-        if runner_side.port != 9000:  # another study holds 9000 now: the runner side said where it went
-            pytest.skip("port 9000 is taken on this machine; the fallback is tested below")
+        if runner_side.port != 9000:  # (only a program outside the tests can hold it now)
+            pytest.skip("port 9000 is held by another program on this machine")
         runner_side.input[1] = (3.0, 4.0)  # a row nobody marked running: served all the same
         worker = ZeroMQWorkerInterface(1)
         _worker_sides.append(worker)

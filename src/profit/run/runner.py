@@ -121,7 +121,7 @@ class Runner(Component, registry=True):
         self,
         *,
         interface: RunnerInterface | Mapping,
-        worker: str | Mapping | None = None,
+        worker: str | Mapping = "command",
         work_dir: str = ".",
         debug: bool = False,
         parallel: int = 0,
