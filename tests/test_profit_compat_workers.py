@@ -8,7 +8,7 @@ import warnings
 
 import numpy as np
 import pytest
-from helpers import SCALAR_INPUTS, outputs
+from helpers import SCALAR_INPUTS, TESTS, outputs
 
 from profit.run import Postprocessor, Preprocessor, Runner, Worker
 from profit.run.errors import ConfigError, UnknownLabelError
@@ -214,3 +214,11 @@ def test_a_study_file_with_a_custom_worker_script(tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr
     results = Study.load(folder).results()
     np.testing.assert_array_equal(results["f"], results["u"] * 10 + results["v"])
+
+
+def test_a_runner_writes_its_logfile_as_in_profit(tmp_path):
+    load_includes([str(TESTS / "workers.py")])
+    with Runner["fork"](interface=memmap(), worker="t_raise", work_dir=str(tmp_path), logfile="mine.log") as runner:
+        runner.spawn({"u": 1.0, "v": 2.0}, wait=True)
+    text = (tmp_path / "mine.log").read_text()
+    assert "run 0 failed" in text  # the runner's own records, in the file its logfile names

@@ -608,7 +608,8 @@ class Study:
         meta.save(started=time.time(), finished=None, finished_before=int(len(table) - len(to_run)))
 
         runner_class, _ = Runner.resolve(label, "run.runner")
-        runner = runner_class(**options)
+        # The study's log handler already writes the runner's records (the runner would write them twice).
+        runner = runner_class(**options, logger=logging.getLogger("profit.run.runner"))
         try:
             runner.interface.use_store(table.rows, table.grow, table.path)
             runner.next_run_id = len(table)

@@ -66,8 +66,9 @@ class Runner(Component, registry=True):
         parallel: maximum number of concurrent runs in :meth:`drive` and :meth:`spawn_array` (0: unbounded;
             the local runners take ``"all"``, the CPUs this process may use, by default).
         sleep: poll interval, used only by runners that have no event to wait on.
-        logfile: the runner's log file name (the ``profit`` command writes it).
-        logger: the logger to use (default ``profit.run.runner``).
+        logfile: the runner's log file, in ``work_dir`` (as in proFit): without a ``logger``, the
+            runner writes its records there (and passes them on to ``profit.run.runner``).
+        logger: the logger to use instead (then no file of its own is written).
         timeout: seconds a run may take; then its process tree is killed and it
             fails with "timed out after N s" (default: no limit).
         retries: how many times a failed run is run again (same id and row)
@@ -138,9 +139,12 @@ class Runner(Component, registry=True):
         self.work_dir = str(work_dir)
         self.debug = check.boolean(debug, "debug")
         self.logfile = logfile
+        os.makedirs(self.work_dir, exist_ok=True)
+        self._runner_log_file: logging.Handler | None = None
         if logger is not None:
             self.logger = logger
-        os.makedirs(self.work_dir, exist_ok=True)
+        elif logfile:
+            self.logger = self._own_log(os.path.join(self.work_dir, logfile))
         # The worker first: an interface may hold a socket and files, which a bad worker config would leak.
         # Include files the caller listed in PROFIT_INCLUDES define components too (every runner honours them).
         from .includes import env_includes, load_includes
@@ -775,6 +779,26 @@ class Runner(Component, registry=True):
             self._owner = None  # closed: every state-changing method refuses from now on
             self.events.close()
             self.interface.close()
+            if self._runner_log_file is not None:
+                self.logger.removeHandler(self._runner_log_file)
+                self._runner_log_file.close()
+                self._runner_log_file = None
+
+    def _own_log(self, path: str) -> logging.Logger:
+        """A logger of this runner alone that writes ``path`` (proFit's ``logfile``) and passes its records
+        on to ``profit.run.runner``; not registered by name, so it goes with the runner."""
+        from ._lazy import logging as logging_module
+
+        shared = logging_module.getLogger("profit.run.runner")
+        logger = logging_module.Logger(f"profit.run.runner[{os.path.basename(self.work_dir) or '.'}]")
+        logger.parent = shared
+        handler = logging_module.FileHandler(path)
+        handler.setFormatter(logging_module.Formatter("{asctime} {levelname:8s} {name}: {message}", style="{"))
+        handler.setLevel(logging_module.DEBUG if self.debug else logging_module.INFO)
+        logger.addHandler(handler)
+        logger.setLevel(logging_module.DEBUG if self.debug else logging_module.INFO)
+        self._runner_log_file = handler
+        return logger
 
     def _take_for_closing(self) -> bool:
         """Whether this call of close() is to close the runner (False: it is closed already).
