@@ -538,3 +538,31 @@ def test_template_warnings_are_said_once_per_study(tmp_path):
     assert first.stdout.count("warning: profit.yaml: input v is used by no template file") == 1
     second = profit("run", str(folder))
     assert "warning:" not in second.stdout
+
+
+def test_files_the_runs_write_are_no_part_of_the_model(tmp_path):
+    from helpers import STUDY, make_study
+
+    yaml = STUDY.format(ntrain=2, runner="fork").replace(
+        "  command: ./simulation\n", "  command: ./simulation out.txt\n"
+    )
+    folder = make_study(tmp_path / "s", yaml + "  pre: {class: template, clean: false}\n")
+    assert profit("run", str(folder)).returncode == 0
+    (folder / "run_000" / "out.txt").write_text("written by a run")
+    (folder / "profit.yaml").write_text((folder / "profit.yaml").read_text().replace("ntrain: 2", "ntrain: 3"))
+    grown = profit("run", str(folder))
+    assert grown.returncode == 0, grown.stderr  # no question about a changed model
+
+
+def test_a_script_the_command_names_is_part_of_the_model(tmp_path):
+    from helpers import STUDY, make_study
+
+    folder = make_study(tmp_path / "s", STUDY.format(ntrain=2, runner="fork"))
+    (folder / "helper.py").write_text("print(1)\n")
+    text = (folder / "profit.yaml").read_text()
+    (folder / "profit.yaml").write_text(text.replace("./simulation", "./simulation $PROFIT_BASE_DIR/helper.py"))
+    assert profit("run", str(folder)).returncode == 0
+    (folder / "helper.py").write_text("print(2)\n")
+    (folder / "profit.yaml").write_text((folder / "profit.yaml").read_text().replace("ntrain: 2", "ntrain: 3"))
+    refused = profit("run", str(folder))
+    assert refused.returncode == 2 and "the file helper.py changed" in refused.stderr

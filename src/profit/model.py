@@ -17,7 +17,7 @@ from .studyfile import StudyFile
 
 # run: keys that decide how runs are carried out, not what they compute.
 _HOW_KEYS = {"runner", "interface", "debug", "timeout", "retries", "clean"}
-_WHOLE_FILE = 64 * 1024 * 1024  # bytes hashed whole; larger files by size and modification time
+_WHOLE_FILE = 1024 * 1024  # bytes hashed whole; larger files (data, meshes) by size and modification time
 
 
 def model_parts(file: StudyFile) -> dict[str, str]:
@@ -29,7 +29,7 @@ def model_parts(file: StudyFile) -> dict[str, str]:
     for include in file.includes:
         if os.path.isfile(include):
             parts[f"the include file {os.path.relpath(include, file.base_dir)}"] = _digest_file(include)
-    for path in _command_files(file, template):
+    for path in _command_files(file):
         parts[f"the file {os.path.relpath(path, file.base_dir)}"] = _digest_file(path)
     return parts
 
@@ -49,9 +49,10 @@ def _template_dir(file: StudyFile) -> str | None:
     return None
 
 
-def _command_files(file: StudyFile, template: str | None) -> list[str]:
-    """Files the command names by a path (``python3 ../sim.py``): from the run directory, one level
-    below the work directory, or from the study's directory; those inside the template are counted there."""
+def _command_files(file: StudyFile) -> list[str]:
+    """Files outside the run directory that the command names by a path: ``python3 ../sim.py`` (from
+    the run directory), ``$PROFIT_BASE_DIR/sim.py`` or an absolute path. Words for files inside the run
+    directory are the template's (hashed with it) or what runs write: they are no part of the model."""
     command = file.run.get("command")
     if not isinstance(command, str):
         return []
@@ -62,14 +63,17 @@ def _command_files(file: StudyFile, template: str | None) -> list[str]:
     run_dir = os.path.join(file.run_dir, "run_000")
     found = []
     for word in words:
-        if "/" not in word and "." not in word:
+        for variable in ("${PROFIT_BASE_DIR}", "$PROFIT_BASE_DIR"):
+            if word.startswith(variable + "/"):
+                word = os.path.join(file.base_dir, word[len(variable) + 1 :])
+        if word.startswith("../"):
+            path = os.path.normpath(os.path.join(run_dir, word))
+        elif os.path.isabs(word):
+            path = os.path.normpath(word)
+        else:
             continue
-        for start in (run_dir, file.base_dir):
-            path = os.path.normpath(os.path.join(start, word))
-            inside_template = template is not None and path.startswith(os.path.join(template, ""))
-            if os.path.isfile(path) and not inside_template and path not in found:
-                found.append(path)
-                break
+        if os.path.isfile(path) and path not in found:
+            found.append(path)
     return found
 
 
@@ -82,7 +86,7 @@ def _digest_file(path: str) -> str:
     size = os.path.getsize(path)
     if size > _WHOLE_FILE:  # (a data file of gigabytes: its size and time stand for it)
         stat = os.stat(path)
-        digest.update(f"{size} {stat.st_mtime_ns}".encode())
+        digest.update(f"{size} {stat.st_mtime_ns}".encode())  # (a copy with a new time counts as changed)
         return digest.hexdigest()[:16]
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):

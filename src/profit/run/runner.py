@@ -156,6 +156,8 @@ class Runner(Component, registry=True):
         self.worker_config: dict = worker_config(worker, debug=self.debug, resolve=not own_worker)
         self.interface: RunnerInterface = build_interface(interface, self.work_dir, self.logger)
         self.interface.managed = True
+        if self._runner_log_file is not None:  # (its logger is this runner's alone: not found by name)
+            self.interface.logger.parent = self.logger
 
         # The thread that may use the runner (None once closed); see "One thread" above.
         self._owner: int | None = get_ident()
