@@ -225,10 +225,7 @@ class StudyTable:
             pid = int(self._pid[run_id])
             if pid and group_members(pid) and not _started_after(pid, float(self._started[run_id])):
                 groups.append(pid)
-        for pid in marked_processes(os.path.dirname(os.path.abspath(self.path))):
-            group = _process_group(pid)
-            if group is not None and group not in groups and group != os.getpgrp():
-                groups.append(group)
+        groups += [group for group in marked_groups(os.path.dirname(os.path.abspath(self.path))) if group not in groups]
         return groups
 
     def settle_interrupted(self) -> tuple[int, int]:
@@ -261,6 +258,17 @@ def _reset(rows: np.ndarray, output_names: tuple[str, ...] | list[str]) -> None:
     clear_outputs(rows[list(output_names)])
     rows["STARTED"] = np.nan
     rows["ENDED"] = np.nan
+
+
+def marked_groups(work_dir: str) -> list[int]:
+    """The process groups of the processes that carry the mark of ``work_dir`` (left by a runner of
+    that study), but never this process's own group."""
+    groups = []
+    for pid in marked_processes(work_dir):
+        group = _process_group(pid)
+        if group is not None and group not in groups and group != os.getpgrp():
+            groups.append(group)
+    return groups
 
 
 def _process_group(pid: int) -> int | None:

@@ -44,6 +44,7 @@ from .store import (
     count_states,
     end_process_groups,
     inputs_digest,
+    marked_groups,
 )
 from .studyfile import STUDY_FILE, StudyFile
 from .variables import new_seed, sample_inputs
@@ -913,15 +914,7 @@ def _end_leftover_jobs(meta: Meta, notes: list[str]) -> None:
 
 def _end_leftover_processes(directory: str, notes: list[str]) -> None:
     """End the processes a killed runner of this study left (found by the mark in their environment)."""
-    from .run._proc import marked_processes
-
-    groups = set()
-    for pid in marked_processes(directory):
-        try:
-            groups.add(os.getpgid(pid))
-        except ProcessLookupError:
-            pass
-    groups.discard(os.getpgrp())
+    groups = marked_groups(directory)
     if groups:
         notes.append(f"ended {len(groups)} process groups left running by the previous runner")
         end_process_groups(sorted(groups))
