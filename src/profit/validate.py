@@ -124,14 +124,25 @@ def _in_run_dir(program: str | None) -> bool:
     return os.path.normpath(program).split("/")[0] != ".."
 
 
-def _check_template(study: StudyFile, worker_class: type[Worker], options: Mapping) -> None:
-    spec = options.get("pre", _default(worker_class, "pre", CommandWorker))
+def _processor(
+    worker_class: type[Worker], options: Mapping, key: str, kind: type[Preprocessor] | type[Postprocessor]
+) -> tuple[type, dict] | None:
+    """The command worker's processor ``key`` (``pre``/``post``) of base ``kind``: its class and
+    options, or None where the spec is not sound (the runner's option check names that)."""
+    spec = options.get(key, _default(worker_class, key, CommandWorker))
     if not isinstance(spec, (str, Mapping)):
-        return
+        return None
     try:
-        pre_class, pre_options = Preprocessor.resolve(spec, "run.pre")
+        return kind.resolve(spec, f"run.{key}")
     except (UnknownLabelError, ConfigError):
-        return  # the runner's option check names it
+        return None
+
+
+def _check_template(study: StudyFile, worker_class: type[Worker], options: Mapping) -> None:
+    found = _processor(worker_class, options, "pre", Preprocessor)
+    if found is None:
+        return
+    pre_class, pre_options = found
     if not issubclass(pre_class, TemplatePreprocessor) or not _takes(pre_class, pre_options):
         return
     pre_key = _worker_key(study, "pre")
@@ -204,13 +215,10 @@ def _check_wrapped(study: StudyFile, worker_class: type[Worker]) -> None:
 
 
 def _check_names(study: StudyFile, worker_class: type[Worker], options: Mapping) -> None:
-    spec = options.get("post", _default(worker_class, "post", CommandWorker))
-    if not isinstance(spec, (str, Mapping)):
+    found = _processor(worker_class, options, "post", Postprocessor)
+    if found is None:
         return
-    try:
-        post_class, post_options = Postprocessor.resolve(spec, "run.post")
-    except (UnknownLabelError, ConfigError):
-        return  # the runner's option check names it
+    post_class, post_options = found
     if not issubclass(post_class, Postprocessor["numpytxt"]) or post_options.get("names") is None:
         return
     post_key = _worker_key(study, "post")
