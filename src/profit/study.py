@@ -705,8 +705,7 @@ class Study:
         inputs = np.zeros(len(table), self._input_vars)
         for name in self.input_names:
             inputs[name] = table.rows[name]
-        with _Naming(self.file.input_file):
-            datafiles.write(self.file.input_file, inputs)
+        datafiles.write(self.file.input_file, inputs)  # (a full disk: atomic_path names the file)
 
     def _export_outputs(self, table: StudyTable, report: RunReport) -> None:
         """Write the output file; a full disk is reported, not raised (the table keeps the results)."""
