@@ -79,6 +79,22 @@ def wait_for(condition, timeout=10.0, what="condition", listen=None):
         time.sleep(0.01)
 
 
+def started_pids(runner, count):
+    """Wait until `count` t_tree workers have written their (worker, grandchild) pids."""
+    folder = os.path.join(runner.work_dir, "pids")
+
+    def ready():
+        return os.path.isdir(folder) and len([n for n in os.listdir(folder) if not n.endswith(".tmp")]) >= count
+
+    wait_for(ready, what=f"{count} workers to start their grandchildren", listen=runner)
+    pids = []
+    for name in os.listdir(folder):
+        if not name.endswith(".tmp"):
+            with open(os.path.join(folder, name)) as file:
+                pids.extend(int(pid) for pid in file.read().split())
+    return pids
+
+
 class Gate:
     """A FIFO that holds t_gate workers until the test lets them through, one byte each."""
 

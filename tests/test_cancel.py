@@ -3,26 +3,10 @@
 import os
 
 import pytest
-from helpers import alive, wait_for
+from helpers import alive, started_pids, wait_for
 
 from profit.run import RunState
 from profit.run.errors import RunNotFoundError
-
-
-def started_pids(runner, count):
-    """Wait until `count` t_tree workers have written their (worker, grandchild) pids."""
-    folder = os.path.join(runner.work_dir, "pids")
-
-    def ready():
-        return os.path.isdir(folder) and len([n for n in os.listdir(folder) if not n.endswith(".tmp")]) >= count
-
-    wait_for(ready, what=f"{count} workers to start their grandchildren", listen=runner)
-    pids = []
-    for name in os.listdir(folder):
-        if not name.endswith(".tmp"):
-            with open(os.path.join(folder, name)) as file:
-                pids.extend(int(pid) for pid in file.read().split())
-    return pids
 
 
 def test_cancel_ends_worker_and_grandchild(make_runner):

@@ -7,7 +7,7 @@ import subprocess
 
 import numpy as np
 import pytest
-from helpers import PROFIT, TESTS, alive, profit, runs_done, wait_for
+from helpers import PROFIT, TESTS, alive, profit, runs_done, started_pids, wait_for
 
 from profit.run import RunState
 from profit.run._files import remove_stale_temporaries, temporary_name
@@ -70,21 +70,6 @@ def test_an_orphan_of_a_killed_runner_does_not_hold_the_lock(tmp_path, runner):
         _kill(_orphans(study))
 
 
-def _tree_pids(runner, count):
-    folder = os.path.join(runner.work_dir, "pids")
-
-    def ready():
-        return os.path.isdir(folder) and len([n for n in os.listdir(folder) if not n.endswith(".tmp")]) >= count
-
-    wait_for(ready, what=f"{count} workers to start their grandchildren", listen=runner)
-    pids = []
-    for name in os.listdir(folder):
-        if not name.endswith(".tmp"):
-            with open(os.path.join(folder, name)) as file:
-                pids.extend(int(pid) for pid in file.read().split())
-    return pids
-
-
 @pytest.mark.parametrize("interface_label", ["memmap"])
 @pytest.mark.parametrize("how", ["cancel", "timeout"])
 def test_a_grandchild_in_its_own_session_ends_with_its_run(make_runner, how):
@@ -93,7 +78,7 @@ def test_a_grandchild_in_its_own_session_ends_with_its_run(make_runner, how):
     runner = make_runner("t_setsid_tree", parallel=2, **options)
     runner.spawn({"u": 0.0, "v": 0.0})
     runner.spawn({"u": 1.0, "v": 0.0})
-    pids = _tree_pids(runner, 2)
+    pids = started_pids(runner, 2)
     assert len(pids) == 4 and all(alive(pid) for pid in pids)
     try:
         if how == "cancel":
