@@ -1,0 +1,517 @@
+"""Plain Python functions as workers (label ``function``).
+
+Wherever a Worker label is accepted, a function is accepted too; the runner
+turns it into a *reference* its workers can follow (:func:`function_reference`):
+
+* a worker forked from the runner (``fork``, ``pool``) finds the function in the
+  memory it inherited (``@<key>``, registered before any worker is forked);
+* a worker in another process image (``local``, ``slurm``) imports it by name
+  (``module:qualname``, with the directory the module was found in), or, when it
+  cannot be imported (defined in ``__main__``, a notebook, or inside another
+  function), loads it from a pickle file the runner wrote (``pickle:<path>``;
+  with ``cloudpickle``, an optional extra, for what plain pickle cannot send).
+
+:class:`FunctionWorker` calls it in one of two ways:
+
+* ``call="fields"``: one argument per input of the run, by parameter name; the
+  return value is one value per output (as :meth:`Worker.wrap` does);
+* ``call="executor"``: the arguments of one call of :class:`profit.run.Executor`,
+  decoded from the run's row (numbers and numeric arrays: see
+  :func:`call_signature`) or from a pickle file (anything else); the result goes
+  into the outputs ``result`` and ``result_kind``, or into a pickle file.
+
+This module is imported by every worker process: nothing heavy at module level.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from .errors import ConfigError, WorkerError
+from .worker import Worker, _annotated_outputs, _collect_inputs, _parameter_names, _store_outputs
+
+TYPE_CHECKING = False  # (typing costs every worker process its import)
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping, Sequence
+    from typing import Any
+
+    from ._lazy import logging
+    from .interface import WorkerInterface
+
+# Functions of this process that forked workers call, by key ("@" + a number).
+_IN_PROCESS: dict[str, Callable] = {}
+# Functions a worker process resolved already (a pool worker or a packed job serves many runs).
+_RESOLVED: dict[tuple[str, str | None], Callable] = {}
+
+# How a result travels back (the ``result_kind`` output).
+NO_RESULT = 0
+FLOAT = 1  # a Python float, in ``result``
+FLOAT64 = 2  # a numpy.float64, in ``result``
+INT = 3  # a Python int within +-2**53, in ``result`` (exact)
+BOOL = 4  # a Python bool, in ``result``
+NONE = 5  # None
+PICKLED = 9  # anything else, in the run's pickle file
+
+# Numbers and numeric arrays with at most this many elements in all travel in the run's row.
+MAX_ROW_ELEMENTS = 1024
+
+
+# --- references ---------------------------------------------------------------------------------
+
+
+def function_reference(func: Callable, *, forked: bool, folder: str) -> dict[str, str]:
+    """The worker config keys that let a worker find ``func``: ``function`` (and ``path``).
+
+    ``forked``: the workers are forked from this process (they inherit its memory).
+    ``folder``: where a pickled function is written (the runner's work directory).
+    Raises :class:`ConfigError` (one sentence) for a function a worker cannot get.
+    """
+    if not callable(func):
+        raise ConfigError(f"worker {func!r} is neither a Worker label nor a function")
+    if forked:
+        key = f"@{id(func)}"
+        _IN_PROCESS[key] = func  # (kept: a forked worker may still need it)
+        return {"function": key}
+    named = importable_name(func)
+    if named is not None:
+        name, root = named
+        return {"function": name, "path": root} if root else {"function": name}
+    return {"function": "pickle:" + pickle_function(func, folder)}
+
+
+def importable_name(func: object) -> tuple[str, str] | None:
+    """``("module:qualname", directory)`` when another process can import ``func`` by name (the
+    directory to put on ``sys.path`` for its module, or ""); None when it cannot."""
+    module_name = getattr(func, "__module__", None)
+    qualname = getattr(func, "__qualname__", None)
+    if not isinstance(module_name, str) or not isinstance(qualname, str) or module_name == "__main__":
+        return None
+    if "<" in qualname:  # <locals>, <lambda>
+        return None
+    module = sys.modules.get(module_name)
+    target: object = module
+    for part in qualname.split("."):
+        target = getattr(target, part, None)
+    if target is not func:
+        return None
+    return f"{module_name}:{qualname}", _import_root(module)
+
+
+def _import_root(module: object) -> str:
+    """The directory from which ``module`` was imported (its top package's parent), or ""."""
+    path = getattr(module, "__file__", None)
+    name = getattr(module, "__name__", "")
+    if not isinstance(path, str):
+        return ""
+    root = os.path.dirname(os.path.abspath(path))
+    levels = name.count(".") + (os.path.basename(path).startswith("__init__.") and 1)
+    for _ in range(levels):
+        root = os.path.dirname(root)
+    return root
+
+
+def pickle_function(func: Callable, folder: str) -> str:
+    """Write ``func`` pickled into ``folder/.profit-functions/`` (named by its content); its path."""
+    import hashlib
+
+    data = pickled(func, what="function")
+    directory = os.path.join(os.path.abspath(folder), ".profit-functions")
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, hashlib.sha256(data).hexdigest()[:20] + ".pkl")
+    if not os.path.exists(path):
+        from ._files import write_atomically
+
+        write_atomically(path, data)
+    return path
+
+
+def pickled(value: object, *, what: str) -> bytes:
+    """``value`` pickled, by plain pickle or else by cloudpickle (functions defined in ``__main__``,
+    a notebook or another function); ConfigError saying which it is and what would work."""
+    import pickle
+
+    try:
+        return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception as error:  # (pickle raises PicklingError, AttributeError, TypeError, ...)
+        plain_error = error
+    try:
+        import cloudpickle  # type: ignore[import-untyped]  # (no type hints of its own)
+    except ImportError:
+        raise ConfigError(
+            f"{what} {_describe(value)} cannot be sent to a worker in another process: it cannot be imported "
+            f"by name and plain pickle fails ({type(plain_error).__name__}: {plain_error}); define it in a "
+            "module, or install cloudpickle (pip install 'profit-run[functions]')"
+        ) from None
+    try:
+        return cloudpickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception as error:
+        raise ConfigError(
+            f"{what} {_describe(value)} cannot be sent to a worker in another process: even cloudpickle "
+            f"fails ({type(error).__name__}: {error}); define it in a module, or use the fork or pool runner"
+        ) from None
+
+
+def _describe(value: object) -> str:
+    name = getattr(value, "__qualname__", None) or type(value).__qualname__
+    module = getattr(value, "__module__", None) or type(value).__module__
+    return f"{module}.{name}"
+
+
+def resolve_function(reference: str, path: str | None = None) -> Callable:
+    """In a worker process: the function a reference names (see :func:`function_reference`)."""
+    key = (reference, path)
+    found = _RESOLVED.get(key)
+    if found is not None:
+        return found
+    if reference.startswith("@"):
+        func = _IN_PROCESS.get(reference)
+        if func is None:
+            raise ConfigError(
+                f"function {reference} lives in the runner's memory and reaches only workers forked from it; "
+                "this worker was not (build the runner with the function again)"
+            )
+    elif reference.startswith("pickle:"):
+        import pickle
+
+        with open(reference[len("pickle:") :], "rb") as file:
+            func = pickle.load(file)  # (written by the runner of this study: trusted as the study itself)
+    else:
+        func = _import_by_name(reference, path)
+    _RESOLVED[key] = func
+    return func
+
+
+def _import_by_name(reference: str, path: str | None) -> Callable:
+    import importlib
+
+    module_name, _, qualname = reference.partition(":")
+    if not module_name or not qualname:
+        raise ConfigError(f"function {reference!r} must be given as 'module:qualified_name'")
+    if path and path not in sys.path:
+        sys.path.insert(0, path)
+    try:
+        target: Any = importlib.import_module(module_name)
+    except ImportError as error:
+        raise ConfigError(f"function {reference}: cannot import module {module_name!r} ({error})") from None
+    for part in qualname.split("."):
+        try:
+            target = getattr(target, part)
+        except AttributeError:
+            raise ConfigError(f"function {reference}: module {module_name!r} has no {qualname!r}") from None
+    if not callable(target):
+        raise ConfigError(f"function {reference}: {qualname!r} is not callable")
+    return target
+
+
+# --- what counts as the same function -------------------------------------------------------------
+
+
+def function_identity(func: object) -> str:
+    """A digest that stays the same for the same function in another process, and changes when
+    its code does: module and qualified name, its code (instructions, constants, names, nested
+    functions), its default values; for a callable object, its class and its attributes, each in
+    the same way; for ``functools.partial``, the function and its bound arguments. Globals the
+    function reads and the functions it calls are not part of it."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    _feed_identity(digest, func, depth=0)
+    return digest.hexdigest()
+
+
+def _feed_identity(digest: Any, value: object, depth: int) -> None:
+    import functools
+    import pickle
+    import types
+
+    update = digest.update
+    if depth > 8:
+        update(b"<deep>")
+        return
+    if isinstance(value, types.FunctionType):
+        update(f"function {value.__module__}.{value.__qualname__}".encode())
+        _feed_code(digest, value.__code__)
+        _feed_identity(digest, value.__defaults__, depth + 1)
+        _feed_identity(digest, value.__kwdefaults__, depth + 1)
+        for cell in value.__closure__ or ():
+            try:
+                _feed_identity(digest, cell.cell_contents, depth + 1)
+            except ValueError:  # an empty cell
+                update(b"<empty cell>")
+    elif isinstance(value, types.MethodType):
+        update(b"method")
+        _feed_identity(digest, value.__func__, depth + 1)
+        _feed_identity(digest, value.__self__, depth + 1)
+    elif isinstance(value, functools.partial):
+        update(b"partial")
+        for part in (value.func, value.args, value.keywords):
+            _feed_identity(digest, part, depth + 1)
+    elif isinstance(value, (tuple, list)):
+        update(f"{type(value).__name__} {len(value)}".encode())
+        for item in value:
+            _feed_identity(digest, item, depth + 1)
+    elif isinstance(value, dict):
+        update(f"dict {len(value)}".encode())
+        for key in sorted(value, key=repr):
+            update(repr(key).encode())
+            _feed_identity(digest, value[key], depth + 1)
+    elif isinstance(value, type):
+        update(f"class {value.__module__}.{value.__qualname__}".encode())
+        call = value.__dict__.get("__call__")
+        if call is not None:
+            _feed_identity(digest, call, depth + 1)
+    elif callable(value) and hasattr(value, "__dict__"):
+        _feed_identity(digest, type(value), depth + 1)
+        _feed_identity(digest, vars(value), depth + 1)
+    else:
+        try:
+            update(pickle.dumps(value, protocol=4))
+        except Exception:
+            update(f"{type(value).__module__}.{type(value).__qualname__} {value!r}".encode())
+
+
+def _feed_code(digest: Any, code: Any) -> None:
+    import types
+
+    digest.update(code.co_code)
+    digest.update(repr(code.co_names).encode())
+    digest.update(repr(code.co_varnames).encode())
+    for constant in code.co_consts:
+        if isinstance(constant, types.CodeType):
+            _feed_code(digest, constant)
+        else:
+            digest.update(repr(constant).encode())
+
+
+# --- the arguments of one call ----------------------------------------------------------------------
+
+
+def call_signature(args: Sequence, kwargs: Mapping[str, object]) -> tuple | None:
+    """How the arguments of a call travel in a run's row: one entry per argument,
+    ``(keyword or None, kind, dtype, shape)`` with ``kind`` one of ``float``, ``int``, ``bool``
+    (Python numbers), ``scalar`` (a numpy number) or ``array`` (a numeric numpy array);
+    None when an argument is none of these (the call then travels pickled)."""
+    import numpy
+
+    entries = []
+    count = 0
+    for keyword, value in [*((None, arg) for arg in args), *kwargs.items()]:
+        kind = type(value)
+        if kind is float:
+            entries.append((keyword, "float", "<f8", ()))
+            count += 1
+        elif kind is bool:
+            entries.append((keyword, "bool", "|b1", ()))
+            count += 1
+        elif kind is int:
+            if not -(2**63) <= value < 2**63:
+                return None
+            entries.append((keyword, "int", "<i8", ()))
+            count += 1
+        elif isinstance(value, numpy.ndarray):
+            if value.dtype.kind not in "biuf" or value.dtype.byteorder == ">" or value.ndim > 3:
+                return None
+            entries.append((keyword, "array", value.dtype.str, value.shape))
+            count += value.size
+        elif isinstance(value, numpy.generic) and value.dtype.kind in "biuf":
+            entries.append((keyword, "scalar", value.dtype.str, ()))
+            count += 1
+        else:
+            return None
+        if count > MAX_ROW_ELEMENTS:
+            return None
+    return tuple(entries)
+
+
+def flat_values(args: Sequence, kwargs: Mapping[str, object], signature: tuple) -> tuple:
+    """The arguments of a call as one flat tuple of numbers, in the order of the row's fields."""
+    values: list = []
+    for arg in [*args, *kwargs.values()]:
+        if type(arg) in (float, int, bool):
+            values.append(arg)
+        elif getattr(arg, "ndim", 0):
+            values.extend(arg.ravel().tolist())
+        else:
+            values.append(arg.item())
+    return tuple(values)
+
+
+def signature_fields(signature: tuple, parameter_names: Sequence[str]) -> list[list[str]]:
+    """The row's field names of each argument: the parameter's name (``theta``; an array's
+    elements ``theta_0``, ``theta_1``, ...), ``arg0``... where no name is known; never a name
+    the run system or the result uses."""
+    taken = {"result", "result_kind"}
+    fields: list[list[str]] = []
+    for index, (keyword, _kind, _dtype, shape) in enumerate(signature):
+        base = keyword or (parameter_names[index] if index < len(parameter_names) else f"arg{index}")
+        base = base if base.isidentifier() and not base.isupper() else f"arg{index}"
+        while base in taken or any(name.startswith(base + "_") for name in taken):
+            base += "_"
+        count = 1
+        for extent in shape:
+            count *= extent
+        names = [base] if not shape else [f"{base}_{i}" for i in range(count)]
+        taken.update(names)
+        fields.append(names)
+    return fields
+
+
+def _arguments(record: Any, signature: Sequence, fields: Sequence[Sequence[str]]) -> tuple[list, dict]:
+    """In a worker: the call's arguments, read from its row."""
+    args: list = []
+    kwargs: dict = {}
+    for (keyword, kind, dtype, shape), names in zip(signature, fields):
+        if kind == "float":
+            value: object = float(record[names[0]])
+        elif kind == "int":
+            value = int(record[names[0]])
+        elif kind == "bool":
+            value = bool(record[names[0]])
+        else:
+            import numpy
+
+            if kind == "scalar":
+                value = numpy.dtype(dtype).type(record[names[0]])
+            else:
+                value = numpy.array([record[name] for name in names], dtype=dtype).reshape(shape)
+        if keyword is None:
+            args.append(value)
+        else:
+            kwargs[keyword] = value
+    return args, kwargs
+
+
+def result_code(value: object) -> tuple[int, float]:
+    """How a result travels: (``result_kind``, ``result``); PICKLED for what a float cannot hold."""
+    kind = type(value)
+    if kind is float:
+        return FLOAT, value  # type: ignore[return-value]
+    if kind is bool:
+        return BOOL, float(value)  # type: ignore[arg-type]
+    if kind is int and -(2**53) <= value <= 2**53:  # type: ignore[operator]
+        return INT, float(value)  # type: ignore[arg-type]
+    if value is None:
+        return NONE, float("nan")
+    if kind.__name__ == "float64" and kind.__module__ == "numpy":
+        return FLOAT64, float(value)  # type: ignore[arg-type]
+    return PICKLED, float("nan")
+
+
+def result_value(kind: int, number: float, pickle_path: str) -> object:
+    """The result a worker handed back (see :func:`result_code`)."""
+    if kind == FLOAT:
+        return number
+    if kind == FLOAT64:
+        import numpy
+
+        return numpy.float64(number)
+    if kind == INT:
+        return int(number)
+    if kind == BOOL:
+        return bool(number)
+    if kind == NONE:
+        return None
+    if kind == PICKLED:
+        import pickle
+
+        with open(pickle_path, "rb") as file:
+            return pickle.load(file)
+    raise WorkerError(f"the run's result kind {kind} is unknown")
+
+
+def result_path(folder: str, run_id: int) -> str:
+    """Where run ``run_id`` leaves a result that travels pickled."""
+    return os.path.join(folder, f"{run_id}.pkl")
+
+
+# --- the worker ---------------------------------------------------------------------------------
+
+
+class FunctionWorker(Worker, label="function"):
+    """Call a plain Python function for each run.
+
+    Parameters (besides those of :class:`Worker`):
+        function: the function's reference (see :func:`function_reference`).
+        path: a directory to put on ``sys.path`` before importing it.
+        call: ``"fields"`` (one argument per input, by name; one value per output) or
+            ``"executor"`` (the arguments of an :class:`~profit.run.Executor` call).
+        inputs: the function's parameters, in order (``fields``; default: its parameter names).
+        outputs: the outputs its values go to, in order (``fields``; default: its return annotation or name).
+        signature: how the arguments travel (``executor``; from :func:`call_signature`), None: pickled.
+        fields: the row's field names of each argument (``executor``).
+        calls: the directory of pickled arguments (``executor``, when ``signature`` is None).
+        results: the directory of pickled results (``executor``).
+    """
+
+    def __init__(
+        self,
+        run_id: int,
+        *,
+        function: str,
+        path: str | None = None,
+        call: str = "fields",
+        inputs: Sequence[str] | None = None,
+        outputs: Sequence[str] | None = None,
+        signature: Sequence | None = None,
+        fields: Sequence[Sequence[str]] | None = None,
+        calls: str | None = None,
+        results: str | None = None,
+        interface: WorkerInterface | str | Mapping = "memmap",
+        debug: bool = False,
+        log_path: str = "log",
+        logger: logging.Logger | None = None,
+    ):
+        super().__init__(run_id, interface=interface, debug=debug, log_path=log_path, logger=logger)
+        if call not in ("fields", "executor"):
+            raise ConfigError(f"worker 'function': call {call!r} must be 'fields' or 'executor'")
+        self.function = resolve_function(function, path)
+        self.call = call
+        self.inputs = list(inputs) if inputs is not None else None
+        self.outputs = list(outputs) if outputs is not None else None
+        self.signature = signature
+        self.fields = fields or []
+        self.calls = calls
+        self.results = results
+
+    def work(self) -> None:
+        import time
+
+        interface = self.interface
+        interface.retrieve()
+        func = self.function
+        if self.call == "fields":
+            names = self.inputs if self.inputs is not None else _parameter_names(func)
+            arguments = _collect_inputs(interface.input, names, func)
+            started = time.perf_counter()
+            values = func(*arguments)
+            interface.time = time.perf_counter() - started
+            outputs = self.outputs if self.outputs is not None else _annotated_outputs(func)
+            _store_outputs(interface.output, outputs, values, func)
+        else:
+            args, kwargs = self._call_arguments()
+            started = time.perf_counter()
+            value = func(*args, **kwargs)
+            interface.time = time.perf_counter() - started
+            kind, number = result_code(value)
+            if kind == PICKLED:
+                if self.results is None:
+                    raise WorkerError("the executor gave no directory for results that travel pickled")
+                from ._files import write_atomically
+
+                data = pickled(value, what=f"the result of {_describe(func)}")
+                write_atomically(result_path(self.results, self.run_id), data)
+            interface.output["result"] = number
+            interface.output["result_kind"] = kind
+        interface.transmit()
+
+    def _call_arguments(self) -> tuple[list, dict]:
+        if self.signature is not None:
+            return _arguments(self.interface.input, self.signature, self.fields)
+        import pickle
+
+        if self.calls is None:
+            raise WorkerError("the executor gave no directory for arguments that travel pickled")
+        with open(os.path.join(self.calls, f"{self.run_id}.pkl"), "rb") as file:
+            args, kwargs = pickle.load(file)
+        return list(args), dict(kwargs)
