@@ -12,6 +12,7 @@ dependencies are imported only by the components that use them.
 # Built-in variants register themselves on import.
 from . import functions, local, pool, slurm, zeromq  # noqa: E402,F401  (register the built-in variants)
 from .command import Postprocessor, Preprocessor
+from .errors import RunFailed
 from .interface import RunnerInterface, WorkerInterface
 from .runner import Runner
 from .state import RunState, RunStatus
@@ -26,4 +27,16 @@ __all__ = [
     "Postprocessor",
     "RunState",
     "RunStatus",
+    "Executor",
+    "RunFailed",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # The executor is imported on first use: worker processes import this package, and
+    # concurrent.futures would cost each of them its import (logging among others).
+    if name == "Executor":
+        from .executor import Executor
+
+        return Executor
+    raise AttributeError(f"module 'profit.run' has no attribute {name!r}")

@@ -73,6 +73,34 @@ class WaitTimeout(ProfitError, TimeoutError):
     """Waiting for runs took longer than the given timeout."""
 
 
+class RunFailed(ProfitError):
+    """A run of an :class:`~profit.run.Executor` call failed, timed out or was cancelled.
+
+    ``reason`` (also the message) says why, ``state`` is the run's
+    :class:`~profit.run.state.RunState`, ``run_id`` its run, ``function`` what was
+    called, ``log`` the end of the run's log (the traceback of an exception in
+    the function) and ``log_file`` where the whole log is (empty when it has none).
+    """
+
+    def __init__(self, reason: str, *, state: object, run_id: int, function: object, log: str = "", log_file: str = ""):
+        super().__init__(reason)
+        self.reason = reason
+        self.state = state
+        self.run_id = run_id
+        self.function = function
+        self.log = log
+        self.log_file = log_file
+
+    def __reduce__(self) -> tuple:  # (picklable, with its attributes: a future's exception may travel)
+        return _rebuild_run_failed, (self.reason, self.state, self.run_id, None, self.log, self.log_file)
+
+
+def _rebuild_run_failed(
+    reason: str, state: object, run_id: int, function: object, log: str, log_file: str
+) -> RunFailed:
+    return RunFailed(reason, state=state, run_id=run_id, function=function, log=log, log_file=log_file)
+
+
 class WorkerError(ProfitError):
     """Raised inside a worker to fail its run; the message is the run's reason."""
 

@@ -132,9 +132,14 @@ def pickled(value: object, *, what: str) -> bytes:
     import pickle
 
     try:
-        return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+        data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
     except Exception as error:  # (pickle raises PicklingError, AttributeError, TypeError, ...)
-        plain_error = error
+        plain_error: Exception = error
+    else:
+        # Plain pickle refers to what __main__ defines by name, which another program's __main__ lacks.
+        if b"__main__" not in data:
+            return data
+        plain_error = pickle.PicklingError("it refers to what __main__ defines, by name")
     try:
         import cloudpickle  # type: ignore[import-untyped]  # (no type hints of its own)
     except ImportError:
