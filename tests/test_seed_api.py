@@ -98,7 +98,7 @@ def test_spawn_and_poll_keep_the_seed_descriptions():
 
 def test_runner_contract_parameters():
     assert parameters(Runner) == [
-        ("interface", P.KEYWORD_ONLY, P.empty),
+        ("interface", P.KEYWORD_ONLY, "memmap"),  # proFit's default (a label alone: enough for a function worker)
         ("worker", P.KEYWORD_ONLY, "command"),  # proFit's default: the command worker
         ("work_dir", P.KEYWORD_ONLY, "."),
         ("debug", P.KEYWORD_ONLY, False),

@@ -12,16 +12,18 @@ a study file.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Mapping
 
 from .errors import ConfigError, UnknownLabelError
 from .interface import RunnerInterface
 from .layout import study_base_dir
-from .worker import Worker
+from .worker import Worker, _annotated_outputs, _function_name, _parameter_names, _unwrapped
 
 TYPE_CHECKING = False  # (typing costs every worker process its import)
 if TYPE_CHECKING:
     import logging
+    from collections.abc import Callable
 
 
 def runs_own_worker(command: object) -> bool:
@@ -31,8 +33,19 @@ def runs_own_worker(command: object) -> bool:
     return isinstance(command, str) and not any(os.path.basename(word) == "profit-worker" for word in command.split())
 
 
-def worker_config(worker: str | Mapping | None = None, *, debug: bool = False, resolve: bool = True) -> dict:
+def worker_config(
+    worker: str | Mapping | Callable | type[Worker] | None = None,
+    *,
+    debug: bool = False,
+    resolve: bool = True,
+    forked: bool = False,
+    folder: str = ".",
+) -> dict:
     """A runner's ``worker`` option as the config every Worker is built from: ``{"class": label, ...}``.
+
+    ``worker`` is a label, a config ``{"class": label, ...}``, a Worker class (its label), or a plain
+    function (a ``functools.partial``, a callable object): the worker ``function`` then calls it (see
+    :func:`function_config`; ``forked`` and ``folder`` say how its workers find it).
 
     ``debug`` turns on the workers' debug logging unless the config says otherwise.
     ``base_dir`` is where a study's relative paths (a template) start: given, or
@@ -46,14 +59,15 @@ def worker_config(worker: str | Mapping | None = None, *, debug: bool = False, r
     """
     if worker is None:
         worker = "command"
+    spec = _labelled(worker, forked=forked, folder=folder)
     try:
-        worker_class, options = Worker.resolve(worker, "worker")
+        worker_class, options = Worker.resolve(spec, "worker")
     except UnknownLabelError as error:
         label = error.label  # (resolve checked the shape: a label, or a mapping with a "class")
         if resolve or not isinstance(label, str) or not label:
             raise
-        assert isinstance(worker, (str, Mapping))
-        options = {} if isinstance(worker, str) else {k: v for k, v in worker.items() if k != "class"}
+        assert isinstance(spec, (str, Mapping))
+        options = {} if isinstance(spec, str) else {k: v for k, v in spec.items() if k != "class"}
         config: dict = {"class": label, **options}
     else:
         config = {"class": worker_class.label, **options}
@@ -63,18 +77,209 @@ def worker_config(worker: str | Mapping | None = None, *, debug: bool = False, r
     return config
 
 
+def _labelled(worker: object, *, forked: bool, folder: str) -> object:
+    """``worker`` with a Worker class turned into its label and a function into the config of the
+    worker ``function``; anything else as it is (:meth:`Worker.resolve` judges it)."""
+    if isinstance(worker, type):
+        return _worker_label(worker)
+    func = function_of(worker)
+    if func is None:
+        if isinstance(worker, Mapping) and isinstance(worker.get("class"), type):
+            return {**worker, "class": _worker_label(worker["class"])}
+        return worker
+    options = {}
+    if isinstance(worker, Mapping):
+        options = {key: value for key, value in worker.items() if key not in ("class", "function")}
+    return function_config(func, options, forked=forked, folder=folder)
+
+
+def _worker_label(cls: type) -> str:
+    """The label of a Worker class given in place of its label."""
+    if not issubclass(cls, Worker):
+        raise ConfigError(
+            f"worker {cls.__module__}.{cls.__qualname__} is a class but not a Worker; "
+            "give a Worker class, a Worker label or a function"
+        )
+    label = cls.__dict__.get("label")  # (not one inherited: that label names the base class)
+    if not isinstance(label, str) or cls._registry.get(label) is not cls:
+        raise ConfigError(
+            f"worker class {cls.__module__}.{cls.__qualname__} has no label of its own; "
+            f"register it (class {cls.__name__}(Worker, label='...')) or give a function"
+        )
+    return label
+
+
+def function_of(worker: object) -> Callable | None:
+    """The plain function a runner's ``worker`` option gives, if it gives one: the option itself
+    (a function, a ``functools.partial``, a callable object), or a config whose ``class`` is one,
+    or ``{"class": "function", "function": <a function>}``. None for labels, Worker classes and
+    configs that name their function by reference (a string)."""
+    if isinstance(worker, Mapping):
+        spec = worker.get("class")
+        if spec == "function":
+            spec = worker.get("function")
+        return spec if _is_function(spec) else None
+    return worker if _is_function(worker) else None  # type: ignore[return-value]
+
+
+def _is_function(value: object) -> bool:
+    # a class is callable too, but a class given as a worker names a Worker (or is a mistake)
+    return callable(value) and not isinstance(value, (str, Mapping, type))
+
+
+def function_config(func: Callable, options: Mapping, *, forked: bool, folder: str) -> dict:
+    """The config of the worker ``function`` calling ``func``: how its workers find it
+    (:func:`~profit.run.functions.function_reference`), its inputs (default: its parameter names)
+    and outputs (default: its return annotation or name), and the other ``options`` given."""
+    reference = _function_reference(func, forked=forked, folder=folder)
+    config: dict = {"class": "function", **reference}
+    config["inputs"] = list(options["inputs"]) if "inputs" in options else _parameter_names(func)
+    config["outputs"] = list(options["outputs"]) if "outputs" in options else _annotated_outputs(func)
+    unnamed = [name for name in config["outputs"] if not isinstance(name, str) or not name.isidentifier()]
+    if unnamed:  # (a lambda's name is "<lambda>")
+        raise ConfigError(
+            f"worker function {unnamed[0]!r} cannot name its output; give its outputs: "
+            "{'class': func, 'outputs': ['f']}, or annotate its return (-> 'f')"
+        )
+    config.update((key, value) for key, value in options.items() if key not in config)
+    return config
+
+
+def _function_reference(func: Callable, *, forked: bool, folder: str) -> dict[str, str]:
+    """:func:`~profit.run.functions.function_reference`, but a function of ``__main__`` (a script, a
+    notebook) that workers in another process need is sent by value: plain pickle would send its
+    name only, which the worker's own ``__main__`` lacks."""
+    from .functions import function_reference  # (registers the worker "function")
+
+    if forked:
+        return function_reference(func, forked=forked, folder=folder)
+    if _defined_in_main(func):
+        return {"function": "pickle:" + _pickle_by_value(func, folder)}
+    reference = function_reference(func, forked=forked, folder=folder)
+    if reference["function"].startswith("pickle:") and "path" not in reference:
+        # A partial of a module's function, an object of a module's class: the pickle names that
+        # module, which the worker imports from where it was found here.
+        root = _module_root(func)
+        if root:
+            reference["path"] = root
+    return reference
+
+
+def _module_root(func: Callable) -> str:
+    """Where the module defining ``func`` (a partial's function, a callable object's class) was
+    imported from (see :func:`~profit.run.functions._import_root`), or ""."""
+    from .functions import _import_root
+
+    target = _unwrapped(func)
+    name = getattr(target, "__module__", None) if hasattr(target, "__code__") else type(target).__module__
+    module = sys.modules.get(name) if isinstance(name, str) else None
+    return _import_root(module) if module is not None else ""
+
+
+def _defined_in_main(func: Callable) -> bool:
+    """Whether ``func`` (a partial's function, a callable object's class) is defined in ``__main__``."""
+    target = _unwrapped(func)
+    return "__main__" in (getattr(target, "__module__", None), type(target).__module__)
+
+
+def _pickle_by_value(func: Callable, folder: str) -> str:
+    """Write ``func`` pickled by value (cloudpickle) as :func:`~profit.run.functions.pickle_function`
+    writes a pickled function; its path."""
+    import hashlib
+    import pickle
+
+    from ._files import write_atomically
+
+    try:
+        import cloudpickle  # type: ignore[import-untyped]  # (no type hints of its own)
+    except ImportError:
+        raise ConfigError(
+            f"worker function {_function_name(func)} is defined in __main__ (a script or a notebook), which a "
+            "worker in another process cannot import; define it in a module, install cloudpickle "
+            "(pip install 'profit-run[functions]'), or use the fork or pool runner"
+        ) from None
+    try:
+        data = cloudpickle.dumps(func, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception as error:
+        raise ConfigError(
+            f"worker function {_function_name(func)} cannot be sent to a worker in another process: cloudpickle "
+            f"fails ({type(error).__name__}: {error}); define it in a module, or use the fork or pool runner"
+        ) from None
+    directory = os.path.join(os.path.abspath(folder), ".profit-functions")
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, hashlib.sha256(data).hexdigest()[:20] + ".pkl")
+    if not os.path.exists(path):
+        write_atomically(path, data)
+    return path
+
+
+def function_interface(config: Mapping, func: Callable | None = None) -> dict | None:
+    """What a function worker's ``config`` tells of the interface: ``input_config`` (each input a
+    float64, or as ``func`` annotates its parameter: int, bool, a numpy type), ``output_config``
+    (each output a float64) and ``size`` 0 (the interface grows with the runs); None when the
+    worker is not a function called with fields, or its inputs and outputs are not known."""
+    if config.get("class") != "function" or config.get("call", "fields") != "fields":
+        return None
+    inputs, outputs = config.get("inputs"), config.get("outputs")
+    if not isinstance(inputs, (list, tuple)) or not isinstance(outputs, (list, tuple)):
+        return None
+    dtypes = _annotated_dtypes(func) if func is not None else {}
+    return {
+        "size": 0,
+        "input_config": {name: {"dtype": dtypes.get(name, "float64")} for name in inputs},
+        "output_config": {name: {"dtype": "float64"} for name in outputs},
+    }
+
+
+# Parameter annotations that choose an input's dtype (as objects, or as text under
+# `from __future__ import annotations`); any other annotation leaves it a float64.
+_ANNOTATED_DTYPES = {int: "int64", "int": "int64", bool: "bool", "bool": "bool", float: "float64", "float": "float64"}
+
+
+def _annotated_dtypes(func: Callable) -> dict[str, str]:
+    """The dtype each parameter of ``func`` is annotated with, where it says one."""
+    import inspect
+
+    try:
+        parameters = inspect.signature(func).parameters.values()
+    except (TypeError, ValueError):  # a builtin without a signature: nothing annotated
+        return {}
+    dtypes: dict[str, str] = {}
+    for parameter in parameters:
+        annotation = parameter.annotation
+        try:
+            dtype = _ANNOTATED_DTYPES.get(annotation)
+        except TypeError:  # an unhashable annotation
+            dtype = None
+        if dtype is None and isinstance(annotation, type) and annotation.__module__ == "numpy":
+            import numpy
+
+            if issubclass(annotation, numpy.generic) and numpy.dtype(annotation).kind in "biuf":
+                dtype = numpy.dtype(annotation).name  # numpy.int32, numpy.float32, ...
+        if dtype is not None:
+            dtypes[parameter.name] = dtype
+    return dtypes
+
+
 def build_interface(
-    interface: RunnerInterface | Mapping, work_dir: str, logger: logging.Logger | None = None
+    interface: RunnerInterface | Mapping | str,
+    work_dir: str,
+    logger: logging.Logger | None = None,
+    inferred: Mapping | None = None,
 ) -> RunnerInterface:
     """A runner's ``interface`` option as an interface: an instance as it is, a config built,
-    with relative file paths (``path_options``) put into ``work_dir``."""
+    with relative file paths (``path_options``) put into ``work_dir``. ``inferred`` holds what
+    a function worker tells (:func:`function_interface`): ``size``, ``input_config`` and
+    ``output_config`` where the config (or a label alone) does not give them."""
     if isinstance(interface, RunnerInterface):
         return interface
     if isinstance(interface, str):
-        raise ConfigError(
-            f"interface {interface!r}: a label alone is not enough here; pass a RunnerInterface or a mapping "
-            "{'class': label, 'size': n, 'input_config': {...}, 'output_config': {...}}"
-        )
+        if inferred is None:
+            raise ConfigError(
+                f"interface {interface!r}: a label alone is not enough here; pass a RunnerInterface or a mapping "
+                "{'class': label, 'size': n, 'input_config': {...}, 'output_config': {...}}"
+            )
+        interface = {"class": interface}
     import inspect  # runner side only: worker processes import this module too
 
     cls, options = RunnerInterface.resolve(interface, "interface")
@@ -84,6 +289,8 @@ def build_interface(
             path = options.get(option, parameters[option].default)
             if isinstance(path, str) and not os.path.isabs(path):
                 options[option] = os.path.join(work_dir, path)
+    for key, value in (inferred or {}).items():
+        options.setdefault(key, value)
     missing = [key for key in ("size", "input_config", "output_config") if key not in options]
     if missing:
         raise ConfigError(f"interface config for {cls.label!r} lacks {', '.join(missing)}")

@@ -33,6 +33,7 @@ class ForkRunner(Runner, label="fork"):
     """
 
     passes_kwargs_on = True  # **kwargs are the base class's options (checked against its signature)
+    forks_workers = True  # a function given as the worker reaches them in memory
 
     def __init__(self, parallel: int | str = "all", **kwargs: Any):
         super().__init__(parallel=check.parallel(parallel), **kwargs)

@@ -5,10 +5,15 @@ Every input must be given, nothing else may be, and every value must convert
 to its input's dtype without loss (no fractional part dropped, no integer out
 of range, no string): otherwise :class:`~profit.run.errors.ParameterError`
 names the run, the input and the value.
+
+Many runs' parameters (:func:`parameter_rows`) are a numpy structured array, a
+sequence of mappings or records, or a pandas DataFrame (pandas is never imported
+here: a DataFrame exists only where pandas was imported already).
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping, Sequence
 
 from ._lazy import numpy as np
@@ -16,7 +21,55 @@ from .errors import ParameterError
 
 TYPE_CHECKING = False  # (typing costs every worker process its import)
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     import numpy
+
+
+def _pandas_kind(value: object) -> str | None:
+    """``"DataFrame"`` or ``"Series"`` for a pandas object of that kind, else None; pandas is
+    looked up among the loaded modules only (an object of pandas means pandas is loaded)."""
+    pandas = sys.modules.get("pandas")
+    if pandas is None:
+        return None
+    for kind in ("DataFrame", "Series"):
+        cls = getattr(pandas, kind, None)
+        if isinstance(cls, type) and isinstance(value, cls):
+            return kind
+    return None
+
+
+def parameter_rows(params_array: object) -> Iterable:
+    """Many runs' parameters as rows :func:`input_row` takes: a pandas DataFrame as its records
+    (one per row, fields named by its columns); a structured array, a sequence or any iterable of
+    mappings and records as it is."""
+    if _pandas_kind(params_array) == "DataFrame":
+        return params_array.to_records(index=False)  # type: ignore[attr-defined]
+    if isinstance(params_array, (str, bytes, Mapping)):
+        # (iterating would give its characters or keys, each refused as "a str" without saying why)
+        raise ParameterError(
+            f"params must be many parameter sets: a structured array, a pandas DataFrame or a sequence of "
+            f"mappings of input name to value, got a {type(params_array).__name__}"
+        )
+    return params_array  # type: ignore[return-value]
+
+
+def single_parameters(params: object) -> object:
+    """One run's parameters as :func:`input_row` takes them: a pandas Series (a row of a DataFrame)
+    as a mapping; a one-row DataFrame or structured array as its record; anything else as it is."""
+    kind = _pandas_kind(params)
+    if kind == "Series":
+        return params.to_dict()  # type: ignore[attr-defined]
+    if kind == "DataFrame":
+        params = params.to_records(index=False)  # type: ignore[attr-defined]
+    if isinstance(params, np.ndarray) and params.dtype.names is not None and params.ndim > 0:
+        if params.size != 1:
+            raise ParameterError(
+                f"params of one run must be one parameter set, got a table of {params.size} rows "
+                "(spawn_array runs one per row)"
+            )
+        return params.reshape(-1)[0]
+    return params
 
 
 def input_row(params: object, run_id: int, names: Sequence[str], dtypes: numpy.dtype) -> tuple:

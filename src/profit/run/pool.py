@@ -196,6 +196,7 @@ class PoolRunner(Runner, label="pool"):
     """
 
     passes_kwargs_on = True  # **kwargs are the base class's options (checked against its signature)
+    forks_workers = True  # a function given as the worker reaches them in memory
 
     def __init__(self, parallel: int | str = "all", depth: int = 32, **kwargs: Any):
         self.depth = check.whole_number(depth, "depth (runs queued per pool worker)", minimum=1)

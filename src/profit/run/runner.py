@@ -29,14 +29,14 @@ from . import options as check
 from ._lazy import logging
 from ._lazy import numpy as np
 from ._proc import stop_trees
-from .config import build_interface, runs_own_worker, worker_config
+from .config import build_interface, function_interface, function_of, runs_own_worker, worker_config
 from .errors import ConfigError, ParameterError, RunNotFoundError, WaitTimeout
 from .events import EventLoop
 from .handles import Notice, RunHandle
 from .interface import RunnerInterface
 from .layout import RUNNER_LOG, clean_work_dir, run_dir_name, run_log_file, study_base_dir
 from .outcome import Observation, Retry, decide
-from .params import input_row
+from .params import input_row, parameter_rows, single_parameters
 from .progress import RunProgress
 from .registry import Component
 from .state import RunState, RunStatus
@@ -57,10 +57,17 @@ class Runner(Component, registry=True):
 
     Parameters (keyword only):
         interface: a RunnerInterface or a config ``{"class": label, "size": ..., "input_config": ...,
-            "output_config": ..., ...}`` (relative paths are relative to ``work_dir``).
-        worker: a Worker label or a config ``{"class": label, ...}`` given to each Worker (default:
-            ``command``, as in proFit). A runner whose workers run a command of their own (the local
-            runner's ``command`` other than ``profit-worker``) takes a label that only that program defines.
+            "output_config": ..., ...}`` (relative paths are relative to ``work_dir``). With a function
+            as the worker, a label alone (default: ``memmap``, as in proFit) or a config without
+            ``size``, ``input_config`` or ``output_config`` will do: the function tells them (its
+            parameters are the inputs, float64 unless annotated ``int`` or ``bool``; its outputs float64).
+        worker: a Worker label, a Worker class or a config ``{"class": label, ...}`` given to each Worker
+            (default: ``command``, as in proFit), or a plain function (a ``functools.partial``, a
+            callable object; or ``{"class": func, "inputs": [...], "outputs": [...]}``), called once per
+            run with one argument per input and returning one value per output (see
+            :mod:`profit.run.functions`: forked workers find it in memory, others import or unpickle it).
+            A runner whose workers run a command of their own (the local runner's ``command`` other
+            than ``profit-worker``) takes a label that only that program defines.
         work_dir: where workers run and write (created if missing).
         debug: log in more detail.
         parallel: maximum number of concurrent runs in :meth:`drive` and :meth:`spawn_array` (0: unbounded;
@@ -118,11 +125,15 @@ class Runner(Component, registry=True):
     does nothing), so nothing starts that nobody would wait for.
     """
 
+    # True for variants whose workers are forked from the runner and inherit its memory (a function
+    # given as the worker then reaches them as it is: no import by name, no pickle).
+    forks_workers: bool = False
+
     def __init__(
         self,
         *,
-        interface: RunnerInterface | Mapping,
-        worker: str | Mapping = "command",
+        interface: RunnerInterface | Mapping | str = "memmap",
+        worker: str | Mapping | Callable | type = "command",
         work_dir: str = ".",
         debug: bool = False,
         parallel: int = 0,
@@ -153,8 +164,12 @@ class Runner(Component, registry=True):
         # A worker that runs a command of its own (proFit's custom worker script: `python3 my_worker.py`,
         # which calls Worker.from_env()) may define its label there: the worker process resolves it.
         own_worker = runs_own_worker(getattr(self, "command", None))
-        self.worker_config: dict = worker_config(worker, debug=self.debug, resolve=not own_worker)
-        self.interface: RunnerInterface = build_interface(interface, self.work_dir, self.logger)
+        self.worker_config: dict = worker_config(
+            worker, debug=self.debug, resolve=not own_worker, forked=type(self).forks_workers, folder=self.work_dir
+        )
+        # A function worker tells what the interface config leaves out (its inputs and outputs).
+        inferred = function_interface(self.worker_config, function_of(worker))
+        self.interface: RunnerInterface = build_interface(interface, self.work_dir, self.logger, inferred)
         self.interface.managed = True
         if self._runner_log_file is not None:  # (its logger is this runner's alone: not found by name)
             self.interface.logger.parent = self.logger
@@ -259,9 +274,11 @@ class Runner(Component, registry=True):
         return input_row(params, run_id, self.interface.input_names, self.interface.input.dtype)
 
     def fill(self, params_array: Iterable, offset: int = 0) -> None:
-        """Write many input rows (each a mapping or record) starting at row ``offset``."""
+        """Write many input rows starting at row ``offset``: a structured array, a pandas DataFrame,
+        or a sequence of mappings (input name to value) or records."""
         if get_ident() != self._owner:
             self._refuse("fill")
+        params_array = parameter_rows(params_array)
         rows = [self._input_row(params, offset + index) for index, params in enumerate(params_array)]
         self._ensure_rows(offset + len(rows))
         for index, row in enumerate(rows):
@@ -287,12 +304,13 @@ class Runner(Component, registry=True):
     def spawn(self, params: object = None, wait: bool = False) -> int:
         """Spawn a single run: the next run id, with ``params``; wait for it if asked. Returns its run id.
 
-        ``params`` is a mapping or numpy record of every input, or None when the
-        row was filled before (:meth:`fill`). The interface grows as needed.
+        ``params`` is a mapping or numpy record of every input (or a one-row structured array,
+        a pandas Series or one-row DataFrame), or None when the row was filled before
+        (:meth:`fill`). The interface grows as needed.
         """
         if get_ident() != self._owner:
             self._refuse("spawn")
-        return self._spawn_at(self.next_run_id, params, wait)
+        return self._spawn_at(self.next_run_id, None if params is None else single_parameters(params), wait)
 
     def respawn(self, run_id: int, wait: bool = False) -> int:
         """Run ``run_id`` again, with the inputs in its row (after a failure or a cancel, or to resume).
@@ -357,9 +375,11 @@ class Runner(Component, registry=True):
 
     def spawn_array(self, params_array: Iterable, wait: bool = False, progress: bool = False) -> None:
         """Spawn one run per row (run ids from :attr:`next_run_id` on), never more than ``capacity``
-        at once; block until all started, or with ``wait`` until all ended (see :meth:`drive`)."""
+        at once; block until all started, or with ``wait`` until all ended (see :meth:`drive`).
+        The rows are a structured array, a pandas DataFrame, or a sequence of mappings or records."""
         if get_ident() != self._owner:
             self._refuse("spawn_array")
+        params_array = parameter_rows(params_array)
         rows = params_array if hasattr(params_array, "__len__") else list(params_array)
         first = self.next_run_id
         bar = self._progress(progress, total=first + len(rows))  # type: ignore[arg-type]  # (has __len__)

@@ -218,8 +218,39 @@ def _parameter_names(func: Callable) -> list[str]:
     return [p.name for p in inspect.signature(func).parameters.values() if p.kind in kinds]
 
 
+def _unwrapped(func: Callable) -> Callable:
+    """The function a ``functools.partial`` (or a partial of a partial) calls; ``func`` otherwise."""
+    import functools  # (imported by Python itself at start-up: costs nothing)
+
+    while isinstance(func, functools.partial):
+        func = func.func
+    return func
+
+
+def _function_name(func: Callable) -> str:
+    """The name of ``func`` for messages and default outputs: a function's own name, the wrapped
+    function's for a ``functools.partial``, the class name of a callable object."""
+    func = _unwrapped(func)
+    name = getattr(func, "__name__", None)
+    return name if isinstance(name, str) else type(func).__name__
+
+
+def _return_annotation(func: Callable) -> Any:
+    """The return annotation of ``func`` (of a partial's function, of a callable object's
+    ``__call__``), or None."""
+    func = _unwrapped(func)
+    if not hasattr(func, "__code__") and not hasattr(func, "__func__"):
+        # A callable object: its class's __call__ says it (the instance's __annotations__, if any,
+        # are its class's attributes, not what it returns).
+        func = getattr(type(func), "__call__", None)  # type: ignore[assignment]
+    annotations = getattr(func, "__annotations__", None)
+    return annotations.get("return") if isinstance(annotations, Mapping) else None
+
+
 def _annotated_outputs(func: Callable) -> list[str]:
-    annotation = getattr(func, "__annotations__", {}).get("return", func.__name__)
+    annotation = _return_annotation(func)
+    if annotation is None:
+        annotation = _function_name(func)
     # With `from __future__ import annotations` the annotation arrives as source text.
     if isinstance(annotation, str) and annotation[:1] in "'\"[(":
         import ast
@@ -236,7 +267,7 @@ def _collect_inputs(record: Record, names: Sequence[str], func: Callable) -> lis
     missing = [name for name in names if name not in available]
     if missing:
         raise WorkerError(
-            f"function {func.__name__} takes {', '.join(map(repr, missing))} which "
+            f"function {_function_name(func)} takes {', '.join(map(repr, missing))} which "
             f"{'is not an input' if len(missing) == 1 else 'are not inputs'} of the study "
             f"(inputs: {', '.join(available) or 'none'}); pass inputs=[...] to Worker.wrap"
         )
@@ -266,13 +297,13 @@ def _store_outputs(record: Record, names: Sequence[str], values: object, func: C
     for name in names:
         if name not in available:
             raise WorkerOutputError(
-                f"function {func.__name__} returns output {name!r} which is not an output of the study "
+                f"function {_function_name(func)} returns output {name!r} which is not an output of the study "
                 f"(outputs: {', '.join(available) or 'none'})"
             )
     missing = [name for name in available if name not in names]
     if missing:
         raise WorkerOutputError(
-            f"function {func.__name__} returns no value for output{'s' * (len(missing) > 1)} "
+            f"function {_function_name(func)} returns no value for output{'s' * (len(missing) > 1)} "
             f"{', '.join(map(repr, missing))} of the study (it returns {', '.join(names) or 'nothing'}); "
             "name every output of the study in Worker.wrap(label, [...]) and return a value for each"
         )
@@ -281,7 +312,7 @@ def _store_outputs(record: Record, names: Sequence[str], values: object, func: C
             record[name] = value
         except (ValueError, TypeError, OverflowError, struct.error) as error:
             raise WorkerOutputError(
-                f"function {func.__name__}: output {name!r} must be {_field_description(record, name)}; "
+                f"function {_function_name(func)}: output {name!r} must be {_field_description(record, name)}; "
                 f"got {_short_repr(value)} ({error})"
             ) from None
 
@@ -289,9 +320,9 @@ def _store_outputs(record: Record, names: Sequence[str], values: object, func: C
 def _wrong_count(func: Callable, names: Sequence[str], values: object) -> WorkerOutputError:
     expected = f"expected {len(names)} (one for each output: {', '.join(names) or 'none'})"
     if values is None and names:
-        return WorkerOutputError(f"function {func.__name__} returned None; {expected}")
+        return WorkerOutputError(f"function {_function_name(func)} returned None; {expected}")
     count = len(values) if _is_sequence(values) else 1
-    return WorkerOutputError(f"function {func.__name__} returned {count} value{'s' * (count != 1)}; {expected}")
+    return WorkerOutputError(f"function {_function_name(func)} returned {count} value{'s' * (count != 1)}; {expected}")
 
 
 def _is_vector(record: Record, name: str) -> bool:
