@@ -336,3 +336,42 @@ def test_a_runner_with_an_interface_config_still_takes_a_function(tmp_path):
         assert runner.interface.size == 3
         runner.spawn_array(rows(3), wait=True)
         assert_all_done(runner, 3)
+
+
+# --- a study -----------------------------------------------------------------------------------------
+
+
+def test_a_study_takes_a_module_function_by_its_importable_name(tmp_path):
+    import profit
+
+    study = profit.Study.create(
+        tmp_path / "study",
+        inputs={"u": "Uniform(0, 1)", "v": "Uniform(0, 1)"},
+        outputs=["f", "g"],
+        run={"worker": function_models.model},
+        ntrain=5,
+        seed=3,
+    )
+    text = (tmp_path / "study" / "profit.yaml").read_text()
+    assert "function: function_models:model" in text and f"path: {TESTS}" in text
+    report = study.run()
+    assert report.status.failed == 0 and report.ran == 5
+    results = study.results()
+    np.testing.assert_array_equal(results["f"], results["u"] + results["v"])
+    np.testing.assert_array_equal(results["g"], results["u"] * results["v"])
+
+
+def test_a_study_refuses_a_function_it_cannot_name_in_one_sentence(tmp_path):
+    import profit
+
+    def local_model(u, v):
+        return u + v
+
+    with pytest.raises(
+        ConfigError, match="cannot be imported by name.*define it at the top level of a module"
+    ) as refused:
+        profit.Study.create(
+            tmp_path / "study", inputs={"u": 1.0, "v": 2.0}, outputs=["local_model"], run={"worker": local_model}
+        )
+    assert "\n" not in str(refused.value)
+    assert not (tmp_path / "study" / "profit.yaml").exists()

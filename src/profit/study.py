@@ -206,7 +206,7 @@ class Study:
         if include:  # (relative to where Python runs; paths under files and run are relative to the study)
             config["include"] = [os.path.abspath(os.fspath(item)) for item in include]
         if run:
-            config["run"] = dict(run)
+            config["run"] = _run_section(run)
         # Checked as a study file is, before anything is written.
         plain: dict = _plain(config)  # type: ignore[assignment]  # (a mapping stays a dict)
         checked = cls(StudyFile(study_file, plain, []))
@@ -961,6 +961,31 @@ def _output_specs(outputs: Sequence[str] | Mapping[str, Any], variables: Mapping
                 f"output {name!r}: give None (a scalar), a vector length or an Independent variable's name"
             )
     return specs
+
+
+def _run_section(run: Mapping[str, Any]) -> dict:
+    """The ``run:`` section as a study file keeps it: a function given as the worker (or as the
+    ``class`` or ``function`` of its config) written by its importable name, ``module:qualname``;
+    ConfigError for a function other processes cannot import by name."""
+    from .run.config import function_of
+    from .run.functions import importable_name
+
+    section = dict(run)
+    worker = section.get("worker")
+    func = function_of(worker)
+    if func is None:
+        return section
+    named = importable_name(func)
+    if named is None:
+        raise ConfigError(
+            f"run.worker: the function {getattr(func, '__qualname__', func)!r} cannot be written into the study "
+            "file, as it cannot be imported by name (defined in __main__, a notebook or another function, or a "
+            "partial or object); define it at the top level of a module"
+        )
+    options = {k: v for k, v in worker.items() if k not in ("class", "function")} if isinstance(worker, Mapping) else {}
+    name, root = named
+    section["worker"] = {"class": "function", "function": name, **({"path": root} if root else {}), **options}
+    return section
 
 
 def _plain(value: object) -> object:
