@@ -800,6 +800,18 @@ class Study:
         check_export_path(self.file, os.fspath(path))
         export(os.fspath(path), self.results(), inputs=self.input_names, outputs=self.output_names, grids=self.grids())
 
+    def executor(self, **options: Any) -> Any:
+        """A :class:`profit.run.Executor` bound to this study: its runner (``run.runner``) and
+        interface unless ``options`` say otherwise, and every evaluation recorded in the study's
+        directory (``evaluations/``), so that a script started again gets the finished ones back
+        at once (see the Executor's "Memoised evaluations")."""
+        from .run.executor import Executor
+
+        runner = options.pop("runner", self.file.run.get("runner", "fork"))
+        interface = self.file.run.get("interface", "memmap")
+        options.setdefault("interface", interface if isinstance(interface, str) else interface.get("class", "memmap"))
+        return Executor(runner, study=self, **options)
+
     # --- watching and cleaning ---------------------------------------------------------------
 
     def status(self) -> StudyStatus:
