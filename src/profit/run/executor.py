@@ -69,10 +69,12 @@ class RunFuture(concurrent.futures.Future):
                 return True
             self._state = _base.CANCELLED
             self._condition.notify_all()
+            # (waiters of as_completed and wait learn of it now; under the lock, so the driver's
+            # _wanted cannot notify in between: a second notification raised RuntimeError here)
+            self.set_running_or_notify_cancel()
         executor = self._executor_ref()
         if executor is not None:
             executor._post("cancel", self)
-        self.set_running_or_notify_cancel()  # (waiters of as_completed and wait learn of it now)
         self._invoke_callbacks()  # type: ignore[attr-defined]  # (Future's own, untyped)
         return True
 
@@ -394,13 +396,16 @@ class _Driver:
 
     def take_inbox(self) -> None:
         executor = self.executor
+        # Drain the pipe and clear the flag together, under the lock _post writes under. (Clearing
+        # first let a post in between write its byte, which the drain then took: the flag stayed set
+        # with the pipe empty, the next post wrote nothing, and the driver slept through it.)
         with executor._wake_lock:
-            executor._woken = False
-        try:
-            while os.read(executor._wake_read, 4096):
+            try:
+                while os.read(executor._wake_read, 4096):
+                    pass
+            except BlockingIOError:
                 pass
-        except BlockingIOError:
-            pass
+            executor._woken = False
         inbox = executor._inbox
         while inbox:
             kind, item = inbox.popleft()
@@ -496,11 +501,11 @@ class _Driver:
         """Whether a queued run has a future still waiting for it (each becomes RUNNING now)."""
         wanted = False
         for future in lane.futures.get(run_id, ()):
-            try:
+            with future._condition:  # (a cancel notifies under it: checked and set at once)
+                if future._state == _base.CANCELLED_AND_NOTIFIED:
+                    continue  # cancelled meanwhile (set_running_or_notify_cancel would log CRITICAL, raise)
                 if future.set_running_or_notify_cancel():
                     wanted = True
-            except RuntimeError:  # cancelled (and notified) meanwhile
-                pass
         if not wanted:
             lane.take(run_id)
         return wanted
@@ -630,7 +635,7 @@ def _cancel_from_driver(future: RunFuture) -> None:
             return
         future._state = _base.CANCELLED
         future._condition.notify_all()
-    future.set_running_or_notify_cancel()
+        future.set_running_or_notify_cancel()  # (under the lock, as in RunFuture.cancel)
     future._invoke_callbacks()  # type: ignore[attr-defined]  # (Future's own, untyped)
 
 
