@@ -157,15 +157,7 @@ def test_a_function_that_cannot_be_sent_is_refused_in_one_sentence_without_cloud
 # --- functions of other shapes, and configs ------------------------------------------------------
 
 
-# A local worker unpickles a partial or an object by importing its module, from the "path" the
-# runner gives; profit.run.functions.resolve_function does not yet put that path on sys.path
-# before it unpickles (it does before an import by name): strict, so the fix is noticed.
-NEEDS_PATH_WHEN_UNPICKLING = pytest.mark.xfail(
-    strict=True, reason="functions.resolve_function ignores 'path' for pickle: references"
-)
-
-
-@pytest.mark.parametrize("label", [*FORKED, pytest.param("local", marks=NEEDS_PATH_WHEN_UNPICKLING)])
+@pytest.mark.parametrize("label", [*FORKED, "local"])
 def test_a_partial_and_a_callable_object_are_functions_too(label, tmp_path):
     table = rows(4)
     with make(label, tmp_path / "partial", functools.partial(function_models.scaled, 3.0)) as runner:

@@ -12,13 +12,12 @@ a study file.
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Mapping
 
 from .errors import ConfigError, UnknownLabelError
 from .interface import RunnerInterface
 from .layout import study_base_dir
-from .worker import Worker, _annotated_outputs, _function_name, _parameter_names, _unwrapped
+from .worker import Worker, _annotated_outputs, _parameter_names
 
 TYPE_CHECKING = False  # (typing costs every worker process its import)
 if TYPE_CHECKING:
@@ -146,71 +145,9 @@ def function_config(func: Callable, options: Mapping, *, forked: bool, folder: s
 
 
 def _function_reference(func: Callable, *, forked: bool, folder: str) -> dict[str, str]:
-    """:func:`~profit.run.functions.function_reference`, but a function of ``__main__`` (a script, a
-    notebook) that workers in another process need is sent by value: plain pickle would send its
-    name only, which the worker's own ``__main__`` lacks."""
     from .functions import function_reference  # (registers the worker "function")
 
-    if forked:
-        return function_reference(func, forked=forked, folder=folder)
-    if _defined_in_main(func):
-        return {"function": "pickle:" + _pickle_by_value(func, folder)}
-    reference = function_reference(func, forked=forked, folder=folder)
-    if reference["function"].startswith("pickle:") and "path" not in reference:
-        # A partial of a module's function, an object of a module's class: the pickle names that
-        # module, which the worker imports from where it was found here.
-        root = _module_root(func)
-        if root:
-            reference["path"] = root
-    return reference
-
-
-def _module_root(func: Callable) -> str:
-    """Where the module defining ``func`` (a partial's function, a callable object's class) was
-    imported from (see :func:`~profit.run.functions._import_root`), or ""."""
-    from .functions import _import_root
-
-    target = _unwrapped(func)
-    name = getattr(target, "__module__", None) if hasattr(target, "__code__") else type(target).__module__
-    module = sys.modules.get(name) if isinstance(name, str) else None
-    return _import_root(module) if module is not None else ""
-
-
-def _defined_in_main(func: Callable) -> bool:
-    """Whether ``func`` (a partial's function, a callable object's class) is defined in ``__main__``."""
-    target = _unwrapped(func)
-    return "__main__" in (getattr(target, "__module__", None), type(target).__module__)
-
-
-def _pickle_by_value(func: Callable, folder: str) -> str:
-    """Write ``func`` pickled by value (cloudpickle) as :func:`~profit.run.functions.pickle_function`
-    writes a pickled function; its path."""
-    import hashlib
-    import pickle
-
-    from ._files import write_atomically
-
-    try:
-        import cloudpickle  # type: ignore[import-untyped]  # (no type hints of its own)
-    except ImportError:
-        raise ConfigError(
-            f"worker function {_function_name(func)} is defined in __main__ (a script or a notebook), which a "
-            "worker in another process cannot import; define it in a module, install cloudpickle "
-            "(pip install 'profit-run[functions]'), or use the fork or pool runner"
-        ) from None
-    try:
-        data = cloudpickle.dumps(func, protocol=pickle.HIGHEST_PROTOCOL)
-    except Exception as error:
-        raise ConfigError(
-            f"worker function {_function_name(func)} cannot be sent to a worker in another process: cloudpickle "
-            f"fails ({type(error).__name__}: {error}); define it in a module, or use the fork or pool runner"
-        ) from None
-    directory = os.path.join(os.path.abspath(folder), ".profit-functions")
-    os.makedirs(directory, exist_ok=True)
-    path = os.path.join(directory, hashlib.sha256(data).hexdigest()[:20] + ".pkl")
-    if not os.path.exists(path):
-        write_atomically(path, data)
-    return path
+    return function_reference(func, forked=forked, folder=folder)
 
 
 def function_interface(config: Mapping, func: Callable | None = None) -> dict | None:

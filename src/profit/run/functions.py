@@ -29,7 +29,7 @@ import os
 import sys
 
 from .errors import ConfigError, WorkerError
-from .worker import Worker, _annotated_outputs, _collect_inputs, _parameter_names, _store_outputs
+from .worker import Worker, _annotated_outputs, _collect_inputs, _parameter_names, _store_outputs, _unwrapped
 
 TYPE_CHECKING = False  # (typing costs every worker process its import)
 if TYPE_CHECKING:
@@ -74,10 +74,16 @@ def function_reference(func: Callable, *, forked: bool, folder: str) -> dict[str
         _IN_PROCESS[key] = func  # (kept: a forked worker may still need it)
         return {"function": key}
     named = importable_name(func)
-    if named is not None:
-        name, root = named
-        return {"function": name, "path": root} if root else {"function": name}
-    return {"function": "pickle:" + pickle_function(func, folder)}
+    if named is None:
+        reference = {"function": "pickle:" + pickle_function(func, folder)}
+        # A partial of a module's function, an object of a module's class: its pickle names that
+        # module, which the worker imports from where it was found here.
+        named = importable_name(_unwrapped(func)) or importable_name(type(_unwrapped(func)))
+    else:
+        reference = {"function": named[0]}
+    if named is not None and named[1]:
+        reference["path"] = named[1]
+    return reference
 
 
 def importable_name(func: object) -> tuple[str, str] | None:
@@ -143,6 +149,12 @@ def pickled(value: object, *, what: str) -> bytes:
     try:
         import cloudpickle  # type: ignore[import-untyped]  # (no type hints of its own)
     except ImportError:
+        if isinstance(plain_error, pickle.PicklingError) and "__main__" in str(plain_error):
+            raise ConfigError(
+                f"{what} {_describe(value)} is defined in __main__ (a script or a notebook), which a worker in "
+                "another process cannot import; define it in a module, install cloudpickle "
+                "(pip install 'profit-run[functions]'), or use the fork or pool runner"
+            ) from None
         raise ConfigError(
             f"{what} {_describe(value)} cannot be sent to a worker in another process: it cannot be imported "
             f"by name and plain pickle fails ({type(plain_error).__name__}: {plain_error}); define it in a "
@@ -179,6 +191,8 @@ def resolve_function(reference: str, path: str | None = None) -> Callable:
     elif reference.startswith("pickle:"):
         import pickle
 
+        if path and path not in sys.path:  # (the module a pickled partial or object names)
+            sys.path.insert(0, path)
         with open(reference[len("pickle:") :], "rb") as file:
             func = pickle.load(file)  # (written by the runner of this study: trusted as the study itself)
     else:
