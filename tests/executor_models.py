@@ -129,3 +129,21 @@ def peak(x):
     """A function with a sharp peak (adaptive's Learner1D example)."""
     a = 0.01
     return x + a**2 / (a**2 + x**2)
+
+
+def square(x):
+    return x * x
+
+
+def fail_above(x, limit):
+    if x > limit:
+        raise ValueError(f"{x} is above {limit}")
+    return x
+
+
+def gaussian_loglike(x):
+    return float(-0.5 * np.sum(x**2) - np.log(2 * np.pi))
+
+
+def box_prior(unit):
+    return 10.0 * unit - 5.0

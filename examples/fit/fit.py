@@ -94,22 +94,30 @@ def main(argv: list[str] | None = None) -> int:
             f"misfit {best.fun:.2e} after {best.nfev} evaluations"
         )
         if arguments.steps:
-            try:
-                import emcee
-            except ImportError:
-                print("(emcee is not installed: pip install emcee, to sample the posterior too)")
-                return 0
-            walkers = 8
-            start = best.x + 1e-3 * np.random.default_rng(1).normal(size=(walkers, 2))
-            np.random.seed(
-                2
-            )  # (emcee draws from numpy's global generator: fixed, a run again is answered from the store)
-            sampler = emcee.EnsembleSampler(walkers, 2, log_prob, pool=executor)
-            sampler.run_mcmc(start, arguments.steps, progress=False)
-            chain = sampler.get_chain(discard=arguments.steps // 2, flat=True)
-            mean, spread = chain.mean(axis=0), chain.std(axis=0)
-            print(f"emcee: omega = {mean[0]:.4f} ± {spread[0]:.4f}, zeta = {mean[1]:.4f} ± {spread[1]:.4f}")
+            sample(executor, best.x, arguments.steps)
+        stats = executor.stats
+        print(
+            f"{stats['done'] + stats['recalled']} evaluations: {stats['done']} run, {stats['recalled']} answered "
+            f"from {arguments.study}, {stats['failed']} failed"
+        )
     return 0
+
+
+def sample(executor: object, best: np.ndarray, steps: int) -> None:
+    """Sample the posterior around ``best`` with emcee (if installed), evaluating through ``executor``."""
+    try:
+        import emcee
+    except ImportError:
+        print("(emcee is not installed: pip install emcee, to sample the posterior too)")
+        return
+    walkers = 8
+    start = best + 1e-3 * np.random.default_rng(1).normal(size=(walkers, 2))
+    np.random.seed(2)  # (emcee draws from numpy's global generator: fixed, a second run is answered from the study)
+    sampler = emcee.EnsembleSampler(walkers, 2, log_prob, pool=executor)
+    sampler.run_mcmc(start, steps, progress=False)
+    chain = sampler.get_chain(discard=steps // 2, flat=True)
+    mean, spread = chain.mean(axis=0), chain.std(axis=0)
+    print(f"emcee: omega = {mean[0]:.4f} ± {spread[0]:.4f}, zeta = {mean[1]:.4f} ± {spread[1]:.4f}")
 
 
 if __name__ == "__main__":

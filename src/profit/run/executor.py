@@ -206,6 +206,8 @@ class Executor(concurrent.futures.Executor):
         self._pipe_closed = False
         self._shutdown = False
         self._broken: BaseException | None = None
+        # (written by the driver thread only; read as a snapshot by stats)
+        self._stats = {"done": 0, "failed": 0, "cancelled": 0, "recalled": 0, "lanes": 0}
         self._thread = threading.Thread(target=self._drive, name="profit-executor", daemon=True)
         self._thread.start()
         _LIVE.add(self)
@@ -221,6 +223,13 @@ class Executor(concurrent.futures.Executor):
     def size(self) -> int:
         """How many calls run at once (dynesty's ``pool.size``; also ``_max_workers``)."""
         return self._max_workers
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """What the calls so far came to: ``done``, ``failed``, ``cancelled`` (runs that ended so),
+        ``recalled`` (answered from the study's store without a run) and ``lanes`` (one per
+        function and call signature)."""
+        return dict(self._stats)
 
     # --- submitting -------------------------------------------------------------------------------
 
@@ -443,12 +452,14 @@ class _Driver:
             for call in calls:
                 _fail(call.future, error)
             return
+        recalled = lane.recalled
         try:
             run_ids = lane.add(calls)
         except Exception as error:  # (a full disk while writing rows or arguments)
             for call in calls:
                 _fail(call.future, error)
             return
+        self.executor._stats["recalled"] += lane.recalled - recalled
         self.ready.extend((lane, run_id) for run_id in run_ids)
 
     def lane(self, key: tuple[int, object], call: _Call) -> Lane | None:
@@ -475,6 +486,7 @@ class _Driver:
             self.refused[key] = error
             return None
         self.lanes[key] = lane
+        self.executor._stats["lanes"] = len(self.lanes)
         if self._selector is not None:
             self._watch_lane(lane)
         return lane
@@ -550,6 +562,7 @@ class _Driver:
 
     def run_ended(self, lane: Lane, status: RunStatus) -> None:
         futures = lane.take(status.run_id)
+        self.executor._stats[status.state.name.lower()] += 1
         if status.state == RunState.DONE:
             lane.answer(status.run_id, futures)
             return

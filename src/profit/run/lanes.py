@@ -116,6 +116,7 @@ class Lane:
         self.inflight: dict[bytes, int] = {}  # inputs of a row queued or running -> its run id
         self.futures: dict[int, list] = {}  # run id -> the futures waiting for it
         self.keys: dict[int, bytes] = {}  # run id -> its inputs (memoised lanes)
+        self.recalled = 0  # calls answered from the store
         if self.table is not None:
             self.runner.interface.use_store(self.table.rows, self.table.grow, self.table.path)
             self._recall()
@@ -215,6 +216,7 @@ class Lane:
                 done = self.memo.get(key)
                 if done is not None:
                     self.answer(done, [call.future])
+                    self.recalled += 1
                     continue
                 running = self.inflight.get(key)
                 if running is not None:

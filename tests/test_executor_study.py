@@ -1,0 +1,76 @@
+"""The executor bound to a profit.Study, its counts, dynesty's pool, and the fit example as shipped."""
+
+import os
+import subprocess
+import sys
+
+import executor_models as models
+import numpy as np
+import pytest
+from helpers import TESTS
+
+from profit import Study
+from profit.run import Executor
+
+EXAMPLE = TESTS.parent / "examples" / "fit" / "fit.py"
+
+
+def test_a_study_executor_records_its_evaluations_in_the_study_directory(tmp_path):
+    study = Study.create(
+        tmp_path / "study",
+        inputs={"x": "Uniform(0, 1)"},
+        outputs=["square"],
+        ntrain=3,
+        run={"runner": "pool", "worker": models.square},
+    )
+    with study.executor(parallel=2) as executor:
+        assert executor.size == 2
+        assert list(executor.map(models.square, [1.0, 2.0, 3.0])) == [1.0, 4.0, 9.0]
+        assert executor.stats == {"done": 3, "failed": 0, "cancelled": 0, "recalled": 0, "lanes": 1}
+    recorded = list((tmp_path / "study").rglob("evaluations.npy"))
+    assert len(recorded) == 1 and recorded[0].is_relative_to(study.directory)
+    with study.executor(parallel=2) as executor:  # the same calls again: answered from the study
+        assert list(executor.map(models.square, [3.0, 2.0, 4.0])) == [9.0, 4.0, 16.0]
+        assert executor.stats["done"] == 1 and executor.stats["recalled"] == 2
+
+
+def test_stats_count_failures_and_cancels(tmp_path):
+    with Executor("fork", parallel=2, nan_on_failure=True) as executor:
+        values = list(executor.map(models.fail_above, [1.0, 5.0, 2.0], [3.0, 3.0, 3.0]))
+        assert values[0] == 1.0 and np.isnan(values[1]) and values[2] == 2.0
+        assert executor.stats["done"] == 2 and executor.stats["failed"] == 1
+
+
+def test_dynesty_samples_through_the_executor_as_its_pool():
+    dynesty = pytest.importorskip("dynesty")
+    with Executor("pool", parallel=2) as executor:
+        sampler = dynesty.NestedSampler(
+            models.gaussian_loglike,
+            models.box_prior,
+            2,
+            pool=executor,
+            queue_size=executor.size,
+            nlive=40,
+            rstate=np.random.default_rng(3),
+        )
+        sampler.run_nested(dlogz=0.5, print_progress=False)
+        evaluations = executor.stats["done"]
+    # The evidence of a normalised unit Gaussian under a flat prior on the box [-5, 5]^2: 1 / 100.
+    assert abs(sampler.results.logz[-1] - np.log(1 / 100)) < 0.5
+    # The likelihood ran through the executor: the live points, and at least one call per iteration.
+    assert evaluations >= 40 + sampler.results.niter
+
+
+def test_the_fit_example_runs_and_a_second_run_is_answered_from_its_study(tmp_path):
+    pytest.importorskip("scipy")
+    command = [sys.executable, str(EXAMPLE), "--maxiter", "2", "--steps", "3", "--study", str(tmp_path / "fit")]
+    env = {**os.environ, "PYTHONPATH": str(TESTS.parent / "src")}
+    first = subprocess.run(command, capture_output=True, text=True, timeout=240, env=env)
+    assert first.returncode == 0, first.stderr
+    assert "differential evolution: omega =" in first.stdout and first.stderr == ""
+    ran = first.stdout.strip().splitlines()[-1]
+    assert " 0 run," not in ran and ", 0 failed" in ran
+    second = subprocess.run(command, capture_output=True, text=True, timeout=240, env=env)
+    assert second.returncode == 0, second.stderr
+    assert second.stdout.splitlines()[0] == first.stdout.splitlines()[0]  # the same fit
+    assert ": 0 run," in second.stdout.strip().splitlines()[-1]
