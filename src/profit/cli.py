@@ -2,7 +2,10 @@
 
     profit run [PATH] [--restart] [--retry-failed] [--inputs FILE]
                                     run the study (continue an unfinished one)
-    profit status [PATH]            how far a running or finished study is
+    profit status [PATH] [--json]   how far a running or finished study is
+    profit ui [PATH] [--port N]     a live page of the study, in the browser
+    profit report [PATH] [-o FILE]  the page as one self-contained HTML file
+    profit plot [PATH] [-o DIR]     the figures as PNG and SVG files (matplotlib)
     profit export [PATH] FILE       write every run to FILE (.csv, .txt, .npy, .hdf5, .parquet, .nc)
     profit clean [--all] [PATH]     remove what runs left behind
 
@@ -39,7 +42,7 @@ EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="profit", description="Run parameter studies described by profit.yaml.")
     parser.add_argument("--version", action="version", version=f"profit {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="{run,status,export,clean}")
+    commands = parser.add_subparsers(dest="command", metavar="{run,status,ui,report,plot,export,clean}")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("path", nargs="?", default=".", help="study directory holding profit.yaml, or the YAML file")
     common.add_argument("--debug", action="store_true", help="log in detail and show tracebacks")
@@ -55,7 +58,17 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--allow-failures", action="store_true", help="exit 0 when runs failed (they stay recorded as failed)"
     )
-    commands.add_parser("status", parents=[common], help="report a running or finished study")
+    status = commands.add_parser("status", parents=[common], help="report a running or finished study")
+    status.add_argument("--json", action="store_true", help="print the status as JSON (as the page's /api/status)")
+    ui = commands.add_parser("ui", parents=[common], help="serve a live page of the study (read-only)")
+    ui.add_argument("--port", type=int, default=0, help="the port to listen on (default: a free one)")
+    ui.add_argument(
+        "--host", default=None, help="the address to listen on (default 127.0.0.1; another one requires a token)"
+    )
+    report = commands.add_parser("report", parents=[common], help="write the page as one self-contained HTML file")
+    report.add_argument("-o", "--output", default="report.html", help="the file to write (default report.html)")
+    plot = commands.add_parser("plot", parents=[common], help="write the figures as PNG and SVG files")
+    plot.add_argument("-o", "--output", default="plots", help="the directory to write them to (default plots)")
     export = commands.add_parser("export", parents=[common], help="write every run with its state to a file")
     export.add_argument("file", help="the file to write; its extension names the format")
     clean = commands.add_parser("clean", parents=[common], help="remove run directories, logs and the interface file")
@@ -74,7 +87,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return EXIT_BAD_INPUT
-    handlers = {"run": command_run, "status": command_status, "export": command_export, "clean": command_clean}
+    handlers = {
+        "run": command_run,
+        "status": command_status,
+        "ui": command_ui,
+        "report": command_report,
+        "plot": command_plot,
+        "export": command_export,
+        "clean": command_clean,
+    }
     try:
         return handlers[args.command](args)
     except ProfitError as error:
@@ -166,6 +187,13 @@ def command_status(args: argparse.Namespace) -> int:
     """``profit status``: report a running or finished study without disturbing it."""
     study = Study.load(args.path)
     status = study.status()
+    if args.json:
+        import json
+
+        from .dashboard import status_data
+
+        print(json.dumps(status_data(study, status), allow_nan=False, indent=1))
+        return EXIT_DONE
     if not status.total and not os.path.exists(study.table_path):
         print(f"profit: {study.file.path} has not been run yet (no {TABLE} in {study.directory})")
         return EXIT_DONE
@@ -197,6 +225,72 @@ def _state_line(status: StudyStatus) -> str:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ended))
         return f"not running; last run ended {when}" + (f" after {duration_text(ended - started)}" if started else "")
     return "not running (the last runner stopped without finishing; 'profit run' continues)"
+
+
+# --- profit ui, report, plot ---------------------------------------------------------------------
+
+
+def command_ui(args: argparse.Namespace) -> int:
+    """``profit ui``: serve the study's page until Ctrl-C (read-only; loopback unless ``--host``)."""
+    import secrets
+
+    from .uiserver import LOOPBACK, StudyServer
+
+    study = Study.load(args.path)
+    host = args.host or LOOPBACK
+    token = None
+    if host not in (LOOPBACK, "localhost"):
+        token = secrets.token_urlsafe(16)
+        print(
+            f"profit: warning: serving on {host}: whoever reaches it with the token in the URL can read the study",
+            file=sys.stderr,
+        )
+    if not 0 <= args.port <= 65535:
+        raise ConfigError(f"--port {args.port} is not a port; give one from 1 to 65535 (or 0: a free one)")
+    try:
+        server = StudyServer(study, host, args.port, token)
+    except OSError as error:
+        raise ConfigError(
+            f"cannot listen on {host}:{args.port} ({error.strerror or error}); give another --port"
+        ) from None
+    port = server.server_address[1]
+    print(f"profit: the page of {study.file.path} is at {server.url}")
+    print(f"profit: from another machine (a cluster's login node): ssh -L {port}:127.0.0.1:{port} <this host>")
+    print("profit: Ctrl-C stops serving", flush=True)
+    try:
+        server.serve_forever(poll_interval=0.5)
+    except KeyboardInterrupt:
+        print("profit: stopped serving", file=sys.stderr)
+    finally:
+        server.server_close()
+    return EXIT_DONE
+
+
+def command_report(args: argparse.Namespace) -> int:
+    """``profit report``: the page with the study's data in one HTML file that needs no network."""
+    from .run._files import write_atomically
+    from .uiserver import page_html, report_data
+
+    study = Study.load(args.path)
+    if not os.path.exists(study.table_path):
+        raise ConfigError(
+            f"{study.file.path} has not been run yet (no {TABLE} in {study.directory}); nothing to report"
+        )
+    write_atomically(args.output, page_html(report_data(study)))
+    print(f"profit: report of {study.file.path} written to {os.path.abspath(args.output)}")
+    return EXIT_DONE
+
+
+def command_plot(args: argparse.Namespace) -> int:
+    """``profit plot``: the page's figures as PNG and SVG files (matplotlib, an optional extra)."""
+    study = Study.load(args.path)
+    if not os.path.exists(study.table_path):
+        raise ConfigError(f"{study.file.path} has not been run yet (no {TABLE} in {study.directory}); nothing to plot")
+    from .plots import write_plots
+
+    written = write_plots(study, args.output)
+    print(f"profit: {len(written)} figures written to {os.path.abspath(args.output)}")
+    return EXIT_DONE
 
 
 # --- profit export -----------------------------------------------------------------------------

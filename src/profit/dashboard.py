@@ -1,0 +1,170 @@
+"""What the study's page, report and ``profit status --json`` show, read from its store.
+
+Everything here only reads: the study's table is mapped read-only (a running
+study keeps writing it), nothing is locked, nothing is written. The views are
+plain JSON-able dicts (NaN becomes ``null``):
+
+* :func:`status_data`: counts by state, the total, ETA and throughput, whether a
+  process runs the study, and the failures grouped by reason;
+* :func:`runs_data`: one entry per run, column by column (inputs, outputs —
+  vector outputs as ``x[0]``, ``x[1]``, ... —, state, reason, attempts, times);
+* :func:`throughput_data`: runs finished over time (at most ``points`` points);
+* :func:`snapshot`: all three, as the page and the report take them.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .run.state import RunState
+
+if TYPE_CHECKING:
+    from .study import Study, StudyStatus
+
+STATES = ("pending", "running", "done", "failed", "cancelled")
+# Runs listed in each failure group (the group's count is exact).
+GROUP_RUNS = 200
+
+
+def _number(value: float) -> float | None:
+    return None if value is None or not math.isfinite(value) else float(value)
+
+
+def status_data(study: Study, status: StudyStatus | None = None, *, now: float | None = None) -> dict[str, Any]:
+    """Counts by state, ETA, throughput, the running process and the failure groups of ``study``."""
+    status = study.status() if status is None else status
+    now = time.time() if now is None else now
+    counts = {state.name.lower(): int(status.counts[state]) for state in RunState}
+    if not status.running_pid:
+        # Without a process running the study, a run left RUNNING was interrupted: it waits to run again.
+        counts["pending"] += counts["running"]
+        counts["running"] = 0
+    finished = counts["done"] + counts["failed"]
+    rate = eta = None
+    if status.running_pid and status.started:
+        done_now = finished - status.finished_before
+        running_for = now - status.started
+        if done_now > 0 and running_for > 0:
+            rate = done_now / running_for
+            eta = (status.total - finished) / rate if finished < status.total else 0.0
+    return {
+        "study": study.file.path,
+        "directory": study.directory,
+        "generated": now,
+        "total": int(status.total),
+        "counts": counts,
+        "finished_percent": 100.0 * finished / max(status.total, 1),
+        "running_pid": status.running_pid,
+        "started": status.started,
+        "ended": status.finished,
+        "rate_per_second": rate,
+        "eta_seconds": eta,
+        "failure_groups": failure_groups(study),
+    }
+
+
+def failure_groups(study: Study) -> list[dict[str, Any]]:
+    """The failed and cancelled runs grouped by their reason, largest group first."""
+    rows = study._read_table()
+    if rows is None:
+        return []
+    states = np.asarray(rows["STATE"])
+    groups: dict[tuple[str, str], list[int]] = {}
+    for state in (RunState.FAILED, RunState.CANCELLED):
+        ids = np.flatnonzero(states == state)
+        reasons = np.asarray(rows["REASON"])[ids]
+        for run_id, raw in zip(ids.tolist(), reasons.tolist()):
+            reason = bytes(raw).decode("utf-8", "replace") or "(no reason recorded)"
+            groups.setdefault((state.name.lower(), reason), []).append(run_id)
+    ordered = sorted(groups.items(), key=lambda item: (-len(item[1]), item[1][0]))
+    return [
+        {"state": state, "reason": reason, "count": len(ids), "runs": ids[:GROUP_RUNS]}
+        for (state, reason), ids in ordered
+    ]
+
+
+def runs_data(study: Study) -> dict[str, Any]:
+    """Every run, column by column: ``names`` (inputs, flattened outputs), ``inputs``, ``outputs`` and
+    ``columns`` (name -> list; also ``run``, ``state``, ``reason``, ``attempts``, ``started``, ``ended``,
+    ``duration``), plus ``log_path`` (where a run's log is, relative to the study's directory)."""
+    results = study.results()
+    inputs = list(study.input_names)
+    outputs: list[str] = []
+    columns: dict[str, list] = {"run": list(range(len(results)))}
+    for name in inputs:
+        columns[name] = _column(results[name])
+    for name in study.output_names:
+        values = results[name]
+        if values.ndim == 1:
+            outputs.append(name)
+            columns[name] = _column(values)
+        else:
+            for index in range(values.shape[1]):
+                key = f"{name}[{index}]"
+                outputs.append(key)
+                columns[key] = _column(values[:, index])
+    columns["state"] = results["state"].tolist()
+    columns["reason"] = results["reason"].tolist()
+    columns["attempts"] = results["attempts"].tolist()
+    for name in ("started", "ended", "duration"):
+        columns[name] = _column(results[name])
+    return {"inputs": inputs, "outputs": outputs, "count": len(results), "columns": columns}
+
+
+def _column(values: np.ndarray) -> list:
+    """A column as a JSON-able list: floats with NaN and infinities as None."""
+    if values.dtype.kind in "iub":
+        return values.tolist()
+    as_float = np.asarray(values, dtype=np.float64)
+    listed: list = as_float.tolist()
+    bad = np.flatnonzero(~np.isfinite(as_float))
+    for index in bad.tolist():
+        listed[index] = None
+    return listed
+
+
+def throughput_data(study: Study, points: int = 300) -> list[list[float]]:
+    """``[[unix time, runs finished by then], ...]``, sorted, at most ``points`` points."""
+    rows = study._read_table()
+    if rows is None:
+        return []
+    states = np.asarray(rows["STATE"])
+    ended = np.asarray(rows["ENDED"])[(states == RunState.DONE) | (states == RunState.FAILED)]
+    ended = np.sort(ended[np.isfinite(ended)])
+    if not len(ended):
+        return []
+    counts = np.arange(1, len(ended) + 1)
+    if len(ended) > points:
+        picked = np.unique(np.linspace(0, len(ended) - 1, points).round().astype(int))
+        ended, counts = ended[picked], counts[picked]
+    return [[float(t), int(n)] for t, n in zip(ended, counts)]
+
+
+def snapshot(study: Study) -> dict[str, Any]:
+    """Everything the page shows: ``status``, ``runs`` and ``throughput``."""
+    return {"status": status_data(study), "runs": runs_data(study), "throughput": throughput_data(study)}
+
+
+def run_log(study: Study, run_id: int, max_bytes: int = 200_000) -> str | None:
+    """The end of run ``run_id``'s log (at most ``max_bytes``), or None when it has none.
+
+    The path is made from the run id, a whole number, inside the study's directory:
+    nothing a request says can point it elsewhere.
+    """
+    from .run.layout import run_log_file
+
+    worker = study.file.run.get("worker")
+    log_path = worker.get("log_path", "log") if isinstance(worker, dict) else "log"
+    directory = os.path.realpath(study.directory)
+    path = os.path.realpath(os.path.join(directory, run_log_file(str(log_path), int(run_id))))
+    if os.path.commonpath([directory, path]) != directory or not os.path.isfile(path):
+        return None
+    with open(path, "rb") as file:
+        size = os.path.getsize(path)
+        file.seek(max(0, size - max_bytes))
+        return file.read().decode("utf-8", "replace")
