@@ -7,9 +7,7 @@ paths reach the server exactly as written (no client-side normalisation of ``..`
 
 import contextlib
 import hashlib
-import http.client
 import io
-import json
 import math
 import os
 import queue
@@ -24,66 +22,18 @@ import numpy as np
 import pytest
 import ui_models
 from helpers import PROFIT, wait_for
+from ui_helpers import request, run_cli, serving, strict_json
 
 import profit
-from profit import cli
 from profit.dashboard import STATES, status_data
 from profit.run.errors import ConfigError
 from profit.run.state import RunState
 from profit.store import StudyLock
-from profit.uiserver import StudyServer
 
 NTRAIN = 40
 
 
 # --- helpers -----------------------------------------------------------------------------------
-
-
-def strict_json(body: bytes):
-    """JSON as the page's JSON.parse reads it: NaN and Infinity are refused."""
-
-    def refuse(constant):
-        raise ValueError(f"{constant} is not JSON")
-
-    return json.loads(body, parse_constant=refuse)
-
-
-def request(server_or_address, path, method="GET", body=None):
-    """(status, headers, body) of one request whose path is sent exactly as given."""
-    host, port = (
-        server_or_address.server_address[:2] if hasattr(server_or_address, "server_address") else server_or_address
-    )
-    connection = http.client.HTTPConnection(host, port, timeout=20)
-    try:
-        connection.putrequest(method, path, skip_accept_encoding=True)
-        if body is not None:
-            connection.putheader("Content-Length", str(len(body)))
-        connection.endheaders(body)
-        response = connection.getresponse()
-        return response.status, dict(response.getheaders()), response.read()
-    finally:
-        connection.close()
-
-
-@contextlib.contextmanager
-def serving(study, token=None):
-    server = StudyServer(study, "127.0.0.1", 0, token)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(10)
-
-
-def run_cli(*args):
-    """profit.cli.main(args) in this process: (exit status, stdout)."""
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        code = cli.main([str(arg) for arg in args])
-    return code, out.getvalue()
 
 
 def tree_state(folder):
@@ -97,6 +47,11 @@ def tree_state(folder):
                 digest = hashlib.sha256(file.read()).hexdigest()
             state[os.path.relpath(path, folder)] = (info.st_size, info.st_mtime_ns, digest)
     return state
+
+
+def store_counts(study):
+    status = study.status()
+    return {state.name.lower(): status.counts[state] for state in RunState}
 
 
 def as_json_column(values):
@@ -347,10 +302,11 @@ def test_profit_report_writes_one_self_contained_file(study, tmp_path):
     failed = [run_id for run_id, _ in study.status().failures]
     assert set(data["logs"]) == {str(run_id) for run_id in failed}
     assert all("Traceback" in text for text in data["logs"].values())
-    # Nothing outside the data reaches the network.
+    # Nothing outside the data reaches the network (a data: URL is no fetch).
     rest = html[: found.start()] + html[found.end() :]
     lowered = rest.lower()
-    for pattern in (r"<script[^>]*\ssrc\s*=", r"<link[^>]*\shref\s*=", r"@import", r"url\(\s*['\"]?https?:"):
+    fetches = (r"<script[^>]*\ssrc\s*=", r"<link[^>]*\shref\s*=\s*(?![\"']?data:)", "@import", r"url\(\s*['\"]?https?:")
+    for pattern in fetches:
         assert not re.search(pattern, lowered), pattern
     # (an SVG namespace is a name, not a fetch)
     assert not re.findall(r"https?://(?!www\.w3\.org/)", rest)
@@ -495,13 +451,22 @@ def test_status_json_of_a_running_study_reports_its_process(tmp_path):
     process = subprocess.Popen([PROFIT, "run", study.directory], stdout=subprocess.DEVNULL, env=env)
     try:
         wait_for(lambda: study.status().counts[RunState.RUNNING] > 0, timeout=30, what="runs running")
-        code, printed = run_cli("status", study.directory, "--json")
-        data = strict_json(printed.encode())
-        assert code == 0 and data["running_pid"] == process.pid
-        # Nothing finishes before the gate opens: the counts stand still. (The pool runner hands every run
-        # to its pool at once: all of them are recorded running.)
-        status = study.status()
-        assert data["counts"] == {state.name.lower(): status.counts[state] for state in RunState}
+        seen = {}
+
+        def read_while_still():
+            """profit status --json, read while the store's counts stood still (runs may still be handed out)."""
+            before = store_counts(study)
+            code, printed = run_cli("status", study.directory, "--json")
+            assert code == 0
+            seen.update(data=strict_json(printed.encode()), store=store_counts(study))
+            return before == seen["store"]
+
+        wait_for(read_while_still, timeout=30, what="a read while the counts stood still")
+        data = seen["data"]
+        assert data["running_pid"] == process.pid
+        # Nothing finishes before the gate opens. (The pool runner hands every run to its pool at once: they
+        # are recorded running.)
+        assert data["counts"] == seen["store"]
         assert data["counts"]["running"] > 0 and data["counts"]["done"] == 0
         assert data["rate_per_second"] is None  # (nothing finished yet: no rate, no ETA)
         gate.touch()

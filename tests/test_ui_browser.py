@@ -16,7 +16,7 @@ import sys
 import pytest
 import ui_models
 from helpers import PROFIT, wait_for
-from test_ui import request, run_cli, serving, strict_json
+from ui_helpers import request, run_cli, serving, strict_json
 
 import profit
 from profit.dashboard import STATES
