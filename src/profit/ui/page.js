@@ -44,7 +44,6 @@
   var MAX_FAIL_MARKS = 1000;  // failed-run crosses drawn at most
   var POLL_MS = 2000;
   var SVGNS = "http://www.w3.org/2000/svg";
-  var W = 640, H = 300;
   var MARGIN = { left: 64, right: 18, top: 14, bottom: 50 };
 
   var ui = { sortKey: "run", sortDir: 1, filter: "all", x: null, y: null, page: 0 };
@@ -146,7 +145,7 @@
   }
 
   // Time ticks at round seconds, minutes, hours or days.
-  var TIME_STEPS = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200,
+  var TIME_STEPS = [0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200,
     86400, 172800, 604800, 2592000];
   function timeTicks(lo, hi, count) {
     var span = hi - lo, step = TIME_STEPS[TIME_STEPS.length - 1];
@@ -154,10 +153,11 @@
     var offset = new Date(lo * 1000).getTimezoneOffset() * 60;  // round in local time
     var out = [];
     var first = Math.ceil((lo - offset) / step) * step + offset;
-    for (var t = first; t <= hi && out.length < 50; t += step) out.push(t);
+    for (var k = 0; first + k * step <= hi && out.length < 50; k++) out.push(first + k * step);
     var fmt = function (t) {
       var d = new Date(t * 1000);
       var hm = pad2(d.getHours()) + ":" + pad2(d.getMinutes());
+      if (step < 1) return pad2(d.getMinutes()) + ":" + pad2(d.getSeconds()) + "." + Math.floor(d.getMilliseconds() / 100);
       if (step < 60) return hm + ":" + pad2(d.getSeconds());
       if (step < 86400 && span < 86400) return hm;
       if (step < 86400) return (d.getMonth() + 1) + "/" + d.getDate() + " " + hm;
@@ -166,9 +166,19 @@
     return { values: out, format: fmt };
   }
 
+  // A chart's size in pixels: as wide as its box (text keeps its size on any screen).
+  function dims(container, ratio, maxHeight) {
+    var w = Math.round(container.clientWidth || 640);
+    w = Math.max(260, Math.min(w, 1400));
+    var h = Math.round(Math.max(200, Math.min(w * ratio, maxHeight)));
+    return { w: w, h: h, xTickCount: Math.max(3, Math.min(10, Math.floor(w / 95))) };
+  }
+
   // An SVG chart with axes: returns {svg, plot, x, y} (x, y: data -> pixel).
   function chartFrame(container, opts) {
+    var W = opts.size.w, H = opts.size.h;
     var svg = svgEl("svg", {
+      width: W, height: H,
       viewBox: "0 0 " + W + " " + H, role: "img", "aria-label": opts.label, class: "chart-svg",
       preserveAspectRatio: "xMidYMid meet"
     });
@@ -274,14 +284,15 @@
     var t1 = last;
     if (status.running_pid && finite(status.generated) && status.generated > t1) t1 = status.generated;
     var xd = widen(t0, t1);
+    var size = dims(box, 0.5, 320);
     var maxN = pts[pts.length - 1][1];
     var yt = ticks(0, Math.max(maxN, 1), 5);
     var yMax = Math.max(yt.values[yt.values.length - 1], maxN, 1);
     if (yMax > yt.values[yt.values.length - 1]) yt = ticks(0, yMax, 5);
     var f = chartFrame(box, {
-      label: "Runs finished over time: " + maxN + " by " + fmtDate(last),
+      label: "Runs finished over time: " + maxN + " by " + fmtDate(last), size: size,
       xDomain: xd, yDomain: [0, yMax],
-      xTicks: timeTicks(xd[0], xd[1], 6), yTicks: { values: yt.values, format: tickFormatter(yt.step) },
+      xTicks: timeTicks(xd[0], xd[1], size.xTickCount), yTicks: { values: yt.values, format: tickFormatter(yt.step) },
       xLabel: "time", yLabel: "runs finished"
     });
     var d = "M" + f.x(t0).toFixed(1) + " " + f.y(0).toFixed(1);
@@ -318,7 +329,8 @@
     if (!n) { emptyNote(box, "No finished run with a known duration yet."); return; }
     var lo = Infinity, hi = -Infinity;
     done.concat(failed).forEach(function (v) { if (v < lo) lo = v; if (v > hi) hi = v; });
-    var unit = hi >= 7200 ? ["h", 3600] : hi >= 120 ? ["min", 60] : ["s", 1];
+    var unit = hi >= 7200 ? ["h", 3600] : hi >= 120 ? ["min", 60] : hi >= 1 ? ["s", 1] : ["ms", 0.001];
+    var size = dims(box, 0.5, 320);
     lo /= unit[1]; hi /= unit[1];
     var target = Math.min(40, Math.max(5, Math.ceil(Math.sqrt(n))));
     var step = hi > lo ? niceStep(hi - lo, target) : niceStep(Math.max(Math.abs(hi), 1e-6) * 0.2, 4);
@@ -333,9 +345,9 @@
     for (var k = 0; k < nb; k++) maxC = Math.max(maxC, cd[k] + cf[k]);
     var yt = ticks(0, maxC, 5);
     var yMax = Math.max(maxC, yt.values[yt.values.length - 1]);
-    var xt = ticks(b0, b0 + nb * step, 6);
+    var xt = ticks(b0, b0 + nb * step, size.xTickCount);
     var f = chartFrame(box, {
-      label: "Histogram of the durations of " + plural(n, "finished run"),
+      label: "Histogram of the durations of " + plural(n, "finished run"), size: size,
       xDomain: [b0, b0 + nb * step], yDomain: [0, yMax],
       xTicks: { values: xt.values, format: tickFormatter(xt.step) },
       yTicks: { values: yt.values, format: tickFormatter(Math.max(1, yt.step)) },
@@ -487,10 +499,11 @@
     var px = (xd[1] - xd[0]) * 0.03, py = (yd[1] - yd[0]) * 0.05;
     xd = [xd[0] - px, xd[1] + px];
     yd = [yd[0] - py * 2.5, yd[1] + py];  // room along the bottom for the failed runs' crosses
-    var xt = ticks(xd[0], xd[1], 6), yt = ticks(yd[0], yd[1], 5);
+    var size = dims(box, 0.55, 480);
+    var xt = ticks(xd[0], xd[1], size.xTickCount), yt = ticks(yd[0], yd[1], Math.max(4, Math.floor(size.h / 60)));
     var shown = sample(good, MAX_POINTS), crosses = sample(bad, MAX_FAIL_MARKS);
     var f = chartFrame(box, {
-      label: ui.y + " against " + ui.x + " (" + plural(good.length, "run") + ", " + bad.length + " failed)",
+      label: ui.y + " against " + ui.x + " (" + plural(good.length, "run") + ", " + bad.length + " failed)", size: size,
       xDomain: xd, yDomain: yd,
       xTicks: { values: xt.values, format: tickFormatter(xt.step) },
       yTicks: { values: yt.values, format: tickFormatter(yt.step) },
@@ -503,10 +516,11 @@
       if (!many) svgEl("title", null, c).textContent = "run " + cols.run[i] + ": " + ui.x + " = " + fmtNumber(xs[i]) + ", " + ui.y + " = " + fmtNumber(ys[i]);
     });
     var crossGroup = svgEl("g", { class: "failed-marks" }, f.plot);
-    var cy = f.box.y0 - 7;
+    var cy = f.box.y0 - 7, arm = crosses.length > 200 ? 2.5 : 4;
+    if (crosses.length > 200) crossGroup.setAttribute("class", "failed-marks many");
     crosses.forEach(function (i) {
-      var cx = f.x(xs[i]);
-      var g = svgEl("path", { d: "M" + (cx - 4) + " " + (cy - 4) + "l8 8m0 -8l-8 8", class: "cross" }, crossGroup);
+      var cx = f.x(xs[i]).toFixed(1);
+      var g = svgEl("path", { d: "M" + (cx - arm) + " " + (cy - arm) + "l" + 2 * arm + " " + 2 * arm + "m0 " + -2 * arm + "l" + -2 * arm + " " + 2 * arm, class: "cross" }, crossGroup);
       svgEl("title", null, g).textContent = "run " + cols.run[i] + " failed at " + ui.x + " = " + fmtNumber(xs[i]);
     });
     var items = [{ cls: "done", symbol: "●", text: "runs with a result (" + good.length + (shown.length < good.length ? ", " + shown.length + " drawn" : "") + ")" }];
@@ -537,6 +551,12 @@
     if (orderCache.data === snap && orderCache.key === key) return orderCache.order;
     var n = (c.run || []).length, st = c.state || [];
     var order = [];
+    if (ui.sortKey === "run" && ui.filter === "all") {  // the runs' own order (run ids ascend): no sorting
+      order = new Array(n);
+      for (var r = 0; r < n; r++) order[r] = ui.sortDir > 0 ? r : n - 1 - r;
+      orderCache = { data: snap, key: key, order: order };
+      return order;
+    }
     for (var i = 0; i < n; i++) if (ui.filter === "all" || st[i] === ui.filter) order.push(i);
     var col = c[ui.sortKey] || [], dir = ui.sortDir;
     var kind = (columns.filter(function (k) { return k.key === ui.sortKey; })[0] || {}).kind;
@@ -641,6 +661,7 @@
   // --- everything -----------------------------------------------------------------------------------------------
   function render() {
     if (!data) return;
+    var began = performance.now();
     var status = data.status || {};
     var parts = [
       function () { renderHeader(status); },
@@ -655,6 +676,7 @@
     });
     renders++;
     document.body.setAttribute("data-rendered", String(renders));
+    document.body.setAttribute("data-render-ms", String(Math.round(performance.now() - began)));
   }
 
   function showBanner(text) {
@@ -671,7 +693,7 @@
   function poll() {
     var url = "api/snapshot" + location.search;
     fetch(url, { cache: "no-store", headers: { Accept: "application/json" } }).then(function (response) {
-      if (!response.ok) throw new Error("HTTP " + response.status + " " + response.statusText);
+      if (!response.ok) throw new Error("it answered HTTP " + response.status + (response.statusText ? " " + response.statusText : ""));
       return response.json();
     }).then(function (snap) {
       if (!snap || typeof snap !== "object") throw new Error("not a snapshot");
@@ -708,6 +730,15 @@
       if (!a || e.defaultPrevented || e.button !== 0 || e.ctrlKey || e.metaKey || e.shiftKey || e.altKey) return;
       e.preventDefault();
       openLog(a.getAttribute("data-run"));
+    });
+    var resizeTimer = null, lastWidth = window.innerWidth;
+    window.addEventListener("resize", function () {
+      if (window.innerWidth === lastWidth) return;
+      lastWidth = window.innerWidth;
+      clearTimeout(resizeTimer);
+      resizeTimer = setTimeout(function () {
+        renderSafely(renderThroughput); renderSafely(renderDurations); renderSafely(renderScatter);
+      }, 150);
     });
     $("log-close").addEventListener("click", closeLog);
     $("log-dialog").addEventListener("click", function (e) { if (e.target === e.currentTarget) closeLog(); });
