@@ -18,7 +18,7 @@ from pathlib import Path
 UI = Path(__file__).resolve().parents[1] / "src" / "profit" / "ui"
 
 
-def flaky(u, v) -> ["f", "g"]:  # noqa: F821  (the return annotation names the outputs)
+def flaky(u, v) -> [f, g]:  # noqa: F821  (the return annotation names the outputs)
     """Fails for some inputs (two different reasons), else returns a scalar and a 3-vector."""
     if u > 0.8:
         raise ValueError("u too large for the model")
@@ -77,8 +77,10 @@ def synthetic(n: int, seed: int = 0, running: bool = True) -> dict:
     start = now - 3600
     states = ["done"] * 70 + ["failed"] * 8 + ["cancelled"] * 2 + ["pending"] * 15 + ["running"] * 5
     reasons = ["", "exit status 1: segmentation fault in solver <core dumped>", "timeout after 600 s", "NaN & ∞"]
-    cols: dict[str, list] = {k: [] for k in ("run", "a", "b", "y", "z[0]", "z[1]", "state", "reason", "attempts",
-                                            "started", "ended", "duration")}
+    cols: dict[str, list] = {
+        k: []
+        for k in ("run", "a", "b", "y", "z[0]", "z[1]", "state", "reason", "attempts", "started", "ended", "duration")
+    }
     for i in range(n):
         state = rng.choice(states) if running else rng.choice(["done", "failed"])
         a, b = rng.uniform(-1, 1), rng.lognormvariate(0, 1)

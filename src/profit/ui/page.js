@@ -131,6 +131,14 @@
     for (var i = first; i * step <= hi + step * 1e-9 && out.length < 50; i++) out.push(i * step);
     return { values: out, step: step };
   }
+  // Ticks from 0 up to the first tick at or above `max` (counts: whole steps only).
+  function countTicks(max, count) {
+    var step = Math.max(1, niceStep(Math.max(max, 1), count));
+    var top = Math.max(step, Math.ceil(max / step) * step);
+    var out = [];
+    for (var v = 0; v <= top + step * 1e-9; v += step) out.push(v);
+    return { values: out, step: step, top: top, format: function (v) { return grouped(Math.round(v)); } };
+  }
   function tickFormatter(step) {
     var decimals = Math.max(0, -Math.floor(Math.log10(step) + 1e-9));
     return function (v) {
@@ -286,13 +294,11 @@
     var xd = widen(t0, t1);
     var size = dims(box, 0.5, 320);
     var maxN = pts[pts.length - 1][1];
-    var yt = ticks(0, Math.max(maxN, 1), 5);
-    var yMax = Math.max(yt.values[yt.values.length - 1], maxN, 1);
-    if (yMax > yt.values[yt.values.length - 1]) yt = ticks(0, yMax, 5);
+    var yt = countTicks(maxN, 5), yMax = yt.top;
     var f = chartFrame(box, {
       label: "Runs finished over time: " + maxN + " by " + fmtDate(last), size: size,
       xDomain: xd, yDomain: [0, yMax],
-      xTicks: timeTicks(xd[0], xd[1], size.xTickCount), yTicks: { values: yt.values, format: tickFormatter(yt.step) },
+      xTicks: timeTicks(xd[0], xd[1], size.xTickCount), yTicks: yt,
       xLabel: "time", yLabel: "runs finished"
     });
     var d = "M" + f.x(t0).toFixed(1) + " " + f.y(0).toFixed(1);
@@ -343,21 +349,15 @@
     failed.forEach(function (v) { cf[bin(v)]++; });
     var maxC = 1;
     for (var k = 0; k < nb; k++) maxC = Math.max(maxC, cd[k] + cf[k]);
-    var yt = ticks(0, maxC, 5);
-    var yMax = Math.max(maxC, yt.values[yt.values.length - 1]);
+    var yt = countTicks(maxC, 5), yMax = yt.top;
     var xt = ticks(b0, b0 + nb * step, size.xTickCount);
     var f = chartFrame(box, {
       label: "Histogram of the durations of " + plural(n, "finished run"), size: size,
       xDomain: [b0, b0 + nb * step], yDomain: [0, yMax],
       xTicks: { values: xt.values, format: tickFormatter(xt.step) },
-      yTicks: { values: yt.values, format: tickFormatter(Math.max(1, yt.step)) },
+      yTicks: yt,
       xLabel: "duration (" + unit[0] + ")", yLabel: "runs"
     });
-    if (yt.step < 1) {  // counts are whole: drop fractional tick labels
-      Array.prototype.forEach.call(f.svg.querySelectorAll(".tick"), function (t) {
-        if (t.getAttribute("text-anchor") === "end" && t.textContent.indexOf(".") >= 0) t.textContent = "";
-      });
-    }
     var fmt = tickFormatter(step / 10);
     for (var j = 0; j < nb; j++) {
       var xa = f.x(b0 + j * step), xb = f.x(b0 + (j + 1) * step);
@@ -509,6 +509,9 @@
       yTicks: { values: yt.values, format: tickFormatter(yt.step) },
       xLabel: ui.x, yLabel: ui.y
     });
+    if (!good.length)
+      svgText(f.plot, (f.box.x0 + f.box.x1) / 2, (f.box.y0 + f.box.y1) / 2, "no run has a finite " + ui.y + " yet",
+        { class: "note", "text-anchor": "middle" });
     var many = shown.length > 300;
     var pointsGroup = svgEl("g", { class: "points" + (many ? " many" : "") }, f.plot);
     shown.forEach(function (i) {
