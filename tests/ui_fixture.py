@@ -18,7 +18,7 @@ from pathlib import Path
 UI = Path(__file__).resolve().parents[1] / "src" / "profit" / "ui"
 
 
-def flaky(u, v) -> [f, g]:  # noqa: F821  (the return annotation names the outputs)
+def flaky(u, v) -> ["f", "g"]:  # noqa: F821, UP037  (the return annotation names the outputs)
     """Fails for some inputs (two different reasons), else returns a scalar and a 3-vector."""
     if u > 0.8:
         raise ValueError("u too large for the model")
