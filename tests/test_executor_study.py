@@ -74,3 +74,61 @@ def test_the_fit_example_runs_and_a_second_run_is_answered_from_its_study(tmp_pa
     assert second.returncode == 0, second.stderr
     assert second.stdout.splitlines()[0] == first.stdout.splitlines()[0]  # the same fit
     assert ": 0 run," in second.stdout.strip().splitlines()[-1]
+
+
+def test_the_calls_of_a_bound_method_share_one_lane_and_each_gets_its_own_result(tmp_path):
+    model = models.Scaler(10.0)
+    with Executor("fork", parallel=2) as executor:
+        futures = [executor.submit(model.scale, float(i)) for i in range(30)]
+        assert [future.result(timeout=60) for future in futures] == [[i * 10.0] for i in range(30)]
+        assert executor.stats["lanes"] == 1
+    other = models.Scaler(3.0)  # the same method of another object is another function
+    with Executor("fork", parallel=2, study=tmp_path) as executor:
+        assert list(executor.map(model.scale, [1.0, 2.0])) == [[10.0], [20.0]]
+        assert list(executor.map(other.scale, [1.0, 2.0])) == [[3.0], [6.0]]
+        assert executor.stats["done"] == 4
+
+
+def test_a_set_argument_is_recalled_by_an_executor_in_another_process(tmp_path):
+    script = tmp_path / "tags.py"
+    script.write_text(
+        "import sys\n"
+        f"sys.path[:0] = [{str(TESTS)!r}]\n"
+        "import executor_models as models\n"
+        "from profit.run import Executor\n"
+        "with Executor('fork', parallel=2, study=sys.argv[1]) as executor:\n"
+        "    value = executor.submit(models.count_tags, {'alpha', 'beta', 'gamma', 'delta', 'epsilon'}).result()\n"
+        "    print(value, executor.stats['done'], executor.stats['recalled'])\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(TESTS.parent / "src")}
+    outputs = []
+    for seed in ("1", "2"):  # (another hash seed: a set of strings pickles in another order)
+        done = subprocess.run(
+            [sys.executable, str(script), str(tmp_path / "study")],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**env, "PYTHONHASHSEED": seed},
+        )
+        assert done.returncode == 0, done.stderr
+        outputs.append(done.stdout.split())
+    assert outputs == [["5", "1", "0"], ["5", "0", "1"]]
+
+
+def test_idle_lanes_are_closed_when_many_functions_pass_through(tmp_path):
+    import functools
+
+    with Executor("pool", parallel=1) as executor:
+        for offset in range(40):  # a partial made for each call: a function of its own each time
+            assert executor.submit(functools.partial(models.add, float(offset)), 1.0).result(timeout=60) == offset + 1.0
+        children = [int(pid) for pid in os.listdir("/proc") if pid.isdigit() and _parent(int(pid)) == os.getpid()]
+    assert executor.stats["lanes"] == 40
+    assert len(children) <= 2 * 16  # at most MAX_OPEN_LANES pools of one worker (and their exits in flight)
+
+
+def _parent(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as file:
+            return int(file.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None

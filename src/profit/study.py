@@ -808,8 +808,7 @@ class Study:
         from .run.executor import Executor
 
         runner = options.pop("runner", self.file.run.get("runner", "fork"))
-        interface = self.file.run.get("interface", "memmap")
-        options.setdefault("interface", interface if isinstance(interface, str) else interface.get("class", "memmap"))
+        options.setdefault("interface", self.file.run.get("interface", "memmap"))
         return Executor(runner, study=self, **options)
 
     # --- watching and cleaning ---------------------------------------------------------------

@@ -42,8 +42,8 @@ def page_html(data: dict[str, Any] | None = None) -> str:
     script = (folder / "page.js").read_text(encoding="utf-8")
     embedded = ""
     if data is not None:
-        # (</ would end the script element early: written as <\\/ inside JSON strings)
-        text = json.dumps(data, allow_nan=False).replace("</", "<\\/")
+        # (every < escaped: a log holding </script> or <!-- must not end or upset the script element)
+        text = json.dumps(data, allow_nan=False).replace("<", "\\u003c")
         embedded = f'<script id="profit-data" type="application/json">{text}</script>'
     script = script.replace("</script", "<\\/script")  # (the script element must not end early)
     return (

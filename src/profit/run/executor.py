@@ -33,7 +33,7 @@ from concurrent.futures import _base
 from . import options as check
 from ._lazy import logging
 from .errors import ConfigError, RunFailed
-from .functions import call_signature, flat_values, pickled
+from .functions import call_signature, flat_values, pickled_call
 from .state import RunState, RunStatus
 
 TYPE_CHECKING = False
@@ -45,6 +45,8 @@ if TYPE_CHECKING:
 __all__ = ["Executor", "RunFailed", "RunFuture"]
 
 _LOGGER_NAME = "profit.run.executor"
+# Lanes kept open at most (beyond, idle ones are closed; a lane is made again when needed).
+MAX_OPEN_LANES = 16
 
 
 class RunFuture(concurrent.futures.Future):
@@ -52,7 +54,8 @@ class RunFuture(concurrent.futures.Future):
 
     :meth:`cancel` cancels the run too, also while it runs (its process tree
     ends). A failed run raises :class:`~profit.run.errors.RunFailed` from
-    :meth:`result` (or gives NaN, with ``nan_on_failure``).
+    :meth:`result` (``nan_on_failure`` applies to :meth:`Executor.map` and the
+    calls like it, where a NaN stands in for the result; a future always tells).
     """
 
     def __init__(self, executor: Executor):
@@ -84,7 +87,7 @@ class _Call:
 
     __slots__ = ("function", "signature", "row", "payload", "future")
 
-    def __init__(self, function: Callable, args: tuple, kwargs: dict, future: RunFuture):
+    def __init__(self, function: Callable, args: tuple, kwargs: dict, future: RunFuture, forked: bool):
         self.function = function
         self.future = future
         self.signature = call_signature(args, kwargs)
@@ -94,8 +97,8 @@ class _Call:
         else:
             from .lanes import digest_row
 
-            self.payload = pickled((args, kwargs), what=f"an argument of {_name(function)}")
-            self.row = digest_row(self.payload)
+            self.payload, digest = pickled_call(args, kwargs, what=f"an argument of {_name(function)}", forked=forked)
+            self.row = digest_row(digest)
 
 
 def _name(function: object) -> str:
@@ -115,8 +118,9 @@ class Executor(concurrent.futures.Executor):
             removed at :meth:`shutdown`; a study's ``evaluations/`` when bound to one).
         study: a directory (or a :class:`profit.Study`) whose store records every
             evaluation; calls answered there before are answered at once (see below).
-        interface: the interface label (``memmap``, ``zeromq``).
-        nan_on_failure: a failed call gives ``nan`` instead of raising :class:`RunFailed`.
+        interface: the interface: a label (``memmap``, ``zeromq``) or ``{"class": label, **options}``.
+        nan_on_failure: :meth:`map`, :meth:`starmap` and calling the executor give ``nan`` for a
+            failed call instead of raising :class:`RunFailed` (a future's ``result()`` still raises).
         unordered: :meth:`map` yields results as they come, not in input order.
         fresh: with ``study``, forget the evaluations recorded there first.
         **options: the runner's own options (``depth``, ``cpus``, ``partition``, ...).
@@ -141,7 +145,7 @@ class Executor(concurrent.futures.Executor):
         retries: int = 0,
         work_dir: str | os.PathLike[str] | None = None,
         study: object = None,
-        interface: str = "memmap",
+        interface: str | Mapping = "memmap",
         nan_on_failure: bool = False,
         unordered: bool = False,
         fresh: bool = False,
@@ -166,8 +170,11 @@ class Executor(concurrent.futures.Executor):
                 raise ConfigError(f"Executor: {key!r} is not a runner option here; the executor sets it")
         check_options(runner_class, options, "runner", where="Executor")
         self._label = label
+        self._forked = bool(getattr(runner_class, "forks_workers", False))
         self._options = options
-        self._interface = interface
+        if not isinstance(interface, (str, Mapping)):
+            raise ConfigError(f"Executor: interface {interface!r} must be a label or a mapping {{'class': label, ...}}")
+        self._interface = {"class": interface} if isinstance(interface, str) else dict(interface)
         self.nan_on_failure = check.boolean(nan_on_failure, "nan_on_failure")
         self.unordered = check.boolean(unordered, "unordered")
         self._max_workers = self._workers(options.get("parallel"))
@@ -175,6 +182,10 @@ class Executor(concurrent.futures.Executor):
         self._lock_held = None
         self._temporary = None
         if study is not None:
+            if work_dir is not None:
+                raise ConfigError(
+                    "Executor: give study= (its evaluations/ is the work directory) or work_dir=, not both"
+                )
             folder = self._study_folder(study)
             from ..store import StudyLock
 
@@ -184,9 +195,13 @@ class Executor(concurrent.futures.Executor):
                 raise ConfigError(
                     f"the study directory {folder} is in use by process {lock.holder()}; one executor at a time"
                 )
+            try:
+                if fresh:
+                    _remove_lanes(folder)
+            except BaseException:
+                lock.release()
+                raise
             self._lock_held = lock
-            if fresh:
-                _remove_lanes(folder)
             self.work_dir = folder
         elif fresh:
             raise ConfigError("Executor: fresh=True forgets a study's evaluations; it needs study=...")
@@ -227,8 +242,8 @@ class Executor(concurrent.futures.Executor):
     @property
     def stats(self) -> dict[str, int]:
         """What the calls so far came to: ``done``, ``failed``, ``cancelled`` (runs that ended so),
-        ``recalled`` (answered from the study's store without a run) and ``lanes`` (one per
-        function and call signature)."""
+        ``recalled`` (answered from the study's store without a run) and ``lanes`` (runners made:
+        one per function and call signature, made again after an idle one was closed)."""
         return dict(self._stats)
 
     # --- submitting -------------------------------------------------------------------------------
@@ -236,14 +251,14 @@ class Executor(concurrent.futures.Executor):
     def submit(self, fn: Callable, /, *args: Any, **kwargs: Any) -> RunFuture:
         """Run ``fn(*args, **kwargs)`` as a run; its future."""
         future = RunFuture(self)
-        call = _Call(fn, args, kwargs, future)
+        call = _Call(fn, args, kwargs, future, self._forked)
         self._post("calls", [call])
         return future
 
     def _submit_many(self, fn: Callable, argument_lists: Iterable[tuple]) -> list[RunFuture]:
         calls = []
         for args in argument_lists:
-            calls.append(_Call(fn, args, {}, RunFuture(self)))
+            calls.append(_Call(fn, args, {}, RunFuture(self), self._forked))
         self._post("calls", calls)
         return [call.future for call in calls]
 
@@ -307,11 +322,11 @@ class Executor(concurrent.futures.Executor):
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """No more calls; with ``cancel_futures`` the calls not started are cancelled; with ``wait``,
         block until the runs have ended and the runners are closed."""
-        if not self._shutdown:
+        with self._wake_lock:
+            first = not self._shutdown
             self._shutdown = True
+        if first or cancel_futures:
             self._post("shutdown", cancel_futures)
-        elif cancel_futures:
-            self._post("shutdown", True)
         if wait and self._thread is not threading.current_thread():
             self._thread.join()
 
@@ -328,13 +343,17 @@ class Executor(concurrent.futures.Executor):
     # --- the driver thread ------------------------------------------------------------------------
 
     def _post(self, kind: str, item: object) -> None:
-        if kind == "calls" and (self._shutdown or self._broken is not None):
-            if self._broken is not None:
-                raise RuntimeError(f"the executor is broken: {self._broken}")
-            raise RuntimeError("cannot schedule new futures after shutdown")
-        self._inbox.append((kind, item))
-        with self._wake_lock:  # (held while writing: the driver closes the pipe under it)
-            if self._woken or self._pipe_closed:
+        # Checked and appended under the lock the driver decides to end under: a call is either
+        # refused here or taken by the driver, never left in the inbox of a driver that has gone.
+        with self._wake_lock:  # (held while writing: the driver closes the pipe under it too)
+            if kind == "calls" and (self._shutdown or self._broken is not None or self._pipe_closed):
+                if self._broken is not None:
+                    raise RuntimeError(f"the executor is broken: {self._broken}")
+                raise RuntimeError("cannot schedule new futures after shutdown")
+            if self._pipe_closed:
+                return  # (a cancel after the driver ended: nothing left to cancel)
+            self._inbox.append((kind, item))
+            if self._woken:
                 return
             self._woken = True
             os.write(self._wake_write, b"!")
@@ -348,11 +367,11 @@ class Executor(concurrent.futures.Executor):
             self.logger.exception("the executor's driver failed")
             driver.fail_everything(error)
         finally:
-            driver.close()
             with self._wake_lock:
                 self._pipe_closed = True
                 os.close(self._wake_read)
                 os.close(self._wake_write)
+            driver.close()
             if self._lock_held is not None:
                 self._lock_held.release()
             if self._temporary is not None:
@@ -385,8 +404,9 @@ class _Driver:
 
     def __init__(self, executor: Executor):
         self.executor = executor
-        self.lanes: dict[tuple[int, object], Lane] = {}
-        self.refused: dict[tuple[int, object], BaseException] = {}
+        self.lanes: dict[tuple[str, object], Lane] = {}
+        self.refused: dict[tuple[str, object], BaseException] = {}
+        self._identities: dict[int, tuple[Callable, str]] = {}
         self.ready: collections.deque[tuple[Lane, int]] = collections.deque()
         self.stopping = False
         self._selector: Any = None
@@ -399,8 +419,11 @@ class _Driver:
             self.take_inbox()
             self.start_ready()
             active = [lane for lane in self.lanes.values() if lane.runner.runs]
-            if self.stopping and not active and not self.ready and not executor._inbox:
-                return
+            if self.stopping and not active and not self.ready:
+                with executor._wake_lock:  # (_post appends under it: nothing arrives once this is decided)
+                    if not executor._inbox:
+                        executor._pipe_closed = True
+                        return
             self.wait(active)
 
     def take_inbox(self) -> None:
@@ -432,11 +455,13 @@ class _Driver:
     def add_calls(self, calls: list[_Call]) -> None:
         # Consecutive calls of one lane are added together (a map: one array of rows, one resize).
         group: list[_Call] = []
-        group_key: tuple[int, object] | None = None
+        group_key: tuple[str, object] | None = None
         for call in calls:
             if call.future.cancelled():
                 continue
-            key = (id(call.function), call.signature)
+            # By identity, not by object: a bound method or a partial is a new object at each call,
+            # and the calls of one function must share its lane (and its folder) to stay apart.
+            key = (self.identity(call.function), call.signature)
             if key != group_key and group:
                 self._add_group(group_key, group)  # type: ignore[arg-type]
                 group = []
@@ -445,7 +470,20 @@ class _Driver:
         if group:
             self._add_group(group_key, group)  # type: ignore[arg-type]
 
-    def _add_group(self, key: tuple[int, object], calls: list[_Call]) -> None:
+    def identity(self, function: Callable) -> str:
+        """The identity of ``function`` (:func:`~profit.run.functions.function_identity`), cached by object."""
+        cached = self._identities.get(id(function))
+        if cached is not None and cached[0] is function:
+            return cached[1]
+        from .functions import function_identity
+
+        identity = function_identity(function)
+        self._identities[id(function)] = (function, identity)  # (the object is kept: its id stays its own)
+        if len(self._identities) > 256:  # objects made for each call: keep the newest
+            del self._identities[next(iter(self._identities))]
+        return identity
+
+    def _add_group(self, key: tuple[str, object], calls: list[_Call]) -> None:
         lane = self.lane(key, calls[0])
         if lane is None:
             error = self.refused[key]
@@ -462,7 +500,7 @@ class _Driver:
         self.executor._stats["recalled"] += lane.recalled - recalled
         self.ready.extend((lane, run_id) for run_id in run_ids)
 
-    def lane(self, key: tuple[int, object], call: _Call) -> Lane | None:
+    def lane(self, key: tuple[str, object], call: _Call) -> Lane | None:
         """The lane of ``key`` (made on first use; None if it cannot be made: see ``refused``)."""
         lane = self.lanes.get(key)
         if lane is not None or key in self.refused:
@@ -474,6 +512,7 @@ class _Driver:
             lane = Lane(
                 call.function,
                 call.signature,
+                identity=key[0],
                 label=executor._label,
                 options=executor._options,
                 interface=executor._interface,
@@ -485,11 +524,31 @@ class _Driver:
         except Exception as error:
             self.refused[key] = error
             return None
+        self._retire_idle_lanes()
         self.lanes[key] = lane
-        self.executor._stats["lanes"] = len(self.lanes)
+        self.executor._stats["lanes"] += 1
         if self._selector is not None:
             self._watch_lane(lane)
         return lane
+
+    def _retire_idle_lanes(self) -> None:
+        """Close lanes nothing waits for once there are many (a partial made for each call is a
+        function of its own: each would keep its runner, and a pool its processes)."""
+        if len(self.lanes) < MAX_OPEN_LANES:
+            return
+        queued = {id(lane) for lane, _ in self.ready}
+        for key, lane in list(self.lanes.items()):
+            if lane.idle and id(lane) not in queued:
+                del self.lanes[key]
+                if self._selector is not None:
+                    self._unwatch_lane(lane)
+                lane.close()
+
+    def _unwatch_lane(self, lane: Lane) -> None:
+        selector = lane.runner.events._selector
+        fd = selector.fileno() if hasattr(selector, "fileno") else -1
+        if fd >= 0 and fd in self._selector.get_map():
+            self._selector.unregister(fd)
 
     def start_ready(self) -> None:
         """Start queued runs while there is room (``parallel`` over all lanes), a batch per lane."""

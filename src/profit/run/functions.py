@@ -41,6 +41,8 @@ if TYPE_CHECKING:
 
 # Functions of this process that forked workers call, by key ("@" + a number).
 _IN_PROCESS: dict[str, Callable] = {}
+# How many runners use each of them (a closed executor lane lets its function go).
+_REFERENCES: dict[str, int] = {}
 # Functions a worker process resolved already (a pool worker or a packed job serves many runs).
 _RESOLVED: dict[tuple[str, str | None], Callable] = {}
 
@@ -71,7 +73,8 @@ def function_reference(func: Callable, *, forked: bool, folder: str) -> dict[str
         raise ConfigError(f"worker {func!r} is neither a Worker label nor a function")
     if forked:
         key = f"@{id(func)}"
-        _IN_PROCESS[key] = func  # (kept: a forked worker may still need it)
+        _IN_PROCESS[key] = func  # (kept while referenced: a worker forked later needs it)
+        _REFERENCES[key] = _REFERENCES.get(key, 0) + 1
         return {"function": key}
     named = importable_name(func)
     if named is None:
@@ -84,6 +87,17 @@ def function_reference(func: Callable, *, forked: bool, folder: str) -> dict[str
     if named is not None and named[1]:
         reference["path"] = named[1]
     return reference
+
+
+def forget_reference(reference: str) -> None:
+    """One user of an in-process reference (a runner that closed) no longer needs it; the function
+    is let go when none does."""
+    count = _REFERENCES.get(reference, 0) - 1
+    if count > 0:
+        _REFERENCES[reference] = count
+    else:
+        _REFERENCES.pop(reference, None)
+        _IN_PROCESS.pop(reference, None)
 
 
 def importable_name(func: object) -> tuple[str, str] | None:
@@ -121,7 +135,7 @@ def pickle_function(func: Callable, folder: str) -> str:
     """Write ``func`` pickled into ``folder/.profit-functions/`` (named by its content); its path."""
     import hashlib
 
-    data = pickled(func, what="function")
+    data = pickled(func, what=f"function {_describe(func)}")
     directory = os.path.join(os.path.abspath(folder), ".profit-functions")
     os.makedirs(directory, exist_ok=True)
     path = os.path.join(directory, hashlib.sha256(data).hexdigest()[:20] + ".pkl")
@@ -132,41 +146,112 @@ def pickle_function(func: Callable, folder: str) -> str:
     return path
 
 
-def pickled(value: object, *, what: str) -> bytes:
-    """``value`` pickled, by plain pickle or else by cloudpickle (functions defined in ``__main__``,
-    a notebook or another function); ConfigError saying which it is and what would work."""
+def canonical_digest(value: object) -> bytes:
+    """A digest of ``value`` that is the same in every process: its pickle, with the items of every
+    set (within tuples, lists and dicts) in a fixed order. For the memo's keys; the pickle itself goes
+    unchanged to the worker. (Sets inside other objects keep their order: such a call is recalled only
+    by chance, never wrongly.)"""
+    import hashlib
     import pickle
 
+    return hashlib.blake2b(pickle.dumps(_canonical(value), protocol=4), digest_size=16).digest()
+
+
+def _canonical(value: object) -> object:
+    import pickle
+
+    kind = type(value)
+    if kind is tuple or kind is list:
+        return kind(_canonical(item) for item in value)  # type: ignore[attr-defined]
+    if kind is dict:
+        return {key: _canonical(item) for key, item in value.items()}  # type: ignore[attr-defined]
+    if kind is set or kind is frozenset:
+        items = [_canonical(item) for item in value]  # type: ignore[attr-defined]
+        return (kind.__name__, sorted(items, key=lambda item: pickle.dumps(item, protocol=4)))
+    return value
+
+
+def pickled_call(args: tuple, kwargs: dict, *, what: str, forked: bool) -> tuple[bytes, bytes]:
+    """The arguments of a call pickled (see :func:`pickled`), and the digest that keys them in a memo:
+    the same for the same arguments in every process (:func:`canonical_digest` where they hold sets)."""
+    import hashlib
+
+    payload = pickled((args, kwargs), what=what, forked=forked)
+    # EMPTY_SET and FROZENSET opcodes (or the same bytes within data: the canonical digest is right either way)
+    if b"\x8f" in payload or b"\x91" in payload:
+        return payload, canonical_digest((args, kwargs))
+    return payload, hashlib.blake2b(payload, digest_size=16).digest()
+
+
+def pickled(value: object, *, what: str, forked: bool = False) -> bytes:
+    """``value`` pickled, by plain pickle or else by cloudpickle (what a worker in another process
+    cannot import by name: defined in ``__main__``, a notebook or another function); ConfigError
+    saying what cannot be sent and what would work. ``forked``: the worker is forked from this
+    process and has its ``__main__``, so plain pickle does."""
+    import io
+    import pickle
+
+    buffer = io.BytesIO()
+    pickler: Any = _main_spotter()(buffer, protocol=pickle.HIGHEST_PROTOCOL)
     try:
-        data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+        pickler.dump(value)
     except Exception as error:  # (pickle raises PicklingError, AttributeError, TypeError, ...)
-        plain_error: Exception = error
+        plain_error: Exception | None = error
     else:
-        # Plain pickle refers to what __main__ defines by name, which another program's __main__ lacks.
-        if b"__main__" not in data:
-            return data
-        plain_error = pickle.PicklingError("it refers to what __main__ defines, by name")
+        if forked or pickler.from_main is None:
+            return buffer.getvalue()
+        plain_error = None
     try:
         import cloudpickle  # type: ignore[import-untyped]  # (no type hints of its own)
     except ImportError:
-        if isinstance(plain_error, pickle.PicklingError) and "__main__" in str(plain_error):
+        if pickler.from_main is not None and not forked:
+            subject = "it is" if what.endswith(pickler.from_main) else f"it refers to {pickler.from_main}, which is"
             raise ConfigError(
-                f"{what} {_describe(value)} is defined in __main__ (a script or a notebook), which a worker in "
-                "another process cannot import; define it in a module, install cloudpickle "
+                f"{what} cannot be sent to a worker in another process: {subject} defined in __main__ (a script or "
+                "a notebook), which that worker cannot import; define it in a module, install cloudpickle "
                 "(pip install 'profit-run[functions]'), or use the fork or pool runner"
             ) from None
         raise ConfigError(
-            f"{what} {_describe(value)} cannot be sent to a worker in another process: it cannot be imported "
-            f"by name and plain pickle fails ({type(plain_error).__name__}: {plain_error}); define it in a "
-            "module, or install cloudpickle (pip install 'profit-run[functions]')"
+                f"{what} refers to {pickler.from_main}, which is defined in __main__ (a script or a notebook) "
+                "and a worker in another process cannot import; define it in a module, install cloudpickle "
+                "(pip install 'profit-run[functions]'), or use the fork or pool runner"
+            ) from None
+        raise ConfigError(
+            f"{what} cannot be sent to a worker: plain pickle fails ({type(plain_error).__name__}: {plain_error}); "
+            "define it in a module, or install cloudpickle (pip install 'profit-run[functions]')"
+            + ("" if forked else ", or use the fork or pool runner")
         ) from None
     try:
         return cloudpickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
     except Exception as error:
         raise ConfigError(
-            f"{what} {_describe(value)} cannot be sent to a worker in another process: even cloudpickle "
-            f"fails ({type(error).__name__}: {error}); define it in a module, or use the fork or pool runner"
+            f"{what} cannot be sent to a worker: even cloudpickle fails ({type(error).__name__}: {error}); "
+            "define it in a module" + ("" if forked else ", or use the fork or pool runner")
         ) from None
+
+
+_SPOTTER: type | None = None
+
+
+def _main_spotter() -> type:
+    """A pickler class that notes the first object it sends by a name in ``__main__`` (made on first
+    use: worker processes rarely pickle, and would pay for the import of pickle)."""
+    global _SPOTTER
+    if _SPOTTER is None:
+        import pickle
+
+        class MainSpotter(pickle.Pickler):
+            from_main: str | None = None
+
+            def reducer_override(self, obj: object) -> Any:
+                if self.from_main is None:
+                    owner = obj if isinstance(obj, type) or callable(obj) else type(obj)
+                    if getattr(owner, "__module__", None) == "__main__":
+                        self.from_main = f"__main__.{getattr(owner, '__qualname__', type(owner).__name__)}"
+                return NotImplemented
+
+        _SPOTTER = MainSpotter
+    return _SPOTTER
 
 
 def _describe(value: object) -> str:
@@ -241,6 +326,7 @@ def function_identity(func: object) -> str:
 
 def _feed_identity(digest: Any, value: object, depth: int) -> None:
     import functools
+    import hashlib
     import pickle
     import types
 
@@ -270,6 +356,14 @@ def _feed_identity(digest: Any, value: object, depth: int) -> None:
         update(f"{type(value).__name__} {len(value)}".encode())
         for item in value:
             _feed_identity(digest, item, depth + 1)
+    elif isinstance(value, (set, frozenset)):
+        # (in sorted order: a set of strings iterates in an order that changes from process to process)
+        parts = []
+        for item in value:
+            item_digest = hashlib.sha256()
+            _feed_identity(item_digest, item, depth + 1)
+            parts.append(item_digest.digest())
+        update(f"{type(value).__name__} {len(value)}".encode() + b"".join(sorted(parts)))
     elif isinstance(value, dict):
         update(f"dict {len(value)}".encode())
         for key in sorted(value, key=repr):
@@ -287,7 +381,8 @@ def _feed_identity(digest: Any, value: object, depth: int) -> None:
         try:
             update(pickle.dumps(value, protocol=4))
         except Exception:
-            update(f"{type(value).__module__}.{type(value).__qualname__} {value!r}".encode())
+            # Neither code nor data to compare: this object only (its id), never another one with the same repr.
+            update(f"{type(value).__module__}.{type(value).__qualname__} {value!r} at {id(value)}".encode())
 
 
 def _feed_code(digest: Any, code: Any) -> None:
@@ -299,6 +394,8 @@ def _feed_code(digest: Any, code: Any) -> None:
     for constant in code.co_consts:
         if isinstance(constant, types.CodeType):
             _feed_code(digest, constant)
+        elif isinstance(constant, frozenset):  # (x in {"a", "b"}: its repr's order changes from process to process)
+            digest.update(repr(sorted(map(repr, constant))).encode())
         else:
             digest.update(repr(constant).encode())
 
@@ -518,7 +615,7 @@ class FunctionWorker(Worker, label="function"):
                     raise WorkerError("the executor gave no directory for results that travel pickled")
                 from ._files import write_atomically
 
-                data = pickled(value, what=f"the result of {_describe(func)}")
+                data = pickled(value, what=f"the result of {_describe(func)}", forked=True)
                 write_atomically(result_path(self.results, self.run_id), data)
             interface.output["result"] = number
             interface.output["result_kind"] = kind

@@ -30,7 +30,7 @@ from .errors import ConfigError, RunFailed
 from .functions import (
     PICKLED,
     call_signature,
-    function_identity,
+    forget_reference,
     function_reference,
     result_path,
     result_value,
@@ -55,10 +55,9 @@ OUTPUT_CONFIG = {"result": {"dtype": "float64"}, "result_kind": {"dtype": "uint8
 LOG_BYTES = 20_000
 
 
-def digest_row(payload: bytes) -> tuple[int, int]:
-    """The two 64-bit words of the digest of a call's pickled arguments (its row in a pickled lane)."""
-    digest = hashlib.blake2b(payload, digest_size=16).digest()
-    return int.from_bytes(digest[:8], "little"), int.from_bytes(digest[8:], "little")
+def digest_row(digest: bytes) -> tuple[int, int]:
+    """The row of a call in a pickled lane: the two 64-bit words of its arguments' 16-byte digest."""
+    return int.from_bytes(digest[:8], "little"), int.from_bytes(digest[8:16], "little")
 
 
 class Lane:
@@ -69,9 +68,10 @@ class Lane:
         function: Callable,
         signature: tuple | None,
         *,
+        identity: str,
         label: str,
         options: Mapping[str, object],
-        interface: str,
+        interface: Mapping[str, object],
         folder: str,
         memoise: bool,
         on_end: Callable[[Lane, RunStatus], None],
@@ -79,6 +79,7 @@ class Lane:
     ):
         self.function = function
         self.signature = signature
+        self.identity = identity
         self.memoise = memoise
         self._on_end = on_end
         self.fields = self._field_names()
@@ -101,7 +102,7 @@ class Lane:
             "results": self.results_dir,
         }
         interface_config = {
-            "class": interface,
+            **interface,
             "size": 0,
             "input_config": {name: {"dtype": dtype} for name, dtype in zip(names, self._field_dtypes())},
             "output_config": OUTPUT_CONFIG,
@@ -150,7 +151,7 @@ class Lane:
         """``<function>-<digest>``: the function's name, and a digest of its identity and the signature."""
         name = getattr(self.function, "__qualname__", None) or type(self.function).__qualname__
         name = "".join(char if char.isalnum() or char in "_." else "_" for char in name)[:40]
-        digest = hashlib.sha256(function_identity(self.function).encode())
+        digest = hashlib.sha256(self.identity.encode())
         digest.update(json.dumps(self.signature).encode())
         return f"{name}-{digest.hexdigest()[:12]}"
 
@@ -172,7 +173,7 @@ class Lane:
             return table
         about = {
             "function": f"{getattr(self.function, '__module__', '?')}.{getattr(self.function, '__qualname__', '?')}",
-            "identity": function_identity(self.function),
+            "identity": self.identity,
             "signature": self.signature,
             "fields": self.fields,
         }
@@ -232,21 +233,29 @@ class Lane:
                 self.keys[run_id] = keys[index]
         if not new:
             return []
+        try:
+            self._write(rows[new], ids, [calls[index].payload for index in new])
+        except BaseException:
+            for run_id in ids:  # (their rows are free again: nothing may point at them)
+                self.take(run_id)
+            raise
+        return ids
+
+    def _write(self, rows: numpy.ndarray, ids: list[int], payloads: list[bytes | None]) -> None:
+        """Write the new calls' rows (growing the interface) and their pickled arguments."""
         interface = self.runner.interface
-        needed = self.used + len(new)
+        needed = self.used + len(ids)
         if needed > interface.size:
             # A store grows a quarter at a time (a file); in memory, doubling.
             grown = interface.size + interface.size // 4 + 64 if self.table is not None else 2 * interface.size
             interface.resize(max(needed, grown))
-        interface.input[self.used : needed] = rows[new]
-        for index, run_id in zip(new, ids):
-            payload = calls[index].payload
+        interface.input[self.used : needed] = rows
+        for run_id, payload in zip(ids, payloads):
             if payload is not None:
                 from ._files import write_atomically
 
                 write_atomically(os.path.join(self.calls_dir, f"{run_id}.pkl"), payload)
         self.used = needed
-        return ids
 
     def start(self, run_ids: list[int]) -> None:
         """Start these runs (as a job array, where the runner has them)."""
@@ -276,9 +285,13 @@ class Lane:
             self.inflight.pop(key, None)
             if self.runner.interface.state(run_id) == RunState.DONE:
                 self.memo[key] = run_id
-        if self.runner.interface.state(run_id) == RunState.DONE:
-            self._drop_call(run_id)
+        self._drop_call(run_id)  # (a call that runs again later gets a row of its own)
         return self.futures.pop(run_id, [])
+
+    @property
+    def idle(self) -> bool:
+        """Whether nothing waits for this lane: no run active, no future waiting."""
+        return not self.runner.runs and not self.futures
 
     def _drop_call(self, run_id: int) -> None:
         if self.signature is None:
@@ -332,12 +345,15 @@ class Lane:
         )
 
     def close(self) -> None:
-        """Close the runner (ending what still runs) and flush the store."""
+        """Close the runner (ending what still runs), flush the store, let the function go."""
         try:
             self.runner.close()
         finally:
             if self.table is not None:
                 self.table.flush()
+            reference = self.runner.worker_config.get("function", "")
+            if reference.startswith("@"):
+                forget_reference(reference)
 
 
 def _set(future: object, *, result: object = None, exception: BaseException | None = None) -> None:
