@@ -118,12 +118,17 @@ def test_a_set_argument_is_recalled_by_an_executor_in_another_process(tmp_path):
 def test_idle_lanes_are_closed_when_many_functions_pass_through(tmp_path):
     import functools
 
+    before = set(_children())  # (other tests' processes are not this executor's)
     with Executor("pool", parallel=1) as executor:
         for offset in range(40):  # a partial made for each call: a function of its own each time
             assert executor.submit(functools.partial(models.add, float(offset)), 1.0).result(timeout=60) == offset + 1.0
-        children = [int(pid) for pid in os.listdir("/proc") if pid.isdigit() and _parent(int(pid)) == os.getpid()]
+        children = set(_children()) - before
     assert executor.stats["lanes"] == 40
     assert len(children) <= 2 * 16  # at most MAX_OPEN_LANES pools of one worker (and their exits in flight)
+
+
+def _children():
+    return [int(pid) for pid in os.listdir("/proc") if pid.isdigit() and _parent(int(pid)) == os.getpid()]
 
 
 def _parent(pid):

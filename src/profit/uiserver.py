@@ -13,8 +13,9 @@ Every other method is refused (405): no request changes the study. It binds to
 127.0.0.1 unless told otherwise; on another address every request must carry
 the token printed with the URL (``?token=...``).
 
-Each request reads the study's table afresh (mapped read-only): the running
-study is never locked, waited for or slowed by more than the reads themselves.
+Views are read from the study's table (mapped read-only): the running study is
+never locked or waited for, and each view is made at most every second (or ten
+times what making it cost, for big studies), however many pages poll it.
 """
 
 from __future__ import annotations
@@ -23,7 +24,10 @@ import http.server
 import json
 import secrets
 import socketserver
+import threading
+import time
 import urllib.parse
+from collections.abc import Callable
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +35,10 @@ if TYPE_CHECKING:
     from .study import Study
 
 LOOPBACK = "127.0.0.1"
+# Seconds an unchanged view (snapshot, status) is served again before it is made afresh.
+MIN_REFRESH = 1.0
+# Seconds of making a view from which on it is made at most every ten times that.
+COSTLY = 0.1
 
 
 def page_html(data: dict[str, Any] | None = None) -> str:
@@ -63,7 +71,32 @@ class StudyServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
         self.study = study
         self.token = token
         self._page: str | None = None
+        self._views: dict[str, tuple[float, float, bytes, bytes]] = {}  # path -> (made at, cost, fingerprint, JSON)
+        self._views_lock = threading.Lock()
+        from . import dashboard  # noqa: F401  (imported now: its import would count as the first view's cost)
+
         super().__init__((host, port), _Handler)
+
+    def view(self, path: str, make: Callable[[], dict[str, Any]]) -> bytes:
+        """The JSON of a view: made afresh when the study changed (its :func:`~profit.dashboard.fingerprint`),
+        else after a second. A view that is costly to make (a snapshot of 10^5 runs takes a few tenths
+        of a second) is made at most every ten times what it cost: however many pages poll however
+        often, the server then takes at most about a tenth of a CPU from the running study, and the
+        page is at most that much behind."""
+        from .dashboard import fingerprint
+
+        with self._views_lock:  # (one maker at a time: concurrent requests share its result)
+            cached = self._views.get(path)
+            now = time.monotonic()
+            if cached is not None:
+                made, cost, mark, data = cached
+                age = now - made
+                if (cost >= COSTLY and age < 10 * cost) or (age < MIN_REFRESH and fingerprint(self.study) == mark):
+                    return data
+            mark = fingerprint(self.study)
+            data = json.dumps(make(), allow_nan=False).encode()
+            self._views[path] = (now, time.monotonic() - now, mark, data)
+            return data
 
     @property
     def url(self) -> str:
@@ -109,11 +142,13 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             if path == "/":
                 self._send(200, "text/html; charset=utf-8", self.server.page().encode(), send_body)
             elif path == "/api/snapshot":
-                self._json(_snapshot(self.server.study), send_body)
+                from .dashboard import snapshot
+
+                self._json(self.server.view(path, lambda: snapshot(self.server.study)), send_body)
             elif path == "/api/status":
                 from .dashboard import status_data
 
-                self._json(status_data(self.server.study), send_body)
+                self._json(self.server.view(path, lambda: status_data(self.server.study)), send_body)
             elif path.startswith("/log/") and path[len("/log/") :].isdigit():
                 from .dashboard import run_log
 
@@ -129,8 +164,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         except Exception as error:  # (a table being replaced by --restart, say): the page retries
             self._send(503, "text/plain", f"the study cannot be read just now: {error}\n".encode(), send_body)
 
-    def _json(self, data: dict[str, Any], send_body: bool) -> None:
-        self._send(200, "application/json", json.dumps(data, allow_nan=False).encode(), send_body)
+    def _json(self, data: bytes, send_body: bool) -> None:
+        self._send(200, "application/json", data, send_body)
 
     def _send(self, code: int, kind: str, body: bytes, send_body: bool, allow: bool = False) -> None:
         self.send_response(code)
@@ -143,12 +178,6 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         if send_body:
             self.wfile.write(body)
-
-
-def _snapshot(study: Study) -> dict[str, Any]:
-    from .dashboard import snapshot
-
-    return snapshot(study)
 
 
 def report_data(study: Study, log_runs: int = 200) -> dict[str, Any]:
