@@ -255,7 +255,10 @@ def command_ui(args: argparse.Namespace) -> int:
         ) from None
     port = server.server_address[1]
     print(f"profit: the page of {study.file.path} is at {server.url}")
-    print(f"profit: from another machine (a cluster's login node): ssh -L {port}:127.0.0.1:{port} <this host>")
+    print(
+        f"profit: to watch it from your laptop while this runs on a cluster's login node: "
+        f"ssh -L {port}:127.0.0.1:{port} <login node>, then open http://127.0.0.1:{port}/"
+    )
     print("profit: Ctrl-C stops serving", flush=True)
     try:
         server.serve_forever(poll_interval=0.5)
