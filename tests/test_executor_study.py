@@ -137,3 +137,17 @@ def _parent(pid):
             return int(file.read().rsplit(")", 1)[1].split()[1])
     except (OSError, ValueError, IndexError):
         return None
+
+
+def test_an_argument_plain_pickle_cannot_send_is_named_in_one_sentence(monkeypatch):
+    import threading
+
+    from profit.run.errors import ConfigError
+    from profit.run.functions import pickled
+
+    monkeypatch.setitem(sys.modules, "cloudpickle", None)  # import cloudpickle now raises ImportError
+    with pytest.raises(ConfigError) as refused:
+        pickled(threading.Lock(), what="an argument of f")
+    message = str(refused.value)
+    assert message.startswith("an argument of f cannot be sent to a worker: plain pickle fails (TypeError")
+    assert "__main__" not in message and "fork" not in message and "\n" not in message

@@ -135,7 +135,7 @@ def pickle_function(func: Callable, folder: str) -> str:
     """Write ``func`` pickled into ``folder/.profit-functions/`` (named by its content); its path."""
     import hashlib
 
-    data = pickled(func, what=f"function {_describe(func)}")
+    data = pickled(func, what=f"function {_describe(func)}", fork_helps=True)
     directory = os.path.join(os.path.abspath(folder), ".profit-functions")
     os.makedirs(directory, exist_ok=True)
     path = os.path.join(directory, hashlib.sha256(data).hexdigest()[:20] + ".pkl")
@@ -183,11 +183,12 @@ def pickled_call(args: tuple, kwargs: dict, *, what: str, forked: bool) -> tuple
     return payload, hashlib.blake2b(payload, digest_size=16).digest()
 
 
-def pickled(value: object, *, what: str, forked: bool = False) -> bytes:
+def pickled(value: object, *, what: str, forked: bool = False, fork_helps: bool = False) -> bytes:
     """``value`` pickled, by plain pickle or else by cloudpickle (what a worker in another process
     cannot import by name: defined in ``__main__``, a notebook or another function); ConfigError
     saying what cannot be sent and what would work. ``forked``: the worker is forked from this
-    process and has its ``__main__``, so plain pickle does."""
+    process and has its ``__main__``, so plain pickle does. ``fork_helps``: a forked worker would not
+    need ``value`` pickled (a function: it finds it in memory), which the sentence then says."""
     import io
     import pickle
 
@@ -209,24 +210,19 @@ def pickled(value: object, *, what: str, forked: bool = False) -> bytes:
             raise ConfigError(
                 f"{what} cannot be sent to a worker in another process: {subject} defined in __main__ (a script or "
                 "a notebook), which that worker cannot import; define it in a module, install cloudpickle "
-                "(pip install 'profit-run[functions]'), or use the fork or pool runner"
-            ) from None
-        raise ConfigError(
-                f"{what} refers to {pickler.from_main}, which is defined in __main__ (a script or a notebook) "
-                "and a worker in another process cannot import; define it in a module, install cloudpickle "
-                "(pip install 'profit-run[functions]'), or use the fork or pool runner"
+                "(pip install 'profit-run[functions]')" + (", or use the fork or pool runner" if fork_helps else "")
             ) from None
         raise ConfigError(
             f"{what} cannot be sent to a worker: plain pickle fails ({type(plain_error).__name__}: {plain_error}); "
             "define it in a module, or install cloudpickle (pip install 'profit-run[functions]')"
-            + ("" if forked else ", or use the fork or pool runner")
+            + (", or use the fork or pool runner" if fork_helps else "")
         ) from None
     try:
         return cloudpickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
     except Exception as error:
         raise ConfigError(
             f"{what} cannot be sent to a worker: even cloudpickle fails ({type(error).__name__}: {error}); "
-            "define it in a module" + ("" if forked else ", or use the fork or pool runner")
+            "define it in a module" + (", or use the fork or pool runner" if fork_helps else "")
         ) from None
 
 
