@@ -38,8 +38,8 @@ def request(server_or_address, path, method="GET", body=None):
 
 
 @contextlib.contextmanager
-def serving(study, token=None):
-    server = StudyServer(study, "127.0.0.1", 0, token)
+def serving(study, token=None, **options):
+    server = StudyServer(study, "127.0.0.1", 0, token, **options)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:

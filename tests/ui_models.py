@@ -37,3 +37,10 @@ def half_gated(u, v) -> "f":  # noqa: F821
     if u < 0.5:
         return u + v
     return gated(u, v)
+
+
+def unique_failures(u, v) -> "f":  # noqa: F821
+    """Fails for most inputs with a reason that carries the input: one failure group per run."""
+    if u > 0.2:
+        raise ValueError(f"u={u!r} is too large")
+    return u + v

@@ -251,14 +251,16 @@ def command_ui(args: argparse.Namespace) -> int:
         server = StudyServer(study, host, args.port, token)
     except OSError as error:
         raise ConfigError(
-            f"cannot listen on {host}:{args.port} ({error.strerror or error}); give another --port"
+            f"cannot listen on {host}:{args.port} ({error.strerror or error}); give another --port, or an "
+            "IPv4 address of this machine as --host"
         ) from None
     port = server.server_address[1]
     print(f"profit: the page of {study.file.path} is at {server.url}")
-    print(
-        f"profit: to watch it from your laptop while this runs on a cluster's login node: "
-        f"ssh -L {port}:127.0.0.1:{port} <login node>, then open http://127.0.0.1:{port}/"
-    )
+    if token is None:
+        print(
+            f"profit: to watch it from your laptop while this runs on a cluster's login node: "
+            f"ssh -L {port}:127.0.0.1:{port} <login node>, then open http://127.0.0.1:{port}/"
+        )
     print("profit: Ctrl-C stops serving", flush=True)
     try:
         server.serve_forever(poll_interval=0.5)
@@ -279,6 +281,8 @@ def command_report(args: argparse.Namespace) -> int:
         raise ConfigError(
             f"{study.file.path} has not been run yet (no {TABLE} in {study.directory}); nothing to report"
         )
+    if os.path.isdir(args.output):
+        raise ConfigError(f"-o {args.output} is a directory; give the report's file name, e.g. -o report.html")
     write_atomically(args.output, page_html(report_data(study)))
     print(f"profit: report of {study.file.path} written to {os.path.abspath(args.output)}")
     return EXIT_DONE
@@ -289,6 +293,8 @@ def command_plot(args: argparse.Namespace) -> int:
     study = Study.load(args.path)
     if not os.path.exists(study.table_path):
         raise ConfigError(f"{study.file.path} has not been run yet (no {TABLE} in {study.directory}); nothing to plot")
+    if os.path.exists(args.output) and not os.path.isdir(args.output):
+        raise ConfigError(f"-o {args.output} is a file; give a directory for the figures, e.g. -o figures")
     from .plots import write_plots
 
     written = write_plots(study, args.output)

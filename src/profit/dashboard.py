@@ -27,8 +27,9 @@ if TYPE_CHECKING:
     from .study import Study, StudyStatus
 
 STATES = ("pending", "running", "done", "failed", "cancelled")
-# Runs listed in each failure group (the group's count is exact).
+# Runs listed in each failure group (the group's count is exact), and groups shown (the rest as one).
 GROUP_RUNS = 200
+MAX_GROUPS = 50
 
 
 def _number(value: float) -> float | None:
@@ -82,17 +83,31 @@ def failure_groups(study: Study) -> list[dict[str, Any]]:
             reason = bytes(raw).decode("utf-8", "replace") or "(no reason recorded)"
             groups.setdefault((state.name.lower(), reason), []).append(run_id)
     ordered = sorted(groups.items(), key=lambda item: (-len(item[1]), item[1][0]))
-    return [
+    shown = [
         {"state": state, "reason": reason, "count": len(ids), "runs": ids[:GROUP_RUNS]}
-        for (state, reason), ids in ordered
+        for (state, reason), ids in ordered[:MAX_GROUPS]
     ]
+    rest = ordered[MAX_GROUPS:]
+    if rest:  # (reasons that carry a run's own values: one group each would swamp the page)
+        others = sorted(run_id for _, group in rest for run_id in group)
+        shown.append(
+            {
+                "state": "failed" if any(state == "failed" for (state, _), _ in rest) else "cancelled",
+                "reason": f"({len(rest)} other reasons, one group each; the runs table has them all)",
+                "count": len(others),
+                "runs": others[:GROUP_RUNS],
+            }
+        )
+    return shown
 
 
-def runs_data(study: Study) -> dict[str, Any]:
-    """Every run, column by column: ``names`` (inputs, flattened outputs), ``inputs``, ``outputs`` and
+def runs_data(study: Study, status: StudyStatus | None = None) -> dict[str, Any]:
+    """Every run, column by column: ``inputs``, ``outputs`` (names; vector outputs flattened) and
     ``columns`` (name -> list; also ``run``, ``state``, ``reason``, ``attempts``, ``started``, ``ended``,
-    ``duration``), plus ``log_path`` (where a run's log is, relative to the study's directory)."""
+    ``duration``). Without a process running the study, a run left running is ``pending`` (it was
+    interrupted and runs again), as in :func:`status_data`."""
     results = study.results()
+    status = study.status() if status is None else status
     inputs = list(study.input_names)
     outputs: list[str] = []
     columns: dict[str, list] = {"run": list(range(len(results)))}
@@ -108,7 +123,10 @@ def runs_data(study: Study) -> dict[str, Any]:
                 key = f"{name}[{index}]"
                 outputs.append(key)
                 columns[key] = _column(values[:, index])
-    columns["state"] = results["state"].tolist()
+    states = results["state"]
+    if not status.running_pid:
+        states = np.where(states == "running", "pending", states)
+    columns["state"] = states.tolist()
     columns["reason"] = results["reason"].tolist()
     columns["attempts"] = results["attempts"].tolist()
     for name in ("started", "ended", "duration"):
@@ -170,7 +188,12 @@ def fingerprint(study: Study) -> bytes:
 
 def snapshot(study: Study) -> dict[str, Any]:
     """Everything the page shows: ``status``, ``runs`` and ``throughput``."""
-    return {"status": status_data(study), "runs": runs_data(study), "throughput": throughput_data(study)}
+    status = study.status()
+    return {
+        "status": status_data(study, status),
+        "runs": runs_data(study, status),
+        "throughput": throughput_data(study),
+    }
 
 
 def run_log(study: Study, run_id: int, max_bytes: int = 200_000) -> str | None:

@@ -87,7 +87,7 @@ def write_plots(study: Study, directory: str | os.PathLike) -> list[str]:
     bars = axes.bar(names, counts, color=[STATE_COLOURS.get(name, "#777777") for name in names])
     axes.bar_label(bars, labels=[str(count) for count in counts])
     axes.set_ylabel("runs")
-    axes.set_title(f"{title}: {status['total']} runs by state")
+    axes.set_title(_plain(f"{title}: {status['total']} runs by state"))
     axes.margins(y=0.15)
     save(figure, "states")
 
@@ -101,7 +101,7 @@ def write_plots(study: Study, directory: str | os.PathLike) -> list[str]:
     else:
         axes.text(0.5, 0.5, "no run has finished", ha="center", va="center", transform=axes.transAxes)
     axes.set_ylabel("runs finished (done or failed)")
-    axes.set_title(f"{title}: throughput")
+    axes.set_title(_plain(f"{title}: throughput"))
     save(figure, "throughput")
 
     # Durations of the finished runs.
@@ -118,7 +118,7 @@ def write_plots(study: Study, directory: str | os.PathLike) -> list[str]:
         axes.text(0.5, 0.5, "no run has finished", ha="center", va="center", transform=axes.transAxes)
     axes.set_xlabel("duration (s)")
     axes.set_ylabel("runs")
-    axes.set_title(f"{title}: run durations")
+    axes.set_title(_plain(f"{title}: run durations"))
     save(figure, "durations")
 
     # Each output against each input; failed runs as red x at their inputs on the bottom axis.
@@ -144,12 +144,17 @@ def write_plots(study: Study, directory: str | os.PathLike) -> list[str]:
                 )
             if ok.any() or bad.any():
                 axes.legend(loc="best")
-            axes.set_xlabel(input_name)
-            axes.set_ylabel(output)
-            axes.set_title(f"{title}: {output} against {input_name}")
+            axes.set_xlabel(_plain(input_name))
+            axes.set_ylabel(_plain(output))
+            axes.set_title(_plain(f"{title}: {output} against {input_name}"))
             stem = f"{file_stem(output)}-vs-{file_stem(input_name)}"
             while stem in stems or stem in ("states", "throughput", "durations"):
                 stem += "_"
             stems.add(stem)
             save(figure, stem)
     return written
+
+
+def _plain(text: str) -> str:
+    """``text`` as matplotlib shows it literally: a ``$`` (in a directory's name) would start math."""
+    return text.replace("$", r"\$")

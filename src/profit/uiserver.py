@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import re
 import secrets
 import socketserver
 import threading
@@ -35,6 +36,8 @@ if TYPE_CHECKING:
     from .study import Study
 
 LOOPBACK = "127.0.0.1"
+# Connections served at once (a browser opens a handful).
+MAX_CONNECTIONS = 32
 # Seconds an unchanged view (snapshot, status) is served again before it is made afresh.
 MIN_REFRESH = 1.0
 # Seconds of making a view from which on it is made at most every ten times that.
@@ -62,20 +65,52 @@ def page_html(data: dict[str, Any] | None = None) -> str:
 
 
 class StudyServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
-    """Serves one study's page (threads: a slow client holds up no other)."""
+    """Serves one study's page (threads: a slow client holds up no other).
+
+    At most :data:`MAX_CONNECTIONS` connections are served at once (more are closed at once), and
+    a connection that sends nothing for ``idle_seconds`` is closed: idle clients cannot take the
+    server's descriptors and threads, or its CPU from the study, for longer than that.
+    """
 
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, study: Study, host: str = LOOPBACK, port: int = 0, token: str | None = None):
+    def __init__(
+        self, study: Study, host: str = LOOPBACK, port: int = 0, token: str | None = None, *, idle_seconds: float = 10
+    ):
         self.study = study
+        self.idle_seconds = idle_seconds
         self.token = token
         self._page: str | None = None
         self._views: dict[str, tuple[float, float, bytes, bytes]] = {}  # path -> (made at, cost, fingerprint, JSON)
         self._views_lock = threading.Lock()
         from . import dashboard  # noqa: F401  (imported now: its import would count as the first view's cost)
 
+        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        self.loopback = token is None
         super().__init__((host, port), _Handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.shutdown_request(request)  # (too many at once: this one is closed, the others go on)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+    def allowed_hosts(self) -> set[str]:
+        """The Host headers a loopback server answers: its own address (a page another site loads
+        through a name that resolves to 127.0.0.1, DNS rebinding, is refused)."""
+        port = self.server_address[1]
+        return {f"{name}:{port}" for name in (LOOPBACK, "localhost")} | {LOOPBACK, "localhost"}
 
     def view(self, path: str, make: Callable[[], dict[str, Any]]) -> bytes:
         """The JSON of a view: made afresh when the study changed (its :func:`~profit.dashboard.fingerprint`),
@@ -115,6 +150,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     server: StudyServer
     server_version = "profit-ui"
 
+    def setup(self) -> None:
+        # The socket's timeout: a client that sends nothing is let go. (typeshed has it a class variable.)
+        self.timeout = self.server.idle_seconds  # type: ignore[misc]
+        super().setup()
+
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002  (the base class's name)
         pass  # (a request log would drown the terminal the study runs in)
 
@@ -131,10 +171,17 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def _answer(self, send_body: bool) -> None:
         url = urllib.parse.urlsplit(self.path)
+        if url.scheme or url.netloc or not url.path.startswith("/"):
+            self._send(400, "text/plain", b"only paths are answered (GET /...)\n", send_body)
+            return
         token = self.server.token
-        if token is not None:
+        if token is None:
+            if self.headers.get("Host", "") not in self.server.allowed_hosts():
+                self._send(403, "text/plain", b"this page answers requests for 127.0.0.1 only\n", send_body)
+                return
+        else:
             given = urllib.parse.parse_qs(url.query).get("token", [""])[0]
-            if not secrets.compare_digest(given, token):
+            if not secrets.compare_digest(given.encode(), token.encode()):
                 self._send(403, "text/plain", b"a token is required: use the URL profit ui printed\n", send_body)
                 return
         path = url.path
@@ -149,7 +196,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 from .dashboard import status_data
 
                 self._json(self.server.view(path, lambda: status_data(self.server.study)), send_body)
-            elif path.startswith("/log/") and path[len("/log/") :].isdigit():
+            elif re.fullmatch(r"/log/[0-9]{1,12}", path):
                 from .dashboard import run_log
 
                 text = run_log(self.server.study, int(path[len("/log/") :]))

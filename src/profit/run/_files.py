@@ -53,7 +53,11 @@ class atomic_path:  # noqa: N801  (used like a function: with atomic_path(path) 
 
     def __exit__(self, kind: object, error: object, traceback: object) -> None:
         if kind is None:
-            os.replace(self.temporary, self.path)
+            try:
+                os.replace(self.temporary, self.path)
+            except OSError as failure:  # (the path is a directory, say): no temporary file stays behind
+                os.remove(self.temporary)
+                raise OSError(failure.errno, failure.strerror or str(failure), self.path) from None
             return
         if os.path.exists(self.temporary):
             os.remove(self.temporary)
