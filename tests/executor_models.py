@@ -161,3 +161,13 @@ class Scaler:
 
 def count_tags(tags):
     return len(tags)
+
+
+def pair(x):
+    """An array result: float32, shape (2,)."""
+    return np.array([x, 2 * x], dtype=np.float32)
+
+
+def ragged(n):
+    """Array results of a shape that changes with the call."""
+    return np.arange(int(n), dtype=np.int64)

@@ -151,3 +151,33 @@ def test_an_argument_plain_pickle_cannot_send_is_named_in_one_sentence(monkeypat
     message = str(refused.value)
     assert message.startswith("an argument of f cannot be sent to a worker: plain pickle fails (TypeError")
     assert "__main__" not in message and "fork" not in message and "\n" not in message
+
+
+def pickled_results(folder):
+    return sorted(path.name for path in folder.rglob("results/*.pkl"))
+
+
+def test_array_results_travel_in_the_row_once_their_layout_is_known(tmp_path):
+    with Executor("fork", parallel=2, study=tmp_path) as executor:
+        first = executor.submit(models.pair, 0.5).result(timeout=60)  # (its layout is learned from it)
+        values = list(executor.map(models.pair, [float(i) for i in range(20)]))
+        assert executor.stats["lanes"] == 2
+    assert first.dtype == np.float32 and first.tolist() == [0.5, 1.0]
+    for i, value in enumerate(values):
+        assert value.dtype == np.float32 and value.shape == (2,) and value.tolist() == [i, 2 * i]
+    assert len(pickled_results(tmp_path)) == 1  # only the first went through a file
+    # Another executor answers all of them from the study, the first from the elder lane's store.
+    with Executor("fork", parallel=2, study=tmp_path) as executor:
+        again = [executor.submit(models.pair, 0.5), *[executor.submit(models.pair, float(i)) for i in range(20)]]
+        assert [future.result(timeout=60).tolist() for future in again] == [[0.5, 1.0]] + [
+            [i, 2 * i] for i in range(20)
+        ]
+        assert executor.stats["done"] == 0 and executor.stats["recalled"] == 21
+
+
+def test_array_results_of_another_shape_than_learned_still_come_back_right():
+    with Executor("pool", parallel=2) as executor:
+        assert executor.submit(models.ragged, 3).result(timeout=60).tolist() == [0, 1, 2]
+        values = list(executor.map(models.ragged, [3, 5, 1, 3]))
+    assert [value.tolist() for value in values] == [[0, 1, 2], [0, 1, 2, 3, 4], [0], [0, 1, 2]]
+    assert all(value.dtype == np.int64 for value in values)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import json
 import os
 import threading
 import weakref
@@ -45,6 +46,8 @@ if TYPE_CHECKING:
 __all__ = ["Executor", "RunFailed", "RunFuture"]
 
 _LOGGER_NAME = "profit.run.executor"
+# In a lane's folder: the result layout of the lane that took over its calls.
+SUCCESSOR = "successor.json"
 # Lanes kept open at most (beyond, idle ones are closed; a lane is made again when needed).
 MAX_OPEN_LANES = 16
 
@@ -405,6 +408,7 @@ class _Driver:
     def __init__(self, executor: Executor):
         self.executor = executor
         self.lanes: dict[tuple[str, object], Lane] = {}
+        self.elders: dict[tuple[str, object], list[Lane]] = {}  # lanes a successor took over from
         self.refused: dict[tuple[str, object], BaseException] = {}
         self._identities: dict[int, tuple[Callable, str]] = {}
         self.ready: collections.deque[tuple[Lane, int]] = collections.deque()
@@ -418,7 +422,7 @@ class _Driver:
         while True:
             self.take_inbox()
             self.start_ready()
-            active = [lane for lane in self.lanes.values() if lane.runner.runs]
+            active = [lane for lane in self.all_lanes() if lane.runner.runs]
             if self.stopping and not active and not self.ready:
                 with executor._wake_lock:  # (_post appends under it: nothing arrives once this is decided)
                     if not executor._inbox:
@@ -490,9 +494,11 @@ class _Driver:
             for call in calls:
                 _fail(call.future, error)
             return
+        if lane.learned is not None and lane.result_layout is None:
+            lane = self.successor(key, lane, lane.learned)
         recalled = lane.recalled
         try:
-            run_ids = lane.add(calls)
+            run_ids = lane.add(calls, self.elders.get(key, []))
         except Exception as error:  # (a full disk while writing rows or arguments)
             for call in calls:
                 _fail(call.future, error)
@@ -505,31 +511,60 @@ class _Driver:
         lane = self.lanes.get(key)
         if lane is not None or key in self.refused:
             return lane
-        from .lanes import Lane
-
-        executor = self.executor
         try:
-            lane = Lane(
-                call.function,
-                call.signature,
-                identity=key[0],
-                label=executor._label,
-                options=executor._options,
-                interface=executor._interface,
-                folder=executor.work_dir,
-                memoise=executor._memoise,
-                on_end=self.run_ended,
-                logger=executor.logger,
-            )
+            lane = self._make_lane(key, call.function, None)
         except Exception as error:
             self.refused[key] = error
             return None
         self._retire_idle_lanes()
         self.lanes[key] = lane
-        self.executor._stats["lanes"] += 1
+        layout = _successor_layout(lane)
+        return self.successor(key, lane, layout) if layout is not None else lane
+
+    def _make_lane(self, key: tuple[str, object], function: Callable, layout: tuple | None) -> Lane:
+        from .lanes import Lane
+
+        executor = self.executor
+        lane = Lane(
+            function,
+            key[1],  # type: ignore[arg-type]  # (the call signature)
+            identity=key[0],
+            result_layout=layout,
+            label=executor._label,
+            options=executor._options,
+            interface=executor._interface,
+            folder=executor.work_dir,
+            memoise=executor._memoise,
+            on_end=self.run_ended,
+            logger=executor.logger,
+        )
+        executor._stats["lanes"] += 1
         if self._selector is not None:
             self._watch_lane(lane)
         return lane
+
+    def successor(self, key: tuple[str, object], lane: Lane, layout: tuple) -> Lane:
+        """A lane that takes over the calls of ``lane``, whose results were arrays of ``layout``: they
+        travel in its rows (a file each before). The elder finishes its runs and still answers, from
+        its store, the calls it answered before. Noted in the elder's folder, for the next executor."""
+        lane.learned = None
+        try:
+            successor = self._make_lane(key, lane.function, layout)
+        except Exception:  # (the elder goes on: its results travel as files, as they did)
+            self.executor.logger.exception("a lane for array results of %s could not be made", lane.name)
+            return lane
+        self.elders.setdefault(key, []).append(lane)
+        self.lanes[key] = successor
+        from ._files import write_atomically
+
+        write_atomically(
+            os.path.join(lane.folder, SUCCESSOR), json.dumps({"result_layout": [layout[0], list(layout[1])]})
+        )
+        return successor
+
+    def all_lanes(self) -> list[Lane]:
+        """The lanes that take calls and their elders (which may still run some)."""
+        return [*self.lanes.values(), *(elder for elders in self.elders.values() for elder in elders)]
 
     def _retire_idle_lanes(self) -> None:
         """Close lanes nothing waits for once there are many (a partial made for each call is a
@@ -538,11 +573,14 @@ class _Driver:
             return
         queued = {id(lane) for lane, _ in self.ready}
         for key, lane in list(self.lanes.items()):
-            if lane.idle and id(lane) not in queued:
+            family = [lane, *self.elders.get(key, [])]
+            if all(member.idle and id(member) not in queued for member in family):
                 del self.lanes[key]
-                if self._selector is not None:
-                    self._unwatch_lane(lane)
-                lane.close()
+                self.elders.pop(key, None)
+                for member in family:
+                    if self._selector is not None:
+                        self._unwatch_lane(member)
+                    member.close()
 
     def _unwatch_lane(self, lane: Lane) -> None:
         selector = lane.runner.events._selector
@@ -555,7 +593,7 @@ class _Driver:
         ready = self.ready
         while ready:
             capacity = ready[0][0].runner.capacity
-            room = len(ready) if not capacity else capacity - sum(len(lane.runner.runs) for lane in self.lanes.values())
+            room = len(ready) if not capacity else capacity - sum(len(lane.runner.runs) for lane in self.all_lanes())
             if room <= 0:
                 return
             lane = ready[0][0]
@@ -596,7 +634,7 @@ class _Driver:
 
             self._selector = selectors.DefaultSelector()
             self._selector.register(wake, selectors.EVENT_READ)
-            for lane in self.lanes.values():
+            for lane in self.all_lanes():
                 self._watch_lane(lane)
         timeout = None
         for lane in active:
@@ -651,7 +689,7 @@ class _Driver:
 
     def cancel_everything(self) -> None:
         self.cancel_queued()
-        for lane in self.lanes.values():
+        for lane in self.all_lanes():
             if lane.runner.runs:
                 for run_id in list(lane.runner.runs):
                     for future in lane.futures.get(run_id, ()):
@@ -659,7 +697,7 @@ class _Driver:
                 lane.runner.cancel_all()
 
     def fail_everything(self, error: BaseException) -> None:
-        for lane in self.lanes.values():
+        for lane in self.all_lanes():
             for futures in lane.futures.values():
                 for future in futures:
                     _fail(future, error)
@@ -669,13 +707,23 @@ class _Driver:
                     _fail(call.future, error)
 
     def close(self) -> None:
-        for lane in self.lanes.values():
+        for lane in self.all_lanes():
             try:
                 lane.close()
             except Exception:
                 self.executor.logger.exception("closing the runner of %s failed", lane.name)
         if self._selector is not None:
             self._selector.close()
+
+
+def _successor_layout(lane: Lane) -> tuple | None:
+    """The result layout an earlier executor learned for this lane's calls (see _Driver.successor)."""
+    try:
+        with open(os.path.join(lane.folder, SUCCESSOR)) as file:
+            dtype, shape = json.load(file)["result_layout"]
+        return str(dtype), tuple(int(extent) for extent in shape)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _nothing() -> None:

@@ -28,6 +28,8 @@ from ._lazy import logging
 from ._lazy import numpy as np
 from .errors import ConfigError, RunFailed
 from .functions import (
+    ARRAY,
+    MAX_ROW_ELEMENTS,
     PICKLED,
     call_signature,
     forget_reference,
@@ -50,7 +52,7 @@ if TYPE_CHECKING:
 
 # The fields of a lane whose calls travel pickled: a digest of the pickled arguments.
 DIGEST_FIELDS = ["args_digest_0", "args_digest_1"]
-OUTPUT_CONFIG = {"result": {"dtype": "float64"}, "result_kind": {"dtype": "uint8"}}
+OUTPUT_CONFIG: dict[str, dict[str, Any]] = {"result": {"dtype": "float64"}, "result_kind": {"dtype": "uint8"}}
 # How much of a failed run's log a RunFailed carries.
 LOG_BYTES = 20_000
 
@@ -69,6 +71,7 @@ class Lane:
         signature: tuple | None,
         *,
         identity: str,
+        result_layout: tuple[str, tuple[int, ...]] | None = None,
         label: str,
         options: Mapping[str, object],
         interface: Mapping[str, object],
@@ -80,11 +83,16 @@ class Lane:
         self.function = function
         self.signature = signature
         self.identity = identity
+        self.result_layout = result_layout
+        self.learned: tuple[str, tuple[int, ...]] | None = None  # the layout of an array result seen here
         self.memoise = memoise
         self._on_end = on_end
         self.fields = self._field_names()
         names = [name for names in self.fields for name in names]
         self.input_dtype = np.dtype([(name, dtype) for name, dtype in zip(names, self._field_dtypes())])
+        self.output_config: dict[str, dict[str, Any]] = dict(OUTPUT_CONFIG)
+        if result_layout is not None:  # (an array result of this layout travels in the row)
+            self.output_config["result_array"] = {"dtype": result_layout[0], "size": (1, _count(result_layout[1]))}
         self.name = self._lane_name()
         self.folder = os.path.join(folder, self.name)
         self.calls_dir = os.path.join(self.folder, "calls")
@@ -100,12 +108,13 @@ class Lane:
             "fields": self.fields,
             "calls": self.calls_dir,
             "results": self.results_dir,
+            "result_layout": None if result_layout is None else [result_layout[0], list(result_layout[1])],
         }
         interface_config = {
             **interface,
             "size": 0,
             "input_config": {name: {"dtype": dtype} for name, dtype in zip(names, self._field_dtypes())},
-            "output_config": OUTPUT_CONFIG,
+            "output_config": self.output_config,
         }
         self.table: StudyTable | None = self._open_table() if memoise else None
         self.runner: Runner = runner_class(
@@ -153,6 +162,8 @@ class Lane:
         name = "".join(char if char.isalnum() or char in "_." else "_" for char in name)[:40]
         digest = hashlib.sha256(self.identity.encode())
         digest.update(json.dumps(self.signature).encode())
+        if self.result_layout is not None:
+            digest.update(json.dumps(self.result_layout).encode())
         return f"{name}-{digest.hexdigest()[:12]}"
 
     # --- the store of a memoised lane --------------------------------------------------------
@@ -161,7 +172,12 @@ class Lane:
         from ..store import StudyTable
 
         path = os.path.join(self.folder, "evaluations.npy")
-        outputs = np.dtype([(name, spec["dtype"]) for name, spec in OUTPUT_CONFIG.items()])
+        outputs = np.dtype(
+            [
+                (name, spec["dtype"], (spec["size"][1],)) if spec.get("size", (1, 1))[1] > 1 else (name, spec["dtype"])
+                for name, spec in self.output_config.items()
+            ]
+        )
         if os.path.exists(path):
             try:
                 table = StudyTable.open(path, self.input_dtype, outputs)
@@ -176,6 +192,7 @@ class Lane:
             "identity": self.identity,
             "signature": self.signature,
             "fields": self.fields,
+            "result_layout": self.result_layout,
         }
         from ._files import write_atomically
 
@@ -204,9 +221,10 @@ class Lane:
 
     # --- adding calls -----------------------------------------------------------------------------
 
-    def add(self, calls: list) -> list[int]:
-        """Give each call a row (or, memoised, the row that already answers it); return the run ids to
-        start. Each call's future waits in :attr:`futures` for its run, or is answered here."""
+    def add(self, calls: list, elders: list[Lane] = ()) -> list[int]:  # type: ignore[assignment]
+        """Give each call a row (or, memoised, the row that already answers it, here or in an
+        ``elder``: a lane of the same calls this one took over from); return the run ids to start.
+        Each call's future waits in :attr:`futures` for its run, or is answered here."""
         rows = np.array([call.row for call in calls], dtype=self.input_dtype)
         keys = self._keys(rows) if self.memoise else None
         new: list[int] = []
@@ -214,14 +232,8 @@ class Lane:
         for index, call in enumerate(calls):
             if keys is not None:
                 key = keys[index]
-                done = self.memo.get(key)
-                if done is not None:
-                    self.answer(done, [call.future])
+                if self._known(key, call.future) or any(elder._known(key, call.future) for elder in elders):
                     self.recalled += 1
-                    continue
-                running = self.inflight.get(key)
-                if running is not None:
-                    self.futures[running].append(call.future)
                     continue
             run_id = self.used + len(new)
             new.append(index)
@@ -252,10 +264,22 @@ class Lane:
         interface.input[self.used : needed] = rows
         for run_id, payload in zip(ids, payloads):
             if payload is not None:
-                from ._files import write_atomically
-
-                write_atomically(os.path.join(self.calls_dir, f"{run_id}.pkl"), payload)
+                # In place (a rename would cost ten times as much): the run that reads it starts after this.
+                with open(os.path.join(self.calls_dir, f"{run_id}.pkl"), "wb") as file:
+                    file.write(payload)
         self.used = needed
+
+    def _known(self, key: bytes, future: object) -> bool:
+        """Answer ``future`` from the row of these inputs, done or still running; False if there is none."""
+        done = self.memo.get(key)
+        if done is not None:
+            self.answer(done, [future])
+            return True
+        running = self.inflight.get(key)
+        if running is not None:
+            self.futures[running].append(future)
+            return True
+        return False
 
     def start(self, run_ids: list[int]) -> None:
         """Start these runs (as a job array, where the runner has them)."""
@@ -306,7 +330,11 @@ class Lane:
         kind = int(output["result_kind"][run_id])
         path = result_path(self.results_dir, run_id)
         try:
-            value = result_value(kind, float(output["result"][run_id]), path)
+            if kind == ARRAY and self.result_layout is not None:
+                dtype, shape = self.result_layout
+                value: object = np.array(output["result_array"][run_id], dtype=dtype).reshape(shape)
+            else:
+                value = result_value(kind, float(output["result"][run_id]), path)
         except Exception as error:  # (a result file that is gone or damaged)
             failure = RunFailed(
                 f"the result of run {run_id} cannot be read ({type(error).__name__}: {error})",
@@ -317,8 +345,11 @@ class Lane:
             for future in futures:
                 _set(future, exception=failure)
             return
-        if kind == PICKLED and not self.memoise:
-            os.remove(path)
+        if kind == PICKLED:
+            if not self.memoise:
+                os.remove(path)
+            if self.learned is None and self.result_layout is None:
+                self.learned = array_layout(value)
         for future in futures:
             _set(future, result=value)
 
@@ -354,6 +385,30 @@ class Lane:
             reference = self.runner.worker_config.get("function", "")
             if reference.startswith("@"):
                 forget_reference(reference)
+
+
+def array_layout(value: object) -> tuple[str, tuple[int, ...]] | None:
+    """``(dtype, shape)`` of a result that can travel in a row: a numeric numpy array of at most
+    MAX_ROW_ELEMENTS elements; None for anything else."""
+    shape = getattr(value, "shape", None)
+    dtype = getattr(value, "dtype", None)
+    if type(value).__name__ != "ndarray" or dtype is None or shape is None or not shape:
+        return None
+    if (
+        dtype.kind not in "biuf"
+        or dtype.byteorder == ">"
+        or not 0 < _count(shape) <= MAX_ROW_ELEMENTS
+        or len(shape) > 3
+    ):
+        return None
+    return dtype.str, tuple(int(extent) for extent in shape)
+
+
+def _count(shape: tuple[int, ...]) -> int:
+    count = 1
+    for extent in shape:
+        count *= extent
+    return count
 
 
 def _set(future: object, *, result: object = None, exception: BaseException | None = None) -> None:
