@@ -11,7 +11,8 @@ workers, by
 * joblib's ``Parallel(n_jobs=2)`` with its defaults (loky backend, automatic batching).
 
 Latency: the median wall time of ``submit(f, x).result()`` for ours (pool and
-fork) and ProcessPoolExecutor.
+fork) and ProcessPoolExecutor. Last, ours with numpy array results against float
+results (arrays travel in the rows once the executor knows their layout).
 
 Every executor is made (and warmed up with one call) before it is timed;
 rounds are interleaved, so a noisy machine slows every mode alike. The script
@@ -39,6 +40,41 @@ PARALLEL = 2
 
 def trivial(x: float) -> float:
     return x + 1.0
+
+
+def pair(x: float) -> object:
+    import numpy
+
+    return numpy.array([x, 2.0 * x])
+
+
+def array_results(calls: int, rounds: int) -> bool:
+    """Ours with array results (they travel in the rows once the lane knows their layout) against
+    float results, interleaved; prints the ratio; False if a result was wrong."""
+    import numpy
+
+    from profit.run import Executor
+
+    inputs = [float(index) for index in range(calls)]
+    ratios, right = [], True
+    with Executor("pool", parallel=PARALLEL) as executor:
+        executor.submit(pair, 0.0).result()
+        executor.submit(trivial, 0.0).result()
+        for _ in range(rounds):
+            started = time.perf_counter()
+            floats = list(executor.map(trivial, inputs))
+            float_time = time.perf_counter() - started
+            started = time.perf_counter()
+            arrays = list(executor.map(pair, inputs))
+            ratios.append(float_time / (time.perf_counter() - started))
+            right &= floats == [x + 1.0 for x in inputs]
+            right &= all(numpy.array_equal(value, [x, 2.0 * x]) for value, x in zip(arrays, inputs))
+    ratios.sort()
+    print(
+        f"\narray results (numpy, 2 elements) / float results, ours on the pool: "
+        f"{statistics.median(ratios):.2f}x [{ratios[0]:.2f}, {ratios[-1]:.2f}]"
+    )
+    return right
 
 
 def _ours(runner: str) -> Callable[[], object]:
@@ -163,6 +199,9 @@ def main(argv: list[str] | None = None) -> int:
         ours_latency = latency(make, arguments.latency_calls)
         print(f"  {name:12s} {ours_latency * 1e3:7.3f} ms   ({ours_latency / pool_latency:.2f}x ProcessPoolExecutor)")
     print(f"  {'ProcessPoolExecutor':12s} {pool_latency * 1e3:7.3f} ms")
+    if not array_results(arguments.calls, arguments.rounds):
+        print("WRONG RESULTS from the array results")
+        wrong = True
     return 1 if wrong else 0
 
 
