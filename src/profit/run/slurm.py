@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import sys
 import time
 from collections import namedtuple
@@ -353,6 +354,42 @@ class SlurmJob(RunHandle):
         return record
 
 
+class PackedJob(SlurmJob):
+    """The handle of a run that shares an array task with others (``runs_per_job`` > 1).
+
+    ``pack_dir`` is where the task loop (:mod:`profit.run.packed`) notes which
+    runs it started and how each ended; ``ended`` is set from there (an exit
+    status), or from the task's verdict for the run in flight when it ended.
+    """
+
+    def __init__(self, job_id: str, array_job: str, pack_dir: str, task_runs: list[int]):
+        super().__init__(job_id, array_job)
+        self.pack_dir = pack_dir
+        self.task_runs = task_runs  # every run of its task
+
+    def __repr__(self) -> str:
+        return f"<PackedJob {self.job_id}>"
+
+    def noted(self, run_id: int, what: str) -> bool:
+        """Whether the task loop noted ``what`` (``start``, ``end``) of ``run_id``."""
+        return os.path.exists(os.path.join(self.pack_dir, f"{run_id}.{what}"))
+
+
+class Refused(namedtuple("Refused", ["reason"])):
+    """A run the task loop did not start (its job's time left was shorter than the timeout)."""
+
+    __slots__ = ()
+    success = False
+
+    def describe(self, *, through_shell: bool = False) -> str:
+        return f"was {self.reason}"
+
+
+# Slurm ended a job before its runs could: its unstarted runs go to another job, no attempt counted.
+_ENDED_EARLY = frozenset({"CANCELLED", "TIMEOUT", "NODE_FAIL", "PREEMPTED", "BOOT_FAIL", "DEADLINE", "REVOKED"})
+PACK_DIR = ".profit-packs"
+
+
 class SlurmRunner(Runner, label="slurm"):
     """Run each Worker as a Slurm batch job (job arrays for :meth:`spawn_array`).
 
@@ -368,6 +405,12 @@ class SlurmRunner(Runner, label="slurm"):
         min_poll, max_poll: the scheduler is asked about jobs every ``min_poll`` seconds
             at first, backing off to every ``max_poll`` seconds while nothing changes.
         submit_retries: how often a transiently failing ``sbatch`` is tried again.
+        runs_per_job: how many runs each array task serves, one after another, each in a
+            ``profit-worker`` process of its own (default 1: a task per run). ``'auto'``: the
+            runs of a batch spread over ``parallel`` tasks (one run per task without ``parallel``).
+            A run keeps its own state, reason, timeout and retries; when a job ends early
+            (time limit, node failure, scancel) its unstarted runs go to another job without
+            counting an attempt, and the run in flight fails with Slurm's verdict (or is retried).
     """
 
     passes_kwargs_on = True  # **kwargs are the base class's options (checked against its signature)
@@ -384,8 +427,14 @@ class SlurmRunner(Runner, label="slurm"):
         min_poll: float = 0.5,
         max_poll: float = 30.0,
         submit_retries: int = 3,
+        runs_per_job: int | str = 1,
         **kwargs,
     ):
+        if runs_per_job != "auto":
+            runs_per_job = check.whole_number(runs_per_job, "slurm runner: runs_per_job", hint=" (or 'auto')")
+            if runs_per_job < 1:
+                raise ConfigError(f"slurm runner: runs_per_job must be 1 or more (or 'auto'), got {runs_per_job}")
+        self.runs_per_job = runs_per_job
         if cpus != "all":
             cpus = check.whole_number(cpus, "slurm runner: cpus", hint=" (0 or 'all': whole nodes)")
         submit_retries = check.whole_number(submit_retries, "slurm runner: submit_retries")
@@ -408,6 +457,7 @@ class SlurmRunner(Runner, label="slurm"):
         self._max_array_size: int | None = None
         self._env: dict[str, str] | None = None
         self.uncancelled: set[str] = set()  # jobs whose scancel failed: the profit command notes them
+        self._packs = 0  # pack directories made so far
         if not self.custom:
             self._write_script()
 
@@ -429,6 +479,7 @@ class SlurmRunner(Runner, label="slurm"):
             "command": self.command,
             "min_poll": self.min_poll,
             "max_poll": self.max_poll,
+            "runs_per_job": self.runs_per_job,
         }
 
     @property
@@ -443,8 +494,11 @@ class SlurmRunner(Runner, label="slurm"):
     def _write_script(self) -> None:
         log_path = self.worker_config.get("log_path", "log")
         os.makedirs(os.path.join(self.work_dir, log_path), exist_ok=True)
+        command = self.command
+        if self.packing and command == "srun profit-worker":
+            command = f"srun {shlex.quote(sys.executable)} -m profit.run.packed"
         script = batch_script(
-            command=self.command,
+            command=command,
             cpus=self.cpus,
             openmp=self.openmp,
             options=self.options,
@@ -467,6 +521,9 @@ class SlurmRunner(Runner, label="slurm"):
         super().clean()
         if not self.custom and os.path.exists(self.path):
             os.remove(self.path)
+        import shutil
+
+        shutil.rmtree(os.path.join(self.work_dir, PACK_DIR), ignore_errors=True)
 
     # --- submitting ---------------------------------------------------------------------
 
@@ -478,12 +535,13 @@ class SlurmRunner(Runner, label="slurm"):
             self._env = env
         return {**self._env, "PROFIT_RUN_ID": str(base_run_id)}
 
-    def _sbatch(self, base_run_id: int, array: str | None = None) -> str:
+    def _sbatch(self, base_run_id: int, array: str | None = None, extra: Mapping[str, str] | None = None) -> str:
         # --export=ALL: the job gets the environment built here, even where a site sets
         # SBATCH_EXPORT=NONE. (ALL alone is fast; ALL,VAR=... makes slurmd load a login shell.)
         argv = ["sbatch", "--parsable", "--export=ALL"] + ([f"--array={array}"] if array else []) + [self.path]
         try:
-            out = self._slurm.run(argv, env=self._submit_environment(base_run_id), cwd=self.work_dir, idempotent=False)
+            env = {**self._submit_environment(base_run_id), **(extra or {})}
+            out = self._slurm.run(argv, env=env, cwd=self.work_dir, idempotent=False)
         except SchedulerError as error:
             why = f"submitting runs to Slurm failed: {error}; the batch script is {self.path}"
             raise type(error)(why) from None  # the same kind: an outage, or no Slurm here
@@ -492,6 +550,8 @@ class SlurmRunner(Runner, label="slurm"):
         return parse_job_id(out)
 
     def _start(self, run_id: int) -> SlurmJob:
+        if self.packing:  # (a run tried again: a pack of one)
+            return self._submit_packs([run_id])[0][1]
         job_id = self._sbatch(run_id)
         self.logger.debug("run %d is Slurm job %s", run_id, job_id)
         self._poll_soon()
@@ -508,9 +568,65 @@ class SlurmRunner(Runner, label="slurm"):
                 self._max_array_size = DEFAULT_MAX_ARRAY_SIZE
         return self._max_array_size
 
+    @property
+    def packing(self) -> bool:
+        """Whether array tasks serve several runs each (``runs_per_job``)."""
+        return self.runs_per_job != 1
+
+    def _pack_size(self, count: int) -> int:
+        if self.runs_per_job == "auto":
+            return max(1, -(-count // self.parallel)) if self.parallel else 1
+        return int(self.runs_per_job)
+
+    def _submit_packs(self, run_ids: list[int]) -> list[tuple[int, PackedJob]]:
+        """Submit these runs, ``runs_per_job`` to a task, as job arrays; their handles, not launched yet."""
+        size = self._pack_size(len(run_ids))
+        ids = sorted(run_ids)
+        groups = [ids[start : start + size] for start in range(0, len(ids), size)]
+        handles: list[tuple[int, PackedJob]] = []
+        for first in range(0, len(groups), self.max_array_size):
+            chunk = groups[first : first + self.max_array_size]
+            self._ensure_rows(max(group[-1] for group in chunk) + 1)
+            self._packs += 1
+            pack_dir = os.path.join(self.work_dir, PACK_DIR, f"{os.getpid()}-{time.time_ns()}-{self._packs}")
+            os.makedirs(pack_dir)
+            from .packed import TASKS_FILE, write_json
+
+            write_json(os.path.join(pack_dir, TASKS_FILE), {"tasks": chunk, "timeout": self.timeout})
+            for group in chunk:
+                for run_id in group:
+                    self.interface.mark(run_id, RunState.RUNNING)
+            try:
+                job_id = self._sbatch(
+                    chunk[0][0], array_spec(range(len(chunk)), self.parallel), {"PROFIT_PACK_DIR": pack_dir}
+                )
+            except BaseException:
+                for group in chunk:
+                    for run_id in group:
+                        self.interface.mark(run_id, RunState.PENDING)
+                raise
+            self.logger.info(
+                "runs %d..%d are Slurm job array %s (%d tasks of up to %d runs)",
+                chunk[0][0],
+                chunk[-1][-1],
+                job_id,
+                len(chunk),
+                size,
+            )
+            for index, group in enumerate(chunk):
+                handles += [(run_id, PackedJob(f"{job_id}_{index}", job_id, pack_dir, group)) for run_id in group]
+        self._poll_soon()
+        return handles
+
     def _start_batch(self, run_ids: list[int]) -> None:
         """Submit these runs as job arrays (split where task indices would reach ``MaxArraySize``),
         each throttled to ``%parallel``."""
+        if self.packing:
+            for run_id in run_ids:
+                self._forget_outcome(run_id)
+            for run_id, handle in self._submit_packs(run_ids):
+                self._launch(run_id, handle)
+            return
         for base, indices in array_chunks(run_ids, self.max_array_size):
             chunk = [base + index for index in indices]
             self._ensure_rows(chunk[-1] + 1)
@@ -559,6 +675,8 @@ class SlurmRunner(Runner, label="slurm"):
     def check_runs(self) -> None:
         """Settle runs whose results arrived or whose job ended; ask the scheduler about the others when it is time."""
         super().check_runs()
+        if self.packing:
+            self._read_packs()
         if self.runs and time.monotonic() >= self._next_poll:
             self._ask_scheduler()
 
@@ -572,10 +690,16 @@ class SlurmRunner(Runner, label="slurm"):
             records = {}
         self.interface.poll()  # workers waiting for an answer while sacct ran
         now = time.monotonic()
+        ended_tasks: dict[str, list[int]] = {}
         for run_id, job in self._jobs().items():
             record = job.record(records)
             if record is None:
                 continue  # not in the accounting yet: pending
+            if isinstance(job, PackedJob):  # its runs' clocks run in the task loop
+                if record.final and job.ended is None and self._steps_final(job, records):
+                    changed = True
+                    ended_tasks.setdefault(job.job_id, []).append(run_id)
+                continue
             if not job.started and record.state != "PENDING":
                 job.started = changed = True
                 self._start_clock(run_id)
@@ -587,8 +711,90 @@ class SlurmRunner(Runner, label="slurm"):
                     # Results may still be on their way (a message in flight, a file
                     # system that shows writes late): give them a moment.
                     job.ended, job.ended_seen = JobEnd(record, records.get(f"{job.job_id}.0")), now + self.min_poll
+        for run_ids in ended_tasks.values():
+            self._task_ended(run_ids, records, now)
         self._poll_every = self.min_poll if changed else min(self.max_poll, self._poll_every * 1.5)
         self._next_poll = now + self._poll_every
+
+    # --- packed tasks ------------------------------------------------------------------------
+
+    @staticmethod
+    def _steps_final(job: SlurmJob, records: Mapping[str, JobRecord]) -> bool:
+        """Whether the task's steps ended too (its processes are gone: a run may go elsewhere)."""
+        steps = (records.get(f"{job.job_id}.{step}") for step in ("batch", "0"))
+        return all(step.final for step in steps if step is not None)
+
+    def _read_packs(self) -> None:
+        """Note how the runs of packed tasks ended, from the task loops' ``.end`` files."""
+        by_dir: dict[str, dict[int, PackedJob]] = {}
+        for run_id, job in self._jobs().items():
+            if isinstance(job, PackedJob) and job.ended is None:
+                by_dir.setdefault(job.pack_dir, {})[run_id] = job
+        if not by_dir:
+            return
+        import json
+
+        self.interface.poll()
+        now = time.monotonic()
+        for pack_dir, jobs in by_dir.items():
+            try:
+                names = os.listdir(pack_dir)
+            except OSError:
+                continue
+            for name in names:
+                run_id = int(name[:-4]) if name.endswith(".end") and name[:-4].isdigit() else -1
+                job = jobs.get(run_id)  # type: ignore[assignment]
+                if job is None or run_id not in self.runs:
+                    continue
+                try:
+                    with open(os.path.join(pack_dir, name)) as file:
+                        end = json.load(file)
+                except (OSError, ValueError):
+                    continue  # (being written)
+                if end.get("cancelled"):
+                    continue  # this runner cancelled it, and settled it then
+                if end.get("timed_out") and not self.interface.transmitted(run_id):
+                    self._settle(run_id, None, timed_out=True)
+                    continue
+                if "refused" in end:
+                    job.ended = Refused(end["refused"])  # type: ignore[assignment]
+                else:
+                    job.ended = ExitStatus(end.get("code"), end.get("signal"))  # type: ignore[assignment]
+                # Results may still be on their way (a message in flight): give them a moment.
+                job.ended_seen = now + self.min_poll
+
+    def _task_ended(self, run_ids: list[int], records: Mapping[str, JobRecord], now: float) -> None:
+        """A packed task ended: its runs that ended are settled (or will be, from their ``.end``
+        files); the one in flight gets Slurm's verdict; the ones it did not start go to another
+        job (without counting an attempt) when Slurm ended it early."""
+        jobs = self._jobs()
+        first = jobs[run_ids[0]]
+        assert isinstance(first, PackedJob)
+        record = first.record(records)
+        assert record is not None
+        started_any = any(first.noted(run_id, "start") for run_id in first.task_runs)
+        again = []
+        for run_id in run_ids:
+            job = jobs[run_id]
+            if self.interface.transmitted(run_id):
+                self._settle(run_id, None)
+            elif first.noted(run_id, "end"):
+                continue  # read by _read_packs
+            elif first.noted(run_id, "start") or not (started_any or record.state in _ENDED_EARLY):
+                job.ended, job.ended_seen = JobEnd(record, records.get(f"{job.job_id}.0")), now + self.min_poll
+            else:
+                again.append(run_id)
+        if again:
+            self.logger.info(
+                "Slurm job %s ended (%s) before %d of its runs started; they go to another job",
+                first.job_id,
+                record.state,
+                len(again),
+            )
+            for run_id in again:
+                self._active.remove(run_id)  # (their attempts stay as they were)
+            for run_id, handle in self._submit_packs(again):
+                self._launch(run_id, handle)
 
     def _poll_interval(self) -> float:
         return min(self.sleep, max(0.0, self._next_poll - time.monotonic())) if self.runs else self.sleep
@@ -629,6 +835,24 @@ class SlurmRunner(Runner, label="slurm"):
         """``scancel`` the runs' jobs and settle them; a cancel first waits (bounded) until Slurm
         reports the jobs ended, so that results that arrived before are kept."""
         active = self._jobs()
+        if not timed_out:
+            # Runs of packed tasks that keep other runs: the task loop skips or ends them.
+            alone = []
+            for run_id in run_ids:
+                job = active[run_id]
+                if isinstance(job, PackedJob) and any(
+                    other in active and other not in run_ids and active[other].job_id == job.job_id
+                    for other in job.task_runs
+                ):
+                    with open(os.path.join(job.pack_dir, f"{run_id}.cancel"), "w"):
+                        pass
+                    alone.append(run_id)
+            if alone:
+                kept = set(alone)
+                settled = {run_id: self._settle(run_id, None, cancelled=cancelled) for run_id in alone}
+                rest = self._stop_runs([r for r in run_ids if r not in kept], grace, cancelled=cancelled)
+                by_id = {status.run_id: status for status in rest}
+                return [settled[r] if r in kept else by_id[r] for r in run_ids]
         jobs = {run_id: active[run_id] for run_id in run_ids}
         if not self._scancel(self._cancel_targets(jobs.values())):
             self.uncancelled.update(job.array_job for job in jobs.values())

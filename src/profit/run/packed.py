@@ -1,0 +1,130 @@
+"""The task loop of a packed Slurm array task: many runs, one after another.
+
+A :class:`~profit.run.slurm.SlurmRunner` with ``runs_per_job`` > 1 starts
+``python -m profit.run.packed`` (through ``srun``) in each array task. The task
+reads its runs from ``$PROFIT_PACK_DIR/tasks.json`` (task ``$PROFIT_ARRAY_ID``)
+and runs each in a ``profit-worker`` process of its own, with ``PROFIT_RUN_ID``
+set, so a failing run fails alone. For each run it leaves, in the pack
+directory, ``<run>.start`` before the worker starts and ``<run>.end`` (JSON:
+``code`` or ``signal``, and ``timed_out``, ``cancelled`` or ``refused``) once it
+ended. The runner learns results through the interface as from any worker and
+reads the files for how the others ended, and which runs a job that ended early
+left unstarted. A run with a timeout is ended (its process group: SIGTERM, then
+SIGKILL) when its time is up; a ``<run>.cancel`` file (the runner's cancel of
+one run) ends or skips it. Where the job's end time is known
+(``SLURM_JOB_END_TIME``, else ``squeue``), a run that could not finish within
+its timeout before then is not started.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+TASKS_FILE = "tasks.json"
+_child: subprocess.Popen | None = None
+
+
+def write_json(path: str, data: object) -> None:
+    """Write ``data`` to ``path`` whole (a reader never sees half of it)."""
+    temporary = f"{path}.{os.getpid()}.tmp"
+    with open(temporary, "w") as file:
+        json.dump(data, file)
+    os.replace(temporary, path)
+
+
+def job_end_time(env: dict[str, str]) -> float | None:
+    """When the job's time limit ends (seconds since the epoch), where Slurm tells; else None."""
+    value = env.get("SLURM_JOB_END_TIME", "")
+    if value.isdigit():
+        return float(value)
+    job = env.get("SLURM_JOB_ID")
+    if not job:
+        return None
+    try:
+        out = subprocess.run(["squeue", "-h", "-j", job, "-o", "%e"], capture_output=True, text=True, timeout=30)
+        return time.mktime(time.strptime(out.stdout.strip(), "%Y-%m-%dT%H:%M:%S"))
+    except (OSError, subprocess.SubprocessError, ValueError, OverflowError):
+        return None  # no limit ('N/A', 'Unknown'), or squeue is not there
+
+
+def _stop(process: subprocess.Popen, grace: float = 1.0) -> None:
+    """End the run's process group: SIGTERM, then SIGKILL after ``grace`` seconds."""
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, None)):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            pass
+        try:
+            process.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def _on_term(signum: int, frame: object) -> None:
+    """The job is being ended (scancel, its time limit): end the run in flight with it."""
+    if _child is not None and _child.poll() is None:
+        _stop(_child, grace=0.5)
+    sys.exit(128 + signum)
+
+
+def run_one(argv: list[str], env: dict[str, str], timeout: float | None, cancel_path: str) -> dict:
+    """Run one worker; return how it ended (for its ``.end`` file)."""
+    global _child
+    started = time.monotonic()
+    _child = process = subprocess.Popen(argv, env=env, start_new_session=True)
+    while True:
+        try:
+            code = process.wait(timeout=0.1)
+            break
+        except subprocess.TimeoutExpired:
+            pass
+        if timeout is not None and time.monotonic() - started >= timeout:
+            _stop(process)
+            return {"timed_out": True}
+        if os.path.exists(cancel_path):
+            _stop(process)
+            return {"cancelled": True}
+    _child = None
+    return {"signal": -code} if code < 0 else {"code": code}
+
+
+def main() -> None:
+    env = dict(os.environ)
+    pack = env["PROFIT_PACK_DIR"]
+    task = int(env.get("PROFIT_ARRAY_ID") or env.get("SLURM_ARRAY_TASK_ID") or 0)
+    with open(os.path.join(pack, TASKS_FILE)) as file:
+        spec = json.load(file)
+    run_ids: list[int] = spec["tasks"][task]
+    timeout = spec.get("timeout")
+    argv = spec.get("worker") or ["profit-worker"]
+    env.pop("PROFIT_ARRAY_ID", None)
+    signal.signal(signal.SIGTERM, _on_term)
+    end_time = job_end_time(env) if timeout else None
+    started_any = False
+    for position, run_id in enumerate(run_ids):
+        end_path = os.path.join(pack, f"{run_id}.end")
+        if os.path.exists(os.path.join(pack, f"{run_id}.cancel")):
+            write_json(end_path, {"cancelled": True})
+            continue
+        if end_time is not None and time.time() + timeout > end_time:
+            if not started_any:  # not even one fits: say why, rather than be queued again and again
+                left = max(0.0, end_time - time.time())
+                reason = f"not started: its Slurm job had {left:.0f} s left, less than the timeout ({timeout:g} s)"
+                for later in run_ids[position:]:
+                    write_json(os.path.join(pack, f"{later}.end"), {"refused": reason})
+            break  # the runner runs the rest in another job
+        with open(os.path.join(pack, f"{run_id}.start"), "w"):
+            pass
+        started_any = True
+        ended = run_one(argv, {**env, "PROFIT_RUN_ID": str(run_id)}, timeout, os.path.join(pack, f"{run_id}.cancel"))
+        write_json(end_path, ended)
+
+
+if __name__ == "__main__":
+    main()
