@@ -181,3 +181,21 @@ def test_array_results_of_another_shape_than_learned_still_come_back_right():
         values = list(executor.map(models.ragged, [3, 5, 1, 3]))
     assert [value.tolist() for value in values] == [[0, 1, 2], [0, 1, 2, 3, 4], [0], [0, 1, 2]]
     assert all(value.dtype == np.int64 for value in values)
+
+
+def test_clean_all_removes_what_the_study_executor_recorded(tmp_path):
+    study = Study.create(
+        tmp_path / "study",
+        inputs={"x": "Uniform(0, 1)"},
+        outputs=["square"],
+        ntrain=2,
+        run={"runner": "fork", "worker": models.square},
+    )
+    with study.executor(parallel=1) as executor:
+        assert executor.submit(models.square, 3.0).result(timeout=60) == 9.0
+    evaluations = os.path.join(study.directory, "evaluations")
+    assert os.path.isdir(evaluations)
+    study.clean(all=False)
+    assert os.path.isdir(evaluations)  # (a plain clean keeps results)
+    assert "evaluations" in study.clean(all=True)
+    assert not os.path.exists(evaluations)

@@ -836,7 +836,8 @@ class Study:
         )
 
     def clean(self, all: bool = False) -> list[str]:
-        """Remove run directories, logs and interface files; with ``all``, also the table and the exports.
+        """Remove run directories, logs and interface files; with ``all``, also the table, the exports and
+        the evaluations an executor of the study recorded (``evaluations/``).
 
         Returns what was removed (relative names). Refused while the study runs.
         """
@@ -847,10 +848,20 @@ class Study:
             )
         if not os.path.isdir(self.directory):
             return []
+        evaluations = os.path.join(self.directory, "evaluations")
+        if all and os.path.isdir(evaluations):  # (what study.executor() recorded: results too)
+            evaluations_holder = StudyLock(evaluations).holder()
+            if evaluations_holder:
+                raise ConfigError(
+                    f"an executor of process {evaluations_holder} uses {evaluations}; clean it when it has finished"
+                )
         removed = clean_work_dir(self.directory, files=LEFTOVER_FILES + ((TABLE, META, LOCK) if all else ()))
         if all:
             from .exports import states_file
 
+            if os.path.isdir(evaluations):
+                shutil.rmtree(evaluations)
+                removed.append("evaluations")
             for path in (self.file.input_file, self.file.output_file, states_file(self.file.output_file)):
                 if os.path.exists(path):
                     os.remove(path)
