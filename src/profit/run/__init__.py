@@ -10,7 +10,7 @@ dependencies are imported only by the components that use them.
 """
 
 # Built-in variants register themselves on import.
-from . import functions, local, pool, slurm, zeromq  # noqa: E402,F401  (register the built-in variants)
+from . import dask, functions, local, pool, slurm, zeromq  # noqa: E402,F401  (register the built-in variants)
 from .command import Postprocessor, Preprocessor
 from .errors import RunFailed
 from .interface import RunnerInterface, WorkerInterface

@@ -1,0 +1,398 @@
+"""DaskRunner (label ``dask``): each run's Worker as a process started by a Dask task.
+
+The runner submits one task per run to a ``dask.distributed`` cluster: an
+existing one (``scheduler: "tcp://host:port"``), one it builds from a cluster
+class (``cluster: {class: "dask_jobqueue.SLURMCluster", ..., scale: N}`` or
+``adapt: {minimum: 0, maximum: 10}``), or by default a ``LocalCluster`` of
+``parallel`` single-threaded worker processes. The task starts ``profit-worker``
+as a child process in a session of its own (the run is isolated from the Dask
+worker), with the runner's worker environment and ``PROFIT_RUN_ID``, waits for
+it and returns its exit status::
+
+    runner --submit--> scheduler --> Dask worker: task --> profit-worker (own session) --> interface row
+    runner <--done callback: a byte on a pipe-- client <--exit code--'
+
+A cancel or a timeout sets a ``distributed.Event`` of the run; the task ends
+the run's process group (SIGTERM, SIGKILL after the grace time; at once for a
+timeout) and returns, and the Dask worker lives on. A lost Dask worker
+(``KilledWorker``, a closed connection) fails the run with a reason naming it
+(``retries`` run it again). The interface must reach the Dask workers: memmap
+where they share the work directory's file system (a LocalCluster does), zeromq
+where they reach the runner's address. Dask is imported only when the runner is
+built (install the extra ``dask``: ``pip install profit-run[dask]``).
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import uuid
+
+from . import options as check
+from ._proc import MARK, ExitStatus, work_dir_mark
+from .errors import ConfigError
+from .handles import Notice, RunHandle
+from .layout import begin_run_log
+from .runner import Runner
+from .state import RunStatus
+
+TYPE_CHECKING = False  # (typing costs every worker process its import)
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import Any
+
+# Seconds the runner waits, beyond the grace time, for the task of a stopped run to report.
+_STOP_WAIT = 10.0
+# How often a run's task asks the scheduler whether the run is to be stopped.
+_WATCH_INTERVAL = 0.25
+
+
+class DaskEnding:
+    """A run whose Dask task did not report an exit status: its worker was lost, or the task failed."""
+
+    __slots__ = ("text",)
+
+    success = False
+
+    def __init__(self, text: str):
+        self.text = text
+
+    def describe(self, *, through_shell: bool = False) -> str:
+        return self.text
+
+    def __repr__(self) -> str:
+        return f"DaskEnding({self.text!r})"
+
+
+class _DaskRun(RunHandle):
+    """A run submitted as a Dask task; its end arrives through the future's done callback."""
+
+    notice = Notice.NOTIFIED
+    __slots__ = ("run_id", "future", "stop_name", "kill_name")
+
+    def __init__(self, run_id: int, future: Any, key: str):
+        self.run_id = run_id
+        self.future = future
+        self.stop_name = f"{key}-stop"
+        self.kill_name = f"{key}-kill"
+
+    def poll(self) -> ExitStatus | DaskEnding | None:
+        return _ending(self.future) if self.future.done() else None
+
+    def exited(self) -> bool:
+        return bool(self.future.done())
+
+
+def _ending(future: Any) -> ExitStatus | DaskEnding:
+    """How the run of a finished future ended."""
+    status = future.status
+    if status == "finished":
+        try:
+            code = future.result()
+        except Exception as unfetched:  # (the result could not be fetched: its worker went away)
+            return DaskEnding(f"its Dask task's result was lost ({type(unfetched).__name__}: {unfetched})")
+        return ExitStatus.from_returncode(code)
+    if status == "cancelled":
+        return DaskEnding("its Dask task was cancelled (the scheduler or the client dropped it)")
+    error: BaseException | None
+    try:
+        error = future.exception()
+    except Exception as lost:  # (the exception could not be fetched either)
+        error = lost
+    name = type(error).__name__
+    if name in ("KilledWorker", "CommClosedError", "WorkerLost", "FutureCancelledError") or isinstance(
+        error, (OSError, EOFError)
+    ):
+        return DaskEnding(f"its Dask worker was lost ({name}: {error})")
+    return DaskEnding(f"its Dask task failed ({name}: {error})")
+
+
+def _worker_command() -> list[str]:
+    """The program of a run, as the Dask worker finds it: the profit-worker beside its Python."""
+    import shutil
+    import sys
+
+    sibling = os.path.join(os.path.dirname(sys.executable), "profit-worker")
+    if os.access(sibling, os.X_OK):
+        return [sibling]
+    found = shutil.which("profit-worker")
+    if found:
+        return [found]
+    return [sys.executable, "-c", "from profit.run.worker import main; main()"]
+
+
+def _signal_group(pid: int, signum: int) -> None:
+    try:
+        os.killpg(pid, signum)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def run_in_dask_worker(
+    run_id: int, environment: dict[str, str], cwd: str, stop_name: str, kill_name: str, grace: float
+) -> int:
+    """The Dask task of a run: start its worker process in a session of its own, wait for it and return
+    its return code (negative: the signal that killed it). The run's Events stop it: ``stop_name`` ends
+    its process group (SIGTERM, then SIGKILL after ``grace`` seconds; at once if ``kill_name`` is set)."""
+    import signal
+    import subprocess
+
+    from distributed import Event, get_client
+
+    env = {**os.environ, **environment, "PROFIT_RUN_ID": str(run_id)}
+    env.pop("PROFIT_ARRAY_ID", None)
+    process = subprocess.Popen(_worker_command(), env=env, cwd=cwd, start_new_session=True, stdin=subprocess.DEVNULL)
+    client = get_client()
+    stop, kill = Event(stop_name, client=client), Event(kill_name, client=client)
+    while True:
+        try:
+            return process.wait(_WATCH_INTERVAL)
+        except subprocess.TimeoutExpired:
+            pass
+        try:
+            if not stop.is_set():
+                continue
+            now = kill.is_set()
+        except Exception:  # (the scheduler does not answer: the run goes on)
+            continue
+        if not now:
+            _signal_group(process.pid, signal.SIGTERM)
+            try:
+                process.wait(grace)
+            except subprocess.TimeoutExpired:
+                pass
+        _signal_group(process.pid, signal.SIGKILL)  # what is left of the group, also after its leader
+        return process.wait()
+
+
+def _import_class(path: str) -> type:
+    import importlib
+
+    module_name, _, name = path.rpartition(".")
+    if not module_name:
+        raise ConfigError(f"dask runner: cluster class {path!r} is not an import path (module.Class)")
+    try:
+        return getattr(importlib.import_module(module_name), name)
+    except (ImportError, AttributeError) as error:
+        raise ConfigError(f"dask runner: cannot import the cluster class {path!r} ({error})") from None
+
+
+class DaskRunner(Runner, label="dask"):
+    """Run each Worker as a process started by a task on a ``dask.distributed`` cluster.
+
+    Options: ``scheduler`` (the address of a running scheduler, ``"tcp://host:port"``)
+    or ``cluster`` (``{"class": "module.Class", **kwargs, "scale": N}`` or ``"adapt":
+    {"minimum": ..., "maximum": ...}``: the runner builds the cluster and closes it
+    with itself); neither: a ``LocalCluster`` of ``parallel`` single-threaded worker
+    processes. ``parallel`` is how many runs are submitted at once (default: the
+    usable CPUs; 0: unbounded). A run's timeout counts from its submission.
+    """
+
+    passes_kwargs_on = True  # **kwargs are the base class's options (checked against its signature)
+
+    def __init__(
+        self,
+        scheduler: str | None = None,
+        cluster: Mapping | None = None,
+        parallel: int | str = "all",
+        **kwargs: Any,
+    ):
+        if scheduler is not None and cluster is not None:
+            raise ConfigError("dask runner: give either scheduler (an address) or cluster (a config), not both")
+        if scheduler is not None and not isinstance(scheduler, str):
+            raise ConfigError(f"dask runner: scheduler must be an address like 'tcp://host:8786', got {scheduler!r}")
+        if cluster is not None:
+            if not isinstance(cluster, dict) and not hasattr(cluster, "items"):
+                raise ConfigError(f"dask runner: cluster must be a mapping with a 'class', got {cluster!r}")
+            cluster = dict(cluster)
+            if "scale" in cluster and "adapt" in cluster:
+                raise ConfigError("dask runner: cluster takes scale or adapt, not both")
+        self.scheduler = scheduler
+        self.cluster_config = cluster
+        parallel = check.parallel(parallel)
+        if parallel < 1 and scheduler is None and cluster is None:
+            raise ConfigError("dask runner: a local cluster needs parallel >= 1 (its number of worker processes)")
+        super().__init__(parallel=parallel, **kwargs)
+        self._client: Any = None
+        self._cluster: Any = None
+        self._environment: dict[str, str] | None = None
+        self._token = uuid.uuid4().hex[:12]
+        self._ended: collections.deque[_DaskRun] = collections.deque()  # filled in the client's thread
+        self._wake_read, self._wake_write = os.pipe()
+        os.set_blocking(self._wake_read, False)
+        os.set_blocking(self._wake_write, False)
+        self.events.watch(self._wake_read, self._on_ended)
+
+    def __repr__(self) -> str:
+        where = self.scheduler or (self.cluster_config or {}).get("class", "LocalCluster")
+        return f"<{type(self).__name__} (parallel={self.parallel}, {where})>"
+
+    @property
+    def config(self) -> dict:
+        return {**super().config, "scheduler": self.scheduler, "cluster": self.cluster_config}
+
+    # --- the cluster -----------------------------------------------------------------
+
+    @property
+    def client(self) -> Any:
+        """The ``distributed.Client`` of the runner (connected, and the cluster built, on first use)."""
+        if self._client is None:
+            self._connect()
+        return self._client
+
+    def _connect(self) -> None:
+        try:
+            import distributed
+        except ImportError:
+            raise ConfigError(
+                "the dask runner needs dask.distributed: pip install 'profit-run[dask]' (or 'dask[distributed]')"
+            ) from None
+        if self.scheduler is not None:
+            self._client = distributed.Client(self.scheduler, set_as_default=False)
+            return
+        if self.cluster_config is None:
+            cluster = distributed.LocalCluster(
+                n_workers=self.parallel,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=":0",
+                silence_logs=40,  # (logging.ERROR)
+            )
+        else:
+            options = dict(self.cluster_config)
+            cluster_class = _import_class(str(options.pop("class", "distributed.LocalCluster")))
+            scale, adapt = options.pop("scale", None), options.pop("adapt", None)
+            cluster = cluster_class(**options)
+            try:
+                if scale is not None:
+                    cluster.scale(scale)
+                elif adapt is not None:
+                    cluster.adapt(**dict(adapt))
+            except BaseException:
+                cluster.close()
+                raise
+        self._cluster = cluster
+        try:
+            self._client = distributed.Client(cluster, set_as_default=False)
+        except BaseException:
+            cluster.close()
+            self._cluster = None
+            raise
+
+    # --- starting runs -----------------------------------------------------------------
+
+    def _run_environment(self) -> dict[str, str]:
+        """What a run's process gets beyond its Dask worker's environment (the PROFIT_ variables)."""
+        if self._environment is None:
+            env = self.worker_environment()
+            self._environment = {name: value for name, value in env.items() if name.startswith("PROFIT_")}
+            self._environment[MARK] = work_dir_mark(self.work_dir)
+        return self._environment
+
+    def _start(self, run_id: int) -> _DaskRun:
+        client = self.client
+        begin_run_log(self.work_dir, self.worker_config.get("log_path", "log"), run_id)
+        key = f"profit-run-{run_id}-{self._token}-{uuid.uuid4().hex[:8]}"
+        future = client.submit(
+            run_in_dask_worker,
+            run_id,
+            self._run_environment(),
+            os.path.abspath(self.work_dir),
+            f"{key}-stop",
+            f"{key}-kill",
+            self.cancel_grace,
+            key=key,
+            pure=False,
+            retries=0,
+        )
+        handle = _DaskRun(run_id, future, key)
+        future.add_done_callback(lambda _: self._notify_ended(handle))
+        return handle
+
+    def _notify_ended(self, handle: _DaskRun) -> None:
+        """In the client's thread: hand the run to the runner's thread and wake it."""
+        self._ended.append(handle)
+        try:
+            os.write(self._wake_write, b"x")
+        except (BlockingIOError, OSError):
+            pass  # the pipe is full (the runner will wake anyway) or closed (the runner is closed)
+
+    def _on_ended(self) -> None:
+        try:
+            while os.read(self._wake_read, 4096):
+                pass
+        except BlockingIOError:
+            pass
+        while self._ended:
+            handle = self._ended.popleft()
+            if self.runs.get(handle.run_id) is handle:  # (else: settled already, by a stop)
+                self._settle(handle.run_id, handle.poll())
+
+    # --- stopping runs --------------------------------------------------------------
+
+    def _stop_runs(
+        self, run_ids: list[int], grace: float, *, cancelled: bool = False, timed_out: bool = False
+    ) -> list[RunStatus]:
+        """End runs: each task is told (the run's Events) to end its run's process group; the runner
+        waits for the tasks to report, then settles the runs (a task that does not is cancelled)."""
+        import time
+
+        from distributed import Event
+
+        handles = [handle for run_id in run_ids if isinstance(handle := self.runs.get(run_id), _DaskRun)]
+        client = self.client
+        for handle in handles:
+            if grace <= 0:
+                Event(handle.kill_name, client=client).set()
+            Event(handle.stop_name, client=client).set()
+        deadline = time.monotonic() + grace + _STOP_WAIT
+        for handle in handles:
+            while not handle.future.done() and time.monotonic() < deadline:
+                try:
+                    handle.future.result(timeout=min(0.5, max(0.0, deadline - time.monotonic())))
+                except Exception:
+                    pass  # (not yet, or it failed: told below)
+        for handle in handles:
+            if not handle.future.done():
+                handle.future.cancel()  # (a task that never started, or whose worker does not answer)
+        for handle in handles:
+            for name in (handle.stop_name, handle.kill_name):
+                try:
+                    Event(name, client=client).clear()  # (forgotten by the scheduler: nobody waits)
+                except Exception:
+                    pass
+        statuses = []
+        for run_id in run_ids:
+            handle = self.runs.get(run_id)
+            ending = handle.poll() if isinstance(handle, _DaskRun) and handle.future.status != "cancelled" else None
+            statuses.append(self._settle(run_id, ending, cancelled=cancelled, timed_out=timed_out))
+        return statuses
+
+    # --- closing ----------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Cancel what still runs, close the client (and the cluster the runner built) and release
+        the event sources and the interface (closing again does nothing)."""
+        if not self._take_for_closing():
+            return
+        try:
+            self.cancel_all()
+        finally:
+            try:
+                self._disconnect()
+            finally:
+                if self.events.watching(self._wake_read):
+                    self.events.unwatch(self._wake_read)
+                os.close(self._wake_read)
+                os.close(self._wake_write)
+                super().close()
+
+    def _disconnect(self) -> None:
+        client, cluster = self._client, self._cluster
+        self._client = self._cluster = None
+        try:
+            if client is not None:
+                client.close()
+        finally:
+            if cluster is not None:
+                cluster.close()

@@ -1,0 +1,178 @@
+"""The Dask runner (label ``dask``): each run a profit-worker process started by a Dask task."""
+
+import os
+
+import numpy as np
+import pytest
+from helpers import SCALAR_INPUTS, STUDY, alive, make_study, outputs, params, profit, wait_for
+
+from profit.run import Runner, RunState
+
+distributed = pytest.importorskip("distributed", reason="dask.distributed is not installed (the extra 'dask')")
+
+from profit.run.dask import DaskEnding, _ending  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """Two single-threaded Dask worker processes, shared by the tests of this file."""
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0", silence_logs=40
+    ) as local:
+        yield local
+
+
+@pytest.fixture
+def make_runner(tmp_path, cluster):
+    made = []
+
+    def make(worker, *, output_config=None, work_dir="study", **options):
+        runner = Runner["dask"](
+            scheduler=cluster.scheduler_address,
+            interface={
+                "class": options.pop("interface", "memmap"),
+                "size": 4,
+                "input_config": SCALAR_INPUTS,
+                "output_config": output_config or outputs("f"),
+            },
+            worker=worker,
+            work_dir=str(tmp_path / work_dir),
+            **options,
+        )
+        made.append(runner)
+        return runner
+
+    yield make
+    for runner in made:
+        runner.close()
+
+
+def run_processes(runner):
+    """Pids of the processes of this runner's runs (by the work directory mark in their environment)."""
+    mark = f"PROFIT_WORK_DIR={os.path.realpath(runner.work_dir)}".encode()
+    pids = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/environ", "rb") as file:
+                    if mark in file.read().split(b"\0"):
+                        pids.append(int(name))
+            except OSError:
+                pass
+    return [pid for pid in pids if alive(pid)]
+
+
+def dask_workers(cluster):
+    with distributed.Client(cluster.scheduler_address, set_as_default=False) as client:
+        return set(client.scheduler_info()["workers"])
+
+
+@pytest.mark.parametrize("interface", ["memmap", "zeromq"])
+def test_twenty_runs_give_aligned_outputs(make_runner, interface):
+    runner = make_runner("t_pair", output_config=outputs("f", "g"), parallel=2, interface=interface)
+    rows = params(20)
+    runner.spawn_array(rows, wait=True)
+    assert runner.failed == {}
+    np.testing.assert_array_equal(runner.interface.input["u"][:20], rows["u"])
+    np.testing.assert_allclose(runner.interface.output["f"][:20].ravel(), rows["u"] + rows["v"])
+    np.testing.assert_allclose(runner.interface.output["g"][:20].ravel(), rows["u"] - rows["v"])
+
+
+def test_a_failing_run_fails_with_its_reason(make_runner):
+    runner = make_runner("t_sum_unless_negative", parallel=2)
+    rows = np.zeros(3, dtype=[("u", "f8"), ("v", "f8")])
+    rows["u"] = [1.0, -1.0, 2.0]
+    runner.spawn_array(rows, wait=True)
+    assert list(runner.failed) == [1]
+    status = runner.status(1)
+    assert status.state is RunState.FAILED and "negative u" in status.reason
+    assert runner.status(0).state is RunState.DONE and runner.status(2).state is RunState.DONE
+    assert np.isnan(runner.interface.output["f"][1]).all()
+    np.testing.assert_allclose(runner.interface.output["f"][[0, 2]].ravel(), [1.0, 2.0])
+
+
+def test_a_timeout_ends_the_run_process_and_not_the_dask_worker(make_runner, cluster):
+    before = dask_workers(cluster)
+    runner = make_runner("t_slow_once", timeout=1, parallel=2)  # sleeps 60 s on its first attempt only
+    status = runner.wait(runner.spawn({"u": 1.0, "v": 2.0}))
+    assert status.state is RunState.FAILED and "timed out after 1 s" in status.reason
+    wait_for(lambda: not run_processes(runner), timeout=5, what="the timed-out run's process to end")
+    assert dask_workers(cluster) == before  # the Dask workers live on
+    assert runner.wait(runner.respawn(0)).state is RunState.DONE  # and the runner's next run works
+    assert float(runner.interface.output["f"][0]) == 3.0
+
+
+def test_cancel_ends_the_run_process(make_runner, cluster):
+    before = dask_workers(cluster)
+    runner = make_runner({"class": "t_sleep", "seconds": 30.0}, parallel=2)
+    run_id = runner.spawn({"u": 1.0, "v": 2.0})
+    wait_for(lambda: run_processes(runner), timeout=15, what="the run's process to start")
+    status = runner.cancel(run_id)
+    assert status.state is RunState.CANCELLED
+    assert run_processes(runner) == []  # ended by the time cancel returns
+    assert runner.runs == {}
+    assert dask_workers(cluster) == before
+
+
+def test_runs_that_fail_once_succeed_on_retry(tmp_path, cluster):
+    inputs = {**SCALAR_INPUTS, "fault": {"dtype": np.int64}}
+    with Runner["dask"](
+        scheduler=cluster.scheduler_address,
+        interface={"class": "memmap", "size": 4, "input_config": inputs, "output_config": outputs("f")},
+        worker="t_faulty",
+        work_dir=str(tmp_path / "study"),
+        retries=1,
+        parallel=2,
+    ) as runner:
+        rows = np.zeros(3, dtype=[("u", "f8"), ("v", "f8"), ("fault", "i8")])
+        rows["u"], rows["v"], rows["fault"] = [1.0, 2.0, 3.0], 0.5, [1, 2, 0]  # killed once, raised once, fine
+        runner.spawn_array(rows, wait=True)
+        assert runner.failed == {}
+        np.testing.assert_allclose(runner.interface.output["f"][:3].ravel(), [1.5, 2.5, 3.5])
+
+
+def test_a_lost_dask_worker_is_named_in_the_reason():
+    class Lost:
+        status = "error"
+
+        def exception(self):
+            return type("KilledWorker", (Exception,), {})("attempted to run task on 3 workers, all died")
+
+    ending = _ending(Lost())
+    assert isinstance(ending, DaskEnding) and not ending.success
+    assert ending.describe() == "its Dask worker was lost (KilledWorker: attempted to run task on 3 workers, all died)"
+
+
+def test_own_local_cluster_is_closed_with_the_runner(tmp_path):
+    runner = Runner["dask"](
+        interface={"class": "memmap", "size": 2, "input_config": SCALAR_INPUTS, "output_config": outputs("f")},
+        worker="t_sum",
+        work_dir=str(tmp_path / "study"),
+        parallel=2,
+    )
+    try:
+        runner.spawn_array(params(4), wait=True)
+        assert runner.failed == {}
+        own = runner._cluster
+        assert len(own.workers) == 2
+    finally:
+        runner.close()
+    assert own.status.name == "closed"
+
+
+def test_importing_profit_run_does_not_import_dask():
+    import subprocess
+    import sys
+
+    code = "import sys, profit.run; print('distributed' in sys.modules or 'dask' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
+
+
+def test_profit_run_of_a_study_with_the_dask_runner(tmp_path):
+    study = make_study(tmp_path / "study", STUDY.format(ntrain=6, runner="{class: dask, parallel: 2}"))
+    done = profit("run", str(study))
+    assert done.returncode == 0, done.stderr
+    assert "6 runs: 6 done, 0 failed" in done.stdout
+    inputs = np.genfromtxt(study / "input.txt", names=True)
+    results = np.genfromtxt(study / "output.txt", names=True)
+    np.testing.assert_array_equal(results["f"], inputs["u"] + inputs["v"])
