@@ -59,9 +59,14 @@ def sacct_tasks(arrays):
 def make_runner(tmp_path):
     made = []
 
-    def make(worker, size, **options):
+    def make(worker, size, names=("f",), **options):
         runner = Runner["slurm"](
-            interface={"class": "memmap", "size": size, "input_config": SCALAR_INPUTS, "output_config": outputs("f")},
+            interface={
+                "class": "memmap",
+                "size": size,
+                "input_config": SCALAR_INPUTS,
+                "output_config": outputs(*names),
+            },
             worker=worker,
             work_dir=str(tmp_path / "study"),
             min_poll=0.2,
@@ -106,7 +111,7 @@ def test_200_runs_in_4_tasks_and_one_fails_alone(make_runner):
 
 
 @pytest.mark.timeout(120)
-def test_cancelled_task_gives_its_unfinished_runs_to_another(make_runner, tmp_path, monkeypatch):
+def test_cancelled_task_gives_its_unfinished_runs_to_another(make_runner, tmp_path, monkeypatch, caplog):
     worker_file = tmp_path / "once_worker.py"
     worker_file.write_text(ONCE_WORKER)
     locks = tmp_path / "locks"
@@ -130,3 +135,21 @@ def test_cancelled_task_gives_its_unfinished_runs_to_another(make_runner, tmp_pa
     assert ran_again, "no run of the cancelled task ran again"
     assert all(first.job_id not in jobs.tasks[r][1:] for r in ran_again)
     assert all(len(jobs.tasks[r]) == 1 for r in range(6, 12))  # the other task's runs were not touched
+    noted = lambda r, what: os.path.exists(os.path.join(first.pack_dir, f"{r}.{what}"))  # noqa: E731
+    in_flight = [r for r in range(6) if noted(r, "start") and not noted(r, "end")]
+    assert len(in_flight) <= 1 and set(in_flight) <= set(ran_again)
+    # Only the run in flight counted a failed attempt (with Slurm's verdict); the others went back to pending.
+    attempts = [record.getMessage() for record in caplog.records if "failed (attempt 1 of 2)" in record.getMessage()]
+    assert [message.split()[1] for message in attempts] == [str(r) for r in in_flight], attempts
+    assert all("cancelled by Slurm or a user" in message for message in attempts)
+
+
+@pytest.mark.timeout(60)
+def test_per_run_timeout_in_a_packed_task(make_runner):
+    runner, jobs = make_runner("t_span", size=3, names=("start", "end"), runs_per_job=3, timeout=1.5)
+    rows = np.zeros(3, dtype=[("u", "f8"), ("v", "f8")])
+    rows["u"] = [0.1, 10, 0.1]
+    runner.spawn_array(rows, wait=True)
+    assert len({jobs.tasks[r][0] for r in range(3)}) == 1
+    assert [runner.status(r).state for r in range(3)] == [RunState.DONE, RunState.FAILED, RunState.DONE]
+    assert runner.status(1).reason.startswith("timed out after 1.5 s")
