@@ -153,3 +153,29 @@ def test_per_run_timeout_in_a_packed_task(make_runner):
     assert len({jobs.tasks[r][0] for r in range(3)}) == 1
     assert [runner.status(r).state for r in range(3)] == [RunState.DONE, RunState.FAILED, RunState.DONE]
     assert runner.status(1).reason.startswith("timed out after 1.5 s")
+
+
+@pytest.mark.timeout(60)
+def test_cancel_one_packed_run_then_all(make_runner):
+    runner, jobs = make_runner("t_span", size=3, names=("start", "end"), runs_per_job=3)
+    rows = np.zeros(3, dtype=[("u", "f8"), ("v", "f8")])
+    rows["u"] = 30
+    runner.spawn_array(rows)
+    first = runner.runs[0]
+    wait_for(lambda: os.path.exists(os.path.join(first.pack_dir, "0.start")), timeout=30, what="run 0 to start")
+    assert runner.cancel(1).state is RunState.CANCELLED  # its task goes on with run 0
+    assert sorted(runner.runs) == [0, 2]
+    runner.cancel_all()
+    assert [runner.status(r).state for r in range(3)] == [RunState.CANCELLED] * 3
+    states = sacct_tasks({first.array_job})
+    assert all(state.startswith("CANCELLED") for state in states.values()), states
+
+
+@pytest.mark.timeout(60)
+def test_a_run_that_cannot_finish_before_the_time_limit_is_not_started(make_runner):
+    runner, jobs = make_runner("t_sum", size=2, runs_per_job=2, timeout=300, options={"time": "0:01:00"})
+    rows = np.zeros(2, dtype=[("u", "f8"), ("v", "f8")])
+    runner.spawn_array(rows, wait=True)
+    for r in range(2):
+        status = runner.status(r)
+        assert status.state is RunState.FAILED and "less than the timeout (300 s)" in status.reason, status
