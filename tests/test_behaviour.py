@@ -9,6 +9,34 @@ from helpers import most_at_once, outputs, params
 from profit.run import RunState
 from profit.run.errors import WaitTimeout
 
+try:
+    import distributed
+except ImportError:  # (the extra 'dask' is not installed)
+    distributed = None
+
+# The runners of conftest.RUNNERS, and the Dask runner (on a cluster this file's tests share).
+DASK = pytest.param("dask", marks=pytest.mark.skipif(distributed is None, reason="dask.distributed is not installed"))
+
+
+@pytest.fixture(scope="module")
+def dask_cluster():
+    """Two single-threaded Dask worker processes; the dask runners of this file find them through
+    Dask's config (``scheduler-address``), as a runner without scheduler or cluster does."""
+    import dask
+
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0", silence_logs=40
+    ) as cluster:
+        with dask.config.set({"scheduler-address": cluster.scheduler_address}):
+            yield cluster
+
+
+@pytest.fixture(params=["fork", "local", "pool", DASK])
+def runner_label(request):
+    if request.param == "dask":
+        request.getfixturevalue("dask_cluster")
+    return request.param
+
 
 def test_single_run_with_wait(make_runner):
     runner = make_runner("t_sum")

@@ -1,6 +1,7 @@
 """The Dask runner (label ``dask``): each run a profit-worker process started by a Dask task."""
 
 import os
+import signal
 
 import numpy as np
 import pytest
@@ -129,6 +130,27 @@ def test_runs_that_fail_once_succeed_on_retry(tmp_path, cluster):
         runner.spawn_array(rows, wait=True)
         assert runner.failed == {}
         np.testing.assert_allclose(runner.interface.output["f"][:3].ravel(), [1.5, 2.5, 3.5])
+
+
+def parent_of(pid):
+    with open(f"/proc/{pid}/stat") as file:
+        return int(file.read().rsplit(")", 1)[1].split()[1])
+
+
+def test_the_run_process_dies_with_its_dask_worker(make_runner, cluster):
+    runner = make_runner("t_slow_once", parallel=2)  # sleeps 60 s on its first attempt only
+    run_id = runner.spawn({"u": 1.0, "v": 2.0})
+    executions = os.path.join(runner.work_dir, "executions-1.0")
+    wait_for(lambda: os.path.exists(executions), timeout=15, what="the run's first attempt to start")
+    (first,) = run_processes(runner)
+    os.kill(parent_of(first), signal.SIGKILL)  # the Dask worker process that runs its task
+    wait_for(lambda: not alive(first), timeout=10, what="the run's process to die with its Dask worker")
+    # Dask runs the task again elsewhere (the worker is lost, not the task's fault): now it is quick.
+    status = runner.wait(run_id, timeout=30)
+    assert status.state is RunState.DONE, status.reason
+    assert len(open(executions).read().split()) == 2  # one process per attempt
+    with distributed.Client(cluster.scheduler_address, set_as_default=False) as client:
+        client.wait_for_workers(2, timeout=30)  # (the nanny restarts the worker, for the next tests)
 
 
 def test_a_lost_dask_worker_is_named_in_the_reason():

@@ -3,8 +3,9 @@
 The runner submits one task per run to a ``dask.distributed`` cluster: an
 existing one (``scheduler: "tcp://host:port"``), one it builds from a cluster
 class (``cluster: {class: "dask_jobqueue.SLURMCluster", ..., scale: N}`` or
-``adapt: {minimum: 0, maximum: 10}``), or by default a ``LocalCluster`` of
-``parallel`` single-threaded worker processes. The task starts ``profit-worker``
+``adapt: {minimum: 0, maximum: 10}``), or by default the scheduler of Dask's
+config (``scheduler-address``, e.g. from ``DASK_SCHEDULER_ADDRESS``) if it names
+one, else a ``LocalCluster`` of ``parallel`` single-threaded worker processes. The task starts ``profit-worker``
 as a child process in a session of its own (the run is isolated from the Dask
 worker), with the runner's worker environment and ``PROFIT_RUN_ID``, waits for
 it and returns its exit status::
@@ -29,7 +30,7 @@ import os
 import uuid
 
 from . import options as check
-from ._proc import MARK, ExitStatus, work_dir_mark
+from ._proc import MARK, ExitStatus, die_with_parent, load_prctl, work_dir_mark
 from .errors import ConfigError
 from .handles import Notice, RunHandle
 from .layout import begin_run_log
@@ -141,7 +142,18 @@ def run_in_dask_worker(
 
     env = {**os.environ, **environment, "PROFIT_RUN_ID": str(run_id)}
     env.pop("PROFIT_ARRAY_ID", None)
-    process = subprocess.Popen(_worker_command(), env=env, cwd=cwd, start_new_session=True, stdin=subprocess.DEVNULL)
+    # The run's process dies with its Dask worker process (PR_SET_PDEATHSIG, Linux): a task whose worker
+    # is lost may run again elsewhere, and must not find the run's first process still at work.
+    load_prctl()
+    parent = os.getpid()
+    process = subprocess.Popen(
+        _worker_command(),
+        env=env,
+        cwd=cwd,
+        start_new_session=True,
+        stdin=subprocess.DEVNULL,
+        preexec_fn=lambda: None if die_with_parent(parent) else os._exit(70),
+    )
     client = get_client()
     stop, kill = Event(stop_name, client=client), Event(kill_name, client=client)
     while True:
@@ -183,8 +195,9 @@ class DaskRunner(Runner, label="dask"):
     Options: ``scheduler`` (the address of a running scheduler, ``"tcp://host:port"``)
     or ``cluster`` (``{"class": "module.Class", **kwargs, "scale": N}`` or ``"adapt":
     {"minimum": ..., "maximum": ...}``: the runner builds the cluster and closes it
-    with itself); neither: a ``LocalCluster`` of ``parallel`` single-threaded worker
-    processes. ``parallel`` is how many runs are submitted at once (default: the
+    with itself); neither: the scheduler of Dask's config (``scheduler-address``,
+    ``DASK_SCHEDULER_ADDRESS``) if set, else a ``LocalCluster`` of ``parallel``
+    single-threaded worker processes. ``parallel`` is how many runs are submitted at once (default: the
     usable CPUs; 0: unbounded). A run's timeout counts from its submission.
     """
 
@@ -247,8 +260,16 @@ class DaskRunner(Runner, label="dask"):
             raise ConfigError(
                 "the dask runner needs dask.distributed: pip install 'profit-run[dask]' (or 'dask[distributed]')"
             ) from None
-        if self.scheduler is not None:
-            self._client = distributed.Client(self.scheduler, set_as_default=False)
+        import dask
+
+        # Dask's own default: the scheduler of its config (DASK_SCHEDULER_ADDRESS), as a bare Client() does.
+        address = (
+            self.scheduler
+            if self.cluster_config is not None
+            else self.scheduler or dask.config.get("scheduler-address", None)
+        )
+        if address:
+            self._client = distributed.Client(address, set_as_default=False)
             return
         if self.cluster_config is None:
             cluster = distributed.LocalCluster(
