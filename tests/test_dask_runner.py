@@ -5,7 +5,7 @@ import signal
 
 import numpy as np
 import pytest
-from helpers import SCALAR_INPUTS, STUDY, alive, make_study, outputs, params, profit, wait_for
+from helpers import SCALAR_INPUTS, STUDY, alive, make_study, outputs, params, profit, started_pids, wait_for
 
 from profit.run import Runner, RunState
 
@@ -103,14 +103,15 @@ def test_a_timeout_ends_the_run_process_and_not_the_dask_worker(make_runner, clu
     assert float(runner.interface.output["f"][0]) == 3.0
 
 
-def test_cancel_ends_the_run_process(make_runner, cluster):
+def test_cancel_ends_the_run_process_group(make_runner, cluster):
     before = dask_workers(cluster)
-    runner = make_runner({"class": "t_sleep", "seconds": 30.0}, parallel=2)
+    runner = make_runner("t_tree", parallel=2)  # starts a grandchild, then waits until it is ended
     run_id = runner.spawn({"u": 1.0, "v": 2.0})
-    wait_for(lambda: run_processes(runner), timeout=15, what="the run's process to start")
+    pids = started_pids(runner, 1)
     status = runner.cancel(run_id)
     assert status.state is RunState.CANCELLED
-    assert run_processes(runner) == []  # ended by the time cancel returns
+    assert not any(alive(pid) for pid in pids)  # the worker and its grandchild, ended by the time cancel returns
+    assert run_processes(runner) == []
     assert runner.runs == {}
     assert dask_workers(cluster) == before
 
@@ -137,18 +138,21 @@ def parent_of(pid):
         return int(file.read().rsplit(")", 1)[1].split()[1])
 
 
-def test_the_run_process_dies_with_its_dask_worker(make_runner, cluster):
-    runner = make_runner("t_slow_once", parallel=2)  # sleeps 60 s on its first attempt only
+def test_the_run_process_group_dies_with_its_dask_worker(make_runner, cluster):
+    runner = make_runner("t_tree", parallel=2)
     run_id = runner.spawn({"u": 1.0, "v": 2.0})
-    executions = os.path.join(runner.work_dir, "executions-1.0")
-    wait_for(lambda: os.path.exists(executions), timeout=15, what="the run's first attempt to start")
-    (first,) = run_processes(runner)
-    os.kill(parent_of(first), signal.SIGKILL)  # the Dask worker process that runs its task
-    wait_for(lambda: not alive(first), timeout=10, what="the run's process to die with its Dask worker")
-    # Dask runs the task again elsewhere (the worker is lost, not the task's fault): now it is quick.
-    status = runner.wait(run_id, timeout=30)
-    assert status.state is RunState.DONE, status.reason
-    assert len(open(executions).read().split()) == 2  # one process per attempt
+    worker, grandchild = started_pids(runner, 1)
+    keeper = parent_of(worker)  # the leader of the run's process group
+    os.kill(parent_of(keeper), signal.SIGKILL)  # the Dask worker process that runs its task
+    wait_for(
+        lambda: not any(alive(pid) for pid in (keeper, worker, grandchild)),
+        timeout=10,
+        what="the run's processes to die with their Dask worker",
+    )
+    # Dask runs the task again on the other worker (the worker was lost, not the task's fault).
+    assert len(started_pids(runner, 2)) == 4
+    assert runner.cancel(run_id).state is RunState.CANCELLED
+    assert run_processes(runner) == []
     with distributed.Client(cluster.scheduler_address, set_as_default=False) as client:
         client.wait_for_workers(2, timeout=30)  # (the nanny restarts the worker, for the next tests)
 

@@ -8,7 +8,8 @@ config (``scheduler-address``, e.g. from ``DASK_SCHEDULER_ADDRESS``) if it names
 one, else a ``LocalCluster`` of ``parallel`` single-threaded worker processes. The task starts ``profit-worker``
 as a child process in a session of its own (the run is isolated from the Dask
 worker), with the runner's worker environment and ``PROFIT_RUN_ID``, waits for
-it and returns its exit status::
+it and returns its exit status. The session is led by a small keeper process
+that ends it when the Dask worker dies (the run's processes do not outlive it)::
 
     runner --submit--> scheduler --> Dask worker: task --> profit-worker (own session) --> interface row
     runner <--done callback: a byte on a pipe-- client <--exit code--'
@@ -30,7 +31,7 @@ import os
 import uuid
 
 from . import options as check
-from ._proc import MARK, ExitStatus, die_with_parent, load_prctl, work_dir_mark
+from ._proc import MARK, ExitStatus, work_dir_mark
 from .errors import ConfigError
 from .handles import Notice, RunHandle
 from .layout import begin_run_log
@@ -108,6 +109,35 @@ def _ending(future: Any) -> ExitStatus | DaskEnding:
     return DaskEnding(f"its Dask task failed ({name}: {error})")
 
 
+# The leader of a run's process group (run with -I -S: a few milliseconds): starts the worker in its group,
+# exits as it exits, and ends the group when the Dask worker's end of the pipe (argv[1]) closes.
+_KEEPER = """
+import os, signal, sys, threading
+fd = int(sys.argv[1])
+os.set_inheritable(fd, False)
+pid = os.fork()
+if pid == 0:
+    try:
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # (Python ignores it; an exec'd program must not)
+        os.execvp(sys.argv[2], sys.argv[2:])
+    finally:
+        os._exit(127)
+def watch():
+    try:
+        while os.read(fd, 1):
+            pass
+    except OSError:
+        pass
+    os.killpg(0, signal.SIGKILL)
+threading.Thread(target=watch, daemon=True).start()
+status = os.waitpid(pid, 0)[1]
+if os.WIFSIGNALED(status):
+    signal.signal(os.WTERMSIG(status), signal.SIG_DFL)
+    os.kill(os.getpid(), os.WTERMSIG(status))
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
 def _worker_command() -> list[str]:
     """The program of a run, as the Dask worker finds it: the profit-worker beside its Python."""
     import shutil
@@ -122,11 +152,13 @@ def _worker_command() -> list[str]:
     return [sys.executable, "-c", "from profit.run.worker import main; main()"]
 
 
-def _signal_group(pid: int, signum: int) -> None:
+def _signal_group(pid: int, signum: int) -> bool:
+    """Send ``signum`` to the process group ``pid``; whether the group still exists."""
     try:
         os.killpg(pid, signum)
     except (ProcessLookupError, PermissionError):
-        pass
+        return False
+    return True
 
 
 def run_in_dask_worker(
@@ -135,25 +167,40 @@ def run_in_dask_worker(
     """The Dask task of a run: start its worker process in a session of its own, wait for it and return
     its return code (negative: the signal that killed it). The run's Events stop it: ``stop_name`` ends
     its process group (SIGTERM, then SIGKILL after ``grace`` seconds; at once if ``kill_name`` is set)."""
-    import signal
     import subprocess
-
-    from distributed import Event, get_client
+    import sys
 
     env = {**os.environ, **environment, "PROFIT_RUN_ID": str(run_id)}
     env.pop("PROFIT_ARRAY_ID", None)
-    # The run's process dies with its Dask worker process (PR_SET_PDEATHSIG, Linux): a task whose worker
-    # is lost may run again elsewhere, and must not find the run's first process still at work.
-    load_prctl()
-    parent = os.getpid()
-    process = subprocess.Popen(
-        _worker_command(),
-        env=env,
-        cwd=cwd,
-        start_new_session=True,
-        stdin=subprocess.DEVNULL,
-        preexec_fn=lambda: None if die_with_parent(parent) else os._exit(70),
-    )
+    # The run's process group dies with its Dask worker process: a keeper leads it and ends it when the
+    # Dask worker's end of a pipe closes (a task whose worker is lost may run again elsewhere, and must
+    # not find an earlier attempt still at work).
+    keep_read, keep_write = os.pipe()
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-I", "-S", "-c", _KEEPER, str(keep_read), *_worker_command()],
+            env=env,
+            cwd=cwd,
+            start_new_session=True,
+            stdin=subprocess.DEVNULL,
+            pass_fds=(keep_read,),
+        )
+    finally:
+        os.close(keep_read)
+    try:
+        return _watch(process, stop_name, kill_name, grace)
+    finally:
+        os.close(keep_write)  # (after the keeper ended: else it would end its group at once)
+
+
+def _watch(process: Any, stop_name: str, kill_name: str, grace: float) -> int:
+    """Wait for the run's process group leader; end the group when the run's Events say so."""
+    import signal
+    import subprocess
+    import time
+
+    from distributed import Event, get_client
+
     client = get_client()
     stop, kill = Event(stop_name, client=client), Event(kill_name, client=client)
     while True:
@@ -168,11 +215,14 @@ def run_in_dask_worker(
         except Exception:  # (the scheduler does not answer: the run goes on)
             continue
         if not now:
+            deadline = time.monotonic() + grace
             _signal_group(process.pid, signal.SIGTERM)
             try:
                 process.wait(grace)
             except subprocess.TimeoutExpired:
                 pass
+            while time.monotonic() < deadline and _signal_group(process.pid, 0):  # (the keeper went first)
+                time.sleep(0.02)
         _signal_group(process.pid, signal.SIGKILL)  # what is left of the group, also after its leader
         return process.wait()
 
