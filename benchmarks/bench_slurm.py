@@ -7,7 +7,8 @@ after the other on the same cluster (``make slurm`` starts a single-node one):
 * baseline ``sbatch --array=0-N-1 --wrap 'srun true'``: the same with a job
   step, which the slurm runner's default command (``srun profit-worker``) has;
 * ours: ``Runner["slurm"]`` with the memmap and with the zeromq interface,
-  ``spawn_array`` of N runs of ``f = u + v``, outputs checked.
+  ``spawn_array`` of N runs of ``f = u + v``, outputs checked; and packed
+  (``runs_per_job`` = N/4: four array tasks, each serving a quarter of the runs).
 
 Each figure is the wall time from submission until every task has ended
 (for the baselines: until ``squeue`` lists none of them), as runs per second,
@@ -62,7 +63,7 @@ def bare_array(runs: int, command: str, work_dir: str) -> float:
     return time.perf_counter() - start
 
 
-def ours(runs: int, interface: str, work_dir: str) -> tuple[float, bool]:
+def ours(runs: int, interface: str, work_dir: str, runs_per_job: int = 1) -> tuple[float, bool]:
     """Seconds for ``spawn_array(..., wait=True)`` of ``runs`` runs, and whether every output is right."""
     from profit.run import Runner
 
@@ -74,6 +75,7 @@ def ours(runs: int, interface: str, work_dir: str) -> tuple[float, bool]:
         worker="bench_slurm_sum",
         work_dir=work_dir,
         min_poll=0.2,
+        runs_per_job=runs_per_job,
     )
     try:
         start = time.perf_counter()
@@ -100,12 +102,14 @@ def main(argv: list[str] | None = None) -> int:
         from profit.run.includes import load_includes
 
         load_includes([worker_file])
+        packed = max(1, args.runs // 4)  # (four array tasks, each serving a quarter of the runs)
         rows = []
         for name, measure in [
             ("baseline: sbatch --array, true", lambda d: (bare_array(args.runs, "true", d), None)),
             ("baseline: sbatch --array, srun true", lambda d: (bare_array(args.runs, "srun true", d), None)),
             ("ours: slurm runner + memmap", lambda d: ours(args.runs, "memmap", d)),
             ("ours: slurm runner + zeromq", lambda d: ours(args.runs, "zeromq", d)),
+            (f"ours: memmap, runs_per_job={packed}", lambda d: ours(args.runs, "memmap", d, packed)),
         ]:
             print(f"measuring {name} ...", flush=True)
             seconds, correct = measure(tempfile.mkdtemp(dir=root))
