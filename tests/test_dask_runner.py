@@ -8,6 +8,7 @@ import pytest
 from helpers import SCALAR_INPUTS, STUDY, alive, make_study, outputs, params, profit, started_pids, wait_for
 
 from profit.run import Runner, RunState
+from profit.run.errors import ConfigError
 
 distributed = pytest.importorskip("distributed", reason="dask.distributed is not installed (the extra 'dask')")
 
@@ -184,6 +185,44 @@ def test_own_local_cluster_is_closed_with_the_runner(tmp_path):
     finally:
         runner.close()
     assert own.status.name == "closed"
+
+
+def test_a_cluster_config_builds_a_cluster_of_that_class(tmp_path):
+    cluster = {
+        "class": "distributed.LocalCluster",
+        "n_workers": 0,
+        "threads_per_worker": 1,
+        "processes": True,
+        "dashboard_address": ":0",
+        "scale": 2,
+    }
+    with Runner["dask"](
+        cluster=cluster,
+        interface={"class": "memmap", "size": 2, "input_config": SCALAR_INPUTS, "output_config": outputs("f")},
+        worker="t_sum",
+        work_dir=str(tmp_path / "study"),
+        parallel=2,
+    ) as runner:
+        rows = params(4)
+        runner.spawn_array(rows, wait=True)
+        assert runner.failed == {}
+        np.testing.assert_allclose(runner.interface.output["f"][:4].ravel(), rows["u"] + rows["v"])
+        assert runner.config["cluster"] == cluster
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"scheduler": "tcp://127.0.0.1:1", "cluster": {}}, "either scheduler"),
+        ({"cluster": {"class": "distributed.NoSuchCluster"}}, "cannot import the cluster class"),
+        ({"cluster": {"class": "LocalCluster"}}, "not an import path"),
+        ({"cluster": {"scale": 2, "adapt": {"maximum": 3}}}, "scale or adapt"),
+        ({"scheduler": 8786}, "an address like"),
+    ],
+)
+def test_bad_options_are_refused_when_the_runner_is_built(tmp_path, options, message):
+    with pytest.raises(ConfigError, match=message):
+        Runner["dask"](worker="t_sum", work_dir=str(tmp_path / "study"), **options)
 
 
 def test_importing_profit_run_does_not_import_dask():

@@ -270,6 +270,9 @@ class DaskRunner(Runner, label="dask"):
             cluster = dict(cluster)
             if "scale" in cluster and "adapt" in cluster:
                 raise ConfigError("dask runner: cluster takes scale or adapt, not both")
+            if "adapt" in cluster and not hasattr(cluster["adapt"], "items"):
+                raise ConfigError(f"dask runner: adapt takes {{minimum: ..., maximum: ...}}, got {cluster['adapt']!r}")
+            _import_class(str(cluster.get("class", "distributed.LocalCluster")))  # (a typo fails now, not later)
         self.scheduler = scheduler
         self.cluster_config = cluster
         parallel = check.parallel(parallel)
