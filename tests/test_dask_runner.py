@@ -117,6 +117,19 @@ def test_cancel_ends_the_run_process_group(make_runner, cluster):
     assert dask_workers(cluster) == before
 
 
+def test_cancel_drops_runs_that_wait_in_the_dask_queue_at_once(make_runner):
+    import time
+
+    runner = make_runner("t_tree", parallel=6)  # six runs on two Dask workers: four wait
+    runner.spawn_array(params(6))
+    started_pids(runner, 2)
+    begin = time.monotonic()
+    runner.cancel_all()
+    assert time.monotonic() - begin < 4.0  # (the grace time of the running ones, not a wait for the queued)
+    assert len(runner.cancelled_runs) == 6 and runner.runs == {}
+    wait_for(lambda: not run_processes(runner), timeout=5, what="every run's processes to end")
+
+
 def test_runs_that_fail_once_succeed_on_retry(tmp_path, cluster):
     inputs = {**SCALAR_INPUTS, "fault": {"dtype": np.int64}}
     with Runner["dask"](

@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 # Seconds the runner waits, beyond the grace time, for the task of a stopped run to report.
-_STOP_WAIT = 10.0
+_STOP_WAIT = 5.0
 # How often a run's task asks the scheduler whether the run is to be stopped.
 _WATCH_INTERVAL = 0.25
 
@@ -224,6 +224,11 @@ def _watch(process: Any, stop_name: str, kill_name: str, grace: float) -> int:
             while time.monotonic() < deadline and _signal_group(process.pid, 0):  # (the keeper went first)
                 time.sleep(0.02)
         _signal_group(process.pid, signal.SIGKILL)  # what is left of the group, also after its leader
+        for event in (stop, kill):
+            try:
+                event.clear()  # (forgotten by the scheduler)
+            except Exception:
+                pass
         return process.wait()
 
 
@@ -416,9 +421,19 @@ class DaskRunner(Runner, label="dask"):
         handles = [handle for run_id in run_ids if isinstance(handle := self.runs.get(run_id), _DaskRun)]
         client = self.client
         for handle in handles:
-            if grace <= 0:
-                Event(handle.kill_name, client=client).set()
-            Event(handle.stop_name, client=client).set()
+            try:
+                if grace <= 0:
+                    Event(handle.kill_name, client=client).set()
+                Event(handle.stop_name, client=client).set()
+            except Exception as error:  # (the scheduler does not answer: the tasks are cancelled below)
+                self.logger.warning("run %d: cannot tell its Dask task to stop (%s)", handle.run_id, error)
+        try:  # tasks not given to a worker yet are dropped at once, not waited for
+            assigned = {key for keys in client.processing().values() for key in keys}
+        except Exception:
+            assigned = {handle.future.key for handle in handles}
+        for handle in handles:
+            if handle.future.key not in assigned and not handle.future.done():
+                handle.future.cancel()
         deadline = time.monotonic() + grace + _STOP_WAIT
         for handle in handles:
             while not handle.future.done() and time.monotonic() < deadline:
@@ -428,13 +443,15 @@ class DaskRunner(Runner, label="dask"):
                     pass  # (not yet, or it failed: told below)
         for handle in handles:
             if not handle.future.done():
-                handle.future.cancel()  # (a task that never started, or whose worker does not answer)
-        for handle in handles:
-            for name in (handle.stop_name, handle.kill_name):
-                try:
-                    Event(name, client=client).clear()  # (forgotten by the scheduler: nobody waits)
-                except Exception:
-                    pass
+                # Its worker does not answer, or the task waits for a thread there: dropped. A task that
+                # starts anyway finds its stop Event set (left set for it; it clears it) and ends at once.
+                handle.future.cancel()
+            elif handle.future.status != "cancelled":
+                for name in (handle.stop_name, handle.kill_name):
+                    try:
+                        Event(name, client=client).clear()  # (forgotten by the scheduler: nobody waits)
+                    except Exception:
+                        pass
         statuses = []
         for run_id in run_ids:
             handle = self.runs.get(run_id)
