@@ -271,16 +271,20 @@ def command_ui(args: argparse.Namespace) -> int:
     return EXIT_DONE
 
 
+def _study_that_ran(path: str, consequence: str) -> Study:
+    """The study at ``path``; ConfigError if it has no table yet (``consequence``: what that means here)."""
+    study = Study.load(path)
+    if not os.path.exists(study.table_path):
+        raise ConfigError(f"{study.file.path} has not been run yet (no {TABLE} in {study.directory}); {consequence}")
+    return study
+
+
 def command_report(args: argparse.Namespace) -> int:
     """``profit report``: the page with the study's data in one HTML file that needs no network."""
     from .run._files import write_atomically
     from .uiserver import page_html, report_data
 
-    study = Study.load(args.path)
-    if not os.path.exists(study.table_path):
-        raise ConfigError(
-            f"{study.file.path} has not been run yet (no {TABLE} in {study.directory}); nothing to report"
-        )
+    study = _study_that_ran(args.path, "nothing to report")
     if os.path.isdir(args.output):
         raise ConfigError(f"-o {args.output} is a directory; give the report's file name, e.g. -o report.html")
     write_atomically(args.output, page_html(report_data(study)))
@@ -290,9 +294,7 @@ def command_report(args: argparse.Namespace) -> int:
 
 def command_plot(args: argparse.Namespace) -> int:
     """``profit plot``: the page's figures as PNG and SVG files (matplotlib, an optional extra)."""
-    study = Study.load(args.path)
-    if not os.path.exists(study.table_path):
-        raise ConfigError(f"{study.file.path} has not been run yet (no {TABLE} in {study.directory}); nothing to plot")
+    study = _study_that_ran(args.path, "nothing to plot")
     if os.path.exists(args.output) and not os.path.isdir(args.output):
         raise ConfigError(f"-o {args.output} is a file; give a directory for the figures, e.g. -o figures")
     from .plots import write_plots
@@ -307,11 +309,7 @@ def command_plot(args: argparse.Namespace) -> int:
 
 def command_export(args: argparse.Namespace) -> int:
     """``profit export``: every run (inputs, outputs, state, reason, times) into one file."""
-    study = Study.load(args.path)
-    if not os.path.exists(study.table_path):
-        raise ConfigError(
-            f"{study.file.path} has not been run yet (no {TABLE} in {study.directory}); nothing to export"
-        )
+    study = _study_that_ran(args.path, "nothing to export")
     study.export(args.file)
     print(f"profit: {study.status().total} runs written to {args.file}")
     return EXIT_DONE

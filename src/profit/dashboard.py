@@ -14,7 +14,6 @@ plain JSON-able dicts (NaN becomes ``null``):
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from typing import TYPE_CHECKING, Any
@@ -32,13 +31,13 @@ GROUP_RUNS = 200
 MAX_GROUPS = 50
 
 
-def _number(value: float) -> float | None:
-    return None if value is None or not math.isfinite(value) else float(value)
-
-
-def status_data(study: Study, status: StudyStatus | None = None, *, now: float | None = None) -> dict[str, Any]:
-    """Counts by state, ETA, throughput, the running process and the failure groups of ``study``."""
-    status = study.status() if status is None else status
+def status_data(
+    study: Study, status: StudyStatus | None = None, *, now: float | None = None, rows: np.ndarray | None = None
+) -> dict[str, Any]:
+    """Counts by state, ETA, throughput, the running process and the failure groups of ``study``
+    (``rows``: its table, when the caller has read it already)."""
+    rows = study._read_table() if rows is None else rows
+    status = study._status(rows) if status is None else status
     now = time.time() if now is None else now
     counts = {state.name.lower(): int(status.counts[state]) for state in RunState}
     if not status.running_pid:
@@ -65,13 +64,13 @@ def status_data(study: Study, status: StudyStatus | None = None, *, now: float |
         "ended": status.finished,
         "rate_per_second": rate,
         "eta_seconds": eta,
-        "failure_groups": failure_groups(study),
+        "failure_groups": failure_groups(rows),
     }
 
 
-def failure_groups(study: Study) -> list[dict[str, Any]]:
-    """The failed and cancelled runs grouped by their reason, largest group first."""
-    rows = study._read_table()
+def failure_groups(rows: np.ndarray | None) -> list[dict[str, Any]]:
+    """The failed and cancelled runs of a study's table (None: none yet) grouped by their reason,
+    largest group first."""
     if rows is None:
         return []
     states = np.asarray(rows["STATE"])
@@ -101,13 +100,14 @@ def failure_groups(study: Study) -> list[dict[str, Any]]:
     return shown
 
 
-def runs_data(study: Study, status: StudyStatus | None = None) -> dict[str, Any]:
+def runs_data(study: Study, status: StudyStatus | None = None, *, rows: np.ndarray | None = None) -> dict[str, Any]:
     """Every run, column by column: ``inputs``, ``outputs`` (names; vector outputs flattened) and
     ``columns`` (name -> list; also ``run``, ``state``, ``reason``, ``attempts``, ``started``, ``ended``,
     ``duration``). Without a process running the study, a run left running is ``pending`` (it was
-    interrupted and runs again), as in :func:`status_data`."""
-    results = study.results()
-    status = study.status() if status is None else status
+    interrupted and runs again), as in :func:`status_data`. ``rows``: the table, when read already."""
+    results = study.results() if rows is None else study._results(rows)
+    if status is None:
+        status = study.status() if rows is None else study._status(rows)
     inputs = list(study.input_names)
     outputs: list[str] = []
     columns: dict[str, list] = {"run": list(range(len(results)))}
@@ -146,9 +146,9 @@ def _column(values: np.ndarray) -> list:
     return listed
 
 
-def throughput_data(study: Study, points: int = 300) -> list[list[float]]:
-    """``[[unix time, runs finished by then], ...]``, sorted, at most ``points`` points."""
-    rows = study._read_table()
+def throughput_data(rows: np.ndarray | None, points: int = 300) -> list[list[float]]:
+    """``[[unix time, runs finished by then], ...]`` of a study's table (None: none yet), sorted,
+    at most ``points`` points."""
     if rows is None:
         return []
     states = np.asarray(rows["STATE"])
@@ -187,12 +187,13 @@ def fingerprint(study: Study) -> bytes:
 
 
 def snapshot(study: Study) -> dict[str, Any]:
-    """Everything the page shows: ``status``, ``runs`` and ``throughput``."""
-    status = study.status()
+    """Everything the page shows: ``status``, ``runs`` and ``throughput`` (the table read once)."""
+    rows = study._read_table()
+    status = study._status(rows)
     return {
-        "status": status_data(study, status),
-        "runs": runs_data(study, status),
-        "throughput": throughput_data(study),
+        "status": status_data(study, status, rows=rows),
+        "runs": runs_data(study, status, rows=rows),
+        "throughput": throughput_data(rows),
     }
 
 

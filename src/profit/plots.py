@@ -57,13 +57,12 @@ def write_plots(study: Study, directory: str | os.PathLike) -> list[str]:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from .dashboard import runs_data, status_data, throughput_data
+    from .dashboard import snapshot
 
     directory = os.fspath(directory)
     os.makedirs(directory, exist_ok=True)
-    status = status_data(study)
-    runs = runs_data(study)
-    throughput = throughput_data(study)
+    views = snapshot(study)  # (the table read once for all figures)
+    status, runs, throughput = views["status"], views["runs"], views["throughput"]
     columns: dict[str, list[Any]] = runs["columns"]
     states = np.array(columns["state"], dtype=str)
     title = os.path.basename(os.path.abspath(study.directory)) or study.directory

@@ -130,7 +130,9 @@ def function_config(func: Callable, options: Mapping, *, forked: bool, folder: s
     """The config of the worker ``function`` calling ``func``: how its workers find it
     (:func:`~profit.run.functions.function_reference`), its inputs (default: its parameter names)
     and outputs (default: its return annotation or name), and the other ``options`` given."""
-    reference = _function_reference(func, forked=forked, folder=folder)
+    from .functions import function_reference  # (registers the worker "function")
+
+    reference = function_reference(func, forked=forked, folder=folder)
     config: dict = {"class": "function", **reference}
     config["inputs"] = list(options["inputs"]) if "inputs" in options else _parameter_names(func)
     config["outputs"] = list(options["outputs"]) if "outputs" in options else _annotated_outputs(func)
@@ -142,12 +144,6 @@ def function_config(func: Callable, options: Mapping, *, forked: bool, folder: s
         )
     config.update((key, value) for key, value in options.items() if key not in config)
     return config
-
-
-def _function_reference(func: Callable, *, forked: bool, folder: str) -> dict[str, str]:
-    from .functions import function_reference  # (registers the worker "function")
-
-    return function_reference(func, forked=forked, folder=folder)
 
 
 def function_interface(config: Mapping, func: Callable | None = None) -> dict | None:

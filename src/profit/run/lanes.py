@@ -355,7 +355,6 @@ class Lane:
 
     def failure(self, status: RunStatus) -> RunFailed:
         """The exception of a run that failed, with the end of its log."""
-        self._drop_call(status.run_id)
         log_file = os.path.join(
             self.folder, run_log_file(self.runner.worker_config.get("log_path", "log"), status.run_id)
         )
