@@ -390,28 +390,60 @@ def test_an_include_that_exits_is_one_sentence(tmp_path, code, shown):
 # A frame of profit's own code in a traceback (not the interpreter's start-up, which runs before any of it).
 PROFIT_FRAME = re.compile(r'File "[^"]*/profit/[^"]*\.py"')
 
+# Starts the console script the way its launcher does, with a tripwire among the import finders: the
+# first time the module named in argv[1] is looked up, the process sends itself SIGINT, which is what a
+# Ctrl-C landing at that moment of the start-up does. With "--list", it prints what the command imports.
+TRIPWIRE = """
+import os, signal, sys
+
+target = sys.argv.pop(1)
+seen = []
+
+
+class Tripwire:
+    def find_spec(self, name, path=None, module=None):
+        seen.append(name)
+        if name == target:
+            os.kill(os.getpid(), signal.SIGINT)
+        return None
+
+
+sys.meta_path.insert(0, Tripwire())
+if target == "--list":
+    import profit.console
+
+    first = len(seen)
+    import profit.cli
+
+    print("\\n".join(dict.fromkeys(seen[first:])))
+else:
+    from profit.console import entry_point
+
+    sys.argv[0] = "profit"
+    entry_point()
+"""
+
+
+def _start_with_tripwire(target, *args):
+    return subprocess.run(
+        [sys.executable, "-c", TRIPWIRE, target, *args], capture_output=True, text=True, timeout=120
+    )
+
 
 def test_ctrl_c_while_starting_is_one_line(tmp_path):
-    """Ctrl-C at increasing moments of the start-up: once it lands while profit imports (before any
-    run), profit says 'interrupted' and exits 130; no moment gives a traceback from profit's code."""
+    """Ctrl-C landing while profit imports its command (at a dozen moments from the first import to the
+    last): profit says 'interrupted' and exits 130, with no traceback and before any run."""
     study = _study(tmp_path, STUDY.format(ntrain=2, runner="fork"))
-    landed = None
-    for attempt in range(150):
-        delay = 0.005 + 0.002 * attempt
-        process = subprocess.Popen(
-            [PROFIT, "run", str(study)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-        )
-        time.sleep(delay)
-        process.send_signal(signal.SIGINT)
-        stdout, stderr = process.communicate(timeout=60)
-        assert not PROFIT_FRAME.search(stderr), stderr
-        assert "internal error" not in stderr, stderr
-        if process.returncode == 130 and stderr == "profit: interrupted\n" and not stdout:
-            landed = delay
-            break
-        if "profit:" in stdout:  # the run began: start-up is over, later delays land later still
-            break
-    assert landed is not None, "no Ctrl-C landed during start-up"
+    listed = _start_with_tripwire("--list")
+    assert listed.returncode == 0, listed.stderr
+    imported = listed.stdout.split()
+    assert "numpy" in imported and "profit.cli" in imported, imported
+    moments = sorted({imported[round(i * (len(imported) - 1) / 11)] for i in range(12)})
+    for target in moments:
+        result = _start_with_tripwire(target, "run", str(study))
+        assert not PROFIT_FRAME.search(result.stderr), (target, result.stderr)
+        assert (result.returncode, result.stderr, result.stdout) == (130, "profit: interrupted\n", ""), target
+    assert not (study / "profit-study.npy").exists(), "a run began although every Ctrl-C came before it"
 
 
 if __name__ == "__main__":  # (for a manual run of one test)
