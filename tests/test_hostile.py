@@ -9,7 +9,6 @@ import math
 import random
 import re
 import resource
-import signal
 import subprocess
 import sys
 import time
@@ -425,9 +424,7 @@ else:
 
 
 def _start_with_tripwire(target, *args):
-    return subprocess.run(
-        [sys.executable, "-c", TRIPWIRE, target, *args], capture_output=True, text=True, timeout=120
-    )
+    return subprocess.run([sys.executable, "-c", TRIPWIRE, target, *args], capture_output=True, text=True, timeout=120)
 
 
 def test_ctrl_c_while_starting_is_one_line(tmp_path):
