@@ -8,6 +8,7 @@ for long.
 import errno
 import json
 import os
+import select
 import socket
 import subprocess
 import sys
@@ -107,19 +108,22 @@ def test_a_child_without_a_pidfd_gets_its_grace_time(tmp_path, monkeypatch):
     monkeypatch.setattr("profit.run._proc.os.pidfd_open", _no_pidfd)
     from profit.run._proc import ChildProcess, fork_group
 
+    ready, told = os.pipe()
+
     def child(parent_pid):
         import signal
         import time
 
         signal.signal(signal.SIGTERM, lambda *_: os._exit(7))  # ends on SIGTERM with its own code
+        os.write(told, b"!")  # (its handler is in place)
         time.sleep(30)
         return 0
 
     process = ChildProcess(fork_group(child))
+    os.close(told)
     assert process.fileno() is None
-    import time
-
-    time.sleep(0.2)  # (its handler is in place)
+    assert select.select([ready], [], [], 30)[0] and os.read(ready, 1) == b"!", "the child did not start"
+    os.close(ready)
     from profit.run._proc import stop_trees
 
     assert stop_trees([process], grace=5.0)[0].code == 7  # not killed at once: SIGTERM was waited for
