@@ -3,8 +3,10 @@
 A :class:`~profit.run.slurm.SlurmRunner` with ``runs_per_job`` > 1 starts
 ``python -m profit.run.packed`` (through ``srun``) in each array task. The task
 reads its runs from ``$PROFIT_PACK_DIR/tasks.json`` (task ``$PROFIT_ARRAY_ID``)
-and runs each in a ``profit-worker`` process of its own, with ``PROFIT_RUN_ID``
-set, so a failing run fails alone. For each run it leaves, in the pack
+and runs each in a process of its own, forked from this one once it imported
+the worker's machinery and the include files (:mod:`profit.run.runfork`: no
+interpreter start per run), or, where the study gives its own worker command,
+that command with ``PROFIT_RUN_ID`` set. A failing run fails alone. For each run it leaves, in the pack
 directory, ``<run>.start`` before the worker starts and ``<run>.end`` (JSON:
 ``code`` or ``signal``, and ``timed_out``, ``cancelled`` or ``refused``) once it
 ended. The runner learns results through the interface as from any worker and
@@ -25,8 +27,11 @@ import subprocess
 import sys
 import time
 
+from ._proc import ChildProcess
+from .runfork import prepare, start_run
+
 TASKS_FILE = "tasks.json"
-_child: subprocess.Popen | None = None
+_child: ChildProcess | None = None
 
 
 def write_json(path: str, data: object) -> None:
@@ -52,46 +57,46 @@ def job_end_time(env: dict[str, str]) -> float | None:
         return None  # no limit ('N/A', 'Unknown'), or squeue is not there
 
 
-def _stop(process: subprocess.Popen, grace: float = 1.0) -> None:
+def _stop(process: ChildProcess, grace: float = 1.0) -> None:
     """End the run's process group: SIGTERM, then SIGKILL after ``grace`` seconds."""
-    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, None)):
-        try:
-            os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            pass
-        try:
-            process.wait(timeout=wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
+    process.signal_tree(signal.SIGTERM)
+    if process.wait(grace) is None:
+        process.signal_tree(signal.SIGKILL)
+        process.wait()
 
 
 def _on_term(signum: int, frame: object) -> None:
     """The job is being ended (scancel, its time limit): end the run in flight with it."""
-    if _child is not None and _child.poll() is None:
+    if _child is not None and _child.status is None:
         _stop(_child, grace=0.5)
     sys.exit(128 + signum)
 
 
-def run_one(argv: list[str], env: dict[str, str], timeout: float | None, cancel_path: str) -> dict:
-    """Run one worker; return how it ended (for its ``.end`` file)."""
+def start_program(argv: list[str], run_id: int, env: dict[str, str]) -> ChildProcess:
+    """Start the run as a program of its own (a custom worker command), in a session of its own."""
+    process = subprocess.Popen(argv, env={**env, "PROFIT_RUN_ID": str(run_id)}, start_new_session=True)
+    return ChildProcess(process.pid, process)
+
+
+def run_one(process: ChildProcess, timeout: float | None, cancel_path: str) -> dict:
+    """Wait for a run's process; return how it ended (for its ``.end`` file)."""
     global _child
+    _child = process
     started = time.monotonic()
-    _child = process = subprocess.Popen(argv, env=env, start_new_session=True)
-    while True:
-        try:
-            code = process.wait(timeout=0.1)
-            break
-        except subprocess.TimeoutExpired:
-            pass
-        if timeout is not None and time.monotonic() - started >= timeout:
-            _stop(process)
-            return {"timed_out": True}
-        if os.path.exists(cancel_path):
-            _stop(process)
-            return {"cancelled": True}
-    _child = None
-    return {"signal": -code} if code < 0 else {"code": code}
+    try:
+        while True:
+            status = process.wait(0.1)
+            if status is not None:
+                return {"signal": status.signal} if status.signal is not None else {"code": status.code}
+            if timeout is not None and time.monotonic() - started >= timeout:
+                _stop(process)
+                return {"timed_out": True}
+            if os.path.exists(cancel_path):
+                _stop(process)
+                return {"cancelled": True}
+    finally:
+        _child = None
+        process.close()
 
 
 def main() -> None:
@@ -102,8 +107,10 @@ def main() -> None:
         spec = json.load(file)
     run_ids: list[int] = spec["tasks"][task]
     timeout = spec.get("timeout")
-    argv = spec.get("worker") or ["profit-worker"]
+    argv = spec.get("worker")  # a custom worker command (else: runs forked from this process)
     env.pop("PROFIT_ARRAY_ID", None)
+    if not argv:
+        prepare(env)
     signal.signal(signal.SIGTERM, _on_term)
     end_time = job_end_time(env) if timeout else None
     started_any = False
@@ -122,7 +129,8 @@ def main() -> None:
         with open(os.path.join(pack, f"{run_id}.start"), "w"):
             pass
         started_any = True
-        ended = run_one(argv, {**env, "PROFIT_RUN_ID": str(run_id)}, timeout, os.path.join(pack, f"{run_id}.cancel"))
+        process = start_program(argv, run_id, env) if argv else start_run(run_id, env)
+        ended = run_one(process, timeout, os.path.join(pack, f"{run_id}.cancel"))
         write_json(end_path, ended)
 
 

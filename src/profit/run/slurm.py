@@ -37,6 +37,7 @@ from .runner import Runner
 from .state import RunState, RunStatus
 
 DEFAULT_MAX_ARRAY_SIZE = 1001  # Slurm's default MaxArraySize
+DEFAULT_COMMAND = "srun profit-worker"  # how a batch script starts a run's worker
 
 # sacct states after which a job does not run any more.
 FINAL_STATES = frozenset(
@@ -406,8 +407,9 @@ class SlurmRunner(Runner, label="slurm"):
             at first, backing off to every ``max_poll`` seconds while nothing changes.
         submit_retries: how often a transiently failing ``sbatch`` is tried again.
         runs_per_job: how many runs each array task serves, one after another, each in a
-            ``profit-worker`` process of its own (default 1: a task per run). ``'auto'``: the
-            runs of a batch spread over ``parallel`` tasks (one run per task without ``parallel``).
+            process of its own forked from the task's loop (default 1: a task per run). ``'auto'``:
+            the runs of a batch spread over ``parallel`` tasks, or without ``parallel`` over as many
+            tasks as the cluster has room for (``sinfo``: its CPUs divided by ``cpus``).
             A run keeps its own state, reason, timeout and retries; when a job ends early
             (time limit, node failure, scancel) its unstarted runs go to another job without
             counting an attempt, and the run in flight fails with Slurm's verdict (or is retried).
@@ -423,7 +425,7 @@ class SlurmRunner(Runner, label="slurm"):
         custom: bool = False,
         path: str = "slurm.bash",
         options: Mapping[str, object] | None = None,
-        command: str = "srun profit-worker",
+        command: str = DEFAULT_COMMAND,
         min_poll: float = 0.5,
         max_poll: float = 30.0,
         submit_retries: int = 3,
@@ -455,6 +457,7 @@ class SlurmRunner(Runner, label="slurm"):
         self._poll_every = self.min_poll
         self._next_poll = 0.0
         self._max_array_size: int | None = None
+        self._slots: int | None = None
         self._env: dict[str, str] | None = None
         self.uncancelled: set[str] = set()  # jobs whose scancel failed: the profit command notes them
         self._packs = 0  # pack directories made so far
@@ -495,8 +498,11 @@ class SlurmRunner(Runner, label="slurm"):
         log_path = self.worker_config.get("log_path", "log")
         os.makedirs(os.path.join(self.work_dir, log_path), exist_ok=True)
         command = self.command
-        if self.packing and command == "srun profit-worker":
-            command = f"srun {shlex.quote(sys.executable)} -m profit.run.packed"
+        if self.packing:
+            # The task loop forks each run from itself; a study's own worker command runs per run,
+            # started by the loop (without srun: a step of its own could not start inside the loop's).
+            loop = f"{shlex.quote(sys.executable)} -m profit.run.packed"
+            command = f"srun {loop}" if self._forks_runs else loop
         script = batch_script(
             command=command,
             cpus=self.cpus,
@@ -569,14 +575,37 @@ class SlurmRunner(Runner, label="slurm"):
         return self._max_array_size
 
     @property
+    def _forks_runs(self) -> bool:
+        """Whether a packed task forks its runs (the default command) rather than starting ``command`` per run."""
+        return self.command == DEFAULT_COMMAND
+
+    @property
     def packing(self) -> bool:
         """Whether array tasks serve several runs each (``runs_per_job``)."""
         return self.runs_per_job != 1
 
     def _pack_size(self, count: int) -> int:
         if self.runs_per_job == "auto":
-            return max(1, -(-count // self.parallel)) if self.parallel else 1
+            return max(1, -(-count // (self.parallel or self.slots)))
         return int(self.runs_per_job)
+
+    @property
+    def slots(self) -> int:
+        """How many runs the cluster (the partition in ``options``, if any) can hold at once, by ``sinfo``:
+        its CPUs divided by the CPUs of a run, or its nodes for whole-node runs (asked once; 1 if unknown)."""
+        if self._slots is None:
+            partition = self.options.get("partition")
+            field = "%D" if self.cpus in ("all", 0) else "%C"  # nodes, or CPUs as allocated/idle/other/total
+            argv = ["sinfo", "-h", "-o", field] + ([f"--partition={partition}"] if partition else [])
+            try:
+                lines = self._slurm.run(argv, retries=1).split()
+                total = sum(int(line.split("/")[-1]) for line in lines if line.split("/")[-1].isdigit())
+            except SchedulerError as error:
+                self.logger.warning("sinfo could not tell the cluster's size (%s): auto packs no runs", error)
+                total = 0
+            per_run = 1 if self.cpus in ("all", 0) else int(self.cpus)
+            self._slots = max(1, total // per_run)
+        return self._slots
 
     def _submit_packs(self, run_ids: list[int]) -> list[tuple[int, PackedJob]]:
         """Submit these runs, ``runs_per_job`` to a task, as job arrays; their handles, not launched yet."""
@@ -592,7 +621,10 @@ class SlurmRunner(Runner, label="slurm"):
             os.makedirs(pack_dir)
             from .packed import TASKS_FILE, write_json
 
-            write_json(os.path.join(pack_dir, TASKS_FILE), {"tasks": chunk, "timeout": self.timeout})
+            spec: dict[str, object] = {"tasks": chunk, "timeout": self.timeout}
+            if not self._forks_runs:
+                spec["worker"] = ["/bin/sh", "-c", self.command]
+            write_json(os.path.join(pack_dir, TASKS_FILE), spec)
             for group in chunk:
                 for run_id in group:
                     self.interface.mark(run_id, RunState.RUNNING)
