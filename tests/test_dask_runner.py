@@ -50,7 +50,8 @@ def make_runner(tmp_path, cluster):
 
 
 def run_processes(runner):
-    """Pids of the processes of this runner's runs (by the work directory mark in their environment)."""
+    """Pids of the processes of this runner's runs (by the work directory mark in their environment;
+    not the run servers that fork them)."""
     mark = f"PROFIT_WORK_DIR={os.path.realpath(runner.work_dir)}".encode()
     pids = []
     for name in os.listdir("/proc"):
@@ -61,7 +62,25 @@ def run_processes(runner):
                         pids.append(int(name))
             except OSError:
                 pass
-    return [pid for pid in pids if alive(pid)]
+    return [pid for pid in pids if alive(pid) and not is_run_server(pid)]
+
+
+def _cmdline(pid):
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as file:
+            return file.read()
+    except OSError:
+        return b""
+
+
+def is_run_server(pid):
+    """A run server (profit.run.runfork) is started by its Dask worker; the runs it forks share its
+    command line, but their parent is the server."""
+    try:
+        parent = parent_of(pid)
+    except OSError:
+        return False
+    return b"profit.run.runfork" in _cmdline(pid) and b"profit.run.runfork" not in _cmdline(parent)
 
 
 def dask_workers(cluster):
@@ -156,10 +175,11 @@ def test_the_run_process_group_dies_with_its_dask_worker(make_runner, cluster):
     runner = make_runner("t_tree", parallel=2)
     run_id = runner.spawn({"u": 1.0, "v": 2.0})
     worker, grandchild = started_pids(runner, 1)
-    keeper = parent_of(worker)  # the leader of the run's process group
-    os.kill(parent_of(keeper), signal.SIGKILL)  # the Dask worker process that runs its task
+    server = parent_of(worker)  # the run server that forked it
+    assert is_run_server(server)
+    os.kill(parent_of(server), signal.SIGKILL)  # the Dask worker process that runs its task
     wait_for(
-        lambda: not any(alive(pid) for pid in (keeper, worker, grandchild)),
+        lambda: not any(alive(pid) for pid in (server, worker, grandchild)),
         timeout=10,
         what="the run's processes to die with their Dask worker",
     )

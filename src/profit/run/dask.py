@@ -5,17 +5,19 @@ existing one (``scheduler: "tcp://host:port"``), one it builds from a cluster
 class (``cluster: {class: "dask_jobqueue.SLURMCluster", ..., scale: N}`` or
 ``adapt: {minimum: 0, maximum: 10}``), or by default the scheduler of Dask's
 config (``scheduler-address``, e.g. from ``DASK_SCHEDULER_ADDRESS``) if it names
-one, else a ``LocalCluster`` of ``parallel`` single-threaded worker processes. The task starts ``profit-worker``
-as a child process in a session of its own (the run is isolated from the Dask
-worker), with the runner's worker environment and ``PROFIT_RUN_ID``, waits for
-it and returns its exit status. The session is led by a small keeper process
-that ends it when the Dask worker dies (the run's processes do not outlive it)::
+one, else a ``LocalCluster`` of ``parallel`` single-threaded worker processes. The task hands the
+run to its Dask worker's run server (:mod:`profit.run.runfork`, one per Dask worker process and
+runner, started on first use): a process that imported the worker's machinery and the study's
+include files once and forks the run from itself, in a process group of its own with the runner's
+worker environment and ``PROFIT_RUN_ID``, as ``profit-worker`` would run it; the task waits for
+it and returns its exit status. The run is isolated from the Dask worker, and its process group
+dies with it (the server ends every run when its Dask worker's end of a pipe closes)::
 
-    runner --submit--> scheduler --> Dask worker: task --> profit-worker (own session) --> interface row
+    runner --submit--> scheduler --> Dask worker: task --> run server --fork--> run --> interface row
     runner <--done callback: a byte on a pipe-- client <--exit code--'
 
-A cancel or a timeout sets a ``distributed.Event`` of the run; the task ends
-the run's process group (SIGTERM, SIGKILL after the grace time; at once for a
+A cancel or a timeout sets a ``distributed.Event`` of the run; the task has
+the server end the run's process group (SIGTERM, SIGKILL after the grace time; at once for a
 timeout) and returns, and the Dask worker lives on. A lost Dask worker
 (``KilledWorker``, a closed connection) fails the run with a reason naming it
 (``retries`` run it again). The interface must reach the Dask workers: memmap
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import collections
 import os
+import threading
 import uuid
 
 from . import options as check
@@ -109,127 +112,166 @@ def _ending(future: Any) -> ExitStatus | DaskEnding:
     return DaskEnding(f"its Dask task failed ({name}: {error})")
 
 
-# The leader of a run's process group (run with -I -S: a few milliseconds): starts the worker in its group,
-# exits as it exits, and ends the group when the Dask worker's end of the pipe (argv[1]) closes.
-_KEEPER = """
-import os, signal, sys, threading
-fd = int(sys.argv[1])
-os.set_inheritable(fd, False)
-pid = os.fork()
-if pid == 0:
-    try:
-        signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # (Python ignores it; an exec'd program must not)
-        os.execvp(sys.argv[2], sys.argv[2:])
-    finally:
-        os._exit(127)
-def watch():
-    try:
-        while os.read(fd, 1):
-            pass
-    except OSError:
-        pass
-    os.killpg(0, signal.SIGKILL)
-threading.Thread(target=watch, daemon=True).start()
-status = os.waitpid(pid, 0)[1]
-if os.WIFSIGNALED(status):
-    signal.signal(os.WTERMSIG(status), signal.SIG_DFL)
-    os.kill(os.getpid(), os.WTERMSIG(status))
-sys.exit(os.waitstatus_to_exitcode(status))
-"""
+class _RunServer:
+    """This Dask worker process's run server for one runner (:mod:`profit.run.runfork`): a process that
+    imported the worker's machinery and the study's include files once and forks each run from itself.
+
+    Tasks (threads of the Dask worker) ask it to start and stop runs through a pipe; a reader thread hands
+    each run's return code to the task that waits for it. When the Dask worker dies, the server reads the
+    end of that pipe and kills every run's process group (a task that runs again elsewhere must not find
+    an earlier attempt still at work).
+    """
+
+    def __init__(self, environment: Mapping[str, str], cwd: str):
+        import subprocess
+        import sys
+
+        env = {**os.environ, **environment}
+        env.pop("PROFIT_RUN_ID", None)
+        env.pop("PROFIT_ARRAY_ID", None)
+        request_read, self._requests = os.pipe()
+        reply_read, reply_write = os.pipe()
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "profit.run.runfork", str(request_read), str(reply_write)],
+                env=env,
+                cwd=cwd,
+                stdin=subprocess.DEVNULL,
+                pass_fds=(request_read, reply_write),
+                start_new_session=True,
+            )
+        except BaseException:
+            os.close(self._requests)
+            os.close(reply_read)
+            raise
+        finally:
+            os.close(request_read)
+            os.close(reply_write)
+        self._lock = threading.Lock()
+        self._waiting: dict[str, threading.Event] = {}
+        self._codes: dict[str, int] = {}
+        self.alive = True
+        threading.Thread(target=self._read, args=(reply_read,), daemon=True, name="profit-run-server").start()
+
+    def _read(self, fd: int) -> None:
+        import json
+
+        with open(fd, "rb") as replies:
+            for line in replies:
+                reply = json.loads(line)
+                with self._lock:
+                    self._codes[reply["key"]] = int(reply["returncode"])
+                    waiter = self._waiting.pop(reply["key"], None)
+                if waiter is not None:
+                    waiter.set()
+        with self._lock:  # the server ended: nobody will answer the runs that wait
+            self.alive = False
+            waiting, self._waiting = list(self._waiting.values()), {}
+        for waiter in waiting:
+            waiter.set()
+        self.process.wait()
+
+    def _send(self, request: dict) -> None:
+        import json
+
+        os.write(self._requests, (json.dumps(request) + "\n").encode())  # (one write under PIPE_BUF: whole)
+
+    def start(self, key: str, run_id: int) -> threading.Event:
+        """Start the run; the returned ``threading.Event`` is set when it ended (or the server did)."""
+        waiter = threading.Event()
+        with self._lock:
+            if not self.alive:
+                raise RuntimeError("the run server of its Dask worker ended")
+            self._waiting[key] = waiter
+            self._send({"start": key, "run": run_id})
+        return waiter
+
+    def stop(self, key: str, grace: float) -> None:
+        """End the run's process group: SIGTERM, SIGKILL after ``grace`` seconds (at once for 0)."""
+        with self._lock:
+            if self.alive:
+                self._send({"stop": key, "grace": grace})
+
+    def returncode(self, key: str) -> int:
+        """The run's return code once its Event was set (negative: the signal that ended it)."""
+        with self._lock:
+            if key not in self._codes:
+                raise RuntimeError(f"the run server of its Dask worker ended (exit status {self.process.poll()})")
+            return self._codes.pop(key)
+
+    def idle(self) -> bool:
+        with self._lock:
+            return not self._waiting
+
+    def close(self) -> None:
+        """Let the server go (it ends when its request pipe closes)."""
+        with self._lock:
+            self.alive = False
+            os.close(self._requests)
 
 
-def _worker_command() -> list[str]:
-    """The program of a run, as the Dask worker finds it: the profit-worker beside its Python."""
-    import shutil
-    import sys
-
-    sibling = os.path.join(os.path.dirname(sys.executable), "profit-worker")
-    if os.access(sibling, os.X_OK):
-        return [sibling]
-    found = shutil.which("profit-worker")
-    if found:
-        return [found]
-    return [sys.executable, "-c", "from profit.run.worker import main; main()"]
+# This Dask worker process's run servers, by the runner environment and work directory they serve.
+_servers: dict[tuple, _RunServer] = {}
+_servers_lock = threading.Lock()
+_MAX_IDLE_SERVERS = 4
 
 
-def _signal_group(pid: int, signum: int) -> bool:
-    """Send ``signum`` to the process group ``pid``; whether the group still exists."""
-    try:
-        os.killpg(pid, signum)
-    except (ProcessLookupError, PermissionError):
-        return False
-    return True
+def _server_for(environment: Mapping[str, str], cwd: str) -> _RunServer:
+    """The run server for this environment (started on first use; idle ones beyond a few let go)."""
+    identity = (cwd, tuple(sorted(environment.items())))
+    with _servers_lock:
+        server = _servers.get(identity)
+        if server is None or not server.alive:
+            idle = [name for name, other in _servers.items() if other.idle() or not other.alive]
+            for name in idle[: max(0, len(idle) - _MAX_IDLE_SERVERS + 1)]:
+                _servers.pop(name).close()
+            server = _servers[identity] = _RunServer(environment, cwd)
+        return server
+
+
+def close_run_servers(cwd: str) -> int:
+    """Run on each Dask worker when a runner closes: let its run servers go; how many there were."""
+    with _servers_lock:
+        leaving = [identity for identity in _servers if identity[0] == cwd]
+        for identity in leaving:
+            _servers.pop(identity).close()
+    return len(leaving)
 
 
 def run_in_dask_worker(
     run_id: int, environment: dict[str, str], cwd: str, stop_name: str, kill_name: str, grace: float
 ) -> int:
-    """The Dask task of a run: start its worker process in a session of its own, wait for it and return
+    """The Dask task of a run: have this Dask worker's run server fork the run, wait for it and return
     its return code (negative: the signal that killed it). The run's Events stop it: ``stop_name`` ends
     its process group (SIGTERM, then SIGKILL after ``grace`` seconds; at once if ``kill_name`` is set)."""
-    import subprocess
-    import sys
-
-    env = {**os.environ, **environment, "PROFIT_RUN_ID": str(run_id)}
-    env.pop("PROFIT_ARRAY_ID", None)
-    # The run's process group dies with its Dask worker process: a keeper leads it and ends it when the
-    # Dask worker's end of a pipe closes (a task whose worker is lost may run again elsewhere, and must
-    # not find an earlier attempt still at work).
-    keep_read, keep_write = os.pipe()
-    try:
-        process = subprocess.Popen(
-            [sys.executable, "-I", "-S", "-c", _KEEPER, str(keep_read), *_worker_command()],
-            env=env,
-            cwd=cwd,
-            start_new_session=True,
-            stdin=subprocess.DEVNULL,
-            pass_fds=(keep_read,),
-        )
-    finally:
-        os.close(keep_read)
-    try:
-        return _watch(process, stop_name, kill_name, grace)
-    finally:
-        os.close(keep_write)  # (after the keeper ended: else it would end its group at once)
+    server = _server_for(environment, cwd)
+    key = stop_name
+    ended = server.start(key, run_id)
+    if not ended.wait(_WATCH_INTERVAL):  # (a short run ends before the scheduler is ever asked)
+        _watch(server, key, ended, stop_name, kill_name, grace)
+    return server.returncode(key)
 
 
-def _watch(process: Any, stop_name: str, kill_name: str, grace: float) -> int:
-    """Wait for the run's process group leader; end the group when the run's Events say so."""
-    import signal
-    import subprocess
-    import time
-
+def _watch(server: _RunServer, key: str, ended: threading.Event, stop_name: str, kill_name: str, grace: float) -> None:
+    """Wait until the run ended; end its process group when the run's Events say so."""
     from distributed import Event, get_client
 
     client = get_client()
     stop, kill = Event(stop_name, client=client), Event(kill_name, client=client)
-    while True:
-        try:
-            return process.wait(_WATCH_INTERVAL)
-        except subprocess.TimeoutExpired:
-            pass
+    while not ended.wait(_WATCH_INTERVAL):
         try:
             if not stop.is_set():
                 continue
             now = kill.is_set()
         except Exception:  # (the scheduler does not answer: the run goes on)
             continue
-        if not now:
-            deadline = time.monotonic() + grace
-            _signal_group(process.pid, signal.SIGTERM)
-            try:
-                process.wait(grace)
-            except subprocess.TimeoutExpired:
-                pass
-            while time.monotonic() < deadline and _signal_group(process.pid, 0):  # (the keeper went first)
-                time.sleep(0.02)
-        _signal_group(process.pid, signal.SIGKILL)  # what is left of the group, also after its leader
+        server.stop(key, 0.0 if now else grace)
+        ended.wait()  # (the server kills the group when the grace time is up)
         for event in (stop, kill):
             try:
                 event.clear()  # (forgotten by the scheduler)
             except Exception:
                 pass
-        return process.wait()
 
 
 def _import_class(path: str) -> type:
@@ -483,6 +525,10 @@ class DaskRunner(Runner, label="dask"):
         self._client = self._cluster = None
         try:
             if client is not None:
+                try:  # the run servers of this runner on Dask workers that live on (an existing cluster)
+                    client.run(close_run_servers, os.path.abspath(self.work_dir), wait=True)
+                except Exception as error:  # (a worker that does not answer keeps its servers until it ends)
+                    self.logger.info("could not close the run servers on the Dask workers (%s)", error)
                 client.close()
         finally:
             if cluster is not None:
