@@ -123,6 +123,20 @@ def test_a_timeout_ends_the_run_process_and_not_the_dask_worker(make_runner, clu
     assert float(runner.interface.output["f"][0]) == 3.0
 
 
+def test_a_timeout_counts_from_the_start_not_from_the_queue(make_runner):
+    """Six runs of 1.5 s on two Dask workers, a 3 s timeout: the last two wait 3 s in Dask's queue
+    (a clock from submission would end them), then run 1.5 s each, well within their time."""
+    runner = make_runner("t_span", output_config=outputs("start", "end"), timeout=3, parallel=0)
+    rows = params(6)
+    rows["u"] = 1.5
+    runner.spawn_array(rows, wait=True)
+    assert runner.failed == {}
+    spans = runner.interface.output[["start", "end"]][:6]
+    first = spans["start"].min()
+    assert max(spans["end"]) - first > 3  # (from submission, the last runs' time would have been up)
+    assert all(runner.status(i).state is RunState.DONE for i in range(6))
+
+
 def test_cancel_ends_the_run_process_group(make_runner, cluster):
     before = dask_workers(cluster)
     runner = make_runner("t_tree", parallel=2)  # starts a grandchild, then waits until it is ended

@@ -46,6 +46,8 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
     from typing import Any
 
+# What a run's task returns when the run's timeout ended it.
+TIMED_OUT = "timed out"
 # Seconds the runner waits, beyond the grace time, for the task of a stopped run to report.
 _STOP_WAIT = 5.0
 # How often a run's task asks the scheduler whether the run is to be stopped.
@@ -69,10 +71,17 @@ class DaskEnding:
         return f"DaskEnding({self.text!r})"
 
 
+class DaskTimedOut(DaskEnding):
+    """A run whose timeout was up (counted by its run server from the moment the run started)."""
+
+    __slots__ = ()
+
+
 class _DaskRun(RunHandle):
     """A run submitted as a Dask task; its end arrives through the future's done callback."""
 
     notice = Notice.NOTIFIED
+    clock_at_launch = False  # a task may wait in Dask's queue: its run server keeps the time
     __slots__ = ("run_id", "future", "stop_name", "kill_name")
 
     def __init__(self, run_id: int, future: Any, key: str):
@@ -96,6 +105,8 @@ def _ending(future: Any) -> ExitStatus | DaskEnding:
             code = future.result()
         except Exception as unfetched:  # (the result could not be fetched: its worker went away)
             return DaskEnding(f"its Dask task's result was lost ({type(unfetched).__name__}: {unfetched})")
+        if code == TIMED_OUT:
+            return DaskTimedOut("timed out")
         return ExitStatus.from_returncode(code)
     if status == "cancelled":
         return DaskEnding("its Dask task was cancelled (the scheduler or the client dropped it)")
@@ -149,7 +160,7 @@ class _RunServer:
             os.close(reply_write)
         self._lock = threading.Lock()
         self._waiting: dict[str, threading.Event] = {}
-        self._codes: dict[str, int] = {}
+        self._codes: dict[str, tuple[int, bool]] = {}
         self.alive = True
         threading.Thread(target=self._read, args=(reply_read,), daemon=True, name="profit-run-server").start()
 
@@ -160,7 +171,7 @@ class _RunServer:
             for line in replies:
                 reply = json.loads(line)
                 with self._lock:
-                    self._codes[reply["key"]] = int(reply["returncode"])
+                    self._codes[reply["key"]] = (int(reply["returncode"]), bool(reply.get("timed_out")))
                     waiter = self._waiting.pop(reply["key"], None)
                 if waiter is not None:
                     waiter.set()
@@ -176,14 +187,15 @@ class _RunServer:
 
         os.write(self._requests, (json.dumps(request) + "\n").encode())  # (one write under PIPE_BUF: whole)
 
-    def start(self, key: str, run_id: int) -> threading.Event:
-        """Start the run; the returned ``threading.Event`` is set when it ended (or the server did)."""
+    def start(self, key: str, run_id: int, timeout: float | None) -> threading.Event:
+        """Start the run (killed after ``timeout`` seconds); the returned ``threading.Event`` is set when
+        it ended (or the server did)."""
         waiter = threading.Event()
         with self._lock:
             if not self.alive:
                 raise RuntimeError("the run server of its Dask worker ended")
             self._waiting[key] = waiter
-            self._send({"start": key, "run": run_id})
+            self._send({"start": key, "run": run_id, "timeout": timeout})
         return waiter
 
     def stop(self, key: str, grace: float) -> None:
@@ -192,8 +204,9 @@ class _RunServer:
             if self.alive:
                 self._send({"stop": key, "grace": grace})
 
-    def returncode(self, key: str) -> int:
-        """The run's return code once its Event was set (negative: the signal that ended it)."""
+    def returncode(self, key: str) -> tuple[int, bool]:
+        """The run's return code once its Event was set (negative: the signal that ended it), and
+        whether its timeout ended it."""
         with self._lock:
             if key not in self._codes:
                 raise RuntimeError(f"the run server of its Dask worker ended (exit status {self.process.poll()})")
@@ -239,17 +252,25 @@ def close_run_servers(cwd: str) -> int:
 
 
 def run_in_dask_worker(
-    run_id: int, environment: dict[str, str], cwd: str, stop_name: str, kill_name: str, grace: float
-) -> int:
+    run_id: int,
+    environment: dict[str, str],
+    cwd: str,
+    stop_name: str,
+    kill_name: str,
+    grace: float,
+    timeout: float | None = None,
+) -> int | str:
     """The Dask task of a run: have this Dask worker's run server fork the run, wait for it and return
-    its return code (negative: the signal that killed it). The run's Events stop it: ``stop_name`` ends
-    its process group (SIGTERM, then SIGKILL after ``grace`` seconds; at once if ``kill_name`` is set)."""
+    its return code (negative: the signal that killed it), or :data:`TIMED_OUT` when its ``timeout``
+    (seconds from its start) was up. The run's Events stop it: ``stop_name`` ends its process group
+    (SIGTERM, then SIGKILL after ``grace`` seconds; at once if ``kill_name`` is set)."""
     server = _server_for(environment, cwd)
     key = stop_name
-    ended = server.start(key, run_id)
+    ended = server.start(key, run_id, timeout)
     if not ended.wait(_WATCH_INTERVAL):  # (a short run ends before the scheduler is ever asked)
         _watch(server, key, ended, stop_name, kill_name, grace)
-    return server.returncode(key)
+    code, timed_out = server.returncode(key)
+    return TIMED_OUT if timed_out else code
 
 
 def _watch(server: _RunServer, key: str, ended: threading.Event, stop_name: str, kill_name: str, grace: float) -> None:
@@ -295,7 +316,7 @@ class DaskRunner(Runner, label="dask"):
     with itself); neither: the scheduler of Dask's config (``scheduler-address``,
     ``DASK_SCHEDULER_ADDRESS``) if set, else a ``LocalCluster`` of ``parallel``
     single-threaded worker processes. ``parallel`` is how many runs are submitted at once (default: the
-    usable CPUs; 0: unbounded). A run's timeout counts from its submission.
+    usable CPUs; 0: unbounded). A run's timeout counts from when it starts on a Dask worker.
     """
 
     passes_kwargs_on = True  # **kwargs are the base class's options (checked against its signature)
@@ -422,6 +443,7 @@ class DaskRunner(Runner, label="dask"):
             f"{key}-stop",
             f"{key}-kill",
             self.cancel_grace,
+            self.timeout,
             key=key,
             pure=False,
             retries=0,
@@ -447,7 +469,11 @@ class DaskRunner(Runner, label="dask"):
         while self._ended:
             handle = self._ended.popleft()
             if self.runs.get(handle.run_id) is handle:  # (else: settled already, by a stop)
-                self._settle(handle.run_id, handle.poll())
+                ending = handle.poll()
+                if isinstance(ending, DaskTimedOut):
+                    self._settle(handle.run_id, None, timed_out=True)
+                else:
+                    self._settle(handle.run_id, ending)
 
     # --- stopping runs --------------------------------------------------------------
 
@@ -498,7 +524,9 @@ class DaskRunner(Runner, label="dask"):
         for run_id in run_ids:
             handle = self.runs.get(run_id)
             ending = handle.poll() if isinstance(handle, _DaskRun) and handle.future.status != "cancelled" else None
-            statuses.append(self._settle(run_id, ending, cancelled=cancelled, timed_out=timed_out))
+            out_of_time = timed_out or isinstance(ending, DaskTimedOut)
+            ending = None if isinstance(ending, DaskTimedOut) else ending
+            statuses.append(self._settle(run_id, ending, cancelled=cancelled, timed_out=out_of_time))
         return statuses
 
     # --- closing ----------------------------------------------------------------------

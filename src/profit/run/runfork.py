@@ -11,9 +11,11 @@ a cancel ends the whole group) and dies with the process that forked it.
 
 The run server (``python -m profit.run.runfork REQUESTS REPLIES``) is that
 process for a Dask worker: it reads one JSON request per line from the file
-descriptor ``REQUESTS`` -- ``{"start": key, "run": run_id}`` or ``{"stop": key,
-"grace": seconds}`` -- and writes ``{"key": key, "returncode": n}`` (negative:
-the signal) to ``REPLIES`` when a run ended. When ``REQUESTS`` closes (its Dask
+descriptor ``REQUESTS`` -- ``{"start": key, "run": run_id, "timeout": seconds or
+null}`` or ``{"stop": key, "grace": seconds}`` -- and writes ``{"key": key,
+"returncode": n, "timed_out": bool}`` (negative: the signal) to ``REPLIES`` when
+a run ended. A run's timeout counts from its fork (not from when its task was
+queued); when it is up, the run's process group is killed. When ``REQUESTS`` closes (its Dask
 worker ended, however it did) it kills every run's process group and exits.
 """
 
@@ -108,7 +110,9 @@ def serve(requests: int, replies: int) -> None:
     selector = selectors.DefaultSelector()
     selector.register(requests, selectors.EVENT_READ, None)
     runs: dict[str, ChildProcess] = {}
-    kill_at: dict[str, float] = {}  # key -> when a run asked to stop is killed
+    kill_at: dict[str, float] = {}  # key -> when a run asked to stop (or out of time) is killed
+    timed_out: set[str] = set()
+    stopping: set[str] = set()  # runs asked to stop (their kill is not a timeout)
     polled: set[str] = set()  # runs without a pidfd: checked every few milliseconds
     buffer = b""
 
@@ -116,17 +120,20 @@ def serve(requests: int, replies: int) -> None:
         status = process.poll()
         assert status is not None
         code = -status.signal if status.signal is not None else status.code
-        os.write(replies, (json.dumps({"key": key, "returncode": code}) + "\n").encode())
+        reply = {"key": key, "returncode": code, "timed_out": key in timed_out}
+        os.write(replies, (json.dumps(reply) + "\n").encode())
 
     def finish(key: str) -> None:
         process = runs.pop(key)
-        kill_at.pop(key, None)
-        polled.discard(key)
         fd = process.fileno()
         if fd is not None:
             selector.unregister(fd)
         reply(key, process)
         process.close()
+        kill_at.pop(key, None)
+        polled.discard(key)
+        timed_out.discard(key)
+        stopping.discard(key)
 
     while True:
         now = time.monotonic()
@@ -148,6 +155,8 @@ def serve(requests: int, replies: int) -> None:
                 if "start" in request:
                     process = start_run(int(request["run"]), env, close_fds=(requests, replies))
                     runs[request["start"]] = process
+                    if request.get("timeout") is not None:  # (killed at once then, as runners do)
+                        kill_at[request["start"]] = time.monotonic() + float(request["timeout"])
                     fd = process.fileno()
                     if fd is not None:
                         selector.register(fd, selectors.EVENT_READ, request["start"])
@@ -156,9 +165,12 @@ def serve(requests: int, replies: int) -> None:
                 elif request.get("stop") in runs:
                     grace = float(request.get("grace", 0))
                     stop_group(runs[request["stop"]], grace)
+                    stopping.add(request["stop"])
                     kill_at[request["stop"]] = time.monotonic() + grace
         now = time.monotonic()
         for key in [key for key, when in kill_at.items() if when <= now and key in runs]:
+            if key not in stopping and not runs[key].exited():
+                timed_out.add(key)
             runs[key].signal_tree(signal.SIGKILL)
             kill_at.pop(key)
         for key in [key for key in polled if runs[key].exited()]:
