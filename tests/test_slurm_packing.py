@@ -8,7 +8,7 @@ import subprocess
 
 import numpy as np
 import pytest
-from helpers import SCALAR_INPUTS, outputs, wait_for
+from helpers import SCALAR_INPUTS, TESTS, outputs, profit, wait_for
 
 from profit.run import Runner, RunState
 from profit.run.errors import ConfigError
@@ -179,3 +179,42 @@ def test_a_run_that_cannot_finish_before_the_time_limit_is_not_started(make_runn
     for r in range(2):
         status = runner.status(r)
         assert status.state is RunState.FAILED and "less than the timeout (300 s)" in status.reason, status
+
+
+PACKED_STUDY = """\
+ntrain: 1000
+seed: 5
+variables:
+  u: Uniform(0, 1)
+  v: Uniform(0, 1)
+  f: Output
+include: {workers}
+run:
+  runner: {{class: slurm, runs_per_job: auto, min_poll: 0.2, options: {{job-name: {name}}}}}
+  worker: t_sum
+"""
+
+
+@pytest.mark.timeout(300)
+def test_profit_run_of_1000_runs_in_a_handful_of_jobs(tmp_path):
+    """runs_per_job: auto spreads the runs over as many tasks as the cluster has CPUs (sinfo)."""
+    name = f"pack-{os.getpid()}-{tmp_path.name}"[:40]
+    study = tmp_path / "study"
+    study.mkdir()
+    (study / "profit.yaml").write_text(PACKED_STUDY.format(workers=TESTS / "workers.py", name=name))
+    done = profit("run", str(study), timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "1000 runs: 1000 done, 0 failed" in done.stdout
+    inputs = np.genfromtxt(study / "input.txt", names=True)
+    results = np.genfromtxt(study / "output.txt", names=True)
+    assert len(inputs) == len(results) == 1000
+    np.testing.assert_array_equal(results["f"], inputs["u"] + inputs["v"])
+    cpus = subprocess.run(["sinfo", "-h", "-o", "%C"], capture_output=True, text=True, check=True).stdout
+    slots = sum(int(line.split("/")[-1]) for line in cpus.split())
+    listed = subprocess.run(
+        ["sacct", "-X", "-n", "-P", "-o", "JobID", f"--name={name}", "-S", "now-1hour"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "SLURM_BITSTR_LEN": "0"},
+    ).stdout.split()
+    assert 1 <= len(listed) <= slots, listed  # a handful of array tasks, not a thousand jobs
