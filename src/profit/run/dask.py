@@ -39,7 +39,7 @@ from .errors import ConfigError
 from .handles import Notice, RunHandle
 from .layout import begin_run_log
 from .runner import Runner
-from .state import RunStatus
+from .state import RunState, RunStatus
 
 TYPE_CHECKING = False  # (typing costs every worker process its import)
 if TYPE_CHECKING:
@@ -432,25 +432,56 @@ class DaskRunner(Runner, label="dask"):
         return self._environment
 
     def _start(self, run_id: int) -> _DaskRun:
+        return self._submit([run_id])[0]
+
+    def _start_batch(self, run_ids: list[int]) -> None:
+        """Submit these runs as one graph (the scheduler takes one message, not one a run)."""
+        if len(run_ids) == 1:
+            super()._start_batch(run_ids)
+            return
+        for run_id in run_ids:
+            if run_id in self.runs:
+                raise ConfigError(f"run {run_id} is still active; wait for it or cancel it before running it again")
+            self._forget_outcome(run_id)
+        self._ensure_rows(max(run_ids) + 1)
+        for run_id in run_ids:
+            self.interface.mark(run_id, RunState.RUNNING)  # (before the worker: one that fails at once writes over)
+        try:
+            handles = self._submit(run_ids)
+        except BaseException:
+            for run_id in run_ids:
+                self.interface.mark(run_id, RunState.PENDING)  # they never started
+            raise
+        for handle in handles:
+            self._launch(handle.run_id, handle)
+
+    def _submit(self, run_ids: list[int]) -> list[_DaskRun]:
+        """Submit a task per run (``client.map``: one graph); the runs' handles."""
         client = self.client
-        begin_run_log(self.work_dir, self.worker_config.get("log_path", "log"), run_id)
-        key = f"profit-run-{run_id}-{self._token}-{uuid.uuid4().hex[:8]}"
-        future = client.submit(
+        log_path = self.worker_config.get("log_path", "log")
+        for run_id in run_ids:
+            begin_run_log(self.work_dir, log_path, run_id)
+        keys = [f"profit-run-{run_id}-{self._token}-{uuid.uuid4().hex[:8]}" for run_id in run_ids]
+        count = len(run_ids)
+        futures = client.map(
             run_in_dask_worker,
-            run_id,
-            self._run_environment(),
-            os.path.abspath(self.work_dir),
-            f"{key}-stop",
-            f"{key}-kill",
-            self.cancel_grace,
-            self.timeout,
-            key=key,
+            run_ids,
+            [self._run_environment()] * count,
+            [os.path.abspath(self.work_dir)] * count,
+            [f"{key}-stop" for key in keys],
+            [f"{key}-kill" for key in keys],
+            [self.cancel_grace] * count,
+            [self.timeout] * count,
+            key=keys,
             pure=False,
             retries=0,
         )
-        handle = _DaskRun(run_id, future, key)
-        future.add_done_callback(lambda _: self._notify_ended(handle))
-        return handle
+        handles = []
+        for run_id, future, key in zip(run_ids, futures, keys):
+            handle = _DaskRun(run_id, future, key)
+            future.add_done_callback(lambda _, handle=handle: self._notify_ended(handle))
+            handles.append(handle)
+        return handles
 
     def _notify_ended(self, handle: _DaskRun) -> None:
         """In the client's thread: hand the run to the runner's thread and wake it."""
