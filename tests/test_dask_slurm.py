@@ -213,7 +213,6 @@ def test_a_dask_worker_cancelled_by_slurm_mid_run_is_retried_elsewhere(tmp_path)
                 np.testing.assert_allclose(runner.interface.output["f"][:8].ravel(), rows["u"] + rows["v"])
         finally:
             gate.close()
-        assert job not in our_jobs(f"{JOB_NAME}-killed")
     # The runs of the lost worker (the one it ran, and any task queued there) failed once, naming it.
     retried = [line for line in (work_dir / "runner.log").read_text().splitlines() if "running it again" in line]
     assert retried and all("failed (attempt 1 of 2)" in line for line in retried), retried
