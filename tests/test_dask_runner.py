@@ -214,7 +214,10 @@ def test_a_lost_dask_worker_is_named_in_the_reason():
 
     ending = _ending(Lost())
     assert isinstance(ending, DaskEnding) and not ending.success
-    assert ending.describe() == "its Dask worker was lost (KilledWorker: attempted to run task on 3 workers, all died)"
+    assert (
+        ending.describe()
+        == "was lost with its Dask worker (KilledWorker: attempted to run task on 3 workers, all died)"
+    )
 
 
 def test_own_local_cluster_is_closed_with_the_runner(tmp_path):

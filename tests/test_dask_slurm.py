@@ -217,4 +217,4 @@ def test_a_dask_worker_cancelled_by_slurm_mid_run_is_retried_elsewhere(tmp_path)
     retried = [line for line in (work_dir / "runner.log").read_text().splitlines() if "running it again" in line]
     assert retried and all("failed (attempt 1 of 2)" in line for line in retried), retried
     for line in retried:
-        assert "its Dask worker was lost (KilledWorker" in line and lost in line, line
+        assert "worker was lost with its Dask worker (KilledWorker" in line and lost in line, line

@@ -55,7 +55,9 @@ _WATCH_INTERVAL = 0.25
 
 
 class DaskEnding:
-    """A run whose Dask task did not report an exit status: its worker was lost, or the task failed."""
+    """A run whose Dask task did not report an exit status: its worker was lost, or the task failed.
+
+    ``text`` is a predicate, as the reason reads it: 'worker was lost with its Dask worker (...)'."""
 
     __slots__ = ("text",)
 
@@ -104,12 +106,12 @@ def _ending(future: Any) -> ExitStatus | DaskEnding:
         try:
             code = future.result()
         except Exception as unfetched:  # (the result could not be fetched: its worker went away)
-            return DaskEnding(f"its Dask task's result was lost ({type(unfetched).__name__}: {unfetched})")
+            return DaskEnding(f"ended, but its Dask task's result was lost ({type(unfetched).__name__}: {unfetched})")
         if code == TIMED_OUT:
             return DaskTimedOut("timed out")
         return ExitStatus.from_returncode(code)
     if status == "cancelled":
-        return DaskEnding("its Dask task was cancelled (the scheduler or the client dropped it)")
+        return DaskEnding("was dropped by Dask (its task was cancelled by the scheduler or a client)")
     error: BaseException | None
     try:
         error = future.exception()
@@ -119,8 +121,8 @@ def _ending(future: Any) -> ExitStatus | DaskEnding:
     if name in ("KilledWorker", "CommClosedError", "WorkerLost", "FutureCancelledError") or isinstance(
         error, (OSError, EOFError)
     ):
-        return DaskEnding(f"its Dask worker was lost ({name}: {error})")
-    return DaskEnding(f"its Dask task failed ({name}: {error})")
+        return DaskEnding(f"was lost with its Dask worker ({name}: {error})")
+    return DaskEnding(f"failed in its Dask task ({name}: {error})")
 
 
 class _RunServer:
