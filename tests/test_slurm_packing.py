@@ -59,10 +59,10 @@ def sacct_tasks(arrays):
 def make_runner(tmp_path):
     made = []
 
-    def make(worker, size, names=("f",), **options):
+    def make(worker, size, names=("f",), interface="memmap", **options):
         runner = Runner["slurm"](
             interface={
-                "class": "memmap",
+                "class": interface,
                 "size": size,
                 "input_config": SCALAR_INPUTS,
                 "output_config": outputs(*names),
@@ -89,8 +89,9 @@ def test_runs_per_job_is_checked(tmp_path):
 
 
 @pytest.mark.timeout(120)
-def test_200_runs_in_4_tasks_and_one_fails_alone(make_runner):
-    runner, jobs = make_runner("t_sum_unless_negative", size=200, runs_per_job=50)
+@pytest.mark.parametrize("interface", ["memmap", "zeromq"])
+def test_200_runs_in_4_tasks_and_one_fails_alone(make_runner, interface):
+    runner, jobs = make_runner("t_sum_unless_negative", size=200, runs_per_job=50, interface=interface)
     rows = np.zeros(200, dtype=[("u", "f8"), ("v", "f8")])
     rows["u"], rows["v"] = np.arange(200), 0.5
     rows["u"][137] = -1
