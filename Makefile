@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint install bench clean slurm
+.PHONY: demo test lint docs install bench clean slurm
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -11,7 +11,7 @@ $(BIN)/python:
 
 # Reinstall when the package metadata changes.
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q -e '.[test,lint]'
+	$(BIN)/python -m pip install -q -e '.[test,lint,docs]'
 	@# Worker processes start faster from compiled modules (even where PYTHONDONTWRITEBYTECODE is set).
 	$(BIN)/python -m compileall -q src > /dev/null
 	touch $@
@@ -30,6 +30,12 @@ lint: install
 	$(BIN)/ruff check src tests benchmarks examples
 	$(BIN)/ruff format --check src tests benchmarks examples
 	$(BIN)/mypy
+
+# The documentation site (docs/, Sphinx): HTML in docs/_build/html. Read afresh every time (-E),
+# so that every page's warnings show; a warning (-n: also a reference that leads nowhere) fails it.
+docs: install
+	$(BIN)/sphinx-build -E -q -W --keep-going -n -b html docs docs/_build/html
+	@echo "docs/_build/html/index.html"
 
 # A real single-node Slurm cluster on localhost for the Slurm tests (as root, Debian 12).
 slurm:

@@ -24,12 +24,13 @@ if TYPE_CHECKING:
 
 
 class ForkRunner(Runner, label="fork"):
-    """start Workers locally using forking (the fork start method)
+    """start Workers locally using forking (multiprocessing.Process)
 
     The Worker runs in a forked copy of the runner process, so it sees every
     component the runner knows (include files are already imported) and starts
-    in well under a millisecond. Uses ``os.fork`` explicitly, whatever the
-    default multiprocessing start method of the platform is.
+    in well under a millisecond. proFit forked it through ``multiprocessing.Process``;
+    this runner calls ``os.fork`` explicitly, whatever the default multiprocessing
+    start method of the platform is.
     """
 
     passes_kwargs_on = True  # **kwargs are the base class's options (checked against its signature)

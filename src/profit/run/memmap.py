@@ -102,9 +102,9 @@ class MemmapRunnerInterface(RunnerInterface, label="memmap"):
         return interface
 
     def resize(self, size: int) -> None:
-        """Grow the Interface to ``size`` runs, safely.
+        """Resizing the Interface
 
-        The file is extended in place and its header rewritten; existing rows
+        Grows it to ``size`` runs, safely: the file is extended in place and its header rewritten; existing rows
         never move, so Workers that have the file mapped keep working and no
         result is lost. Shrinking is not supported.
         """

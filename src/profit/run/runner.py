@@ -302,11 +302,18 @@ class Runner(Component, registry=True):
     # --- starting runs -----------------------------------------------------------------
 
     def spawn(self, params: object = None, wait: bool = False) -> int:
-        """Spawn a single run: the next run id, with ``params``; wait for it if asked. Returns its run id.
+        """Spawn a single run
 
-        ``params`` is a mapping or numpy record of every input (or a one-row structured array,
-        a pandas Series or one-row DataFrame), or None when the row was filled before
-        (:meth:`fill`). The interface grows as needed.
+        The run gets the next run id; the interface grows as needed.
+
+        Args:
+            params: a mapping which defines input parameters to be set: a mapping or numpy
+                record of every input (or a one-row structured array, a pandas Series or
+                one-row DataFrame), or None when the row was filled before (:meth:`fill`).
+            wait: whether to wait for the run to complete
+
+        Returns:
+            The run id.
         """
         if get_ident() != self._owner:
             self._refuse("spawn")
@@ -499,7 +506,10 @@ class Runner(Component, registry=True):
         return handle
 
     def poll(self, run_id: int) -> None:
-        """Check the status of the run directly; settle it if it has ended."""
+        """Check the status of the run directly
+
+        Settles the run if it has ended.
+        """
         if get_ident() != self._owner:
             self._refuse("poll")
         handle = self._handle(run_id)
