@@ -2,29 +2,27 @@
 
 Every worker process started by the local runners leads its own process group,
 so that one ``killpg`` reaches the worker and everything it started (the shell,
-the simulation under the shell, ...). A Linux *pidfd* makes each child's exit an
-event that a selector can wait on, which keeps waiting event driven.
+the simulation under the shell, ...). Each child's exit is an event that a
+selector can wait on (a Linux pidfd, a kqueue on macOS and the BSDs, see
+:mod:`.exitwatch`), which keeps waiting event driven; without one it is polled.
 """
 
 from __future__ import annotations
 
-import errno
 import os
-import select
 import signal
 import sys
 import time
 from collections import namedtuple
 from collections.abc import Callable, Sequence
 
+from . import exitwatch
 from .handles import Notice, RunHandle
 
 TYPE_CHECKING = False  # (typing costs every worker process its import)
 if TYPE_CHECKING:
     from subprocess import Popen
     from typing import Any, Literal, Protocol
-
-HAVE_PIDFD = hasattr(os, "pidfd_open")
 
 
 def signal_name(number: int) -> str:
@@ -116,22 +114,24 @@ def stop_trees(trees: Sequence[ProcessTree], grace: float) -> list[ExitStatus]:
 class ChildProcess(RunHandle):
     """A direct child that leads its own process group.
 
-    ``fileno()`` becomes readable when the child exits (Linux pidfd), so many
-    children can be watched with one selector. ``poll()`` reaps the child; until
-    then the zombie keeps its pid, and with it the process group id, reserved,
-    which makes signalling the group safe from pid reuse. Where no pidfd can be
-    had (none on the platform, or the process is out of descriptors: EMFILE,
-    ENFILE) the child is polled instead (``Notice.POLL``, ``waitpid`` WNOHANG).
+    ``fileno()`` becomes readable when the child exits (a pidfd or a kqueue:
+    :func:`.exitwatch.watch`), so many children can be watched with one selector.
+    ``poll()`` reaps the child; until then the zombie keeps its pid, and with it the
+    process group id, reserved, which makes signalling the group safe from pid
+    reuse. Where no descriptor can be had (``PROFIT_EXIT_WATCH=poll``, no backend
+    on the platform, or the process is out of descriptors: EMFILE, ENFILE) the
+    child is polled instead (``Notice.POLL``, ``waitid`` WNOHANG|WNOWAIT).
     """
 
     __slots__ = ("pid", "_fd", "_popen", "status", "notice")
     pid: int  # always a process here (RunHandle allows None)
+    cheap_poll = True  # (polled: one waitid)
 
     def __init__(self, pid: int, popen: Popen[Any] | None = None):
         self.pid = pid
         self._popen = popen  # kept so that subprocess does not reap behind our back
         self.status: ExitStatus | None = None
-        self._fd = _open_pidfd(pid)
+        self._fd = exitwatch.watch(pid)
         self.notice = Notice.EVENT if self._fd is not None else Notice.POLL
 
     def tree(self) -> ChildProcess:
@@ -139,18 +139,14 @@ class ChildProcess(RunHandle):
         return self
 
     def fileno(self) -> int | None:
-        """The pidfd, or None where the platform has none (then callers poll)."""
+        """The exit watch descriptor, or None without one (then callers poll)."""
         return self._fd
 
     def exited(self) -> bool:
         """Whether the child has ended (without reaping it)."""
         if self.status is not None:
             return True
-        try:
-            info = os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
-        except ChildProcessError:
-            return True
-        return info is not None and info.si_pid != 0
+        return exitwatch.exited(self.pid)
 
     def poll(self) -> ExitStatus | None:
         """Reap the child if it has ended and return how; None while it runs.
@@ -171,16 +167,15 @@ class ChildProcess(RunHandle):
             fd = self._fd
             if fd is None:
                 return self._wait_polling(timeout)
-            ready, _, _ = select.select([fd], [], [], timeout)
-            if not ready:
+            if not exitwatch.wait_readable(fd, timeout):
                 return None
         return self.poll()
 
     def _wait_polling(self, timeout: float | None) -> ExitStatus | None:
-        """Without a pidfd: an unbounded wait blocks in ``waitpid``; a bounded one checks
+        """Without a descriptor: an unbounded wait blocks in ``waitpid``; a bounded one checks
         every few milliseconds until the child ended or the time is up."""
         if timeout is None:
-            self._block_until_exited()
+            exitwatch.block_until_exited(self.pid)
             return self.poll()
         deadline = time.monotonic() + timeout
         pause = 0.001
@@ -192,13 +187,6 @@ class ChildProcess(RunHandle):
             pause = min(2 * pause, 0.05)
         return self.poll()
 
-    def _block_until_exited(self) -> None:
-        """Block until the child has ended, without reaping it (its group id stays reserved)."""
-        try:
-            os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOWAIT)
-        except ChildProcessError:
-            pass
-
     def signal_tree(self, signum: int) -> None:
         """Send ``signum`` to the child's whole process group (if any is left)."""
         if self.status is not None:
@@ -209,14 +197,18 @@ class ChildProcess(RunHandle):
             pass
 
     def close(self) -> None:
-        """Release the pidfd (once the owner stopped watching it)."""
+        """Release the exit watch descriptor (once the owner stopped watching it)."""
         if self._fd is not None:
-            os.close(self._fd)
+            exitwatch.unwatch(self._fd)
             self._fd = None
 
     def _reap(self, blocking: bool = False) -> ExitStatus | None:
+        early = exitwatch.take_reaped(self.pid)  # (reaped to learn that it ended: no waitid here)
         try:
-            pid, wait_status = os.waitpid(self.pid, 0 if blocking else os.WNOHANG)
+            if early is not None:
+                pid, wait_status = self.pid, early
+            else:
+                pid, wait_status = os.waitpid(self.pid, 0 if blocking else os.WNOHANG)
         except ChildProcessError:
             # Reaped elsewhere (should not happen); the status is lost.
             self.status = ExitStatus(code=-1)
@@ -227,18 +219,6 @@ class ChildProcess(RunHandle):
         if self._popen is not None:
             self._popen.returncode = -self.status.signal if self.status.signal is not None else self.status.code
         return self.status
-
-
-def _open_pidfd(pid: int) -> int | None:
-    """A pidfd of ``pid``, or None where the platform has none or no descriptor is left."""
-    if not HAVE_PIDFD:
-        return None
-    try:
-        return os.pidfd_open(pid)
-    except OSError as error:
-        if error.errno in (errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOSYS):
-            return None  # the child is polled instead
-        raise
 
 
 def proc_stat(pid: int) -> list[str] | None:
@@ -253,9 +233,50 @@ def proc_stat(pid: int) -> list[str] | None:
         return None
 
 
+_has_proc: bool | None = None
+
+
+def has_proc() -> bool:
+    """Whether processes can be read from ``/proc`` (Linux); elsewhere psutil, where installed, reads them."""
+    global _has_proc
+    if _has_proc is None:
+        _has_proc = os.path.exists(f"/proc/{os.getpid()}/stat")
+    return _has_proc
+
+
+def _psutil() -> Any:
+    """The psutil module where it is installed (no dependency of profit), else None."""
+    try:
+        import psutil  # type: ignore[import-untyped]
+    except ImportError:
+        return None
+    return psutil
+
+
 def group_members(pgid: int) -> list[int]:
-    """Live (not zombie) processes of process group ``pgid`` (Linux: read from /proc)."""
+    """Live (not zombie) processes of process group ``pgid`` (Linux: read from /proc).
+
+    Elsewhere: psutil's list of processes; without psutil, ``[pgid]`` while the group has a
+    process that signal 0 reaches (a zombie one too), else an empty list.
+    """
     members = []
+    if not has_proc():
+        psutil = _psutil()
+        if psutil is None:
+            try:
+                os.killpg(pgid, 0)
+            except ProcessLookupError:
+                return []
+            except PermissionError:
+                pass
+            return [pgid]
+        for process in psutil.process_iter():
+            try:
+                if os.getpgid(process.pid) == pgid and process.status() != psutil.STATUS_ZOMBIE:
+                    members.append(process.pid)
+            except (OSError, psutil.Error):
+                pass
+        return members
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             fields = proc_stat(int(entry))  # None: it ended meanwhile
@@ -290,21 +311,80 @@ def die_with_parent(parent_pid: int) -> bool:
     return os.getppid() == parent_pid  # it may have died before prctl took effect
 
 
+# --- parent death, portably: a lifeline pipe -----------------------------------------------------
+#
+# A process that forks workers holds the write end of a pipe, its lifeline; nobody else
+# does (each forked worker closes its copy at once, and exec'd programs never get it: the
+# pipe is not inheritable). When the process ends, however it ends, the pipe's read end,
+# which every worker holds, reads end of file: a thread of each worker, blocked in that
+# read, then kills the worker's process group and what left it. The thread costs a forked
+# worker some tens of microseconds at its start and nothing afterwards. On Linux the
+# worker is also killed by PR_SET_PDEATHSIG (:func:`die_with_parent`). A process that the
+# runner forks by other means (not through fork_group) holds the write end as well while it
+# lives: the lifeline breaks only when it has ended too.
+
+_lifeline: tuple[int, int, int] | None = None  # (owning process, read end, write end)
+
+
+def lifeline() -> int:
+    """The read end of this process's lifeline (made on first use; a forked child makes its own)."""
+    global _lifeline
+    if _lifeline is None or _lifeline[0] != os.getpid():
+        read_end, write_end = os.pipe()  # (not inheritable: exec'd programs do not hold it)
+        _lifeline = (os.getpid(), read_end, write_end)
+    return _lifeline[1]
+
+
+def hold_lifeline(parent_pid: int) -> None:
+    """In a child forked by :func:`fork_group`: drop the parent's write end of its lifeline and
+    watch the read end; when the parent has ended, kill this process's group (and what left it)."""
+    if _lifeline is None or _lifeline[0] != parent_pid:
+        return  # (the parent had no descriptor left for one: PR_SET_PDEATHSIG alone, where there is one)
+    _, read_end, write_end = _lifeline
+    try:
+        os.close(write_end)
+    except OSError:
+        return
+    import _thread
+
+    _thread.start_new_thread(_end_with_lifeline, (read_end,))
+
+
+def _end_with_lifeline(read_end: int) -> None:
+    try:
+        while os.read(read_end, 64):
+            pass  # (nobody writes: only its end counts)
+    except OSError:
+        return  # the worker's own code closed it: there is nothing left to watch
+    for pid in descendants(os.getpid()):  # (also those that left the group: this is their subreaper)
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    os.killpg(os.getpgrp(), signal.SIGKILL)
+
+
 def fork_group(child: Callable[[int], int]) -> int:
     """Fork a process that leads its own process group and runs ``child(parent_pid)``.
 
     The child never returns into the caller's code: it exits with what ``child``
-    returns (70, EX_SOFTWARE, if it raises). Returns the child's pid.
+    returns (70, EX_SOFTWARE, if it raises). Returns the child's pid. The child's
+    group is killed when this process ends (:func:`lifeline`).
     """
     # Unflushed output would otherwise be written twice: by us and by the child.
     sys.stdout.flush()
     sys.stderr.flush()
     parent_pid = os.getpid()
+    try:
+        lifeline()  # (runners make it early: it may fail here when descriptors run out)
+    except OSError:
+        pass
     pid = os.fork()
     if pid == 0:
         code = 70
         try:
             os.setpgid(0, 0)
+            hold_lifeline(parent_pid)
             code = child(parent_pid)
         finally:
             try:
@@ -423,8 +503,15 @@ def leave_subreaper() -> None:
 
 
 def children(pid: int) -> list[int]:
-    """The children of ``pid`` (of every thread of it); empty when it is gone."""
+    """The children of ``pid`` (of every thread of it); empty when it is gone (or without
+    /proc and psutil)."""
     found: list[int] = []
+    if not has_proc():
+        psutil = _psutil()
+        try:
+            return [child.pid for child in psutil.Process(pid).children()] if psutil is not None else found
+        except psutil.Error:
+            return found
     try:
         tasks = os.listdir(f"/proc/{pid}/task")
     except OSError:
@@ -453,6 +540,13 @@ def descendants(pid: int) -> list[int]:
 
 def environment_of(pid: int) -> dict[bytes, bytes] | None:
     """The environment ``pid`` was exec'd with (None when it cannot be read: gone, a zombie, not ours)."""
+    if not has_proc():
+        psutil = _psutil()
+        try:
+            env = psutil.Process(pid).environ() if psutil is not None else None
+        except psutil.Error:
+            return None
+        return {name.encode(): value.encode() for name, value in env.items()} if env else None
     try:
         with open(f"/proc/{pid}/environ", "rb") as file:
             data = file.read()
@@ -468,6 +562,17 @@ def marked_processes(work_dir: str) -> list[int]:
     needle = f"\0{MARK}={work_dir_mark(work_dir)}\0".encode()
     own = os.getpid()
     found = []
+    if not has_proc():
+        psutil = _psutil()
+        for process in psutil.process_iter() if psutil is not None else ():
+            try:
+                env = process.environ()
+                if process.pid != own and env.get(MARK) == work_dir_mark(work_dir):
+                    if process.status() != psutil.STATUS_ZOMBIE:
+                        found.append(process.pid)
+            except psutil.Error:
+                pass
+        return found
     for entry in os.listdir("/proc"):
         if not entry.isdigit() or int(entry) == own:
             continue
@@ -498,31 +603,35 @@ def _orphans_of_runs(runs: set[tuple[int, str]]) -> list[int]:
 
 
 class _Processes:
-    """Processes to end, held by pidfd where there are pidfds (a pid that is reused is never signalled)."""
+    """Processes to end, each held by an exit watch descriptor where there is one (:mod:`.exitwatch`).
+
+    A pidfd also pins the process: one whose pid is reused is never signalled. A kqueue
+    that saw the process end keeps it from being signalled by pid after that.
+    """
 
     def __init__(self) -> None:
-        self.held: dict[int, int | None] = {}  # pid -> pidfd
+        self.held: dict[int, int | None] = {}  # pid -> exit watch descriptor
+        self._pidfds = exitwatch.backend() == "pidfd"
 
     def add(self, pids: Sequence[int]) -> None:
         for pid in pids:
             if pid in self.held:
                 continue
-            if HAVE_PIDFD:
-                try:
-                    self.held[pid] = os.pidfd_open(pid)
-                except ProcessLookupError:
-                    continue  # gone already
-                except OSError:
-                    self.held[pid] = None  # (no descriptor left: by pid, as without pidfds)
-            else:
-                self.held[pid] = None
+            try:
+                self.held[pid] = exitwatch.watch(pid, child=False)
+            except ProcessLookupError:
+                continue  # gone already
+            except OSError:
+                self.held[pid] = None  # (no descriptor left, not ours to watch: by pid, as when polling)
 
     def signal(self, signum: int) -> None:
         for pid, fd in self.held.items():
             try:
-                if fd is not None:
+                if fd is None:
+                    os.kill(pid, signum)
+                elif self._pidfds:
                     signal.pidfd_send_signal(fd, signum)
-                else:
+                elif not exitwatch.wait_readable(fd, 0):  # (a kqueue: not if it ended already)
                     os.kill(pid, signum)
             except (ProcessLookupError, PermissionError):
                 pass
@@ -534,7 +643,7 @@ class _Processes:
         for pid, fd in self.held.items():
             # Bounded: a process stuck in the kernel (hung NFS) must not hang a cancel or a close.
             if fd is not None:
-                select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+                exitwatch.wait_readable(fd, max(0.0, deadline - time.monotonic()))
             while True:
                 try:
                     reaped, _ = os.waitpid(pid, os.WNOHANG)  # an orphan reparented to this subreaper
@@ -542,9 +651,9 @@ class _Processes:
                     break  # not our child (someone else reaps it), or reaped already
                 if reaped or fd is not None or time.monotonic() >= deadline:
                     break
-                time.sleep(0.01)  # (without a pidfd: its end has no event to wait on)
+                time.sleep(0.01)  # (without a descriptor: its end has no event to wait on)
             if fd is not None:
-                os.close(fd)
+                exitwatch.unwatch(fd)
         self.held.clear()
 
 

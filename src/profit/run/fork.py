@@ -4,16 +4,17 @@ The worker process sees every component the runner knows (include files are
 already imported) and starts in well under a millisecond. ``os.fork`` is used
 explicitly, whatever the default multiprocessing start method of the platform.
 Each worker leads its own process group (cancel ends the whole tree), dies with
-the runner, and its exit is an event the runner waits on (a pidfd).
+the runner, and its exit is an event the runner waits on (see :mod:`.exitwatch`).
 """
 
 from __future__ import annotations
 
 import os
 
+from . import exitwatch
 from . import options as check
 from ._lazy import logging
-from ._proc import ChildProcess, enter_worker_process, fork_group, load_prctl, note_worker
+from ._proc import ChildProcess, enter_worker_process, fork_group, lifeline, load_prctl, note_worker
 from .layout import begin_run_log
 from .runner import Runner
 from .worker import RunLog, execute_forked, run_log_handler
@@ -38,9 +39,11 @@ class ForkRunner(Runner, label="fork"):
 
     def __init__(self, parallel: int | str = "all", **kwargs: Any):
         super().__init__(parallel=check.parallel(parallel), **kwargs)
+        exitwatch.backend()  # (PROFIT_EXIT_WATCH is checked now, not at the first run)
         # Made before forking, so that each worker only points them at its run.
         self._log_handler = run_log_handler()
         load_prctl()
+        lifeline()  # (made now: at a run's start the process may be short of descriptors)
         self._log_options = (self.worker_config.get("log_path", "log"), bool(self.worker_config.get("debug", False)))
         self._exports: dict[str, str] | None = None
 

@@ -64,6 +64,9 @@ class RunHandle(ABC):
     # The process group of the run on this host, if it has one: the profit command
     # notes it, to end what a killed runner left running.
     pid: int | None = None
+    # Polling it is a cheap system call (a child's waitid), not a query of a service: a
+    # runner polls it every few milliseconds rather than every ``sleep`` seconds.
+    cheap_poll: bool = False
 
     def fileno(self) -> int | None:
         """A file descriptor that becomes readable when the run ends (``Notice.EVENT``), else None."""

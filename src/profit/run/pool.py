@@ -23,8 +23,9 @@ import os
 import struct
 from collections.abc import Container
 
+from . import exitwatch
 from . import options as check
-from ._proc import ChildProcess, ExitStatus, enter_worker_process, fork_group, load_prctl, stop_trees
+from ._proc import ChildProcess, ExitStatus, enter_worker_process, fork_group, lifeline, load_prctl, stop_trees
 from .errors import ConfigError
 from .handles import Notice, RunHandle
 from .runner import Runner
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
 _TASK = struct.Struct("<q")  # run id
 _STOP = -1  # the task that ends a worker (an end of file may never come: forks share pipes)
 _RESULT = struct.Struct("<qi")  # run id, exit code
-# Seconds a worker whose result pipe closed has to end before it is killed (watched without a pidfd).
+# Seconds a worker whose result pipe closed has to end before it is killed (polled: no exit watch descriptor).
 _EXIT_GRACE = 5.0
 
 
@@ -201,12 +202,14 @@ class PoolRunner(Runner, label="pool"):
     def __init__(self, parallel: int | str = "all", depth: int = 32, **kwargs: Any):
         self.depth = check.whole_number(depth, "depth (runs queued per pool worker)", minimum=1)
         super().__init__(parallel=check.parallel(parallel), **kwargs)
+        exitwatch.backend()  # (PROFIT_EXIT_WATCH is checked now, not at the first run)
         if self.parallel < 1:
             raise ConfigError(f"a pool needs at least one worker process (parallel >= 1), got {self.parallel}")
         self._workers: list[_PoolWorker] = []
         self._waiting: collections.deque[int] = collections.deque()
         self._log_handler = run_log_handler()
         load_prctl()  # before forking: the workers only call it
+        lifeline()  # the workers end when this process does
 
     @property
     def capacity(self) -> int:
@@ -270,7 +273,7 @@ class PoolRunner(Runner, label="pool"):
             return
         worker.collect()
         if worker.closed and worker.process.fileno() is None:
-            self._on_exit(worker)  # no exit event will come (no pidfd): its pipe's end is the event
+            self._on_exit(worker)  # no exit event will come (polled): its pipe's end is the event
             return
         self._settle_reported(worker)
         if worker.alive:
@@ -281,7 +284,7 @@ class PoolRunner(Runner, label="pool"):
         if not worker.alive:
             return
         status = worker.process.poll()
-        if status is None:  # its result pipe ended before its exit could be seen (no pidfd)
+        if status is None:  # its result pipe ended before its exit could be seen (polled)
             status = worker.process.wait(_EXIT_GRACE) or stop_trees([worker.process], 0.0)[0]
         worker.collect()  # results it sent before it ended still count
         self._settle_reported(worker)

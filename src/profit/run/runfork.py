@@ -113,7 +113,7 @@ def serve(requests: int, replies: int) -> None:
     kill_at: dict[str, float] = {}  # key -> when a run asked to stop (or out of time) is killed
     timed_out: set[str] = set()
     stopping: set[str] = set()  # runs asked to stop (their kill is not a timeout)
-    polled: set[str] = set()  # runs without a pidfd: checked every few milliseconds
+    polled: set[str] = set()  # runs without an exit watch descriptor: checked every few milliseconds
     buffer = b""
 
     def reply(key: str, process: ChildProcess) -> None:
@@ -139,7 +139,7 @@ def serve(requests: int, replies: int) -> None:
         now = time.monotonic()
         timeout = min([*kill_at.values(), now + (0.005 if polled else 3600)]) - now
         for selected, _ in selector.select(max(0.0, timeout)):
-            if selected.data is not None:  # a run's pidfd: it ended
+            if selected.data is not None:  # a run's exit watch descriptor: it ended
                 finish(selected.data)
                 continue
             chunk = os.read(requests, 65536)

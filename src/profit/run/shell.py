@@ -7,7 +7,7 @@ process of a run carries ``PROFIT_WORK_DIR`` and ``PROFIT_RUN_ID`` in its
 environment, by which a study that resumes after its runner was killed finds
 them; the Worker reads its run id, worker and interface configs from the
 environment (``PROFIT_RUN_ID``, ``PROFIT_WORKER``, ``PROFIT_INTERFACE``,
-``PROFIT_INCLUDES``). Its exit is an event the runner waits on (a pidfd).
+``PROFIT_INCLUDES``). Its exit is an event the runner waits on (see :mod:`.exitwatch`).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import os
 import shlex
 import sys
 
+from . import exitwatch
 from . import options as check
 from ._proc import (
     MARK,
@@ -50,6 +51,7 @@ class LocalRunner(Runner, label="local"):
     def __init__(self, command: str = "profit-worker", parallel: int | str = "all", **kwargs: Any):
         self.command = command
         super().__init__(parallel=check.parallel(parallel), **kwargs)
+        exitwatch.backend()  # (PROFIT_EXIT_WATCH is checked now, not at the first run)
         self._env: dict[str, str] | None = None
         # Orphans of the workers' processes become this process's children, so that a run's
         # cancel or timeout finds them (by their PROFIT_RUN_ID) when their parents are gone.

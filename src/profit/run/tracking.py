@@ -13,7 +13,8 @@ from __future__ import annotations
 from .events import EventLoop
 from .handles import Notice, RunHandle, as_handle
 
-# Without an exit event to wait on (no pidfd), check this often while other runs have events.
+# Without an exit event to wait on (PROFIT_EXIT_WATCH=poll, no descriptor left), check this
+# often while other runs have events, or when the runs are cheap to check (child processes).
 FALLBACK_POLL_INTERVAL = 0.005
 
 
@@ -25,6 +26,7 @@ class ActiveRuns:
         self.runs: dict[int, object] = {}  # what the backend returned (or a proFit-style runner stored)
         self._handles: dict[int, RunHandle] = {}  # of the runs that entered through add()
         self._polled: set[int] = set()  # of those, the runs without an event: they need polling
+        self._cheap: set[int] = set()  # of those, the runs that are cheap to poll (child processes)
 
     def add(self, run_id: int, handle: object) -> RunHandle:
         """Track a started run; returns its handle (``handle`` itself, or a reader of it)."""
@@ -36,6 +38,8 @@ class ActiveRuns:
             self.events.watch(fd, run_id)
         elif tracked.notice is not Notice.NOTIFIED:
             self._polled.add(run_id)
+            if tracked.cheap_poll:
+                self._cheap.add(run_id)
         return tracked
 
     def remove(self, run_id: int) -> None:
@@ -45,6 +49,7 @@ class ActiveRuns:
         if tracked is None:
             return
         self._polled.discard(run_id)
+        self._cheap.discard(run_id)
         fd = tracked.fileno() if tracked.notice is Notice.EVENT else None
         if fd is not None:
             self.events.unwatch(fd)
@@ -63,8 +68,11 @@ class ActiveRuns:
         return bool(self._polled) or len(self.runs) > len(self._handles)
 
     def poll_interval(self, sleep: float) -> float:
-        """How often to poll: ``sleep``, or briefly when other runs wake the runner anyway."""
-        return FALLBACK_POLL_INTERVAL if len(self._polled) < len(self._handles) else sleep
+        """How often to poll: ``sleep``, or briefly when other runs wake the runner anyway or
+        the polled runs are cheap to check."""
+        if self._cheap or len(self._polled) < len(self._handles):
+            return FALLBACK_POLL_INTERVAL
+        return sleep
 
     def __len__(self) -> int:
         return len(self.runs)
