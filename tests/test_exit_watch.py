@@ -246,3 +246,31 @@ def test_a_forked_worker_holds_no_write_end_of_the_lifeline(tmp_path):
     assert os.read(told, 10) == b"closed"
     os.close(told)
     assert owner == os.getpid()
+
+
+# --- processes read without /proc (macOS, the BSDs): psutil, where installed ----------------------
+
+
+@pytest.mark.parametrize("reader", ["proc", "psutil"])
+def test_processes_are_found_with_and_without_proc(tmp_path, monkeypatch, reader):
+    from profit.run import _proc
+
+    if reader == "psutil":
+        pytest.importorskip("psutil")
+        monkeypatch.setattr(_proc, "_has_proc", False)
+    elif not _proc.has_proc():
+        pytest.skip("no /proc here")
+    env = {**os.environ, _proc.MARK: _proc.work_dir_mark(str(tmp_path)), "PROFIT_RUN_ID": "7"}
+    process = subprocess.Popen(["sleep", "30"], start_new_session=True, env=env)
+    try:
+        wait_for(lambda: _proc.environment_of(process.pid) is not None, what="the child's exec")
+        assert _proc.environment_of(process.pid)[b"PROFIT_RUN_ID"] == b"7"
+        assert process.pid in _proc.children(os.getpid())
+        assert process.pid in _proc.descendants(os.getpid())
+        assert _proc.group_members(process.pid) == [process.pid]
+        assert _proc.marked_processes(str(tmp_path)) == [process.pid]
+    finally:
+        process.kill()
+        process.wait()
+    assert _proc.group_members(process.pid) == []
+    assert _proc.marked_processes(str(tmp_path)) == []

@@ -34,7 +34,7 @@ import numpy as np
 from .datafiles import field_names
 from .run import _npyfile
 from .run._files import write_atomically
-from .run._proc import group_members, marked_processes, proc_stat
+from .run._proc import group_members, has_proc, marked_processes, optional_psutil, proc_stat
 from .run.errors import InterfaceError
 from .run.interface import INTERNAL_VARS, RESERVED_NAMES, STUDY_VARS, clear_outputs, decode_reason
 from .run.state import RunState
@@ -281,6 +281,12 @@ def _process_group(pid: int) -> int | None:
 
 def _started_after(pid: int, started: float) -> bool:
     """Whether process ``pid`` started after the wall-clock time ``started`` (it is not the run's then)."""
+    if not has_proc():  # (macOS, the BSDs: psutil knows, where it is installed)
+        psutil = optional_psutil()
+        try:
+            return psutil is not None and psutil.Process(pid).create_time() > started + 0.05
+        except psutil.Error:
+            return False  # gone meanwhile: its group decides
     fields = proc_stat(pid)
     if fields is None:
         return False  # gone meanwhile, or no /proc: its group decides

@@ -244,7 +244,7 @@ def has_proc() -> bool:
     return _has_proc
 
 
-def _psutil() -> Any:
+def optional_psutil() -> Any:
     """The psutil module where it is installed (no dependency of profit), else None."""
     try:
         import psutil  # type: ignore[import-untyped]
@@ -261,7 +261,7 @@ def group_members(pgid: int) -> list[int]:
     """
     members = []
     if not has_proc():
-        psutil = _psutil()
+        psutil = optional_psutil()
         if psutil is None:
             try:
                 os.killpg(pgid, 0)
@@ -507,7 +507,7 @@ def children(pid: int) -> list[int]:
     /proc and psutil)."""
     found: list[int] = []
     if not has_proc():
-        psutil = _psutil()
+        psutil = optional_psutil()
         try:
             return [child.pid for child in psutil.Process(pid).children()] if psutil is not None else found
         except psutil.Error:
@@ -541,7 +541,7 @@ def descendants(pid: int) -> list[int]:
 def environment_of(pid: int) -> dict[bytes, bytes] | None:
     """The environment ``pid`` was exec'd with (None when it cannot be read: gone, a zombie, not ours)."""
     if not has_proc():
-        psutil = _psutil()
+        psutil = optional_psutil()
         try:
             env = psutil.Process(pid).environ() if psutil is not None else None
         except psutil.Error:
@@ -563,7 +563,7 @@ def marked_processes(work_dir: str) -> list[int]:
     own = os.getpid()
     found = []
     if not has_proc():
-        psutil = _psutil()
+        psutil = optional_psutil()
         for process in psutil.process_iter() if psutil is not None else ():
             try:
                 env = process.environ()

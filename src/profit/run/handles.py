@@ -7,11 +7,11 @@ a Slurm job. Runners written for proFit store their own objects (a ``Popen``, a
 :class:`ForeignHandle`. A handle answers two questions:
 
 *How is its end noticed?* (``notice``)
-    ``Notice.EVENT``: ``fileno()`` becomes readable when it ends (a pidfd);
+    ``Notice.EVENT``: ``fileno()`` becomes readable when it ends (a pidfd, a kqueue);
     ``Notice.NOTIFIED``: the backend settles it from an event source of its own
     (a pool worker's result pipe); ``Notice.POLL``: the runner calls ``poll()``
     every so often (no event to wait on: a Slurm job, a proFit-style handle, a
-    platform without pidfd).
+    process without an exit watch descriptor: ``PROFIT_EXIT_WATCH=poll``).
 
 *How is it stopped?*
     ``tree()`` is the process tree to end (``_proc.stop_trees`` signals it with
