@@ -118,7 +118,8 @@ nitpick_ignore = [
     )
 ]
 nitpick_ignore_regex = [
-    (r"py:.*", r"profit\.(store|studyfile\..*|study\.RunReport|run\.(lanes|handles|runfork|_\w+(\..*)?|config\..*))"),
+    (r"py:.*", r"profit\.(store|studyfile\..*|study\.RunReport)"),
+    (r"py:.*", r"profit\.run\.(lanes|handles|tracking\..*|runfork|_\w+(\..*)?|config\..*)"),
     (r"py:.*", r"RunReport|StudyFile|Record|SlurmCommands|_proc\..*|_start_batch|execute"),
     (r"py:.*", r"call_signature|function_reference|result"),
     (r"py:attr", r"worker_config|next_run_id|config"),
