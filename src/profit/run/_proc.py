@@ -317,11 +317,17 @@ def die_with_parent(parent_pid: int) -> bool:
 # does (each forked worker closes its copy at once, and exec'd programs never get it: the
 # pipe is not inheritable). When the process ends, however it ends, the pipe's read end,
 # which every worker holds, reads end of file: a thread of each worker, blocked in that
-# read, then kills the worker's process group and what left it. The thread costs a forked
-# worker some tens of microseconds at its start and nothing afterwards. On Linux the
-# worker is also killed by PR_SET_PDEATHSIG (:func:`die_with_parent`). A process that the
-# runner forks by other means (not through fork_group) holds the write end as well while it
-# lives: the lifeline breaks only when it has ended too.
+# read, then kills the worker's process group and what left it (its descendants: it is
+# their subreaper). The thread costs a forked worker some tens of microseconds at its
+# start and nothing afterwards.
+#
+# Where PR_SET_PDEATHSIG is in use (Linux, a runner that loaded prctl: :func:`die_with_parent`)
+# no thread is started: the kernel kills the worker at once with SIGKILL, which would race
+# the thread, and the worker's leftovers are found by a later runner (by their mark, see
+# below) as before. So the thread runs on macOS and the BSDs, and in the children of
+# :mod:`.runfork` (a packed Slurm task, a Dask worker's run server), which use no prctl.
+# A process that the runner forks by other means (not through fork_group) holds the write
+# end as well while it lives: the lifeline breaks only when it has ended too.
 
 _lifeline: tuple[int, int, int] | None = None  # (owning process, read end, write end)
 
@@ -345,6 +351,8 @@ def hold_lifeline(parent_pid: int) -> None:
         os.close(write_end)
     except OSError:
         return
+    if _prctl:
+        return  # PR_SET_PDEATHSIG will end this worker with its parent (see above)
     import _thread
 
     _thread.start_new_thread(_end_with_lifeline, (read_end,))
