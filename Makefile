@@ -53,4 +53,4 @@ bench: install
 	$(BIN)/python benchmarks/bench_runners.py
 
 clean:
-	rm -rf $(VENV) build src/*.egg-info
+	rm -rf $(VENV) build src/*.egg-info docs/_build
