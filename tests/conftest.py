@@ -157,7 +157,8 @@ def _why_no_slurm():
         return "the Slurm controller does not answer within 15 s"
     if nodes.returncode != 0:
         return f"sinfo fails: {nodes.stderr.strip()}"
-    if not any(state.startswith(("idle", "mix", "alloc")) for state in nodes.stdout.split()):
+    # (a node that is completing a job, or planned for one, takes jobs again in a moment)
+    if not any(state.startswith(("idle", "mix", "alloc", "completing", "planned")) for state in nodes.stdout.split()):
         return f"no node can take jobs (sinfo: {nodes.stdout.strip() or 'no nodes'})"
     if accounting.returncode != 0:
         return f"sacct fails (job accounting is needed): {accounting.stderr.strip()}"
