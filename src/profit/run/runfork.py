@@ -120,8 +120,8 @@ def serve(requests: int, replies: int) -> None:
         status = process.poll()
         assert status is not None
         code = -status.signal if status.signal is not None else status.code
-        reply = {"key": key, "returncode": code, "timed_out": key in timed_out}
-        os.write(replies, (json.dumps(reply) + "\n").encode())
+        message = {"key": key, "returncode": code, "timed_out": key in timed_out}
+        os.write(replies, (json.dumps(message) + "\n").encode())
 
     def finish(key: str) -> None:
         process = runs.pop(key)
