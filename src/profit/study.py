@@ -66,10 +66,12 @@ class StudyStatus:
 
     @property
     def done(self) -> int:
+        """Runs that are done."""
         return self.counts[RunState.DONE]
 
     @property
     def failed(self) -> int:
+        """Runs that failed."""
         return self.counts[RunState.FAILED]
 
     @property
@@ -87,6 +89,7 @@ class Notes(list):
         self.say = say
 
     def append(self, text: str) -> None:
+        """Add a line: logged (``profit.study``) and handed to ``say``, if there is one."""
         super().append(text)
         logging.getLogger("profit.study").info("%s", text)
         if self.say is not None:
@@ -226,10 +229,12 @@ class Study:
 
     @property
     def input_names(self) -> list[str]:
+        """The names of the study's input variables, in order."""
         return [spec[0] for spec in self._input_vars]
 
     @property
     def output_names(self) -> list[str]:
+        """The names of the study's output variables, in order."""
         return [spec[0] for spec in self._output_vars]
 
     def _dtypes(self) -> tuple[np.dtype, np.dtype]:

@@ -81,6 +81,7 @@ class TableRecorder:
         self._end_times: list[float] = []
 
     def run_started(self, run_id: int, handle: object) -> None:
+        """Runner listener: note the run's process (and batch job) at once, its start for the next :meth:`flush`."""
         pid = getattr(handle, "pid", None)
         if pid:
             self.table.note_process(run_id, pid)
@@ -95,6 +96,7 @@ class TableRecorder:
             self.on_batch_job(job)
 
     def run_ended(self, status: RunStatus) -> None:
+        """Runner listener: note the run's end for the next :meth:`flush`."""
         self._ends.append(status.run_id)
         self._end_times.append(time.time())
 
@@ -127,6 +129,7 @@ class Progress:
         return counts[RunState.DONE] + counts[RunState.FAILED]
 
     def update(self, force: bool = False) -> None:
+        """Show the counts (the bar: at most every 0.1 s; lines: every 5 s) or, with ``force``, now."""
         # Counting reads every run's state: only as often as anybody can read it.
         if not force and time.monotonic() < self.next_line:
             return
@@ -154,6 +157,7 @@ class Progress:
         return f", ETA {duration_text((self.total - finished) * elapsed / now)}"
 
     def close(self) -> None:
+        """Close the bar, if there is one."""
         if self.bar is not None:
             self.bar.close()
 

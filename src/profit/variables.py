@@ -65,6 +65,7 @@ class Variable:
 
     @property
     def is_input(self) -> bool:
+        """Whether the variable is an input (its kind is one of the input kinds)."""
         return self.kind in INPUT_KINDS
 
     def __repr__(self) -> str:

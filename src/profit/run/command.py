@@ -409,6 +409,7 @@ class Postprocessor(Component, registry=True):
         """Register ``f(self, data)`` as a Postprocessor; its options (and defaults) are ``config``."""
 
         def retrieve(self, data):
+            """Call the registered function with this processor and the output record ``data``."""
             self.function(self, data)
 
         return _wrap_processor(cls, label, config, "retrieve", retrieve)

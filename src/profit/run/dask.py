@@ -67,6 +67,7 @@ class DaskEnding:
         self.text = text
 
     def describe(self, *, through_shell: bool = False) -> str:
+        """The predicate this ending was made with (``through_shell`` changes nothing)."""
         return self.text
 
     def __repr__(self) -> str:
@@ -365,6 +366,7 @@ class DaskRunner(Runner, label="dask"):
 
     @property
     def config(self) -> dict:
+        """The runner's options (:attr:`Runner.config`) with ``scheduler`` and ``cluster``."""
         return {**super().config, "scheduler": self.scheduler, "cluster": self.cluster_config}
 
     # --- the cluster -----------------------------------------------------------------

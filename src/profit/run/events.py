@@ -55,6 +55,7 @@ class EventLoop:
 
     @property
     def has_deadlines(self) -> bool:
+        """Whether any deadline is pending."""
         return bool(self._deadlines)
 
     def expired(self) -> list[int]:

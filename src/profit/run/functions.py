@@ -592,6 +592,15 @@ class FunctionWorker(Worker, label="function"):
         self.result_layout = None if result_layout is None else (result_layout[0], tuple(result_layout[1]))
 
     def work(self) -> None:
+        """Retrieve the inputs, call the function, set ``interface.time`` and transmit.
+
+        With ``call == "fields"`` the function takes the input fields and its values go to the
+        output fields; otherwise it takes the call's arguments and its result goes to the row (an
+        array of the lane's layout, or a number) or, pickled, to a file in the results directory.
+
+        Raises:
+            WorkerError: A result must travel pickled but the executor gave no results directory.
+        """
         import time
 
         interface = self.interface

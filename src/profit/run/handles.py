@@ -107,10 +107,12 @@ class ForeignHandle(RunHandle):
 
     @property
     def pid(self) -> int | None:  # type: ignore[override]
+        """The object's ``pid`` if it is an int, else None."""
         pid = getattr(self.obj, "pid", None)
         return pid if isinstance(pid, int) else None
 
     def poll(self) -> Ending | None:
+        """How the object ended: its ``poll()`` (a ``Popen``) or ``exitcode`` (a ``Process``), None while unknown."""
         from ._proc import ExitStatus
 
         poll = getattr(self.obj, "poll", None)
@@ -121,6 +123,7 @@ class ForeignHandle(RunHandle):
         return ExitStatus.from_returncode(code) if isinstance(code, int) else None
 
     def stop(self) -> None:
+        """Call the object's ``terminate()``, if it has one."""
         terminate = getattr(self.obj, "terminate", None)
         if callable(terminate):
             terminate()

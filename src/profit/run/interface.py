@@ -79,6 +79,7 @@ def whole_seconds(duration: float) -> int:
 
 
 def decode_reason(raw: bytes) -> str:
+    """The text of a ``REASON`` field (UTF-8; undecodable bytes replaced)."""
     return bytes(raw).decode("utf-8", "replace")
 
 

@@ -293,11 +293,13 @@ class Lane:
     # --- runs ending --------------------------------------------------------------------------------
 
     def run_started(self, run_id: int, handle: object) -> None:
+        """Runner listener: note the run's start time and process in the lane's table, if it has one."""
         if self.table is not None:
             self.table.started([run_id], [time.time()])
             self.table.note_process(run_id, getattr(handle, "pid", None))
 
     def run_ended(self, status: RunStatus) -> None:
+        """Runner listener: note the run's end time in the table, if any; hand ``status`` to ``on_end``."""
         if self.table is not None:
             self.table.ended([status.run_id], [time.time()])
         self._on_end(self, status)

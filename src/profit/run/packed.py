@@ -100,6 +100,7 @@ def run_one(process: ChildProcess, timeout: float | None, cancel_path: str) -> d
 
 
 def main() -> None:
+    """Run the runs of this array task (``$PROFIT_ARRAY_ID`` of ``$PROFIT_PACK_DIR/tasks.json``), one after another."""
     env = dict(os.environ)
     pack = env["PROFIT_PACK_DIR"]
     task = int(env.get("PROFIT_ARRAY_ID") or env.get("SLURM_ARRAY_TASK_ID") or 0)

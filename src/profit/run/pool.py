@@ -218,6 +218,7 @@ class PoolRunner(Runner, label="pool"):
 
     @property
     def config(self) -> dict:
+        """The runner's options (:attr:`Runner.config`) with ``depth``."""
         return {**super().config, "depth": self.depth}
 
     # --- starting runs ---------------------------------------------------------------

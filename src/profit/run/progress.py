@@ -41,4 +41,5 @@ class RunProgress:
         self.bar.update(finished - self.bar.n)
 
     def close(self) -> None:
+        """Close the bar."""
         self.bar.close()

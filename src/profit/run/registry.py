@@ -133,6 +133,7 @@ class Component(metaclass=RegistryMeta):
 
     @property
     def logger(self) -> logging.Logger:
+        """The component's logger: a child of ``logger_parent`` if it was given one, else ``profit.run.<kind>``."""
         logger = self.__dict__.get("_logger")
         if logger is None:
             from ._lazy import logging

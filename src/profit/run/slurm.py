@@ -162,6 +162,7 @@ class JobRecord(namedtuple("JobRecord", ["job_id", "state", "exit_code", "signal
 
     @property
     def final(self) -> bool:
+        """Whether the job's state is final (it will not change)."""
         return self.state in FINAL_STATES
 
 
@@ -224,6 +225,7 @@ class JobEnd(namedtuple("JobEnd", ["record", "step"], defaults=[None])):
 
     @property
     def success(self) -> bool:
+        """Whether the job completed (state ``COMPLETED``)."""
         return self.record.state == "COMPLETED"
 
     def describe(self, *, through_shell: bool = False) -> str:
@@ -383,6 +385,7 @@ class Refused(namedtuple("Refused", ["reason"])):
     success = False
 
     def describe(self, *, through_shell: bool = False) -> str:
+        """'was <reason>' (``through_shell`` changes nothing)."""
         return f"was {self.reason}"
 
 
@@ -472,6 +475,7 @@ class SlurmRunner(Runner, label="slurm"):
 
     @property
     def config(self) -> dict:
+        """The runner's options (:attr:`Runner.config`) with the Slurm ones (``cpus``, ``runs_per_job``, ...)."""
         return {
             **super().config,
             "cpus": self.cpus,

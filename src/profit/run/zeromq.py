@@ -117,6 +117,7 @@ class Message(namedtuple("Message", ["kind", "run_id", "request_id", "payload"])
     __slots__ = ()
 
     def pack(self, secret: bytes) -> bytes:
+        """The message as one frame: the signature (:func:`sign` with ``secret``), the header line and the payload."""
         header = b" ".join([PROTOCOL, self.kind, str(self.run_id).encode(), self.request_id])
         body = header + b"\n" + self.payload
         return sign(secret, body) + body
@@ -603,6 +604,7 @@ class ZeroMQWorkerInterface(WorkerInterface, _Options, label="zeromq"):
 
     @property
     def config(self) -> dict:
+        """The options this interface was built with, and the worker options it was given."""
         return {**super().config, **{name: getattr(self, name) for name in WORKER_OPTIONS}}
 
     @property
