@@ -152,7 +152,9 @@ def serve(requests: int, replies: int) -> None:
             *lines, buffer = buffer.split(b"\n")
             for line in lines:
                 request = json.loads(line)
-                if "start" in request:
+                if "start" in request and request["start"] in runs:  # (its task waits already: not twice)
+                    print(f"profit.run.runfork: run key {request['start']!r} is running already", file=sys.stderr)
+                elif "start" in request:
                     process = start_run(int(request["run"]), env, close_fds=(requests, replies))
                     runs[request["start"]] = process
                     if request.get("timeout") is not None:  # (killed at once then, as runners do)
