@@ -5,11 +5,26 @@ The public objects are those of every module of the package (not private modules
 and each public method and property defined in such a class's own body.
 """
 
+import ast
+import builtins
 import importlib
 import inspect
 import pkgutil
+import re
+import textwrap
 
 import profit
+from profit.run import errors
+from profit.run.dask import DaskRunner
+from profit.run.executor import Executor
+from profit.run.fork import ForkRunner
+from profit.run.interface import RunnerInterface, WorkerInterface
+from profit.run.local import LocalRunner
+from profit.run.pool import PoolRunner
+from profit.run.runner import Runner
+from profit.run.slurm import SlurmRunner
+from profit.run.worker import Worker
+from profit.study import Study
 
 SKIPPED = ("profit.ui",)
 
@@ -51,3 +66,103 @@ def test_every_public_class_and_function_has_a_docstring():
     assert len(objects) > 400  # (the walk found the package)
     missing = [name for name, obj in objects if not _doc(obj)]
     assert not missing, f"{len(missing)} of {len(objects)} public objects have no docstring:\n" + "\n".join(missing)
+
+
+# --- one style: Google (Args:, Returns:, Raises:) for the API a user meets ---------------------------
+
+
+# The checked objects: a class stands for its constructor (its docstring documents the parameters).
+API = {
+    "Study": [Study.load, Study.open, Study.create, Study.extend, Study.check_inputs, Study.run, Study.export]
+    + [Study.executor, Study.clean],
+    "Runner": [Runner, Runner.from_config, Runner.fill, Runner.fill_output, Runner.spawn, Runner.respawn]
+    + [Runner.spawn_array, Runner.drive, Runner.poll, Runner.status, Runner.wait_some, Runner.wait, Runner.wait_all]
+    + [Runner.cancel, Runner.cancel_all, Runner.close],
+    "runners": [ForkRunner, LocalRunner, PoolRunner, SlurmRunner, DaskRunner],
+    "Executor": [Executor, Executor.submit, Executor.map, Executor.starmap, Executor.__call__, Executor.shutdown],
+    "Worker": [Worker, Worker.wrap, Worker.from_env, Worker.from_config, Worker.own_options],
+    "interfaces": [RunnerInterface, RunnerInterface.use_store, RunnerInterface.row_buffer, RunnerInterface.resize]
+    + [RunnerInterface.forked_worker_interface, RunnerInterface.state, RunnerInterface.transmitted]
+    + [RunnerInterface.reason, RunnerInterface.mark, WorkerInterface, WorkerInterface.fail],
+}
+CHECKED = [obj for objects in API.values() for obj in objects]
+SECTION = re.compile(
+    r"^(\s*)(Args|Arguments|Parameters|Keyword Arguments|Returns|Yields|Raises|Attributes|Note|Example)s?:\s*$"
+)
+
+
+def _name(obj) -> str:
+    return f"{obj.__module__}.{obj.__qualname__}"
+
+
+def _section(obj, title: str) -> list[str]:
+    """The entries (first words before ':') of a docstring's ``title:`` section."""
+    lines = inspect.cleandoc(obj.__doc__ or "").splitlines()
+    for index, line in enumerate(lines):
+        match = SECTION.match(line)
+        if match and match.group(2) == title:
+            indent = len(match.group(1))
+            body = []
+            for entry in lines[index + 1 :]:
+                if entry.strip() and len(entry) - len(entry.lstrip()) <= indent:
+                    break
+                body.append(entry)
+            depth = min((len(entry) - len(entry.lstrip()) for entry in body if entry.strip()), default=0)
+            names = []
+            for entry in body:
+                found = re.match(r"^\**([\w.]+)\s*(\(.*?\))?\s*:", entry[depth:]) if entry.strip() else None
+                if found and len(entry) - len(entry.lstrip()) == depth:
+                    names.append(found.group(1))
+            return names
+    return []
+
+
+def _parameters(obj) -> list[str]:
+    function = obj.__init__ if inspect.isclass(obj) else obj
+    skipped = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+    names = [p.name for p in inspect.signature(function).parameters.values() if p.kind not in skipped]
+    return [name for name in names if name not in ("self", "cls")]
+
+
+def test_the_api_documents_each_parameter_in_an_args_section():
+    missing = []
+    for obj in CHECKED:
+        documented = _section(obj, "Args")
+        absent = [name for name in _parameters(obj) if name not in documented]
+        if absent:
+            missing.append(f"{_name(obj)}: {', '.join(absent)}")
+    assert not missing, "no entry in the Args: section for:\n" + "\n".join(missing)
+
+
+def _raised(function) -> set[str]:
+    """The names of the exception types ``raise``d in the function's own body (not nested functions)."""
+    tree = ast.parse(textwrap.dedent(inspect.getsource(function)))
+    names: set[str] = set()
+
+    def visit(node, top):
+        if not top and isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)):
+            return
+        if isinstance(node, ast.Raise) and node.exc is not None:
+            exc = node.exc.func if isinstance(node.exc, ast.Call) else node.exc
+            name = exc.attr if isinstance(exc, ast.Attribute) else getattr(exc, "id", None)
+            if name and name[0].isupper():
+                names.add(name)
+        for child in ast.iter_child_nodes(node):
+            visit(child, False)
+
+    visit(tree.body[0], True)
+    return names
+
+
+def test_the_api_documents_what_it_raises_in_a_raises_section():
+    """Every exception type of :mod:`profit.run.errors` (or a built-in one) raised in a checked function's own
+    body is named in its Raises: section (what callees raise is not checked)."""
+    missing = []
+    for obj in CHECKED:
+        function = obj.__init__ if inspect.isclass(obj) else obj
+        documented = set(_section(obj, "Raises")) | set(_section(function, "Raises"))
+        types = {name for name in _raised(function) if hasattr(errors, name) or hasattr(builtins, name)}
+        absent = sorted(types - documented)
+        if absent:
+            missing.append(f"{_name(obj)}: {', '.join(absent)}")
+    assert not missing, "raised but not in the Raises: section:\n" + "\n".join(missing)

@@ -133,12 +133,25 @@ class Study:
         """The study described by ``path``: a ``profit.yaml`` or the directory holding it.
 
         Nothing is written: the file is read and checked.
+
+        Args:
+            path: the study file, or the directory holding its ``profit.yaml``.
+
+        Returns:
+            The study.
         """
         return cls(StudyFile.load(os.fspath(path)))
 
     @classmethod
     def open(cls, path: str | os.PathLike = ".") -> Study:
-        """An existing study by its directory (where its table is) or its ``profit.yaml``."""
+        """An existing study by its directory (where its table is) or its ``profit.yaml``.
+
+        Args:
+            path: the study's directory or its ``profit.yaml``.
+
+        Returns:
+            The study.
+        """
         path = os.fspath(path)
         meta = Meta(path) if os.path.isdir(path) else None
         recorded = meta.data.get("study") if meta is not None else None
@@ -165,7 +178,8 @@ class Study:
     ) -> Study:
         """Make a new study in the directory ``path`` and write its ``profit.yaml``.
 
-        Parameters:
+        Args:
+            path: the study's directory (created if missing).
             inputs: variable specs by name (``{"u": "Uniform(0, 1)", "k": 3}``, as
                 under ``variables:`` in a study file), or a table of parameter sets
                 (a structured array, a pandas DataFrame or a mapping of equal-length
@@ -181,7 +195,12 @@ class Study:
             include: Python files with custom components (workers) to load
                 (relative paths start where Python runs, not in the study).
 
-        A study already at ``path`` is refused (open it with :meth:`open`).
+        Returns:
+            The new study.
+
+        Raises:
+            ConfigError: A study already is at ``path`` (open it with :meth:`open`), or the
+                inputs or outputs do not make a valid study.
         """
         import yaml
 
@@ -426,9 +445,16 @@ class Study:
     def extend(self, more: int | np.ndarray | Any) -> range:
         """Add runs: ``more`` sampled ones (a number), or one per row of a table of parameter sets.
 
-        A table is a structured array, a pandas DataFrame, a mapping of columns or
-        the name of a ``.csv``/``.txt``/``.npy`` file; it must give every input.
-        Returns the run ids of the new runs, which the next :meth:`run` runs.
+        Args:
+            more: how many runs to sample, or a table: a structured array, a pandas DataFrame,
+                a mapping of columns or the name of a ``.csv``/``.txt``/``.npy`` file; it must
+                give every input.
+
+        Returns:
+            The run ids of the new runs, which the next :meth:`run` runs.
+
+        Raises:
+            ConfigError: ``more`` is a negative number, or the table does not fit (see :meth:`check_inputs`).
         """
         if isinstance(more, (int, np.integer)) and not isinstance(more, bool):
             if more < 0:
@@ -450,7 +476,14 @@ class Study:
     def check_inputs(self, source: object) -> np.ndarray:
         """A table of parameter sets (see :meth:`extend`) as rows of this study's inputs.
 
-        Raises ConfigError when it does not fit (a missing or extra column, a value that is not a finite number).
+        Args:
+            source: the table (as :meth:`extend` takes it), or the name of its file.
+
+        Returns:
+            A structured array with one field per input.
+
+        Raises:
+            ConfigError: The table does not fit (a missing or extra column, a value that is not a finite number).
         """
         where = f"the table {source!r}" if isinstance(source, (str, os.PathLike)) else "the table of inputs"
         table = read_table(os.fspath(source)) if isinstance(source, (str, os.PathLike)) else table_of(source, where)
@@ -489,15 +522,26 @@ class Study:
     ) -> RunReport:
         """Run the runs that have not run yet; returns a :class:`RunReport`. Resumable at any point.
 
-        Pending and interrupted runs run; failed runs only with ``retry_failed``;
-        ``restart`` discards every earlier run and samples afresh; ``inputs`` (a
-        table as :meth:`extend` takes it) adds runs first. Everything is checked
-        before anything is written. When what computes the outputs changed since
-        runs finished (the ``run:`` section, the template, include files, files the
-        command names), the study stops with one sentence, unless ``keep_results``
-        (continue with the earlier results, knowingly) or ``restart``. Ctrl-C
-        cancels the runs in flight, keeps what finished, and raises
-        KeyboardInterrupt (``profit run`` exits 130 instead).
+        Pending and interrupted runs run. Everything is checked before anything is
+        written. When what computes the outputs changed since runs finished (the
+        ``run:`` section, the template, include files, files the command names), the
+        study stops with one sentence, unless ``keep_results`` or ``restart``.
+
+        Args:
+            retry_failed: run the failed runs again too.
+            restart: discard every earlier run and sample afresh.
+            progress: show a progress bar (on a terminal; else a line every few seconds).
+            inputs: a table as :meth:`extend` takes it: its rows are added as runs first.
+            debug: log in more detail.
+            keep_results: continue with the earlier results although what computes the
+                outputs changed (knowingly).
+
+        Returns:
+            What the run came to (counts, failures, times).
+
+        Raises:
+            KeyboardInterrupt: On Ctrl-C (or SIGTERM), once the runs in flight are cancelled;
+                what finished is kept (``profit run`` exits 130 instead).
         """
         report = self._run(
             retry_failed=retry_failed,
@@ -798,7 +842,11 @@ class Study:
         return to_xarray(self.results(), inputs=self.input_names, outputs=self.output_names, grids=self.grids())
 
     def export(self, path: str | os.PathLike) -> None:
-        """Write every run (inputs, outputs, state, reason, times) to ``path``, in the format its extension names."""
+        """Write every run (inputs, outputs, state, reason, times) to ``path``, in the format its extension names.
+
+        Args:
+            path: the file to write (``.csv``, ``.txt``, ``.npy``, ``.hdf5``, ...).
+        """
         from .exports import export
         from .validate import check_export_path
 
@@ -809,7 +857,15 @@ class Study:
         """A :class:`profit.run.Executor` bound to this study: its runner (``run.runner``) and
         interface unless ``options`` say otherwise, and every evaluation recorded in the study's
         directory (``evaluations/``), so that a script started again gets the finished ones back
-        at once (see the Executor's "Memoised evaluations")."""
+        at once (see the Executor's "Memoised evaluations").
+
+        Args:
+            **options: the :class:`~profit.run.executor.Executor`'s options (``runner``,
+                ``parallel``, ``timeout``, ...).
+
+        Returns:
+            The executor (close it with ``shutdown()`` or use it in a ``with`` block).
+        """
         from .run.executor import Executor
 
         runner = options.pop("runner", self.file.run.get("runner", "fork"))
@@ -844,7 +900,14 @@ class Study:
         """Remove run directories, logs and interface files; with ``all``, also the table, the exports and
         the evaluations an executor of the study recorded (``evaluations/``).
 
-        Returns what was removed (relative names). Refused while the study runs.
+        Args:
+            all: also remove the table, the exports and the recorded evaluations.
+
+        Returns:
+            What was removed (relative names).
+
+        Raises:
+            ConfigError: A process runs the study (or an executor of it uses ``evaluations/``).
         """
         holder = StudyLock(self.directory).holder()
         if holder:

@@ -313,13 +313,22 @@ def _import_class(path: str) -> type:
 class DaskRunner(Runner, label="dask"):
     """Run each Worker as a process started by a task on a ``dask.distributed`` cluster.
 
-    Options: ``scheduler`` (the address of a running scheduler, ``"tcp://host:port"``)
-    or ``cluster`` (``{"class": "module.Class", **kwargs, "scale": N}`` or ``"adapt":
-    {"minimum": ..., "maximum": ...}``: the runner builds the cluster and closes it
-    with itself); neither: the scheduler of Dask's config (``scheduler-address``,
-    ``DASK_SCHEDULER_ADDRESS``) if set, else a ``LocalCluster`` of ``parallel``
-    single-threaded worker processes. ``parallel`` is how many runs are submitted at once (default: the
-    usable CPUs; 0: unbounded). A run's timeout counts from when it starts on a Dask worker.
+    Given neither ``scheduler`` nor ``cluster``, the runner uses the scheduler of Dask's config
+    (``scheduler-address``, ``DASK_SCHEDULER_ADDRESS``) if set, else a ``LocalCluster`` of
+    ``parallel`` single-threaded worker processes. A run's timeout counts from when it starts
+    on a Dask worker.
+
+    Args:
+        scheduler: the address of a running scheduler, ``"tcp://host:port"``.
+        cluster: a cluster to build, ``{"class": "module.Class", **kwargs, "scale": N}`` or with
+            ``"adapt": {"minimum": ..., "maximum": ...}``: the runner builds the cluster and closes
+            it with itself.
+        parallel: how many runs are submitted at once (default: the usable CPUs; 0: unbounded).
+        **kwargs: the options of :class:`~profit.run.runner.Runner` (keyword only).
+
+    Raises:
+        ConfigError: Both ``scheduler`` and ``cluster`` are given, either is malformed, or a local
+            cluster would have no worker process (``parallel`` 0).
     """
 
     passes_kwargs_on = True  # **kwargs are the base class's options (checked against its signature)

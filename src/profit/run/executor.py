@@ -111,7 +111,7 @@ def _name(function: object) -> str:
 class Executor(concurrent.futures.Executor):
     """Run calls of Python functions as runs of a runner: a :class:`concurrent.futures.Executor`.
 
-    Parameters:
+    Args:
         runner: a runner label (``fork``, ``pool``, ``local``, ``slurm``, ...) or a mapping
             ``{"class": label, **options}`` as under ``run.runner`` in a study.
         parallel: how many calls run at once (default: the runner's, the usable CPUs locally).
@@ -126,7 +126,13 @@ class Executor(concurrent.futures.Executor):
             failed call instead of raising :class:`RunFailed` (a future's ``result()`` still raises).
         unordered: :meth:`map` yields results as they come, not in input order.
         fresh: with ``study``, forget the evaluations recorded there first.
+        debug: the runners log in more detail.
         **options: the runner's own options (``depth``, ``cpus``, ``partition``, ...).
+
+    Raises:
+        ConfigError: An option is not valid: ``options`` that the executor sets itself
+            (``interface``, ``worker``, ``work_dir``, ``logger``), both ``study`` and ``work_dir``,
+            ``fresh`` without ``study``, or a study directory that another executor uses.
 
     **Memoised evaluations.** Bound to a study directory, each call is keyed by the
     function's identity and its exact arguments. The same function means: the
@@ -252,7 +258,19 @@ class Executor(concurrent.futures.Executor):
     # --- submitting -------------------------------------------------------------------------------
 
     def submit(self, fn: Callable, /, *args: Any, **kwargs: Any) -> RunFuture:
-        """Run ``fn(*args, **kwargs)`` as a run; its future."""
+        """Run ``fn(*args, **kwargs)`` as a run; its future.
+
+        Args:
+            fn: the function.
+            *args: its positional arguments.
+            **kwargs: its keyword arguments.
+
+        Returns:
+            The call's future (its ``result()`` raises :class:`RunFailed` if the run failed).
+
+        Raises:
+            RuntimeError: The executor was shut down (or is broken).
+        """
         future = RunFuture(self)
         call = _Call(fn, args, kwargs, future, self._forked)
         self._post("calls", [call])
@@ -274,20 +292,54 @@ class Executor(concurrent.futures.Executor):
         unordered: bool | None = None,
     ) -> Iterator:
         """``fn`` over the iterables' items (zipped), as runs; results in input order
-        (as they come, with ``unordered``). ``timeout`` bounds the whole iteration
-        (``TimeoutError``). ``chunksize`` is accepted for compatibility: calls are
-        handed to the runner in batches anyway, and each keeps its own state."""
+        (as they come, with ``unordered``).
+
+        Args:
+            fn: the function.
+            *iterables: its arguments: one iterable per parameter.
+            timeout: seconds the whole iteration may take (``TimeoutError``).
+            chunksize: accepted for compatibility: calls are handed to the runner in batches
+                anyway, and each keeps its own state.
+            unordered: yield results as they come (default: the executor's ``unordered``).
+
+        Returns:
+            An iterator of the results (``nan`` for a failed call with ``nan_on_failure``).
+            Iterating raises :class:`RunFailed` for a failed call (otherwise) and
+            ``TimeoutError`` once ``timeout`` has passed.
+        """
         check.whole_number(chunksize, "chunksize", minimum=1)
         futures = self._submit_many(fn, zip(*iterables))
         in_order = not (self.unordered if unordered is None else unordered)
         return self._results(futures, timeout, in_order)
 
     def starmap(self, fn: Callable, iterable: Iterable[Iterable]) -> list:
-        """``[fn(*args) for args in iterable]``, as runs (``multiprocessing.Pool.starmap``, pymoo's runner)."""
+        """``[fn(*args) for args in iterable]``, as runs (``multiprocessing.Pool.starmap``, pymoo's runner).
+
+        Args:
+            fn: the function.
+            iterable: the argument tuples, one per call.
+
+        Returns:
+            The results, in order.
+
+        Raises:
+            RunFailed: A call failed (unless ``nan_on_failure``: then its result is ``nan``).
+        """
         return list(self._results(self._submit_many(fn, (tuple(args) for args in iterable)), None, True))
 
     def __call__(self, fn: Callable, iterable: Iterable) -> list:
-        """``list(map(fn, iterable))``: scipy's ``workers=`` takes the executor itself."""
+        """``list(map(fn, iterable))``: scipy's ``workers=`` takes the executor itself.
+
+        Args:
+            fn: the function.
+            iterable: the arguments, one per call.
+
+        Returns:
+            The results, in order.
+
+        Raises:
+            RunFailed: A call failed (unless ``nan_on_failure``: then its result is ``nan``).
+        """
         return list(self.map(fn, iterable))
 
     def _results(self, futures: list[RunFuture], timeout: float | None, in_order: bool) -> Iterator:
@@ -323,8 +375,12 @@ class Executor(concurrent.futures.Executor):
     # --- shutting down ------------------------------------------------------------------------------
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        """No more calls; with ``cancel_futures`` the calls not started are cancelled; with ``wait``,
-        block until the runs have ended and the runners are closed."""
+        """No more calls.
+
+        Args:
+            wait: block until the runs have ended and the runners are closed.
+            cancel_futures: cancel the calls not started.
+        """
         with self._wake_lock:
             first = not self._shutdown
             self._shutdown = True

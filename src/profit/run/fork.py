@@ -32,6 +32,11 @@ class ForkRunner(Runner, label="fork"):
     in well under a millisecond. proFit forked it through ``multiprocessing.Process``;
     this runner calls ``os.fork`` explicitly, whatever the default multiprocessing
     start method of the platform is.
+
+    Args:
+        parallel: how many runs are active at once: ``"all"`` (the CPUs this process may use)
+            or a whole number (0: unbounded).
+        **kwargs: the options of :class:`~profit.run.runner.Runner` (keyword only).
     """
 
     passes_kwargs_on = True  # **kwargs are the base class's options (checked against its signature)

@@ -165,7 +165,7 @@ def empty_record() -> StructRecord:
 class RunnerInterface(Component, registry=True):
     """Runner half of an interface: the data of all runs, in structured arrays.
 
-    Parameters:
+    Args:
         size: number of runs for which space is allocated (it grows on demand).
         input_config: ``{name: {"dtype": numpy scalar type}}`` (or Variable-like objects).
         output_config: ``{name: {"dtype": ..., "size": (1, n)}}``; ``n > 1`` is a vector.
@@ -208,11 +208,18 @@ class RunnerInterface(Component, registry=True):
     def use_store(self, rows: np.ndarray, grow: Callable[[int], np.ndarray], path: str | None = None) -> None:
         """Keep the runs' data in ``rows``, a study's table, instead of storage of its own.
 
-        ``rows`` is a structured array (a memory map of the study's file at
-        ``path``) whose fields include this interface's inputs, internal columns
-        and outputs, in that order (more columns may follow); ``grow(size)``
-        returns the table grown to ``size`` rows. Workers then read and write the
-        table itself: no row is ever copied between the interface and the study.
+        Workers then read and write the table itself: no row is ever copied
+        between the interface and the study.
+
+        Args:
+            rows: a structured array (a memory map of the study's file at ``path``) whose
+                fields include this interface's inputs, internal columns and outputs, in that
+                order (more columns may follow).
+            grow: ``grow(size)`` returns the table grown to ``size`` rows.
+            path: the study's file that ``rows`` maps.
+
+        Raises:
+            ConfigError: ``rows`` lacks some of the interface's columns.
         """
         names = set(rows.dtype.names or ())
         missing = [name for name in self.dtype.names or () if name not in names]
@@ -246,7 +253,14 @@ class RunnerInterface(Component, registry=True):
 
     def row_buffer(self, run_id: int) -> tuple:
         """The bytes of row ``run_id`` in this process's storage, and the row's fields
-        (what a worker forked from the runner reads and writes its row through)."""
+        (what a worker forked from the runner reads and writes its row through).
+
+        Args:
+            run_id: the run (its row).
+
+        Returns:
+            ``(buffer, fields)``, a memoryview of the row's bytes and the row's fields.
+        """
         itemsize = self._data.dtype.itemsize
         return self._bytes[run_id * itemsize : (run_id + 1) * itemsize], self._fields
 
@@ -261,7 +275,11 @@ class RunnerInterface(Component, registry=True):
         return len(self._data)
 
     def resize(self, size: int) -> None:
-        """Grow to ``size`` runs, keeping every existing row (shrinking is refused)."""
+        """Grow to ``size`` runs, keeping every existing row (shrinking is refused).
+
+        Args:
+            size: the number of runs to hold; no more than :attr:`size` changes nothing.
+        """
         if size <= self.size:
             self.logger.debug("resize to %d ignored: interface already holds %d runs", size, self.size)
             return
@@ -279,8 +297,13 @@ class RunnerInterface(Component, registry=True):
         uses what the fork inherited (this object, its mapping, its secret), or None for one
         built from :attr:`config` as any worker would.
 
-        ``row_is_current`` is True when the process was forked after the run's row
-        was written (a fork per run), so its copy of the row holds the run's inputs.
+        Args:
+            run_id: the run of the worker.
+            row_is_current: True when the process was forked after the run's row was
+                written (a fork per run), so its copy of the row holds the run's inputs.
+
+        Returns:
+            The WorkerInterface, or None (which this base always returns).
         """
         return None
 
@@ -293,7 +316,14 @@ class RunnerInterface(Component, registry=True):
     # --- used by the runner ------------------------------------------------
 
     def state(self, run_id: int) -> RunState:
-        """The state recorded for ``run_id``."""
+        """The state recorded for ``run_id``.
+
+        Args:
+            run_id: the run.
+
+        Returns:
+            Its ``STATE`` column.
+        """
         return RunState(int(self._columns["STATE"][run_id]))
 
     def transmitted(self, run_id: int) -> bool:
@@ -301,15 +331,34 @@ class RunnerInterface(Component, registry=True):
 
         Until the runner has settled the run, the flag is the worker's word; once
         settled, :meth:`mark` makes it the runner's verdict (True only for DONE).
+
+        Args:
+            run_id: the run.
+
+        Returns:
+            The ``DONE`` flag.
         """
         return bool(self._columns["DONE"][run_id])
 
     def reason(self, run_id: int) -> str:
-        """The reason recorded for ``run_id`` (empty when there is none)."""
+        """The reason recorded for ``run_id`` (empty when there is none).
+
+        Args:
+            run_id: the run.
+
+        Returns:
+            The reason (its ``REASON`` column, decoded).
+        """
         return decode_reason(self.internal["REASON"][run_id])
 
     def mark(self, run_id: int, state: RunState, reason: str = "") -> None:
-        """Record the runner's verdict on a run; failed or cancelled rows get NaN outputs."""
+        """Record the runner's verdict on a run; failed or cancelled rows get NaN outputs.
+
+        Args:
+            run_id: the run.
+            state: its state (``DONE`` also sets the ``DONE`` flag; any other clears it).
+            reason: why it did not succeed (cut to fit the ``REASON`` column).
+        """
         columns = self._columns
         if state != RunState.DONE:
             for column, no_result in self._output_columns:
@@ -325,6 +374,10 @@ class WorkerInterface(Component, registry=True):
     ``retrieve()`` makes ``.input`` (the run's inputs) and ``.output`` (a writable
     record) available; ``.time`` is settable; ``transmit()`` hands output and time
     back and marks the run done; ``clean()`` releases resources.
+
+    Args:
+        run_id: the run's id (its row in the runner's interface).
+        logger_parent: logger whose handlers receive this interface's records.
     """
 
     def __init__(self, run_id: int, *, logger_parent: logging.Logger | None = None):
@@ -356,6 +409,9 @@ class WorkerInterface(Component, registry=True):
 
         The runner decides the run's state; this only supplies the reason. The
         default logs it, for interfaces written before reasons existed.
+
+        Args:
+            reason: why the run failed.
         """
         self.logger.error("run %s failed: %s", self.run_id, reason)
 

@@ -194,6 +194,15 @@ class PoolRunner(Runner, label="pool"):
     was running starts again elsewhere. Workers are forked, so they know every
     component the runner knows. Call :meth:`shutdown` (or :meth:`clean`) to end
     the worker processes; they also end with the runner.
+
+    Args:
+        parallel: how many worker processes: ``"all"`` (the CPUs this process may use) or a
+            whole number (at least 1).
+        depth: how many runs a worker process gets at a time (at least 1).
+        **kwargs: the options of :class:`~profit.run.runner.Runner` (keyword only).
+
+    Raises:
+        ConfigError: ``parallel`` is less than 1 (or an option is not valid).
     """
 
     passes_kwargs_on = True  # **kwargs are the base class's options (checked against its signature)

@@ -55,7 +55,9 @@ _INTERFACE_EVENT = object()
 class Runner(Component, registry=True):
     """Start Workers, one per run, and keep every run's state.
 
-    Parameters (keyword only):
+    Every parameter is keyword only.
+
+    Args:
         interface: a RunnerInterface or a config ``{"class": label, "size": ..., "input_config": ...,
             "output_config": ..., ...}`` (relative paths are relative to ``work_dir``). With a function
             as the worker, a label alone (default: ``memmap``, as in proFit) or a config without
@@ -224,6 +226,13 @@ class Runner(Component, registry=True):
         ``pre``, ``post``, ``command`` and ``debug``; ``base_config`` holds ``ntrain``,
         ``input``, ``output``, ``run_dir`` and optionally ``base_dir`` (see
         :func:`profit.run.config.runner_options`).
+
+        Args:
+            run_config: the ``run:`` section.
+            base_config: the study's base config.
+
+        Returns:
+            A runner of the class that ``run_config["runner"]`` names.
         """
         from .config import runner_options
 
@@ -274,8 +283,13 @@ class Runner(Component, registry=True):
         return input_row(params, run_id, self.interface.input_names, self.interface.input.dtype)
 
     def fill(self, params_array: Iterable, offset: int = 0) -> None:
-        """Write many input rows starting at row ``offset``: a structured array, a pandas DataFrame,
-        or a sequence of mappings (input name to value) or records."""
+        """Write many input rows starting at row ``offset``.
+
+        Args:
+            params_array: the rows: a structured array, a pandas DataFrame, or a sequence of
+                mappings (input name to value) or records.
+            offset: the row (run id) of the first one.
+        """
         if get_ident() != self._owner:
             self._refuse("fill")
         params_array = parameter_rows(params_array)
@@ -285,7 +299,15 @@ class Runner(Component, registry=True):
             self.interface.input[offset + index] = row
 
     def fill_output(self, named_output: numpy.ndarray, offset: int = 0) -> None:
-        """Write known outputs (a structured array with output names) starting at ``offset``."""
+        """Write known outputs starting at row ``offset``.
+
+        Args:
+            named_output: a structured array whose fields are output names.
+            offset: the row (run id) of its first row.
+
+        Raises:
+            ParameterError: A field is not an output.
+        """
         if get_ident() != self._owner:
             self._refuse("fill_output")
         names = named_output.dtype.names or ()
@@ -323,6 +345,18 @@ class Runner(Component, registry=True):
         """Run ``run_id`` again, with the inputs in its row (after a failure or a cancel, or to resume).
 
         The run keeps its id and row; its previous outcome is forgotten.
+
+        Args:
+            run_id: the run.
+            wait: whether to wait for the run to complete.
+
+        Returns:
+            The run id.
+
+        Raises:
+            ConfigError: The run is still active, or this runner starts runs in ``spawn`` itself
+                (a runner written for proFit).
+            RunNotFoundError: The interface holds no row ``run_id``.
         """
         if get_ident() != self._owner:
             self._refuse("respawn")
@@ -383,7 +417,13 @@ class Runner(Component, registry=True):
     def spawn_array(self, params_array: Iterable, wait: bool = False, progress: bool = False) -> None:
         """Spawn one run per row (run ids from :attr:`next_run_id` on), never more than ``capacity``
         at once; block until all started, or with ``wait`` until all ended (see :meth:`drive`).
-        The rows are a structured array, a pandas DataFrame, or a sequence of mappings or records."""
+
+        Args:
+            params_array: the rows: a structured array, a pandas DataFrame, or a sequence of
+                mappings or records.
+            wait: block until all runs ended, not only until all started.
+            progress: show a progress bar.
+        """
         if get_ident() != self._owner:
             self._refuse("spawn_array")
         params_array = parameter_rows(params_array)
@@ -407,17 +447,23 @@ class Runner(Component, registry=True):
         """Run these runs (their input rows are already filled), at most ``capacity`` active at once,
         until all of them ended or ``stop()`` returns True.
 
-        Run ids may be any existing rows, new ones or ones that ran before (each
-        is started like :meth:`respawn`: its earlier outcome is forgotten); an id
-        that is active is refused (:class:`ConfigError`) before anything starts.
         After a stop, :meth:`drive` returns at once: the runs not started yet stay
         as they were (PENDING for new rows), the active ones are left to the
         caller (who cancels them with :meth:`close` or :meth:`cancel_all`).
-        ``tick`` is called at least every half second while the loop waits (a
-        progress line, flushing results); with ``stop`` or ``tick`` the loop
-        never blocks longer than that, so a stop (a Ctrl-C flag) is noticed quickly.
+        With ``stop`` or ``tick`` the loop never blocks longer than half a second,
+        so a stop (a Ctrl-C flag) is noticed quickly.
         Runs are handed to the backend in batches (:meth:`_start_batch`): all at
         once without a ``capacity``, else as many as there is room for.
+
+        Args:
+            run_ids: any existing rows, new ones or ones that ran before (each is started
+                like :meth:`respawn`: its earlier outcome is forgotten).
+            stop: called while the loop runs; True ends it.
+            tick: called at least every half second while the loop waits (a progress line,
+                flushing results).
+
+        Raises:
+            ConfigError: A run is active already (refused before anything starts).
         """
         if get_ident() != self._owner:
             self._refuse("drive")
@@ -509,6 +555,12 @@ class Runner(Component, registry=True):
         """Check the status of the run directly
 
         Settles the run if it has ended.
+
+        Args:
+            run_id: an active run.
+
+        Raises:
+            RunNotFoundError: The run is not active.
         """
         if get_ident() != self._owner:
             self._refuse("poll")
@@ -613,7 +665,17 @@ class Runner(Component, registry=True):
         return tail(os.path.join(self.work_dir, run_log_file(log_path, run_id)))
 
     def status(self, run_id: int) -> RunStatus:
-        """The state of any run of this runner, with the reason where it did not succeed."""
+        """The state of any run of this runner, with the reason where it did not succeed.
+
+        Args:
+            run_id: the run.
+
+        Returns:
+            Its run id, state and reason.
+
+        Raises:
+            RunNotFoundError: The interface holds no row ``run_id``.
+        """
         if not 0 <= run_id < self.interface.size:
             raise RunNotFoundError(f"run {run_id} does not exist (the interface holds {self.interface.size} runs)")
         if run_id in self.failed:
@@ -664,7 +726,11 @@ class Runner(Component, registry=True):
                 self._stop_runs([run_id], grace=0.0, timed_out=True)
 
     def wait_some(self, timeout: float | None = None) -> None:
-        """Block until at least one active run ends (or ``timeout`` seconds pass); settle what ended."""
+        """Block until at least one active run ends (or ``timeout`` seconds pass); settle what ended.
+
+        Args:
+            timeout: seconds to wait at most (None: no limit).
+        """
         if get_ident() != self._owner:
             self._refuse("wait_some")
         self._process_events(timeout)
@@ -692,7 +758,19 @@ class Runner(Component, registry=True):
             self._show(bar)
 
     def wait(self, run_id: int, timeout: float | None = None) -> RunStatus:
-        """Block until ``run_id`` has ended (at once if it has); return its status."""
+        """Block until ``run_id`` has ended (at once if it has); return its status.
+
+        Args:
+            run_id: the run.
+            timeout: seconds to wait at most (None: no limit).
+
+        Returns:
+            The run's status (as :meth:`status`).
+
+        Raises:
+            RunNotFoundError: The run was never started.
+            WaitTimeout: The run is still active after ``timeout`` seconds (it keeps running).
+        """
         if get_ident() != self._owner:
             self._refuse("wait")
         if run_id not in self.runs and not 0 <= run_id < self.next_run_id:
@@ -701,7 +779,15 @@ class Runner(Component, registry=True):
         return self.status(run_id)
 
     def wait_all(self, progress: bool = False, timeout: float | None = None) -> None:
-        """Block until every active run has ended (``WaitTimeout`` after ``timeout`` seconds)."""
+        """Block until every active run has ended (``WaitTimeout`` after ``timeout`` seconds).
+
+        Args:
+            progress: show a progress bar.
+            timeout: seconds to wait at most (None: no limit).
+
+        Raises:
+            WaitTimeout: Runs are still active after ``timeout`` seconds (they keep running).
+        """
         if get_ident() != self._owner:
             self._refuse("wait_all")
         bar = self._progress(progress, total=self.next_run_id)
@@ -729,6 +815,15 @@ class Runner(Component, registry=True):
         """End the run's whole process tree and mark it cancelled.
 
         A run that had already ended is settled as it ended instead.
+
+        Args:
+            run_id: an active run.
+
+        Returns:
+            The run's status.
+
+        Raises:
+            RunNotFoundError: The run is not active.
         """
         if get_ident() != self._owner:
             self._refuse("cancel")

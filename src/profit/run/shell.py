@@ -42,6 +42,12 @@ class LocalRunner(Runner, label="local"):
     the work directory, in a new session; the Worker reads its run id, worker and
     interface configs from the environment (``PROFIT_RUN_ID``, ``PROFIT_WORKER``,
     ``PROFIT_INTERFACE``, ``PROFIT_INCLUDES``).
+
+    Args:
+        command: the shell command that runs a Worker.
+        parallel: how many runs are active at once: ``"all"`` (the CPUs this process may use)
+            or a whole number (0: unbounded).
+        **kwargs: the options of :class:`~profit.run.runner.Runner` (keyword only).
     """
 
     passes_kwargs_on = True  # **kwargs are the base class's options (checked against its signature)

@@ -397,7 +397,9 @@ PACK_DIR = ".profit-packs"
 class SlurmRunner(Runner, label="slurm"):
     """Run each Worker as a Slurm batch job (job arrays for :meth:`spawn_array`).
 
-    Parameters (besides those of :class:`Runner`):
+    Its parameters are keyword only; ``**kwargs`` are those of :class:`Runner`.
+
+    Args:
         cpus: CPUs per run (``--cpus-per-task``); ``'all'`` or 0 takes whole nodes.
         openmp: export ``OMP_NUM_THREADS`` (and ``OMP_PLACES``) to match ``cpus``.
         custom: use the batch script at ``path`` as it is, instead of writing one.
@@ -405,9 +407,11 @@ class SlurmRunner(Runner, label="slurm"):
         options: extra ``#SBATCH`` options, e.g. ``{"time": "1:00:00", "partition": "short"}``
             (default ``{"job-name": "profit"}``).
         command: how the batch script starts the worker.
-        parallel: how many runs of an array may run at once (``%parallel``; 0: as the cluster allows).
-        min_poll, max_poll: the scheduler is asked about jobs every ``min_poll`` seconds
-            at first, backing off to every ``max_poll`` seconds while nothing changes.
+        parallel: how many runs of an array may run at once (``%parallel``; 0: as the cluster allows;
+            one of the ``**kwargs``).
+        min_poll: the scheduler is asked about jobs every ``min_poll`` seconds at first,
+            backing off to every ``max_poll`` seconds while nothing changes.
+        max_poll: the longest interval between such questions (seconds).
         submit_retries: how often a transiently failing ``sbatch`` is tried again.
         runs_per_job: how many runs each array task serves, one after another, each in a
             process of its own forked from the task's loop (default 1: a task per run). ``'auto'``:
@@ -416,6 +420,11 @@ class SlurmRunner(Runner, label="slurm"):
             A run keeps its own state, reason, timeout and retries; when a job ends early
             (time limit, node failure, scancel) its unstarted runs go to another job without
             counting an attempt, and the run in flight fails with Slurm's verdict (or is retried).
+        **kwargs: the options of :class:`Runner`.
+
+    Raises:
+        ConfigError: An option is not valid (``options`` not a mapping, ``runs_per_job`` below 1,
+            ``custom`` without a batch script at ``path``, ...).
     """
 
     passes_kwargs_on = True  # **kwargs are the base class's options (checked against its signature)

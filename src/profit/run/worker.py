@@ -65,7 +65,7 @@ LOG_FORMAT = "{asctime} {levelname:8s} {name}: {message}"
 class Worker(Component, registry=True):
     """Compute one run: retrieve inputs, simulate, transmit outputs.
 
-    Parameters:
+    Args:
         run_id: the run's id (its row in the interface).
         interface: a WorkerInterface, its label, or a config ``{"class": label, ...}``.
         debug: log in more detail.
@@ -114,7 +114,20 @@ class Worker(Component, registry=True):
 
     @classmethod
     def from_config(cls, config: Mapping, interface: WorkerInterface | Mapping | str, run_id: int) -> Worker:
-        """Build the Worker ``config["class"]`` with the other keys of ``config`` as options."""
+        """Build the Worker ``config["class"]`` with the other keys of ``config`` as options.
+
+        Args:
+            config: ``{"class": label, **options}``.
+            interface: a WorkerInterface, its label, or a config ``{"class": label, ...}``.
+            run_id: the run's id.
+
+        Returns:
+            The Worker.
+
+        Raises:
+            ConfigError: ``config`` is not a mapping with a ``class`` key.
+            UnknownLabelError: No Worker has the label.
+        """
         if not isinstance(config, Mapping) or "class" not in config:
             raise ConfigError(f"worker config {config!r} must be a mapping with a 'class' key (a Worker label)")
         worker_class = cls[config["class"]]
@@ -124,7 +137,14 @@ class Worker(Component, registry=True):
     @classmethod
     def own_options(cls, options: Mapping) -> dict:
         """``options`` without what a runner puts into every worker's config but this variant does
-        not take: ``base_dir`` (where the study's paths start; every worker has it as ``PROFIT_BASE_DIR``)."""
+        not take: ``base_dir`` (where the study's paths start; every worker has it as ``PROFIT_BASE_DIR``).
+
+        Args:
+            options: a worker config's options (without ``class``).
+
+        Returns:
+            The options this variant takes.
+        """
         return {key: value for key, value in options.items() if key != "base_dir" or cls.uses_base_dir}
 
     @classmethod
@@ -134,6 +154,15 @@ class Worker(Component, registry=True):
         Reads ``PROFIT_RUN_ID`` (plus ``PROFIT_ARRAY_ID`` for job arrays),
         ``PROFIT_WORKER`` and ``PROFIT_INTERFACE`` (JSON), and loads the files in
         ``PROFIT_INCLUDES`` (a JSON list of paths) first.
+
+        Args:
+            env: the environment (default: ``os.environ``).
+
+        Returns:
+            The Worker of the run.
+
+        Raises:
+            ConfigError: A variable is missing or not valid.
         """
         from .includes import env_includes, load_includes
 
@@ -163,6 +192,15 @@ class Worker(Component, registry=True):
             @Worker.wrap("both", ["f", "g"])
             def model(u, v):
                 return u + v, u - v
+
+        Args:
+            label: the Worker's label (``worker: <label>`` in a study).
+            outputs: the output name or names (default: the return annotation, else the
+                function's name).
+            inputs: the input name or names (default: the function's parameter names).
+
+        Returns:
+            A decorator that registers the function and returns the Worker class.
         """
 
         def decorator(func: Callable) -> type[Worker]:
