@@ -1,7 +1,6 @@
 """Sphinx configuration of the profit documentation (make docs)."""
 
 import os
-import re
 import sys
 
 # The package from the source tree, whether it is installed or not.
@@ -39,7 +38,7 @@ html_theme = "furo"
 html_title = "profit.run"
 html_static_path: list[str] = []
 
-# profit's docstrings are Google style ("Parameters:", "Returns:"). The first line of a
+# profit's docstrings are Google style ("Args:", "Returns:", "Raises:"). The first line of a
 # property's docstring is text, never "type: description" (napoleon's reading of attributes):
 # "What a Worker needs: the label and ..." must not become a type.
 from sphinx.ext.napoleon.docstring import GoogleDocstring  # noqa: E402
@@ -50,25 +49,6 @@ def _attribute_text(self: GoogleDocstring) -> list[str]:
 
 
 GoogleDocstring._parse_attribute_docstring = _attribute_text  # type: ignore[method-assign]
-
-# Some docstrings head their parameters "Parameters (keyword only):" or "Parameters (besides
-# those of :class:`Runner`):", which napoleon does not know as a section: read them as its
-# "Keyword Arguments:" and "Parameters:" sections (the note in brackets is kept as a sentence).
-_PARAMETERS_NOTE = re.compile(r"^(\s*)Parameters \((.+)\):\s*$")
-
-
-def _parameter_headers(app, what, name, obj, options, lines: list[str]) -> None:
-    for index, line in enumerate(list(lines)):
-        match = _PARAMETERS_NOTE.match(line)
-        if match is None:
-            continue
-        indent, note = match.groups()
-        if note == "keyword only":
-            lines[index] = f"{indent}Keyword Arguments:"
-        else:
-            lines[index : index + 1] = [f"{indent}Parameters {note}:", "", f"{indent}Parameters:"]
-            break  # (the list moved on; one such header per docstring)
-
 
 # References that name a documented object by a shorter or a re-exported name (:class:`Runner`,
 # :meth:`spawn_array`, profit.run.Executor): resolved to the one documented object whose full name
@@ -94,7 +74,6 @@ def _resolve_short(app, env, node, contnode):
 
 
 def setup(app):
-    app.connect("autodoc-process-docstring", _parameter_headers, priority=400)  # before napoleon (500)
     app.connect("missing-reference", _resolve_short)
 
 

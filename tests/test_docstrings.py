@@ -166,3 +166,13 @@ def test_the_api_documents_what_it_raises_in_a_raises_section():
         if absent:
             missing.append(f"{_name(obj)}: {', '.join(absent)}")
     assert not missing, "raised but not in the Raises: section:\n" + "\n".join(missing)
+
+
+# Headings of the other spellings napoleon would accept: the one style is "Args:" (and "Returns:", "Raises:").
+OTHER_HEADINGS = re.compile(r"^\s*(Parameters|Arguments|Keyword Arguments|Keyword Args|Params)\b.*:\s*$", re.M)
+
+
+def test_every_docstring_heads_its_parameters_args():
+    objects = [(module.__name__, module) for module in _modules()] + list(_public_objects())
+    other = [name for name, obj in objects if OTHER_HEADINGS.search(_doc(obj))]
+    assert not other, "parameters headed otherwise than 'Args:' in:\n" + "\n".join(other)

@@ -51,7 +51,7 @@ _STDERR_TAIL_LINES = 5
 class CommandWorker(Worker, label="command"):
     """Run an executable simulation: pre → command → post.
 
-    Parameters:
+    Args:
         pre: Preprocessor (label, config mapping or instance); default ``template``.
         post: Postprocessor (label, config mapping or instance); default ``numpytxt``.
         command: the shell command, run in the run directory.

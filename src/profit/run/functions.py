@@ -544,7 +544,9 @@ def result_path(folder: str, run_id: int) -> str:
 class FunctionWorker(Worker, label="function"):
     """Call a plain Python function for each run.
 
-    Parameters (besides those of :class:`Worker`):
+    Besides those of :class:`Worker` (``run_id``, ``interface``, ``debug``, ``log_path``, ``logger``):
+
+    Args:
         function: the function's reference (see :func:`function_reference`).
         path: a directory to put on ``sys.path`` before importing it.
         call: ``"fields"`` (one argument per input, by name; one value per output) or

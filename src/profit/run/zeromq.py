@@ -277,7 +277,10 @@ def _set_heartbeat(socket, zmq, seconds: float) -> None:
 class ZeroMQRunnerInterface(RunnerInterface, _Options, label="zeromq"):
     """Runner-Worker interface over ZeroMQ messages (runner half).
 
-    Parameters (besides those of :class:`RunnerInterface`):
+    Besides those of :class:`RunnerInterface` (``size``, ``input_config``, ``output_config``,
+    ``logger_parent``):
+
+    Args:
         transport: ``'tcp'`` (default) or ``'ipc'`` (``address`` is then a socket path).
         address: where to bind; default loopback (``127.0.0.1``). Give the host's
             address, or ``'*'`` for every interface, when workers run on other hosts.
@@ -285,8 +288,9 @@ class ZeroMQRunnerInterface(RunnerInterface, _Options, label="zeromq"):
             Workers learn the port from :attr:`config`.
         connection: what workers connect to, overriding the address (e.g. ``tcp://login1:5555``).
         bind: what the runner binds, overriding transport, address and port (e.g. ``tcp://*:5555``).
-        timeout, retries, retry_sleep: how long a worker waits for an answer, how
-            often it tries again, and how long it sleeps before the first retry (doubled each time).
+        timeout: how long a worker waits for an answer (seconds).
+        retries: how often it tries again.
+        retry_sleep: how long it sleeps before the first retry (doubled each time).
         heartbeat: seconds between ZMTP heartbeats on idle connections.
         keyfile: file holding the study's secret (relative paths: in the work directory).
     """
