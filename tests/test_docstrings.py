@@ -15,15 +15,19 @@ import textwrap
 
 import profit
 from profit.run import errors
+from profit.run.command import CommandWorker
 from profit.run.dask import DaskRunner
 from profit.run.executor import Executor
 from profit.run.fork import ForkRunner
+from profit.run.functions import FunctionWorker
 from profit.run.interface import RunnerInterface, WorkerInterface
 from profit.run.local import LocalRunner
+from profit.run.memmap import MemmapRunnerInterface, MemmapWorkerInterface
 from profit.run.pool import PoolRunner
 from profit.run.runner import Runner
 from profit.run.slurm import SlurmRunner
 from profit.run.worker import Worker
+from profit.run.zeromq import ZeroMQRunnerInterface, ZeroMQWorkerInterface
 from profit.study import Study
 
 SKIPPED = ("profit.ui",)
@@ -83,7 +87,10 @@ API = {
     "Worker": [Worker, Worker.wrap, Worker.from_env, Worker.from_config, Worker.own_options],
     "interfaces": [RunnerInterface, RunnerInterface.use_store, RunnerInterface.row_buffer, RunnerInterface.resize]
     + [RunnerInterface.forked_worker_interface, RunnerInterface.state, RunnerInterface.transmitted]
-    + [RunnerInterface.reason, RunnerInterface.mark, WorkerInterface, WorkerInterface.fail],
+    + [RunnerInterface.reason, RunnerInterface.mark, WorkerInterface, WorkerInterface.fail]
+    + [MemmapRunnerInterface, MemmapRunnerInterface.resize, MemmapWorkerInterface]
+    + [ZeroMQRunnerInterface, ZeroMQWorkerInterface],
+    "workers": [CommandWorker, FunctionWorker],
 }
 CHECKED = [obj for objects in API.values() for obj in objects]
 SECTION = re.compile(

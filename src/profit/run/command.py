@@ -52,6 +52,7 @@ class CommandWorker(Worker, label="command"):
     """Run an executable simulation: pre → command → post.
 
     Args:
+        run_id: the run's id (its row in the interface).
         pre: Preprocessor (label, config mapping or instance); default ``template``.
         post: Postprocessor (label, config mapping or instance); default ``numpytxt``.
         command: the shell command, run in the run directory.
@@ -61,6 +62,9 @@ class CommandWorker(Worker, label="command"):
             command as ``PROFIT_BASE_DIR``; default: ``PROFIT_BASE_DIR`` of the environment,
             else the current directory (runners fill it in with theirs).
         **kwargs: passed to :class:`~profit.run.worker.Worker`.
+
+    Raises:
+        ConfigError: ``command`` is empty (or ``pre`` or ``post`` is not valid).
     """
 
     passes_kwargs_on = True  # **kwargs are the base class's options (checked against its signature)

@@ -544,9 +544,8 @@ def result_path(folder: str, run_id: int) -> str:
 class FunctionWorker(Worker, label="function"):
     """Call a plain Python function for each run.
 
-    Besides those of :class:`Worker` (``run_id``, ``interface``, ``debug``, ``log_path``, ``logger``):
-
     Args:
+        run_id: the run's id (its row in the interface).
         function: the function's reference (see :func:`function_reference`).
         path: a directory to put on ``sys.path`` before importing it.
         call: ``"fields"`` (one argument per input, by name; one value per output) or
@@ -558,6 +557,13 @@ class FunctionWorker(Worker, label="function"):
         fields: the row's field names of each argument (``executor``).
         calls: the directory of pickled arguments (``executor``, when ``signature`` is None).
         results: the directory of pickled results (``executor``).
+        interface: a WorkerInterface, its label, or a config ``{"class": label, ...}``.
+        debug: log in more detail.
+        log_path: directory of the per-run log files (relative to the work directory).
+        logger: the logger to use (default: ``profit.run.worker``).
+
+    Raises:
+        ConfigError: ``call`` is neither ``"fields"`` nor ``"executor"``.
     """
 
     def __init__(

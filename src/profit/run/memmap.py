@@ -47,6 +47,13 @@ class MemmapRunnerInterface(RunnerInterface, label="memmap"):
     - inefficient on a cluster with a shared filesystem (every worker maps the file)
     - reliable: the file is a valid ``.npy`` file (``numpy.load`` reads it)
     - growing is safe: the file is extended in place, rows never move
+
+    Args:
+        size: number of runs for which space is allocated (it grows on demand).
+        input_config: ``{name: {"dtype": numpy scalar type}}`` (or Variable-like objects).
+        output_config: ``{name: {"dtype": ..., "size": (1, n)}}``; ``n > 1`` is a vector.
+        path: the ``.npy`` file (relative: to the current directory, made absolute at once).
+        logger_parent: logger whose handlers receive this interface's records.
     """
 
     def __init__(
@@ -107,6 +114,9 @@ class MemmapRunnerInterface(RunnerInterface, label="memmap"):
         Grows it to ``size`` runs, safely: the file is extended in place and its header rewritten; existing rows
         never move, so Workers that have the file mapped keep working and no
         result is lost. Shrinking is not supported.
+
+        Args:
+            size: the number of runs to hold.
         """
         super().resize(size)
 
@@ -120,6 +130,11 @@ class MemmapWorkerInterface(WorkerInterface, label="memmap"):
     """Runner-Worker Interface using a memory mapped numpy array
 
     counterpart to :py:class:`MemmapRunnerInterface`: maps only its own row.
+
+    Args:
+        run_id: the run's id (its row).
+        path: the runner's ``.npy`` file.
+        logger_parent: logger whose handlers receive this interface's records.
     """
 
     def __init__(self, run_id: int, *, path: str = "interface.npy", logger_parent: logging.Logger | None = None):

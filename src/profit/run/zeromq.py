@@ -277,10 +277,10 @@ def _set_heartbeat(socket, zmq, seconds: float) -> None:
 class ZeroMQRunnerInterface(RunnerInterface, _Options, label="zeromq"):
     """Runner-Worker interface over ZeroMQ messages (runner half).
 
-    Besides those of :class:`RunnerInterface` (``size``, ``input_config``, ``output_config``,
-    ``logger_parent``):
-
     Args:
+        size: number of runs for which space is allocated (as :class:`RunnerInterface`).
+        input_config: the inputs (as :class:`RunnerInterface`).
+        output_config: the outputs (as :class:`RunnerInterface`).
         transport: ``'tcp'`` (default) or ``'ipc'`` (``address`` is then a socket path).
         address: where to bind; default loopback (``127.0.0.1``). Give the host's
             address, or ``'*'`` for every interface, when workers run on other hosts.
@@ -293,6 +293,7 @@ class ZeroMQRunnerInterface(RunnerInterface, _Options, label="zeromq"):
         retry_sleep: how long it sleeps before the first retry (doubled each time).
         heartbeat: seconds between ZMTP heartbeats on idle connections.
         keyfile: file holding the study's secret (relative paths: in the work directory).
+        logger_parent: logger whose handlers receive this interface's records.
     """
 
     path_options = ("keyfile",)
@@ -572,6 +573,20 @@ class ZeroMQWorkerInterface(WorkerInterface, _Options, label="zeromq"):
     ``address``, unless that is a wildcard (``*``, ``0.0.0.0``) or unset: then the
     environment variable ``PROFIT_RUNNER_ADDRESS`` (the submit host, in a Slurm
     job), or loopback.
+
+    Args:
+        run_id: the run's id.
+        transport: ``'tcp'`` or ``'ipc'``, as the runner's.
+        address: the runner's address (see above).
+        port: the runner's port.
+        connection: the runner's endpoint, overriding ``address`` and ``port``.
+        bind: the runner's option (what it binds): accepted, and not used by the worker.
+        timeout: how long the worker waits for an answer (seconds).
+        retries: how often it tries again.
+        retry_sleep: how long it sleeps before the first retry (doubled each time).
+        heartbeat: seconds between ZMTP heartbeats on idle connections.
+        keyfile: file holding the study's secret.
+        logger_parent: logger whose handlers receive this interface's records.
     """
 
     def __init__(
