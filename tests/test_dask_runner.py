@@ -163,6 +163,19 @@ def test_cancel_drops_runs_that_wait_in_the_dask_queue_at_once(make_runner):
     wait_for(lambda: not run_processes(runner), timeout=5, what="every run's processes to end")
 
 
+def test_a_cancelled_run_queued_on_a_dask_worker_does_not_run(make_runner):
+    """Two long runs hold the two Dask workers; the two short runs behind them wait on the workers
+    (Dask hands a worker more tasks than threads). After cancel_all, none of the four ran to its end."""
+    runner = make_runner("t_span", output_config=outputs("start", "end"), parallel=0)
+    rows = params(4)
+    rows["u"] = [30, 30, 0, 0]
+    runner.spawn_array(rows)
+    wait_for(lambda: len(run_processes(runner)) >= 2, timeout=30, what="the two long runs to start")
+    runner.cancel_all()
+    assert [runner.status(i).state for i in range(4)] == [RunState.CANCELLED] * 4
+    assert np.isnan(runner.interface.output["end"][:4]).all()  # (a short run that ran would have an end)
+
+
 def test_runs_that_fail_once_succeed_on_retry(tmp_path, cluster):
     inputs = {**SCALAR_INPUTS, "fault": {"dtype": np.int64}}
     with Runner["dask"](

@@ -46,8 +46,9 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
     from typing import Any
 
-# What a run's task returns when the run's timeout ended it.
+# What a run's task returns when the run's timeout ended it, and when the run was stopped before it started.
 TIMED_OUT = "timed out"
+STOPPED = "stopped"
 # Seconds the runner waits, beyond the grace time, for the task of a stopped run to report.
 _STOP_WAIT = 5.0
 # How often a run's task asks the scheduler whether the run is to be stopped.
@@ -110,6 +111,8 @@ def _ending(future: Any) -> ExitStatus | DaskEnding:
             return DaskEnding(f"ended, but its Dask task's result was lost ({type(unfetched).__name__}: {unfetched})")
         if code == TIMED_OUT:
             return DaskTimedOut("timed out")
+        if code == STOPPED:
+            return DaskEnding("was stopped before it started")
         return ExitStatus.from_returncode(code)
     if status == "cancelled":
         return DaskEnding("was dropped by Dask (its task was cancelled by the scheduler or a client)")
@@ -178,12 +181,12 @@ class _RunServer:
                     waiter = self._waiting.pop(reply["key"], None)
                 if waiter is not None:
                     waiter.set()
+        self.process.wait()  # (its exit status, for the reason of the runs that wait)
         with self._lock:  # the server ended: nobody will answer the runs that wait
             self.alive = False
             waiting, self._waiting = list(self._waiting.values()), {}
         for waiter in waiting:
             waiter.set()
-        self.process.wait()
 
     def _send(self, request: dict) -> None:
         import json
@@ -197,6 +200,8 @@ class _RunServer:
         with self._lock:
             if not self.alive:
                 raise RuntimeError("the run server of its Dask worker ended")
+            if key in self._waiting:
+                raise RuntimeError(f"run key {key!r} is running on this Dask worker already")
             self._waiting[key] = waiter
             self._send({"start": key, "run": run_id, "timeout": timeout})
         return waiter
@@ -216,14 +221,22 @@ class _RunServer:
             return self._codes.pop(key)
 
     def idle(self) -> bool:
+        """Whether no run of it is waiting for its end."""
         with self._lock:
             return not self._waiting
 
+    def holds(self, key: str) -> bool:
+        """Whether the run ``key`` is running here."""
+        with self._lock:
+            return key in self._waiting
+
     def close(self) -> None:
-        """Let the server go (it ends when its request pipe closes)."""
+        """Let the server go (it ends when its request pipe closes); closing again does nothing."""
         with self._lock:
             self.alive = False
-            os.close(self._requests)
+            if self._requests >= 0:
+                os.close(self._requests)
+                self._requests = -1
 
 
 # This Dask worker process's run servers, by the runner environment and work directory they serve.
@@ -232,17 +245,38 @@ _servers_lock = threading.Lock()
 _MAX_IDLE_SERVERS = 4
 
 
+# Runs told to stop before their task started here (run key -> grace seconds), for the task to skip them.
+_stopped: dict[str, float] = {}
+_MAX_STOPPED = 100_000
+
+
 def _server_for(environment: Mapping[str, str], cwd: str) -> _RunServer:
-    """The run server for this environment (started on first use; idle ones beyond a few let go)."""
+    """The run server for this environment (started on first use; idle ones beyond a few let go).
+    The caller holds ``_servers_lock`` until its run started, so that no other task lets it go."""
     identity = (cwd, tuple(sorted(environment.items())))
+    server = _servers.get(identity)
+    if server is None or not server.alive:
+        if server is not None:
+            _servers.pop(identity).close()
+        idle = [name for name, other in _servers.items() if other.idle() or not other.alive]
+        for name in idle[: max(0, len(idle) - _MAX_IDLE_SERVERS + 1)]:
+            _servers.pop(name).close()
+        server = _servers[identity] = _RunServer(environment, cwd)
+    return server
+
+
+def note_stopped(stops: Mapping[str, float]) -> None:
+    """Run on each Dask worker when runs are stopped: end those running here (SIGTERM, SIGKILL after
+    their grace seconds), and note the others, so that a task of theirs that starts later skips its run."""
     with _servers_lock:
-        server = _servers.get(identity)
-        if server is None or not server.alive:
-            idle = [name for name, other in _servers.items() if other.idle() or not other.alive]
-            for name in idle[: max(0, len(idle) - _MAX_IDLE_SERVERS + 1)]:
-                _servers.pop(name).close()
-            server = _servers[identity] = _RunServer(environment, cwd)
-        return server
+        for key, grace in stops.items():
+            holder = next((server for server in _servers.values() if server.holds(key)), None)
+            if holder is not None:
+                holder.stop(key, grace)
+            else:
+                if len(_stopped) >= _MAX_STOPPED:  # (stops of tasks that never came here)
+                    _stopped.pop(next(iter(_stopped)))
+                _stopped[key] = grace
 
 
 def close_run_servers(cwd: str) -> int:
@@ -267,9 +301,12 @@ def run_in_dask_worker(
     its return code (negative: the signal that killed it), or :data:`TIMED_OUT` when its ``timeout``
     (seconds from its start) was up. The run's Events stop it: ``stop_name`` ends its process group
     (SIGTERM, then SIGKILL after ``grace`` seconds; at once if ``kill_name`` is set)."""
-    server = _server_for(environment, cwd)
     key = stop_name
-    ended = server.start(key, run_id, timeout)
+    with _servers_lock:
+        if _stopped.pop(key, None) is not None:
+            return STOPPED
+        server = _server_for(environment, cwd)
+        ended = server.start(key, run_id, timeout)
     if not ended.wait(_WATCH_INTERVAL):  # (a short run ends before the scheduler is ever asked)
         _watch(server, key, ended, stop_name, kill_name, grace)
     code, timed_out = server.returncode(key)
@@ -546,6 +583,14 @@ class DaskRunner(Runner, label="dask"):
         for handle in handles:
             if handle.future.key not in assigned and not handle.future.done():
                 handle.future.cancel()
+        # The Dask workers end the runs at once, and skip those whose task is queued there (the
+        # Events above are for a worker this does not reach, and a task that runs long).
+        stops = {handle.stop_name: max(0.0, grace) for handle in handles if handle.future.key in assigned}
+        if stops:
+            try:
+                client.run(note_stopped, stops, wait=True)
+            except Exception as error:
+                self.logger.warning("could not tell every Dask worker to stop %d runs (%s)", len(stops), error)
         deadline = time.monotonic() + grace + _STOP_WAIT
         for handle in handles:
             while not handle.future.done() and time.monotonic() < deadline:
