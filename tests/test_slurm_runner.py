@@ -17,7 +17,7 @@ from helpers import FAKE_SLURM, SCALAR_INPUTS, most_at_once, outputs, sum_rows, 
 
 from profit.run import Runner, RunState
 from profit.run.errors import ConfigError
-from profit.run.slurm import SchedulerError, SlurmCommands
+from profit.run.slurm import JobRecord, SchedulerError, SlurmCommands
 
 
 @pytest.mark.parametrize(
@@ -218,5 +218,55 @@ def test_a_relative_work_directory(make_fake_runner, tmp_path, monkeypatch):
         runner.spawn_array(sum_rows(2), wait=True)
         assert runner.output_data["f"].tolist() == [0.5, 1.5]
         assert runner.path == str(tmp_path / "relative-study" / "slurm.bash")
+    finally:
+        runner.close()
+
+
+# --- packing: the runner's side, with sbatch and sinfo stood in for -----------------------------
+
+
+def _packing_runner(tmp_path, **options):
+    return Runner["slurm"](
+        interface={"class": "memmap", "size": 6, "input_config": SCALAR_INPUTS, "output_config": outputs("f")},
+        worker="t_sum",
+        work_dir=str(tmp_path / "study"),
+        **options,
+    )
+
+
+def test_auto_packs_no_runs_when_sinfo_cannot_tell_the_cluster_size(tmp_path, monkeypatch):
+    runner = _packing_runner(tmp_path, runs_per_job="auto")
+    try:
+
+        def refuse(argv, **kwargs):
+            raise SchedulerError("sinfo failed (exited with code 1: slurm_load_partitions: Unable to contact)")
+
+        monkeypatch.setattr(runner._slurm, "run", refuse)
+        assert runner._pack_size(200) == 1  # one run a task, as the warning says: not all 200 in one task
+    finally:
+        monkeypatch.undo()
+        runner.close()
+
+
+def test_packed_arrays_submitted_before_a_failing_sbatch_are_tracked(tmp_path, monkeypatch):
+    runner = _packing_runner(tmp_path, runs_per_job=2)
+    runner._max_array_size = 2  # (two tasks an array: 6 runs are 2 arrays of 2 tasks of 2 runs)
+    submitted = []
+
+    def sbatch(base_run_id, array=None, extra=None):
+        if submitted:
+            raise SchedulerError("submitting runs to Slurm failed: sbatch failed (Invalid account)")
+        submitted.append(base_run_id)
+        return "424242"
+
+    monkeypatch.setattr(runner, "_sbatch", sbatch)
+    monkeypatch.setattr(runner, "_scancel", lambda job_ids: True)
+    ended = {"424242": JobRecord("424242", "CANCELLED", 0, 0, "")}  # (as sacct tells after the scancel)
+    monkeypatch.setattr(runner, "_sacct", lambda job_ids: ended)
+    try:
+        with pytest.raises(SchedulerError, match="Invalid account"):
+            runner.spawn_array(sum_rows(6))
+        assert sorted(runner.runs) == [0, 1, 2, 3]  # the first array's runs run on Slurm: they are watched
+        assert [runner.interface.state(run_id) for run_id in (4, 5)] == [RunState.PENDING] * 2
     finally:
         runner.close()

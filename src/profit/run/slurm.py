@@ -570,7 +570,7 @@ class SlurmRunner(Runner, label="slurm"):
 
     def _start(self, run_id: int) -> SlurmJob:
         if self.packing:  # (a run tried again: a pack of one)
-            return self._submit_packs([run_id])[0][1]
+            return self._submit_packs([run_id], launch=False)[0][1]
         job_id = self._sbatch(run_id)
         self.logger.debug("run %d is Slurm job %s", run_id, job_id)
         self._poll_soon()
@@ -599,13 +599,14 @@ class SlurmRunner(Runner, label="slurm"):
 
     def _pack_size(self, count: int) -> int:
         if self.runs_per_job == "auto":
-            return max(1, -(-count // (self.parallel or self.slots)))
+            slots = self.parallel or self.slots
+            return max(1, -(-count // slots)) if slots else 1  # (the cluster's size unknown: no packing)
         return int(self.runs_per_job)
 
     @property
     def slots(self) -> int:
         """How many runs the cluster (the partition in ``options``, if any) can hold at once, by ``sinfo``:
-        its CPUs divided by the CPUs of a run, or its nodes for whole-node runs (asked once; 1 if unknown)."""
+        its CPUs divided by the CPUs of a run, or its nodes for whole-node runs (asked once; 0 if unknown)."""
         if self._slots is None:
             partition = self.options.get("partition")
             field = "%D" if self.cpus in ("all", 0) else "%C"  # nodes, or CPUs as allocated/idle/other/total
@@ -617,11 +618,12 @@ class SlurmRunner(Runner, label="slurm"):
                 self.logger.warning("sinfo could not tell the cluster's size (%s): auto packs no runs", error)
                 total = 0
             per_run = 1 if self.cpus in ("all", 0) else int(self.cpus)
-            self._slots = max(1, total // per_run)
+            self._slots = max(1, total // per_run) if total else 0
         return self._slots
 
-    def _submit_packs(self, run_ids: list[int]) -> list[tuple[int, PackedJob]]:
-        """Submit these runs, ``runs_per_job`` to a task, as job arrays; their handles, not launched yet."""
+    def _submit_packs(self, run_ids: list[int], *, launch: bool = True) -> list[tuple[int, PackedJob]]:
+        """Submit these runs, ``runs_per_job`` to a task, as job arrays; their handles, each array's launched
+        as soon as it is submitted (unless not ``launch``)."""
         size = self._pack_size(len(run_ids))
         ids = sorted(run_ids)
         groups = [ids[start : start + size] for start in range(0, len(ids), size)]
@@ -658,8 +660,15 @@ class SlurmRunner(Runner, label="slurm"):
                 len(chunk),
                 size,
             )
-            for index, group in enumerate(chunk):
-                handles += [(run_id, PackedJob(f"{job_id}_{index}", job_id, pack_dir, group)) for run_id in group]
+            submitted = [
+                (run_id, PackedJob(f"{job_id}_{index}", job_id, pack_dir, group))
+                for index, group in enumerate(chunk)
+                for run_id in group
+            ]
+            if launch:  # (now: should a later array fail to go in, these are tracked all the same)
+                for run_id, handle in submitted:
+                    self._launch(run_id, handle)
+            handles += submitted
         self._poll_soon()
         return handles
 
@@ -669,8 +678,7 @@ class SlurmRunner(Runner, label="slurm"):
         if self.packing:
             for run_id in run_ids:
                 self._forget_outcome(run_id)
-            for run_id, handle in self._submit_packs(run_ids):
-                self._launch(run_id, handle)
+            self._submit_packs(run_ids)
             return
         for base, indices in array_chunks(run_ids, self.max_array_size):
             chunk = [base + index for index in indices]
@@ -798,8 +806,8 @@ class SlurmRunner(Runner, label="slurm"):
                     continue  # (being written)
                 if end.get("cancelled"):
                     continue  # this runner cancelled it, and settled it then
-                if end.get("timed_out") and not self.interface.transmitted(run_id):
-                    self._settle(run_id, None, timed_out=True)
+                if end.get("timed_out"):  # (its results arrived before its time was up: it is done)
+                    self._settle(run_id, None, timed_out=not self.interface.transmitted(run_id))
                     continue
                 if "refused" in end:
                     job.ended = Refused(end["refused"])  # type: ignore[assignment]
@@ -838,8 +846,8 @@ class SlurmRunner(Runner, label="slurm"):
             )
             for run_id in again:
                 self._active.remove(run_id)  # (their attempts stay as they were)
-            for run_id, handle in self._submit_packs(again):
-                self._launch(run_id, handle)
+            # (should sbatch fail, the runs not submitted are pending again, and the error ends the drive)
+            self._submit_packs(again)
 
     def _poll_interval(self) -> float:
         return min(self.sleep, max(0.0, self._next_poll - time.monotonic())) if self.runs else self.sleep
