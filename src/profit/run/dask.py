@@ -16,9 +16,11 @@ dies with it (the server ends every run when its Dask worker's end of a pipe clo
     runner --submit--> scheduler --> Dask worker: task --> run server --fork--> run --> interface row
     runner <--done callback: a byte on a pipe-- client <--exit code--'
 
-A cancel or a timeout sets a ``distributed.Event`` of the run; the task has
-the server end the run's process group (SIGTERM, SIGKILL after the grace time; at once for a
-timeout) and returns, and the Dask worker lives on. A lost Dask worker
+A cancel reaches the Dask workers at once (``Client.run``): a run there has its process group
+ended by its server (SIGTERM, SIGKILL after the grace time), and a task queued there skips its
+run; a task still at the scheduler is cancelled. (A ``distributed.Event`` per run, which a task
+checks while its run lasts, backs this up for a worker the call does not reach.) A run's timeout
+is kept by its server, from the run's start. The Dask worker lives on. A lost Dask worker
 (``KilledWorker``, a closed connection) fails the run with a reason naming it
 (``retries`` run it again). The interface must reach the Dask workers: memmap
 where they share the work directory's file system (a LocalCluster does), zeromq
