@@ -2,6 +2,8 @@
 
 import os
 import signal
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -248,6 +250,32 @@ def test_own_local_cluster_is_closed_with_the_runner(tmp_path):
     finally:
         runner.close()
     assert own.status.name == "closed"
+
+
+QUIET_SCRIPT = """
+import math
+from profit.run import Executor
+
+def f(x):
+    return math.sqrt(x)
+
+if __name__ == "__main__":
+    with Executor("dask", parallel=2, timeout=30) as executor:
+        print(sum(executor.map(f, [1.0, 4.0, 9.0])))
+        try:
+            executor.submit(f, -1.0).result()
+        except Exception as error:
+            print(type(error).__name__)
+"""
+
+
+def test_a_script_with_its_own_local_cluster_prints_only_its_results(tmp_path):
+    script = tmp_path / "script.py"
+    script.write_text(QUIET_SCRIPT)
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "6.0\nRunFailed\n"
+    assert done.stderr == ""  # (not Dask's log of every step of the local cluster's close)
 
 
 def test_a_cluster_config_builds_a_cluster_of_that_class(tmp_path):

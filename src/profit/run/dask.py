@@ -640,6 +640,22 @@ class DaskRunner(Runner, label="dask"):
                 super().close()
 
     def _disconnect(self) -> None:
+        if self._cluster is not None and self.cluster_config is None:
+            # The local cluster made for this runner goes quietly (Dask logs every step of a close at
+            # INFO level on stderr), as it started (silence_logs).
+            import logging
+
+            quiet = logging.getLogger("distributed")
+            level = quiet.level
+            quiet.setLevel(logging.ERROR)
+            try:
+                self._close_client_and_cluster()
+            finally:
+                quiet.setLevel(level)
+        else:
+            self._close_client_and_cluster()
+
+    def _close_client_and_cluster(self) -> None:
         client, cluster = self._client, self._cluster
         self._client = self._cluster = None
         try:
