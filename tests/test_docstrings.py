@@ -11,6 +11,7 @@ import importlib
 import inspect
 import pkgutil
 import re
+import sys
 import textwrap
 
 import profit
@@ -72,7 +73,7 @@ def test_every_public_class_and_function_has_a_docstring():
     assert not missing, f"{len(missing)} of {len(objects)} public objects have no docstring:\n" + "\n".join(missing)
 
 
-# --- one style: Google (Args:, Returns:, Raises:) for the API a user meets ---------------------------
+# --- one style: Google (Args:, Returns:, Raises:) for every public function ----------------------------
 
 
 # The checked objects: a class stands for its constructor (its docstring documents the parameters).
@@ -92,7 +93,59 @@ API = {
     + [ZeroMQRunnerInterface, ZeroMQWorkerInterface],
     "workers": [CommandWorker, FunctionWorker],
 }
-CHECKED = [obj for objects in API.values() for obj in objects]
+
+# Modules whose docstrings still describe parameters in prose (to be converted; the list only shrinks).
+PENDING = {
+    "profit.cli",
+    "profit.dashboard",
+    "profit.datafiles",
+    "profit.exports",
+    "profit.migrate",
+    "profit.model",
+    "profit.parameter_sets",
+    "profit.plots",
+    "profit.run.command",
+    "profit.run.config",
+    "profit.run.dask",
+    "profit.run.events",
+    "profit.run.functions",
+    "profit.run.handles",
+    "profit.run.includes",
+    "profit.run.lanes",
+    "profit.run.layout",
+    "profit.run.memmap",
+    "profit.run.options",
+    "profit.run.outcome",
+    "profit.run.packed",
+    "profit.run.params",
+    "profit.run.progress",
+    "profit.run.registry",
+    "profit.run.runfork",
+    "profit.run.slurm",
+    "profit.run.tracking",
+    "profit.run.zeromq",
+    "profit.store",
+    "profit.studyfile",
+    "profit.studyrun",
+    "profit.template_check",
+    "profit.validate",
+    "profit.variables",
+}
+
+
+def _checked():
+    """The API above, and every public class and function (not a property) of the modules not pending."""
+    objects = [obj for objects in API.values() for obj in objects]
+    for name, obj in _public_objects():
+        if isinstance(obj, property) or obj in objects:
+            continue
+        if any(name == module or name.startswith(module + ".") for module in PENDING):
+            continue
+        objects.append(obj)
+    return objects
+
+
+CHECKED = _checked()
 SECTION = re.compile(
     r"^(\s*)(Args|Arguments|Parameters|Keyword Arguments|Returns|Yields|Raises|Attributes|Note|Example)s?:\s*$"
 )
@@ -131,10 +184,44 @@ def _parameters(obj) -> list[str]:
     return [name for name in names if name not in ("self", "cls")]
 
 
-def test_the_api_documents_each_parameter_in_an_args_section():
+def _owner(function):
+    """The class in whose body a method is defined (None for a function of a module)."""
+    owner = sys.modules[function.__module__]
+    for part in function.__qualname__.split(".")[:-1]:
+        owner = getattr(owner, part, None)
+    return owner if inspect.isclass(owner) else None
+
+
+def _documented_parameters(obj) -> list[str]:
+    """The parameters a docstring names: its Args: entries, with two rules for what is documented elsewhere.
+
+    A class documents its constructor in its own docstring or ``__init__``'s, in ``Args:`` or (a
+    dataclass, whose fields are its parameters) ``Attributes:``; a class that inherits ``__init__``
+    also in those of the class it inherits it from. A method without an ``Args:`` section that
+    overrides a base class's method takes its parameters from the base's docstring.
+    """
+    if inspect.isclass(obj):
+        definer = next((cls for cls in obj.__mro__ if "__init__" in vars(cls)), obj)
+        names = []
+        for cls in {obj, definer}:
+            names += _section(cls, "Args") + _section(cls, "Attributes") + _section(vars(cls).get("__init__"), "Args")
+        return names
+    names = _section(obj, "Args")
+    owner = _owner(obj)
+    if not names and owner is not None:
+        for base in owner.__mro__[1:]:
+            member = vars(base).get(obj.__name__)
+            if isinstance(member, (staticmethod, classmethod)):
+                member = member.__func__
+            if inspect.isfunction(member) and _section(member, "Args"):
+                return _section(member, "Args")
+    return names
+
+
+def test_every_public_function_documents_each_parameter_in_an_args_section():
     missing = []
     for obj in CHECKED:
-        documented = _section(obj, "Args")
+        documented = _documented_parameters(obj)
         absent = [name for name in _parameters(obj) if name not in documented]
         if absent:
             missing.append(f"{_name(obj)}: {', '.join(absent)}")
@@ -161,11 +248,15 @@ def _raised(function) -> set[str]:
     return names
 
 
-def test_the_api_documents_what_it_raises_in_a_raises_section():
+def test_every_public_function_documents_what_it_raises_in_a_raises_section():
     """Every exception type of :mod:`profit.run.errors` (or a built-in one) raised in a checked function's own
-    body is named in its Raises: section (what callees raise is not checked)."""
+    body (a class's: its own ``__init__``'s) is named in its Raises: section (what callees raise is not
+    checked)."""
     missing = []
     for obj in CHECKED:
+        init = vars(obj).get("__init__") if inspect.isclass(obj) else None
+        if inspect.isclass(obj) and not (inspect.isfunction(init) and not init.__code__.co_filename.startswith("<")):
+            continue  # (an inherited or generated constructor: checked where it is written, if anywhere)
         function = obj.__init__ if inspect.isclass(obj) else obj
         documented = set(_section(obj, "Raises")) | set(_section(function, "Raises"))
         types = {name for name in _raised(function) if hasattr(errors, name) or hasattr(builtins, name)}

@@ -54,7 +54,17 @@ STATE_NAMES = {state: str(state) for state in RunState}
 
 @dataclass
 class StudyStatus:
-    """How far a study is: counts by state, failures, and whether a process is running it."""
+    """How far a study is: counts by state, failures, and whether a process is running it.
+
+    Attributes:
+        total: The study's runs.
+        counts: The runs in each state.
+        failures: ``(run id, reason)`` of each failed run.
+        running_pid: The process that runs the study, if one does.
+        started: When the last run of the study started (seconds since the epoch).
+        finished: When it finished, if it has.
+        finished_before: The runs that were finished when it started.
+    """
 
     total: int
     counts: dict[RunState, int]
@@ -82,14 +92,22 @@ class StudyStatus:
 
 
 class Notes(list):
-    """What a run tells its user as it goes (a list of lines), handed on to ``say`` as it is added."""
+    """What a run tells its user as it goes (a list of lines), handed on to ``say`` as it is added.
+
+    Args:
+        say: Called with each line as it is added (none by default).
+    """
 
     def __init__(self, say: Callable[[str], object] | None = None):
         super().__init__()
         self.say = say
 
     def append(self, text: str) -> None:
-        """Add a line: logged (``profit.study``) and handed to ``say``, if there is one."""
+        """Add a line: logged (``profit.study``) and handed to ``say``, if there is one.
+
+        Args:
+            text: The line.
+        """
         super().append(text)
         logging.getLogger("profit.study").info("%s", text)
         if self.say is not None:
@@ -98,7 +116,17 @@ class Notes(list):
 
 @dataclass
 class RunReport:
-    """What :meth:`Study.run` did."""
+    """What :meth:`Study.run` did.
+
+    Attributes:
+        status: The study's status after the run.
+        ran: The runs it ran.
+        resumed: Whether it resumed an interrupted run of the study.
+        failed_kept: Failed runs in the study after the run (run again only with ``retry_failed``).
+        stopped_by: The signal (SIGINT, SIGTERM) that stopped it early, if one did.
+        export_error: The error that kept the results from being exported, if one did.
+        notes: What it told its user as it went.
+    """
 
     status: StudyStatus
     ran: int = 0

@@ -27,7 +27,13 @@ class ConfigError(ProfitError, ValueError):
 
 
 class UnknownLabelError(ConfigError, KeyError):
-    """A component label is not registered."""
+    """A component label is not registered.
+
+    Args:
+        kind: The kind of component (``'runner'``, ``'worker'``...).
+        label: The label that is not registered.
+        known: The labels that are.
+    """
 
     def __init__(self, kind: str, label: object, known: Iterable[str]):
         self.kind = kind
@@ -80,6 +86,14 @@ class RunFailed(ProfitError):
     :class:`~profit.run.state.RunState`, ``run_id`` its run, ``function`` what was
     called, ``log`` the end of the run's log (the traceback of an exception in
     the function) and ``log_file`` where the whole log is (empty when it has none).
+
+    Args:
+        reason: Why the run failed (also the message).
+        state: The run's :class:`~profit.run.state.RunState`.
+        run_id: Its run.
+        function: What was called.
+        log: The end of the run's log (the traceback of an exception in the function).
+        log_file: Where the whole log is (empty when it has none).
     """
 
     def __init__(self, reason: str, *, state: object, run_id: int, function: object, log: str = "", log_file: str = ""):

@@ -59,6 +59,9 @@ class RunFuture(concurrent.futures.Future):
     ends). A failed run raises :class:`~profit.run.errors.RunFailed` from
     :meth:`result` (``nan_on_failure`` applies to :meth:`Executor.map` and the
     calls like it, where a NaN stands in for the result; a future always tells).
+
+    Args:
+        executor: The executor the call was submitted to.
     """
 
     def __init__(self, executor: Executor):

@@ -71,7 +71,8 @@ def available() -> list[str]:
 def backend() -> str:
     """The backend in use: ``PROFIT_EXIT_WATCH``, else the best available.
 
-    Raises ConfigError when the variable names an unknown backend or one not available here.
+    Raises:
+        ConfigError: The variable names an unknown backend or one not available here.
     """
     value = os.environ.get(ENV, "")
     chosen = _chosen.get(value)
@@ -95,9 +96,14 @@ def backend() -> str:
 def watch(pid: int, *, child: bool = True) -> int | None:
     """A descriptor that becomes readable when process ``pid`` exits, or None: poll it.
 
-    Release it with :func:`unwatch`. ``child``: ``pid`` is a child of this process
-    (an ended one is then recognised as such). Raises ProcessLookupError when a
-    process that is no child of this process is gone already.
+    Release it with :func:`unwatch`.
+
+    Args:
+        pid: The process.
+        child: ``pid`` is a child of this process (an ended one is then recognised as such).
+
+    Raises:
+        ProcessLookupError: A process that is no child of this process is gone already.
     """
     name = backend()
     if name == "pidfd":
@@ -140,7 +146,11 @@ def _watch_kqueue(pid: int, child: bool) -> int | None:
 
 
 def unwatch(fd: int) -> None:
-    """Release a descriptor that :func:`watch` returned."""
+    """Release a descriptor that :func:`watch` returned.
+
+    Args:
+        fd: The descriptor.
+    """
     queue = _kqueues.pop(fd, None)
     if queue is not None:
         queue.close()
@@ -149,7 +159,11 @@ def unwatch(fd: int) -> None:
 
 
 def exited(pid: int) -> bool:
-    """Whether child ``pid`` has ended, without reaping it (True when it is no child of ours)."""
+    """Whether child ``pid`` has ended, without reaping it (True when it is no child of ours).
+
+    Args:
+        pid: The child process.
+    """
     if HAVE_WAITID:
         try:
             info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
@@ -191,12 +205,20 @@ def _exited_without_waitid(pid: int) -> bool:
 
 
 def take_reaped(pid: int) -> int | None:
-    """The wait status of child ``pid`` if :func:`exited` had to reap it, else None."""
+    """The wait status of child ``pid`` if :func:`exited` had to reap it, else None.
+
+    Args:
+        pid: The child process.
+    """
     return _reaped.pop(pid, None)
 
 
 def block_until_exited(pid: int) -> None:
-    """Block until child ``pid`` has ended, without reaping it (its group id stays reserved)."""
+    """Block until child ``pid`` has ended, without reaping it (its group id stays reserved).
+
+    Args:
+        pid: The child process.
+    """
     if HAVE_WAITID:
         try:
             os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
@@ -219,6 +241,11 @@ def block_until_exited(pid: int) -> None:
 
 
 def wait_readable(fd: int, timeout: float | None) -> bool:
-    """Wait up to ``timeout`` seconds (None: no bound) for a watch descriptor; whether the process ended."""
+    """Wait up to ``timeout`` seconds (None: no bound) for a watch descriptor; whether the process ended.
+
+    Args:
+        fd: A descriptor that :func:`watch` returned.
+        timeout: The most seconds to wait (None: no bound).
+    """
     ready, _, _ = select.select([fd], [], [], timeout)
     return bool(ready)

@@ -62,7 +62,14 @@ _CUT = " … [cut: the run's log has it whole]"
 
 def encode_reason(reason: str) -> bytes:
     """Fit a reason into the ``REASON`` field (UTF-8): a long one is cut at a word and says so
-    (the worker writes it whole, with its traceback, into the run's log)."""
+    (the worker writes it whole, with its traceback, into the run's log).
+
+    Args:
+        reason: The reason a run failed.
+
+    Returns:
+        The bytes of the field.
+    """
     data = reason.encode("utf-8", "replace")
     if len(data) <= REASON_BYTES:
         return data
@@ -74,12 +81,20 @@ def encode_reason(reason: str) -> bytes:
 
 
 def whole_seconds(duration: float) -> int:
-    """A duration as the ``TIME`` column keeps it: whole seconds, cut (as proFit does), within the column's range."""
+    """A duration as the ``TIME`` column keeps it: whole seconds, cut (as proFit does), within the column's range.
+
+    Args:
+        duration: A duration in seconds.
+    """
     return min(max(int(duration), 0), 2**32 - 1) if duration == duration else 0
 
 
 def decode_reason(raw: bytes) -> str:
-    """The text of a ``REASON`` field (UTF-8; undecodable bytes replaced)."""
+    """The text of a ``REASON`` field (UTF-8; undecodable bytes replaced).
+
+    Args:
+        raw: The bytes of the field.
+    """
     return bytes(raw).decode("utf-8", "replace")
 
 
@@ -114,7 +129,18 @@ def _dtype_of(name: str, spec: object, what: str) -> np.dtype:
 
 
 def output_length(name: str, size: object) -> int:
-    """Validate an output ``size`` of the form ``(1, n)`` and return ``n``."""
+    """Validate an output ``size`` of the form ``(1, n)`` and return ``n``.
+
+    Args:
+        name: The output's name (for the error message).
+        size: Its ``size``; ``None`` stands for ``(1, 1)``.
+
+    Returns:
+        ``n``, the output's length.
+
+    Raises:
+        ConfigError: ``size`` is not ``(1, n)`` with a whole number ``n >= 1``.
+    """
     if size is None:
         return 1
     pair: Any = size  # anything: what is not a pair of whole numbers fails below
@@ -132,7 +158,18 @@ def output_length(name: str, size: object) -> int:
 
 
 def build_vars(input_config: Mapping, output_config: Mapping) -> tuple[list[InputVar], list[OutputVar]]:
-    """Turn input and output configs into numpy field lists ``(name, dtype[, shape])``."""
+    """Turn input and output configs into numpy field lists ``(name, dtype[, shape])``.
+
+    Args:
+        input_config: The inputs: name -> ``{'dtype': ...}``.
+        output_config: The outputs: name -> ``{'dtype': ..., 'size': ...}``.
+
+    Returns:
+        The input fields and the output fields.
+
+    Raises:
+        ConfigError: A config is not a mapping, or a name is both an input and an output.
+    """
     if not isinstance(input_config, Mapping) or not isinstance(output_config, Mapping):
         raise ConfigError("input_config and output_config must be mappings of name -> {'dtype': ..., 'size': ...}")
     input_vars: list[InputVar] = []
@@ -151,7 +188,11 @@ def build_vars(input_config: Mapping, output_config: Mapping) -> tuple[list[Inpu
 
 
 def clear_outputs(output: np.ndarray) -> None:
-    """Set outputs to their 'no result' value: NaN for floats, 0 otherwise."""
+    """Set outputs to their 'no result' value: NaN for floats, 0 otherwise.
+
+    Args:
+        output: The outputs (a structured array, set in place).
+    """
     for name in output.dtype.names or ():
         field = output[name]
         field[...] = np.nan if field.dtype.kind == "f" else 0

@@ -958,7 +958,11 @@ class Runner(Component, registry=True):
         self.close()
 
     def clean(self) -> None:
-        """Remove what runs left in the work directory: interface, run directories, logs."""
+        """Remove what runs left in the work directory: interface, run directories, logs.
+
+        Raises:
+            ConfigError: Runs are still active.
+        """
         if self.runs:
             raise ConfigError(f"clean: {len(self.runs)} runs are still active; wait for or cancel them first")
         self.interface.clean()

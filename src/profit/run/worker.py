@@ -397,7 +397,17 @@ def _json_env(env: Mapping[str, str], name: str) -> Any:  # JSON: checked by who
 
 
 def run_id_from_env(env: Mapping[str, str]) -> int:
-    """``PROFIT_RUN_ID`` plus ``PROFIT_ARRAY_ID`` (the index within a job array)."""
+    """``PROFIT_RUN_ID`` plus ``PROFIT_ARRAY_ID`` (the index within a job array).
+
+    Args:
+        env: The worker's environment (``os.environ``).
+
+    Returns:
+        The run id.
+
+    Raises:
+        ConfigError: ``PROFIT_RUN_ID`` is not set, or either variable is not a whole number.
+    """
     try:
         return int(env["PROFIT_RUN_ID"]) + int(env.get("PROFIT_ARRAY_ID", 0) or 0)
     except KeyError:
@@ -412,7 +422,11 @@ def run_id_from_env(env: Mapping[str, str]) -> int:
 
 
 def failure_reason(error: BaseException) -> str:
-    """One line: exception type and message, and where it was raised (last frame)."""
+    """One line: exception type and message, and where it was raised (last frame).
+
+    Args:
+        error: The exception that failed the run.
+    """
     import traceback  # only on failure
 
     message = str(error)
@@ -449,6 +463,12 @@ class RunLog:
     Handlers inherited from the runner (on the root and ``profit`` loggers,
     where the ``profit`` command puts them) are dropped, so a worker never
     writes the runner's log.
+
+    Args:
+        log_path: The directory of the run logs.
+        run_id: The run's id (names the file).
+        debug: Log everything, from the start (debug mode).
+        handler: A file handler to reuse (its file is set to this run's log); a new one by default.
     """
 
     def __init__(self, log_path: str, run_id: int, debug: bool = False, handler: logging.FileHandler | None = None):
@@ -485,6 +505,13 @@ def execute(build: Callable[[], Worker], log: RunLog) -> int:
     An exception in the Worker fails the run: its reason goes to the runner
     through the interface, the full traceback to the run's log. ``SystemExit``
     keeps its code, so ``sys.exit(3)`` in a simulation fails the run with code 3.
+
+    Args:
+        build: Makes the Worker.
+        log: The run's log.
+
+    Returns:
+        The process's exit code.
     """
     if log.debug:
         log.activate()
@@ -524,6 +551,16 @@ def execute_forked(
     The worker interface comes from the runner's own ``interface``
     (:meth:`~profit.run.interface.RunnerInterface.forked_worker_interface`), so it
     need not connect as a stranger would; returns the process's exit code.
+
+    Args:
+        worker_config: The ``worker`` section of the runner's config.
+        interface: The runner's interface.
+        run_id: The run's id.
+        log: The run's log.
+        row_is_current: Whether the run's row of the interface is already the one the fork inherited.
+
+    Returns:
+        The process's exit code.
     """
 
     def build() -> Worker:  # inside execute: a failure to connect fails the run with its reason
