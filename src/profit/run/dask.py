@@ -60,7 +60,11 @@ _WATCH_INTERVAL = 0.25
 class DaskEnding:
     """A run whose Dask task did not report an exit status: its worker was lost, or the task failed.
 
-    ``text`` is a predicate, as the reason reads it: 'worker was lost with its Dask worker (...)'."""
+    ``text`` is a predicate, as the reason reads it: 'worker was lost with its Dask worker (...)'.
+
+    Args:
+        text: The predicate, as the reason reads it.
+    """
 
     __slots__ = ("text",)
 
@@ -70,7 +74,11 @@ class DaskEnding:
         self.text = text
 
     def describe(self, *, through_shell: bool = False) -> str:
-        """The predicate this ending was made with (``through_shell`` changes nothing)."""
+        """The predicate this ending was made with (``through_shell`` changes nothing).
+
+        Args:
+            through_shell: Changes nothing.
+        """
         return self.text
 
     def __repr__(self) -> str:
@@ -269,7 +277,11 @@ def _server_for(environment: Mapping[str, str], cwd: str) -> _RunServer:
 
 def note_stopped(stops: Mapping[str, float]) -> None:
     """Run on each Dask worker when runs are stopped: end those running here (SIGTERM, SIGKILL after
-    their grace seconds), and note the others, so that a task of theirs that starts later skips its run."""
+    their grace seconds), and note the others, so that a task of theirs that starts later skips its run.
+
+    Args:
+        stops: The stopped runs: the key of each -> its grace seconds.
+    """
     with _servers_lock:
         for key, grace in stops.items():
             holder = next((server for server in _servers.values() if server.holds(key)), None)
@@ -282,7 +294,14 @@ def note_stopped(stops: Mapping[str, float]) -> None:
 
 
 def close_run_servers(cwd: str) -> int:
-    """Run on each Dask worker when a runner closes: let its run servers go; how many there were."""
+    """Run on each Dask worker when a runner closes: let its run servers go; how many there were.
+
+    Args:
+        cwd: The runner's work directory.
+
+    Returns:
+        How many run servers there were.
+    """
     with _servers_lock:
         leaving = [identity for identity in _servers if identity[0] == cwd]
         for identity in leaving:
@@ -302,7 +321,20 @@ def run_in_dask_worker(
     """The Dask task of a run: have this Dask worker's run server fork the run, wait for it and return
     its return code (negative: the signal that killed it), or :data:`TIMED_OUT` when its ``timeout``
     (seconds from its start) was up. The run's Events stop it: ``stop_name`` ends its process group
-    (SIGTERM, then SIGKILL after ``grace`` seconds; at once if ``kill_name`` is set)."""
+    (SIGTERM, then SIGKILL after ``grace`` seconds; at once if ``kill_name`` is set).
+
+    Args:
+        run_id: The run.
+        environment: The run's environment.
+        cwd: The runner's work directory.
+        stop_name: The name of the Event that stops the run.
+        kill_name: The name of the Event that kills it at once.
+        grace: Seconds between SIGTERM and SIGKILL.
+        timeout: Seconds from its start the run may take (None: no bound).
+
+    Returns:
+        The run's return code, or :data:`TIMED_OUT`.
+    """
     key = stop_name
     with _servers_lock:
         if _stopped.pop(key, None) is not None:

@@ -88,7 +88,11 @@ class MemmapRunnerInterface(RunnerInterface, label="memmap"):
 
     def use_store(self, rows: numpy.ndarray, grow: Callable[[int], numpy.ndarray], path: str | None = None) -> None:
         """Map the study's table (the ``.npy`` file at ``path``) instead of a file of its own:
-        workers write their outputs straight into the study's rows."""
+        workers write their outputs straight into the study's rows.
+
+        Raises:
+            InterfaceError: No ``path`` was given.
+        """
         if path is None:
             raise InterfaceError("the memmap interface needs the path of the study's table")
         super().use_store(rows, grow, path)

@@ -101,7 +101,12 @@ def _zmq():
 
 
 def sign(secret: bytes, body: bytes) -> bytes:
-    """HMAC-SHA256 of a message's body."""
+    """HMAC-SHA256 of a message's body.
+
+    Args:
+        secret: The study's secret.
+        body: The message's body.
+    """
     import hashlib  # here: every worker process imports this module, few use it
     import hmac
 
@@ -117,14 +122,23 @@ class Message(namedtuple("Message", ["kind", "run_id", "request_id", "payload"])
     __slots__ = ()
 
     def pack(self, secret: bytes) -> bytes:
-        """The message as one frame: the signature (:func:`sign` with ``secret``), the header line and the payload."""
+        """The message as one frame: the signature (:func:`sign` with ``secret``), the header line and the payload.
+
+        Args:
+            secret: The study's secret.
+        """
         header = b" ".join([PROTOCOL, self.kind, str(self.run_id).encode(), self.request_id])
         body = header + b"\n" + self.payload
         return sign(secret, body) + body
 
     @classmethod
     def unpack(cls, secret: bytes, frame: bytes) -> tuple[Message | None, str]:
-        """The message in ``frame``, or None and why it is not a valid signed message."""
+        """The message in ``frame``, or None and why it is not a valid signed message.
+
+        Args:
+            secret: The study's secret.
+            frame: The frame received.
+        """
         import hmac
 
         signature, body = frame[:_SIGNATURE], frame[_SIGNATURE:]
@@ -138,19 +152,41 @@ class Message(namedtuple("Message", ["kind", "run_id", "request_id", "payload"])
 
 
 def message(secret: bytes, kind: bytes, run_id: int, request_id: bytes, payload: bytes = b"") -> bytes:
-    """One signed protocol message, packed into one frame."""
+    """One signed protocol message, packed into one frame.
+
+    Args:
+        secret: The study's secret.
+        kind: The message's kind.
+        run_id: The run it is about.
+        request_id: The id of the request (a reply repeats it).
+        payload: The data it carries.
+    """
     return Message(kind, run_id, request_id, payload).pack(secret)
 
 
 def write_secret(path: str) -> bytes:
-    """Make a fresh random secret and store it in ``path``, readable by this user only."""
+    """Make a fresh random secret and store it in ``path``, readable by this user only.
+
+    Args:
+        path: The file of the secret.
+
+    Returns:
+        The secret.
+    """
     secret = os.urandom(32)
     write_atomically(path, secret.hex(), permissions=0o600)  # never readable by others, not even briefly
     return secret
 
 
 def read_secret(path: str) -> bytes:
-    """The study's secret from ``path`` (written by the runner)."""
+    """The study's secret from ``path`` (written by the runner).
+
+    Args:
+        path: The file of the secret.
+
+    Raises:
+        InterfaceError: The file cannot be read or is damaged.
+    """
     try:
         with open(path, "rb") as file:
             return bytes.fromhex(file.read().decode("ascii").strip())
@@ -501,7 +537,11 @@ class ZeroMQRunnerInterface(RunnerInterface, _Options, label="zeromq"):
 
     def inherited_records(self, run_id: int) -> tuple[StructRecord, bytearray, StructRecord]:
         """In a worker forked from the runner: its input record (in this process's copy of
-        the row), a fresh output buffer and the output record over it."""
+        the row), a fresh output buffer and the output record over it.
+
+        Args:
+            run_id: The worker's run.
+        """
         row, _ = self.row_buffer(run_id)
         output_buffer = bytearray(self._no_result_bytes)
         return (
@@ -511,7 +551,11 @@ class ZeroMQRunnerInterface(RunnerInterface, _Options, label="zeromq"):
         )
 
     def input_message(self, run_id: int) -> bytes:
-        """What a worker needs to start ``run_id``: the layout, the inputs, the outputs' initial values."""
+        """What a worker needs to start ``run_id``: the layout, the inputs, the outputs' initial values.
+
+        Args:
+            run_id: The run.
+        """
         packed = np.empty(1, self._input_layout)
         packed[0] = self.input[run_id]  # field by field, into the packed layout the worker reads
         return self._header + packed.tobytes() + self._no_result_bytes
@@ -696,7 +740,11 @@ class ZeroMQWorkerInterface(WorkerInterface, _Options, label="zeromq"):
         )
 
     def retrieve(self) -> None:
-        """Ask the runner for this run's inputs; ``.input`` and ``.output`` become available."""
+        """Ask the runner for this run's inputs; ``.input`` and ``.output`` become available.
+
+        Raises:
+            InterfaceError: The runner sent a layout or data this worker cannot read.
+        """
         runner_side = self._runner_side
         if runner_side is not None and self._row_is_current:
             # Forked from the runner: the inputs are in this process already. Connect
@@ -719,7 +767,11 @@ class ZeroMQWorkerInterface(WorkerInterface, _Options, label="zeromq"):
         self.output = StructRecord(memoryview(self._output_buffer), output_fields)
 
     def transmit(self) -> None:
-        """Send outputs and time to the runner; returns once the runner has stored them."""
+        """Send outputs and time to the runner; returns once the runner has stored them.
+
+        Raises:
+            InterfaceError: :meth:`retrieve` was not called first.
+        """
         if self._output_buffer is None:
             raise InterfaceError(f"run {self.run_id}: transmit() before retrieve()")
         self._request(b"DATA", _TIME.pack(float(self.time)) + bytes(self._output_buffer))
