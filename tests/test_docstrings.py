@@ -104,7 +104,6 @@ PENDING = {
     "profit.model",
     "profit.parameter_sets",
     "profit.plots",
-    "profit.run.command",
     "profit.run.config",
     "profit.run.events",
     "profit.run.functions",
@@ -130,11 +129,21 @@ PENDING = {
 }
 
 
+def _generated(name: str, obj) -> bool:
+    """Whether a decorator made the object (a class, the function it wraps, a method it adds): it is found
+    under a name other than its own, or it (a class: its ``__init__``) is defined in a function's body.
+    The decorator documents what it makes."""
+    init = vars(obj).get("__init__") if inspect.isclass(obj) else obj
+    local = "<locals>" in getattr(init, "__qualname__", "")
+    return local or name != f"{obj.__module__}.{obj.__qualname__}"
+
+
 def _checked():
-    """The API above, and every public class and function (not a property) of the modules not pending."""
+    """The API above, and every public class and function (not a property) of the modules not pending,
+    but those a decorator made."""
     objects = [obj for objects in API.values() for obj in objects]
     for name, obj in _public_objects():
-        if isinstance(obj, property) or obj in objects:
+        if isinstance(obj, property) or obj in objects or _generated(name, obj):
             continue
         if any(name == module or name.startswith(module + ".") for module in PENDING):
             continue

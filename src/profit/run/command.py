@@ -133,7 +133,11 @@ class CommandWorker(Worker, label="command"):
         return {**os.environ, "PROFIT_BASE_DIR": self.base_dir}
 
     def run_command(self) -> None:
-        """Run the command through the shell in the current (run) directory."""
+        """Run the command through the shell in the current (run) directory.
+
+        Raises:
+            CommandError: The command failed (a non-zero exit status).
+        """
         import subprocess
         import tempfile
 
@@ -172,6 +176,11 @@ class Preprocessor(Component, registry=True):
     ``prepare(data)`` creates ``run_dir`` and makes it the working directory
     (of the worker process); ``post()`` returns to the previous directory and
     removes the run directory when ``clean``.
+
+    Args:
+        run_dir: The run directory.
+        clean: Remove the run directory in ``post()``.
+        logger_parent: The logger whose child the processor's logger is (else ``profit.run.preprocessor``).
     """
 
     # True for variants with a ``base_dir`` option (where relative paths start), which the
@@ -213,7 +222,11 @@ class Preprocessor(Component, registry=True):
 
     @abstractmethod
     def prepare(self, data: Record | Mapping) -> None:
-        """Create the run directory and enter it (variants then fill it)."""
+        """Create the run directory and enter it (variants then fill it).
+
+        Args:
+            data: The run's input record (or a mapping of name -> value).
+        """
         self._enter_fresh_run_dir()
 
     def post(self) -> None:
@@ -230,6 +243,13 @@ class Preprocessor(Component, registry=True):
         """Register ``f(self, data)`` as a Preprocessor; its options (and defaults) are ``config``.
 
         The run directory exists and is the working directory when ``f`` runs.
+
+        Args:
+            label: The label it is registered under.
+            config: Its options and their defaults.
+
+        Returns:
+            A decorator that makes ``f`` a Preprocessor class.
         """
 
         def prepare(self, data):
@@ -285,6 +305,14 @@ class TemplatePreprocessor(Preprocessor, label="template"):
       ``{name:.3f}`` applies a format; placeholders that are not inputs stay;
     * floats are written so that they read back exactly (``repr``);
     * binary and non-UTF-8 files are copied unchanged.
+
+    Args:
+        run_dir: The run directory.
+        clean: Remove the run directory in ``post()``.
+        path: The template directory, relative to ``base_dir`` (default ``template``, used only if it exists).
+        param_files: The files to fill in (one or a list; default: every regular text file).
+        base_dir: The study's base directory, where a relative ``path`` starts.
+        logger_parent: The logger whose child the processor's logger is.
     """
 
     def __init__(
@@ -314,7 +342,14 @@ class TemplatePreprocessor(Preprocessor, label="template"):
         return os.path.join(self.base_dir, self.path)
 
     def prepare(self, data: Record | Mapping) -> None:
-        """Copy the template to the run directory, fill in the inputs, and enter it."""
+        """Copy the template to the run directory, fill in the inputs, and enter it.
+
+        Args:
+            data: The run's input record (or a mapping of name -> value).
+
+        Raises:
+            ConfigError: A ``path`` was given and the template directory does not exist.
+        """
         template = os.path.abspath(self.template_path)
         if not os.path.isdir(template) and not self.template_required:
             self._enter_fresh_run_dir()
@@ -332,7 +367,12 @@ class TemplatePreprocessor(Preprocessor, label="template"):
 
 
 def copy_template(template: str, run_dir: str) -> None:
-    """Copy ``template`` to ``run_dir``, turning relative symlinks into absolute ones."""
+    """Copy ``template`` to ``run_dir``, turning relative symlinks into absolute ones.
+
+    Args:
+        template: The template directory.
+        run_dir: The run directory (made here).
+    """
     shutil.copytree(template, run_dir, symlinks=True)
     for root, dirs, files in os.walk(run_dir):
         for name in dirs + files:
@@ -346,7 +386,12 @@ def copy_template(template: str, run_dir: str) -> None:
 
 
 def format_value(value: object, spec: str = "") -> str:
-    """Write an input value into a file: floats so that they read back exactly."""
+    """Write an input value into a file: floats so that they read back exactly.
+
+    Args:
+        value: The input value.
+        spec: A format spec (``.3f``), as a placeholder ``{name:.3f}`` gives it.
+    """
     if hasattr(value, "item"):  # a numpy scalar
         value = value.item()
     if spec:
@@ -355,7 +400,12 @@ def format_value(value: object, spec: str = "") -> str:
 
 
 def substitute(text: str, values: Mapping[str, object]) -> str:
-    """Replace the placeholders of inputs in ``text`` (``{{name}}`` if the text contains ``{{``)."""
+    """Replace the placeholders of inputs in ``text`` (``{{name}}`` if the text contains ``{{``).
+
+    Args:
+        text: The text of a file.
+        values: The inputs: name -> value.
+    """
     if not values:
         return text
     names = "|".join(re.escape(name) for name in sorted(values, key=len, reverse=True))
@@ -368,7 +418,13 @@ def substitute(text: str, values: Mapping[str, object]) -> str:
 
 
 def fill_templates(run_dir: str, values: Mapping[str, object], param_files: list[str] | None = None) -> None:
-    """Substitute ``values`` in the regular text files of ``run_dir`` (or only ``param_files``)."""
+    """Substitute ``values`` in the regular text files of ``run_dir`` (or only ``param_files``).
+
+    Args:
+        run_dir: The run directory.
+        values: The inputs: name -> value.
+        param_files: The files to fill in (default: every regular text file).
+    """
     for root, _, files in os.walk(run_dir):
         for name in files:
             path = os.path.join(root, name)
@@ -399,18 +455,34 @@ def fill_templates(run_dir: str, values: Mapping[str, object], param_files: list
 
 
 class Postprocessor(Component, registry=True):
-    """Read a run's results into its output record (``retrieve(data)``)."""
+    """Read a run's results into its output record (``retrieve(data)``).
+
+    Args:
+        logger_parent: The logger whose child the processor's logger is (else ``profit.run.postprocessor``).
+    """
 
     def __init__(self, *, logger_parent: logging.Logger | None = None):
         self._logger_parent = logger_parent
 
     @abstractmethod
     def retrieve(self, data: Record | Mapping) -> None:
-        """Fill the output record ``data`` from the files the simulation wrote."""
+        """Fill the output record ``data`` from the files the simulation wrote.
+
+        Args:
+            data: The run's output record (or a mapping of name -> value).
+        """
 
     @classmethod
     def wrap(cls, label: str, config: Mapping = {}) -> Callable[[Callable], type[Postprocessor]]:
-        """Register ``f(self, data)`` as a Postprocessor; its options (and defaults) are ``config``."""
+        """Register ``f(self, data)`` as a Postprocessor; its options (and defaults) are ``config``.
+
+        Args:
+            label: The label it is registered under.
+            config: Its options and their defaults.
+
+        Returns:
+            A decorator that makes ``f`` a Postprocessor class.
+        """
 
         def retrieve(self, data):
             """Call the registered function with this processor and the output record ``data``."""
@@ -421,7 +493,14 @@ class Postprocessor(Component, registry=True):
 
 def field_names(data: object) -> tuple[str, ...]:
     """The names of a run's inputs or outputs in ``data``: a record's fields (numpy, StructRecord)
-    or a mapping's keys (a plain ``{name: value}`` dict, as proFit's processors also take)."""
+    or a mapping's keys (a plain ``{name: value}`` dict, as proFit's processors also take).
+
+    Args:
+        data: A record or a mapping.
+
+    Raises:
+        ConfigError: ``data`` is neither.
+    """
     names = getattr(getattr(data, "dtype", None), "names", None)
     if names is not None:
         return tuple(names)
