@@ -106,7 +106,6 @@ PENDING = {
     "profit.plots",
     "profit.run.config",
     "profit.run.events",
-    "profit.run.functions",
     "profit.run.handles",
     "profit.run.includes",
     "profit.run.lanes",

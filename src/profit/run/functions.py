@@ -66,9 +66,13 @@ MAX_ROW_ELEMENTS = 1024
 def function_reference(func: Callable, *, forked: bool, folder: str) -> dict[str, str]:
     """The worker config keys that let a worker find ``func``: ``function`` (and ``path``).
 
-    ``forked``: the workers are forked from this process (they inherit its memory).
-    ``folder``: where a pickled function is written (the runner's work directory).
-    Raises :class:`ConfigError` (one sentence) for a function a worker cannot get.
+    Args:
+        func: The function.
+        forked: The workers are forked from this process (they inherit its memory).
+        folder: Where a pickled function is written (the runner's work directory).
+
+    Raises:
+        ConfigError: (One sentence) for a function a worker cannot get.
     """
     if not callable(func):
         raise ConfigError(f"worker {func!r} is neither a Worker label nor a function")
@@ -92,7 +96,11 @@ def function_reference(func: Callable, *, forked: bool, folder: str) -> dict[str
 
 def forget_reference(reference: str) -> None:
     """One user of an in-process reference (a runner that closed) no longer needs it; the function
-    is let go when none does."""
+    is let go when none does.
+
+    Args:
+        reference: The in-process reference (``@...``).
+    """
     count = _REFERENCES.get(reference, 0) - 1
     if count > 0:
         _REFERENCES[reference] = count
@@ -103,7 +111,11 @@ def forget_reference(reference: str) -> None:
 
 def importable_name(func: object) -> tuple[str, str] | None:
     """``("module:qualname", directory)`` when another process can import ``func`` by name (the
-    directory to put on ``sys.path`` for its module, or ""); None when it cannot."""
+    directory to put on ``sys.path`` for its module, or ""); None when it cannot.
+
+    Args:
+        func: The function.
+    """
     module_name = getattr(func, "__module__", None)
     qualname = getattr(func, "__qualname__", None)
     if not isinstance(module_name, str) or not isinstance(qualname, str) or module_name == "__main__":
@@ -133,7 +145,15 @@ def _import_root(module: object) -> str:
 
 
 def pickle_function(func: Callable, folder: str) -> str:
-    """Write ``func`` pickled into ``folder/.profit-functions/`` (named by its content); its path."""
+    """Write ``func`` pickled into ``folder/.profit-functions/`` (named by its content); its path.
+
+    Args:
+        func: The function.
+        folder: The runner's work directory.
+
+    Returns:
+        The path of the pickle.
+    """
     import hashlib
 
     data = pickled(func, what=f"function {_describe(func)}", fork_helps=True)
@@ -151,7 +171,11 @@ def canonical_digest(value: object) -> bytes:
     """A digest of ``value`` that is the same in every process: its pickle, with the items of every
     set (within tuples, lists and dicts) in a fixed order. For the memo's keys; the pickle itself goes
     unchanged to the worker. (Sets inside other objects keep their order: such a call is recalled only
-    by chance, never wrongly.)"""
+    by chance, never wrongly.)
+
+    Args:
+        value: What is pickled (a call's arguments).
+    """
     import hashlib
     import pickle
 
@@ -174,7 +198,17 @@ def _canonical(value: object) -> object:
 
 def pickled_call(args: tuple, kwargs: dict, *, what: str, forked: bool) -> tuple[bytes, bytes]:
     """The arguments of a call pickled (see :func:`pickled`), and the digest that keys them in a memo:
-    the same for the same arguments in every process (:func:`canonical_digest` where they hold sets)."""
+    the same for the same arguments in every process (:func:`canonical_digest` where they hold sets).
+
+    Args:
+        args: The call's positional arguments.
+        kwargs: Its keyword arguments.
+        what: What they are, for the error message (``an argument of f``).
+        forked: The worker is forked from this process (see :func:`pickled`).
+
+    Returns:
+        The pickle and its digest.
+    """
     import hashlib
 
     payload = pickled((args, kwargs), what=what, forked=forked)
@@ -189,7 +223,17 @@ def pickled(value: object, *, what: str, forked: bool = False, fork_helps: bool 
     cannot import by name: defined in ``__main__``, a notebook or another function); ConfigError
     saying what cannot be sent and what would work. ``forked``: the worker is forked from this
     process and has its ``__main__``, so plain pickle does. ``fork_helps``: a forked worker would not
-    need ``value`` pickled (a function: it finds it in memory), which the sentence then says."""
+    need ``value`` pickled (a function: it finds it in memory), which the sentence then says.
+
+    Args:
+        value: What is sent.
+        what: What it is, for the error message.
+        forked: The worker is forked from this process and has its ``__main__``, so plain pickle does.
+        fork_helps: A forked worker would not need ``value`` pickled.
+
+    Raises:
+        ConfigError: ``value`` cannot be sent; says what would work.
+    """
     import io
     import pickle
 
@@ -258,7 +302,16 @@ def _describe(value: object) -> str:
 
 
 def resolve_function(reference: str, path: str | None = None) -> Callable:
-    """In a worker process: the function a reference names (see :func:`function_reference`)."""
+    """In a worker process: the function a reference names (see :func:`function_reference`).
+
+    Args:
+        reference: The reference: ``@...`` (in the runner's memory), ``pickle:<file>`` or ``module:qualname``.
+        path: The directory to put on ``sys.path`` for the function's module.
+
+    Raises:
+        ConfigError: The function cannot be found: it lives in the memory of a runner this worker was not
+            forked from, its module cannot be imported or has no such name, or it is not callable.
+    """
     key = (reference, path)
     found = _RESOLVED.get(key)
     if found is not None:
@@ -313,7 +366,11 @@ def function_identity(func: object) -> str:
     its code does: module and qualified name, its code (instructions, constants, names, nested
     functions), its default values; for a callable object, its class and its attributes, each in
     the same way; for ``functools.partial``, the function and its bound arguments. Globals the
-    function reads and the functions it calls are not part of it."""
+    function reads and the functions it calls are not part of it.
+
+    Args:
+        func: The function (or callable object, or ``functools.partial``).
+    """
     import hashlib
 
     digest = hashlib.sha256()
@@ -404,7 +461,12 @@ def call_signature(args: Sequence, kwargs: Mapping[str, object]) -> tuple | None
     """How the arguments of a call travel in a run's row: one entry per argument,
     ``(keyword or None, kind, dtype, shape)`` with ``kind`` one of ``float``, ``int``, ``bool``
     (Python numbers), ``scalar`` (a numpy number) or ``array`` (a numeric numpy array);
-    None when an argument is none of these (the call then travels pickled)."""
+    None when an argument is none of these (the call then travels pickled).
+
+    Args:
+        args: The call's positional arguments.
+        kwargs: Its keyword arguments.
+    """
     import numpy
 
     entries = []
@@ -438,7 +500,13 @@ def call_signature(args: Sequence, kwargs: Mapping[str, object]) -> tuple | None
 
 
 def flat_values(args: Sequence, kwargs: Mapping[str, object], signature: tuple) -> tuple:
-    """The arguments of a call as one flat tuple of numbers, in the order of the row's fields."""
+    """The arguments of a call as one flat tuple of numbers, in the order of the row's fields.
+
+    Args:
+        args: The call's positional arguments.
+        kwargs: Its keyword arguments.
+        signature: Their :func:`call_signature`.
+    """
     values: list = []
     for arg in [*args, *kwargs.values()]:
         if type(arg) in (float, int, bool):
@@ -453,7 +521,12 @@ def flat_values(args: Sequence, kwargs: Mapping[str, object], signature: tuple) 
 def signature_fields(signature: tuple, parameter_names: Sequence[str]) -> list[list[str]]:
     """The row's field names of each argument: the parameter's name (``theta``; an array's
     elements ``theta_0``, ``theta_1``, ...), ``arg0``... where no name is known; never a name
-    the run system or the result uses."""
+    the run system or the result uses.
+
+    Args:
+        signature: The call's :func:`call_signature`.
+        parameter_names: The names of the function's parameters.
+    """
     taken = {"result", "result_kind"}
     fields: list[list[str]] = []
     for index, (keyword, _kind, _dtype, shape) in enumerate(signature):
@@ -496,7 +569,11 @@ def _arguments(record: Any, signature: Sequence, fields: Sequence[Sequence[str]]
 
 
 def result_code(value: object) -> tuple[int, float]:
-    """How a result travels: (``result_kind``, ``result``); PICKLED for what a float cannot hold."""
+    """How a result travels: (``result_kind``, ``result``); PICKLED for what a float cannot hold.
+
+    Args:
+        value: The function's result.
+    """
     kind = type(value)
     if kind is float:
         return FLOAT, value  # type: ignore[return-value]
@@ -512,7 +589,16 @@ def result_code(value: object) -> tuple[int, float]:
 
 
 def result_value(kind: int, number: float, pickle_path: str) -> object:
-    """The result a worker handed back (see :func:`result_code`)."""
+    """The result a worker handed back (see :func:`result_code`).
+
+    Args:
+        kind: The ``result_kind``.
+        number: The ``result``.
+        pickle_path: Where a pickled result is (see :func:`result_path`).
+
+    Raises:
+        WorkerError: The kind is unknown.
+    """
     if kind == FLOAT:
         return number
     if kind == FLOAT64:
@@ -534,7 +620,12 @@ def result_value(kind: int, number: float, pickle_path: str) -> object:
 
 
 def result_path(folder: str, run_id: int) -> str:
-    """Where run ``run_id`` leaves a result that travels pickled."""
+    """Where run ``run_id`` leaves a result that travels pickled.
+
+    Args:
+        folder: The directory of the pickled results.
+        run_id: The run.
+    """
     return os.path.join(folder, f"{run_id}.pkl")
 
 
