@@ -81,10 +81,14 @@ def batch_script(
 ) -> str:
     """The batch script of every run of a study (a pure function of the options).
 
-    ``options`` become ``#SBATCH --key=value`` lines (``True``: ``--key`` alone);
-    ``cpus`` is the CPUs of one run (``'all'`` or 0: a whole node, exclusively);
-    ``openmp`` exports ``OMP_NUM_THREADS`` to match. An array task adds its index to
-    ``PROFIT_RUN_ID`` through ``PROFIT_ARRAY_ID``.
+    An array task adds its index to ``PROFIT_RUN_ID`` through ``PROFIT_ARRAY_ID``.
+
+    Args:
+        command: The command that runs a run (the worker).
+        cpus: The CPUs of one run (``'all'`` or 0: a whole node, exclusively).
+        openmp: Export ``OMP_NUM_THREADS`` to match ``cpus``.
+        options: Become ``#SBATCH --key=value`` lines (``True``: ``--key`` alone).
+        output: Where Slurm writes the job's output (``--output``), unless ``options`` say.
     """
     whole_node = cpus in ("all", 0)
     lines = ["#!/bin/bash", "# Written by profit's SlurmRunner: one run per job or array task."]
@@ -115,7 +119,12 @@ def batch_script(
 
 
 def array_spec(indices: Iterable[int], parallel: int = 0) -> str:
-    """``[0, 1, 2, 5, 7, 8]`` -> ``'0-2,5,7-8'``, with ``%parallel`` when that is > 0."""
+    """``[0, 1, 2, 5, 7, 8]`` -> ``'0-2,5,7-8'``, with ``%parallel`` when that is > 0.
+
+    Args:
+        indices: The array's task indices.
+        parallel: The most tasks Slurm runs at once (0: no bound).
+    """
     parts: list[str] = []
     indices = sorted(indices)
     start = previous = None
@@ -130,7 +139,12 @@ def array_spec(indices: Iterable[int], parallel: int = 0) -> str:
 
 
 def array_chunks(run_ids: Iterable[int], max_array_size: int) -> list[tuple[int, list[int]]]:
-    """Split run ids into arrays: ``(base run id, task indices)`` with every index < ``max_array_size``."""
+    """Split run ids into arrays: ``(base run id, task indices)`` with every index < ``max_array_size``.
+
+    Args:
+        run_ids: The runs.
+        max_array_size: Slurm's ``MaxArraySize``.
+    """
     chunks: list[tuple[int, list[int]]] = []
     for run_id in sorted(run_ids):
         if chunks and run_id - chunks[-1][0] < max_array_size:
@@ -141,7 +155,14 @@ def array_chunks(run_ids: Iterable[int], max_array_size: int) -> list[tuple[int,
 
 
 def parse_job_id(stdout: str) -> str:
-    """The job id from ``sbatch --parsable`` (``'123'`` or ``'123;cluster'``)."""
+    """The job id from ``sbatch --parsable`` (``'123'`` or ``'123;cluster'``).
+
+    Args:
+        stdout: What sbatch printed.
+
+    Raises:
+        SchedulerError: It printed no job id.
+    """
     first = stdout.strip().splitlines()[0] if stdout.strip() else ""
     job_id = first.split(";", 1)[0].strip()
     if not job_id.isdigit():
@@ -150,7 +171,11 @@ def parse_job_id(stdout: str) -> str:
 
 
 def parse_max_array_size(scontrol_config: str) -> int:
-    """``MaxArraySize`` from ``scontrol show config`` (Slurm's default if it is not there)."""
+    """``MaxArraySize`` from ``scontrol show config`` (Slurm's default if it is not there).
+
+    Args:
+        scontrol_config: What ``scontrol show config`` printed.
+    """
     match = re.search(r"^\s*MaxArraySize\s*=\s*(\d+)", scontrol_config, re.MULTILINE)
     return int(match.group(1)) if match else DEFAULT_MAX_ARRAY_SIZE
 
@@ -167,7 +192,14 @@ class JobRecord(namedtuple("JobRecord", ["job_id", "state", "exit_code", "signal
 
 
 def sacct_command(job_ids: Iterable[str]) -> list[str]:
-    """Jobs and their steps (a step tells a signal that the job's own exit code hides)."""
+    """Jobs and their steps (a step tells a signal that the job's own exit code hides).
+
+    Args:
+        job_ids: The jobs to ask about.
+
+    Returns:
+        The sacct command line.
+    """
     return ["sacct", "-n", "-P", "-o", "JobID,State,ExitCode", "-j", ",".join(sorted(set(job_ids)))]
 
 
@@ -180,6 +212,9 @@ def parse_sacct(stdout: str) -> dict[str, JobRecord]:
 
     Array tasks that never started share one line (``123_[5-9,12%2]``): it
     stands for each of them.
+
+    Args:
+        stdout: What sacct printed.
     """
     records = {}
     for line in stdout.splitlines():
@@ -229,7 +264,11 @@ class JobEnd(namedtuple("JobEnd", ["record", "step"], defaults=[None])):
         return self.record.state == "COMPLETED"
 
     def describe(self, *, through_shell: bool = False) -> str:
-        """E.g. 'exited with code 3 (Slurm job 12_3: FAILED)', 'ran out of memory (Slurm job 12: OUT_OF_MEMORY)'."""
+        """E.g. 'exited with code 3 (Slurm job 12_3: FAILED)', 'ran out of memory (Slurm job 12: OUT_OF_MEMORY)'.
+
+        Args:
+            through_shell: Changes nothing (a job's code is always read as through a shell).
+        """
         record = self.record
         state = f"{record.state} {record.detail}".strip()
         where = f"(Slurm job {record.job_id}: {state})"
@@ -245,7 +284,14 @@ class JobEnd(namedtuple("JobEnd", ["record", "step"], defaults=[None])):
 
 class SlurmCommands:
     """Runs Slurm's commands: transient failures are retried with backoff, others raise
-    :class:`SchedulerError` with the command's stderr."""
+    :class:`SchedulerError` with the command's stderr.
+
+    Args:
+        logger: Where retries are logged.
+        retries: How often a failed command is tried again.
+        retry_sleep: Seconds before the first retry (doubled for each next one).
+        timeout: Seconds a command may take.
+    """
 
     def __init__(self, logger: logging.Logger, retries: int = 3, retry_sleep: float = 1.0, timeout: float = 60.0):
         self.logger, self.retries, self.retry_sleep, self.timeout = logger, retries, retry_sleep, timeout
@@ -263,6 +309,17 @@ class SlurmCommands:
 
         A command that is not ``idempotent`` (sbatch) is not retried after a failure
         that leaves open whether it took effect (a timeout).
+
+        Args:
+            argv: The command.
+            env: Its environment (default: this process's).
+            cwd: Its working directory.
+            retries: How often it is tried again (default: the instance's ``retries``).
+            idempotent: Whether it may be run again after such a failure.
+
+        Raises:
+            SchedulerNotFound: The command is not on ``PATH``.
+            SchedulerError: The command failed for good.
         """
         import subprocess  # here: every worker process imports this module
 
@@ -319,6 +376,10 @@ class SlurmJob(RunHandle):
     It has no process here (``tree()`` is None): the runner polls it and settles
     it when its results arrive or, after ``sacct`` reported the job ended
     without them, when :meth:`poll` returns the scheduler's verdict.
+
+    Args:
+        job_id: ``'123'`` or ``'123_4'``: what sacct and scancel take.
+        array_job: ``'123'``: what sacct is asked about.
     """
 
     notice = Notice.POLL
@@ -348,6 +409,10 @@ class SlurmJob(RunHandle):
         one that carries the array's id), so it is never taken as this task's.
         Only after this runner cancelled the task (``cancelled``) does a
         CANCELLED bare line count: it then stands for the tasks that never started.
+
+        Args:
+            records: sacct's records by job id (:func:`parse_sacct`).
+            cancelled: This runner cancelled the task.
         """
         record = records.get(self.job_id)
         if record is None and cancelled and self.job_id != self.array_job:
@@ -363,6 +428,12 @@ class PackedJob(SlurmJob):
     ``pack_dir`` is where the task loop (:mod:`profit.run.packed`) notes which
     runs it started and how each ended; ``ended`` is set from there (an exit
     status), or from the task's verdict for the run in flight when it ended.
+
+    Args:
+        job_id: The array task's id (``'123_4'``).
+        array_job: The array's id (``'123'``).
+        pack_dir: Where the task loop notes which runs it started and how each ended.
+        task_runs: Every run of its task.
     """
 
     def __init__(self, job_id: str, array_job: str, pack_dir: str, task_runs: list[int]):
@@ -374,7 +445,12 @@ class PackedJob(SlurmJob):
         return f"<PackedJob {self.job_id}>"
 
     def noted(self, run_id: int, what: str) -> bool:
-        """Whether the task loop noted ``what`` (``start``, ``end``) of ``run_id``."""
+        """Whether the task loop noted ``what`` (``start``, ``end``) of ``run_id``.
+
+        Args:
+            run_id: The run.
+            what: ``start`` or ``end``.
+        """
         return os.path.exists(os.path.join(self.pack_dir, f"{run_id}.{what}"))
 
 
@@ -385,7 +461,11 @@ class Refused(namedtuple("Refused", ["reason"])):
     success = False
 
     def describe(self, *, through_shell: bool = False) -> str:
-        """'was <reason>' (``through_shell`` changes nothing)."""
+        """'was <reason>' (``through_shell`` changes nothing).
+
+        Args:
+            through_shell: Changes nothing.
+        """
         return f"was {self.reason}"
 
 
@@ -528,7 +608,11 @@ class SlurmRunner(Runner, label="slurm"):
 
     @classmethod
     def end_jobs(cls, job_ids: Iterable[str]) -> None:
-        """Cancel jobs of an earlier runner of the study (one that was killed); ended ones are ignored."""
+        """Cancel jobs of an earlier runner of the study (one that was killed); ended ones are ignored.
+
+        Args:
+            job_ids: The jobs.
+        """
         commands = SlurmCommands(logging.getLogger("profit.run.slurm"))
         try:
             commands.run(["scancel", *job_ids])
@@ -716,6 +800,11 @@ class SlurmRunner(Runner, label="slurm"):
 
         Unlike the first build's ``respawn_array``, it returns when the runs have
         ended (or ``stop()`` said so), not as soon as the arrays are submitted.
+
+        Args:
+            run_ids: The runs (as :meth:`drive` takes them).
+            stop: Called while the loop runs; True ends it.
+            tick: Called at least every half second while the loop waits.
         """
         self.drive(run_ids, stop=stop, tick=tick)
 
