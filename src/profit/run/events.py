@@ -30,27 +30,49 @@ class EventLoop:
     # --- descriptors -----------------------------------------------------------------
 
     def watch(self, fd: int, data: object) -> None:
-        """Wake :meth:`wait` when ``fd`` becomes readable; it then returns ``data``."""
+        """Wake :meth:`wait` when ``fd`` becomes readable; it then returns ``data``.
+
+        Args:
+            fd: The descriptor.
+            data: What :meth:`wait` returns for it.
+        """
         self._selector.register(fd, selectors.EVENT_READ, data)
 
     def unwatch(self, fd: int) -> None:
-        """Stop watching ``fd`` (before it is closed)."""
+        """Stop watching ``fd`` (before it is closed).
+
+        Args:
+            fd: The descriptor.
+        """
         self._selector.unregister(fd)
 
     def watching(self, fd: int) -> bool:
-        """Whether ``fd`` is watched."""
+        """Whether ``fd`` is watched.
+
+        Args:
+            fd: The descriptor.
+        """
         return fd in self._selector.get_map()
 
     # --- deadlines ---------------------------------------------------------------------
 
     def set_deadline(self, run_id: int, seconds: float) -> None:
-        """``run_id`` is due ``seconds`` from now (replacing an earlier deadline of it)."""
+        """``run_id`` is due ``seconds`` from now (replacing an earlier deadline of it).
+
+        Args:
+            run_id: The run.
+            seconds: Seconds from now.
+        """
         deadline = time.monotonic() + seconds
         self._deadline_of[run_id] = deadline
         heapq.heappush(self._deadlines, (deadline, run_id))
 
     def clear_deadline(self, run_id: int) -> None:
-        """``run_id`` has no deadline any more (its entry in the heap is skipped when it comes up)."""
+        """``run_id`` has no deadline any more (its entry in the heap is skipped when it comes up).
+
+        Args:
+            run_id: The run.
+        """
         self._deadline_of.pop(run_id, None)
 
     @property
@@ -73,7 +95,15 @@ class EventLoop:
 
     def wait(self, timeout: float | None, poll_interval: float | None = None) -> list[object]:
         """Block until a watched descriptor is ready, the next deadline, ``poll_interval``
-        or ``timeout`` seconds (None: no bound); return the data of the ready descriptors."""
+        or ``timeout`` seconds (None: no bound); return the data of the ready descriptors.
+
+        Args:
+            timeout: The most seconds to wait (None: no bound).
+            poll_interval: Seconds after which to return in any case (None: none).
+
+        Returns:
+            The data of the ready descriptors.
+        """
         for bound in (poll_interval, self._until_deadline()):
             if bound is not None:
                 timeout = bound if timeout is None else min(timeout, bound)

@@ -98,6 +98,9 @@ class ForeignHandle(RunHandle):
     ``multiprocessing.Process`` when it has an ``exitcode``; other objects only
     through the interface (the worker transmitted). ``stop()`` calls the
     object's ``terminate()`` if it has one.
+
+    Args:
+        obj: The object in ``runner.runs``.
     """
 
     __slots__ = ("obj",)
@@ -130,5 +133,9 @@ class ForeignHandle(RunHandle):
 
 
 def as_handle(obj: object) -> RunHandle:
-    """``obj`` itself if it is a :class:`RunHandle`, else a :class:`ForeignHandle` reading it."""
+    """``obj`` itself if it is a :class:`RunHandle`, else a :class:`ForeignHandle` reading it.
+
+    Args:
+        obj: A handle, or an object a proFit-style runner put into ``runner.runs``.
+    """
     return obj if isinstance(obj, RunHandle) else ForeignHandle(obj)

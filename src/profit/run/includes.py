@@ -24,8 +24,11 @@ _loaded: dict[str, str] = {}  # absolute path -> module name
 def load_includes(paths: Iterable[str] | str) -> None:
     """Import each file once (by absolute path); custom components register on import.
 
-    Raises :class:`ConfigError` naming the file and its error in one line when a
-    file is missing or fails to import.
+    Args:
+        paths: The files (one path or several).
+
+    Raises:
+        ConfigError: A file is missing or fails to import (naming the file and its error in one line).
     """
     if isinstance(paths, str):
         paths = [paths]
@@ -78,6 +81,12 @@ def env_includes(env: Mapping[str, str] | None = None) -> list[str]:
     """The include files listed in ``PROFIT_INCLUDES`` of ``env`` (default: this process's environment).
 
     A JSON list of paths (a single path, or a JSON string, is one file); unset or empty: none.
+
+    Args:
+        env: The environment (default: this process's).
+
+    Raises:
+        ConfigError: The variable is neither a path nor a JSON list of paths.
     """
     env = os.environ if env is None else env
     text = env.get("PROFIT_INCLUDES", "").strip()
@@ -100,6 +109,10 @@ def env_includes(env: Mapping[str, str] | None = None) -> list[str]:
 
 def worker_includes(env: Mapping[str, str] | None = None) -> list[str]:
     """What workers get as ``PROFIT_INCLUDES``: the files of the caller's ``PROFIT_INCLUDES``
-    (absolute paths) and those loaded in this process, each once, in that order."""
+    (absolute paths) and those loaded in this process, each once, in that order.
+
+    Args:
+        env: The caller's environment (default: this process's).
+    """
     paths = [os.path.abspath(path) for path in env_includes(env)] + loaded_includes()
     return list(dict.fromkeys(paths))

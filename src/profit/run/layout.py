@@ -32,17 +32,30 @@ _RUN_DIR = r"run_\d+"
 
 def study_base_dir(given: str | None = None) -> str:
     """Where a study's relative paths (a template) start: ``given``, else ``PROFIT_BASE_DIR``
-    (what the runner hands every worker), else the current directory."""
+    (what the runner hands every worker), else the current directory.
+
+    Args:
+        given: The base directory, if one was given.
+    """
     return given or os.environ.get("PROFIT_BASE_DIR") or os.getcwd()
 
 
 def run_dir_name(run_id: int) -> str:
-    """The run directory of a run, relative to the work directory: ``run_007``."""
+    """The run directory of a run, relative to the work directory: ``run_007``.
+
+    Args:
+        run_id: The run.
+    """
     return f"run_{run_id:03d}"
 
 
 def run_log_file(log_path: str, run_id: int) -> str:
-    """The log file of a run: ``{log_path}/run_{run_id:03d}.log``."""
+    """The log file of a run: ``{log_path}/run_{run_id:03d}.log``.
+
+    Args:
+        log_path: The directory of the run logs.
+        run_id: The run.
+    """
     return os.path.join(log_path, f"{run_dir_name(run_id)}.log")
 
 
@@ -53,6 +66,11 @@ def begin_run_log(work_dir: str, log_path: str, run_id: int) -> None:
     quotes its last line never quotes an earlier attempt, or a run of an earlier
     study in the same directory (``--restart``); the previous attempt's lines stay
     readable beside it (one attempt back).
+
+    Args:
+        work_dir: The work directory.
+        log_path: The directory of the run logs, relative to ``work_dir``.
+        run_id: The run.
     """
     path = os.path.join(work_dir, run_log_file(log_path, run_id))
     try:
@@ -70,8 +88,15 @@ def clean_work_dir(work_dir: str, *, log_path: str = LOG_DIR, files: Iterable[st
     """Remove run directories, the log directory, ``files`` (names in ``work_dir``) and the
     temporary files of writers that were killed (:func:`~._files.remove_stale_temporaries`).
 
-    Returns the names removed, sorted. Anything else in the directory (results,
-    the user's own files) stays.
+    Anything else in the directory (results, the user's own files) stays.
+
+    Args:
+        work_dir: The work directory.
+        log_path: The log directory, relative to ``work_dir``.
+        files: Names of files in ``work_dir`` to remove.
+
+    Returns:
+        The names removed, sorted.
     """
     import re  # here: every worker process imports this module, and only cleaning needs these
     import shutil

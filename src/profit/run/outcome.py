@@ -64,11 +64,14 @@ def decide(
 ) -> RunStatus | Retry:
     """The run's final status, or a :class:`Retry` when it failed with retries left.
 
-    ``retries`` is how often a failed run is run again; ``may_retry`` is False
-    where a failure must be final (a run that ended while it was being
-    cancelled). ``through_shell`` explains shell exit codes (127: not found).
-    ``last_log_line`` is called only when the reason is an exit status;
-    ``left_behind`` (where to look: the run's log, its kept directory) only for a timeout.
+    Args:
+        seen: What was observed of the run.
+        retries: How often a failed run is run again.
+        may_retry: False where a failure must be final (a run that ended while it was being cancelled).
+        timeout: The run's timeout in seconds (for the reason of a run that timed out).
+        through_shell: Explains shell exit codes (127: not found).
+        last_log_line: Called only when the reason is an exit status.
+        left_behind: Where to look (the run's log, its kept directory); called only for a timeout.
     """
     if seen.transmitted:
         return RunStatus(seen.run_id, RunState.DONE)
@@ -88,7 +91,13 @@ def decide(
 
 
 def failure_reason(seen: Observation, *, through_shell: bool, last_log_line: Callable[[], str]) -> str:
-    """Why a run that did not transmit failed: what its worker said, else how its process ended."""
+    """Why a run that did not transmit failed: what its worker said, else how its process ended.
+
+    Args:
+        seen: What was observed of the run.
+        through_shell: Explains shell exit codes (127: not found).
+        last_log_line: The last line of the run's log (called when the reason is an exit status).
+    """
     if seen.reported:
         return seen.reported
     if seen.ending is None:

@@ -35,7 +35,12 @@ _child: ChildProcess | None = None
 
 
 def write_json(path: str, data: object) -> None:
-    """Write ``data`` to ``path`` whole (a reader never sees half of it)."""
+    """Write ``data`` to ``path`` whole (a reader never sees half of it).
+
+    Args:
+        path: The file.
+        data: What is written (as JSON).
+    """
     temporary = f"{path}.{os.getpid()}.tmp"
     with open(temporary, "w") as file:
         json.dump(data, file)
@@ -43,7 +48,11 @@ def write_json(path: str, data: object) -> None:
 
 
 def job_end_time(env: dict[str, str]) -> float | None:
-    """When the job's time limit ends (seconds since the epoch), where Slurm tells; else None."""
+    """When the job's time limit ends (seconds since the epoch), where Slurm tells; else None.
+
+    Args:
+        env: The job's environment.
+    """
     value = env.get("SLURM_JOB_END_TIME", "")
     if value.isdigit():
         return float(value)
@@ -73,13 +82,25 @@ def _on_term(signum: int, frame: object) -> None:
 
 
 def start_program(argv: list[str], run_id: int, env: dict[str, str]) -> ChildProcess:
-    """Start the run as a program of its own (a custom worker command), in a session of its own."""
+    """Start the run as a program of its own (a custom worker command), in a session of its own.
+
+    Args:
+        argv: The worker command.
+        run_id: The run.
+        env: The environment of the task.
+    """
     process = subprocess.Popen(argv, env={**env, "PROFIT_RUN_ID": str(run_id)}, start_new_session=True)
     return ChildProcess(process.pid, process)
 
 
 def run_one(process: ChildProcess, timeout: float | None, cancel_path: str) -> dict:
-    """Wait for a run's process; return how it ended (for its ``.end`` file)."""
+    """Wait for a run's process; return how it ended (for its ``.end`` file).
+
+    Args:
+        process: The run's process.
+        timeout: The run's timeout in seconds (None: none).
+        cancel_path: A file whose appearance cancels the run.
+    """
     global _child
     _child = process
     started = time.monotonic()
