@@ -274,3 +274,18 @@ def test_processes_are_found_with_and_without_proc(tmp_path, monkeypatch, reader
         process.wait()
     assert _proc.group_members(process.pid) == []
     assert _proc.marked_processes(str(tmp_path)) == []
+
+
+@pytest.mark.skipif(not exitwatch.pidfd_available(), reason="no pidfds here")
+def test_processes_to_end_are_pinned_by_a_pidfd_whichever_backend_watches(monkeypatch):
+    """Pinning is not watching: with PROFIT_EXIT_WATCH=poll, a process to end is still held by a pidfd,
+    so that a pid reused during the grace time is never signalled."""
+    from profit.run._proc import _Processes
+
+    monkeypatch.setenv(exitwatch.ENV, "poll")
+    child = subprocess.Popen(["sleep", "30"])
+    held = _Processes()
+    held.add([child.pid])
+    assert held.held[child.pid] is not None  # a descriptor, not the bare pid
+    held.end(timeout=5)
+    assert not alive(child.pid)  # (ended, and reaped by end())

@@ -17,6 +17,7 @@ from collections import namedtuple
 from collections.abc import Callable, Sequence
 
 from . import exitwatch
+from .errors import ConfigError
 from .handles import Notice, RunHandle
 
 TYPE_CHECKING = False  # (typing costs every worker process its import)
@@ -131,7 +132,10 @@ class ChildProcess(RunHandle):
         self.pid = pid
         self._popen = popen  # kept so that subprocess does not reap behind our back
         self.status: ExitStatus | None = None
-        self._fd = exitwatch.watch(pid)
+        try:
+            self._fd = exitwatch.watch(pid)
+        except ConfigError:  # (PROFIT_EXIT_WATCH changed to a bad value since the runner checked it:
+            self._fd = None  # the child exists now, and must not go unwatched: it is polled)
         self.notice = Notice.EVENT if self._fd is not None else Notice.POLL
 
     def tree(self) -> ChildProcess:
@@ -619,14 +623,16 @@ class _Processes:
 
     def __init__(self) -> None:
         self.held: dict[int, int | None] = {}  # pid -> exit watch descriptor
-        self._pidfds = exitwatch.backend() == "pidfd"
+        # Pinning is not watching: wherever pidfds work, they hold the processes to end, whichever
+        # way exits are watched (PROFIT_EXIT_WATCH=poll must not signal a reused pid).
+        self._pidfds = exitwatch.pidfd_available()
 
     def add(self, pids: Sequence[int]) -> None:
         for pid in pids:
             if pid in self.held:
                 continue
             try:
-                self.held[pid] = exitwatch.watch(pid, child=False)
+                self.held[pid] = os.pidfd_open(pid) if self._pidfds else exitwatch.watch(pid, child=False)
             except ProcessLookupError:
                 continue  # gone already
             except OSError:

@@ -47,7 +47,12 @@ _kqueues: dict[int, Any] = {}  # descriptor -> its kqueue (kept alive until unwa
 _NO_DESCRIPTOR = (errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOSYS)
 
 
-def _pidfd_available() -> bool:
+def pidfd_available() -> bool:
+    """Whether pidfds work here (probed once: ``os.pidfd_open`` may exist on a kernel that refuses it).
+
+    Returns:
+        True where a pidfd can hold a process, whichever backend watches exits.
+    """
     global _pidfd_works
     if _pidfd_works is None:
         _pidfd_works = False
@@ -62,7 +67,7 @@ def _pidfd_available() -> bool:
 
 def available() -> list[str]:
     """The backends that work here, best first (``poll`` always)."""
-    found = ["pidfd"] if _pidfd_available() else []
+    found = ["pidfd"] if pidfd_available() else []
     if HAVE_KQUEUE:
         found.append("kqueue")
     return [*found, "poll"]
