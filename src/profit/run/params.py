@@ -42,7 +42,14 @@ def _pandas_kind(value: object) -> str | None:
 def parameter_rows(params_array: object) -> Iterable:
     """Many runs' parameters as rows :func:`input_row` takes: a pandas DataFrame as its records
     (one per row, fields named by its columns); a structured array, a sequence or any iterable of
-    mappings and records as it is."""
+    mappings and records as it is.
+
+    Args:
+        params_array: The parameter sets.
+
+    Raises:
+        ParameterError: ``params_array`` is not many parameter sets.
+    """
     if _pandas_kind(params_array) == "DataFrame":
         return params_array.to_records(index=False)  # type: ignore[attr-defined]
     if isinstance(params_array, (str, bytes, Mapping)):
@@ -56,7 +63,14 @@ def parameter_rows(params_array: object) -> Iterable:
 
 def single_parameters(params: object) -> object:
     """One run's parameters as :func:`input_row` takes them: a pandas Series (a row of a DataFrame)
-    as a mapping; a one-row DataFrame or structured array as its record; anything else as it is."""
+    as a mapping; a one-row DataFrame or structured array as its record; anything else as it is.
+
+    Args:
+        params: The run's parameters.
+
+    Raises:
+        ParameterError: ``params`` is a table of more than one row.
+    """
     kind = _pandas_kind(params)
     if kind == "Series":
         return params.to_dict()  # type: ignore[attr-defined]
@@ -73,7 +87,17 @@ def single_parameters(params: object) -> object:
 
 
 def input_row(params: object, run_id: int, names: Sequence[str], dtypes: numpy.dtype) -> tuple:
-    """``params`` as a row of the inputs ``names`` (a tuple in field order, converted to ``dtypes``)."""
+    """``params`` as a row of the inputs ``names`` (a tuple in field order, converted to ``dtypes``).
+
+    Args:
+        params: The run's parameters: a mapping of input name to value or a numpy record.
+        run_id: The run (for the error message).
+        names: The inputs.
+        dtypes: The inputs' dtypes.
+
+    Raises:
+        ParameterError: ``params`` is neither, misses inputs or names others, or a value cannot be converted.
+    """
     if isinstance(params, (np.void, np.ndarray)) and params.dtype.names is not None:
         if params.dtype.names == tuple(names) and all(params.dtype[name] == dtypes[name] for name in names):
             # A record of exactly the inputs: nothing to check or convert (a structured item() is a tuple).
@@ -100,7 +124,17 @@ def input_row(params: object, run_id: int, names: Sequence[str], dtypes: numpy.d
 
 
 def convert(name: str, value: object, dtype: numpy.dtype, run_id: int) -> object:
-    """One input value in its field's dtype, refusing lossy or absurd values."""
+    """One input value in its field's dtype, refusing lossy or absurd values.
+
+    Args:
+        name: The input (for the error message).
+        value: Its value.
+        dtype: Its field's dtype.
+        run_id: The run (for the error message).
+
+    Raises:
+        ParameterError: The value cannot be converted without loss.
+    """
 
     def refuse(why: str = "") -> ParameterError:
         return ParameterError(f"input {name!r} of run {run_id}: cannot convert {value!r} to {dtype}{why}")

@@ -10,7 +10,12 @@ if TYPE_CHECKING:
 
 
 def progress_bar(total: int, initial: int = 0) -> Any:
-    """A tqdm bar of runs, without tqdm's monitor thread (forking a threaded process is unsafe)."""
+    """A tqdm bar of runs, without tqdm's monitor thread (forking a threaded process is unsafe).
+
+    Args:
+        total: The runs.
+        initial: The runs finished already.
+    """
     from tqdm import tqdm  # type: ignore[import-untyped]  # tqdm has no inline types (types-tqdm is not a dependency)
 
     class Bar(tqdm):
@@ -24,6 +29,9 @@ class RunProgress:
 
     Redrawn at most ten times a second: it is updated after every event, and
     redrawing that often would cost more than a run.
+
+    Args:
+        total: The runs.
     """
 
     def __init__(self, total: int):
@@ -31,7 +39,14 @@ class RunProgress:
         self._next_update = 0.0
 
     def update(self, *, started: int, running: int, failed: int, force: bool = False) -> None:
-        """``started`` runs so far, of which ``running`` are active and ``failed`` failed or were cancelled."""
+        """``started`` runs so far, of which ``running`` are active and ``failed`` failed or were cancelled.
+
+        Args:
+            started: The runs started so far.
+            running: Those of them that are active.
+            failed: Those that failed or were cancelled.
+            force: Redraw now (not at most ten times a second).
+        """
         if not force and time.monotonic() < self._next_update:
             return
         self._next_update = time.monotonic() + 0.1

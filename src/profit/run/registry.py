@@ -48,7 +48,12 @@ class RegistryMeta(ABCMeta):
     def resolve(cls: type[_C], spec: object, what: str) -> tuple[type[_C], dict]:  # type: ignore[misc]
         """A label or a config ``{"class": label, **options}`` -> (the class, its options).
 
-        ``what`` names the config key in the error for anything else.
+        Args:
+            spec: A label or a config.
+            what: Names the config key in the error for anything else.
+
+        Raises:
+            ConfigError: ``spec`` is neither a label nor a config.
         """
         if isinstance(spec, str):
             return cls[spec], {}
@@ -98,6 +103,12 @@ class Component(metaclass=RegistryMeta):
 
         Unlike the class keyword, it may replace a label that another class holds
         (a user's variant of a built-in one), with a warning.
+
+        Args:
+            label: The label.
+
+        Raises:
+            ConfigError: The label is not a non-empty string.
         """
         if not isinstance(label, str) or not label:
             raise ConfigError(f"{cls._kind}.register: a component label must be a non-empty string, got {label!r}")

@@ -39,6 +39,9 @@ def prepare(env: Mapping[str, str]) -> None:
 
     A configuration that does not load is left for the runs: each then fails with its
     reason, as a ``profit-worker`` process would.
+
+    Args:
+        env: The runs' environment.
     """
     from .interface import WorkerInterface
     from .worker import Worker
@@ -61,8 +64,12 @@ def start_run(run_id: int, env: Mapping[str, str], *, close_fds: tuple[int, ...]
     """Fork a child that runs ``run_id`` as ``profit-worker`` would with this environment.
 
     The child leads its own process group, dies with this process, reads no stdin
-    and takes SIGINT and SIGTERM as a program does. ``close_fds`` are closed in it
-    (the server's own pipes).
+    and takes SIGINT and SIGTERM as a program does.
+
+    Args:
+        run_id: The run.
+        env: The run's environment.
+        close_fds: Closed in the child (the server's own pipes).
     """
 
     def child(parent_pid: int) -> int:
@@ -93,7 +100,12 @@ def start_run(run_id: int, env: Mapping[str, str], *, close_fds: tuple[int, ...]
 
 
 def stop_group(process: ChildProcess, grace: float) -> None:
-    """Ask the run's process group to end (SIGTERM; SIGKILL at once when ``grace`` is 0)."""
+    """Ask the run's process group to end (SIGTERM; SIGKILL at once when ``grace`` is 0).
+
+    Args:
+        process: The run's process.
+        grace: Seconds between SIGTERM and SIGKILL (0: SIGKILL at once).
+    """
     process.signal_tree(signal.SIGTERM if grace > 0 else signal.SIGKILL)
 
 
@@ -101,7 +113,12 @@ def stop_group(process: ChildProcess, grace: float) -> None:
 
 
 def serve(requests: int, replies: int) -> None:
-    """Serve runs for one Dask worker until ``requests`` closes (see the module's docstring)."""
+    """Serve runs for one Dask worker until ``requests`` closes (see the module's docstring).
+
+    Args:
+        requests: The descriptor the requests arrive on.
+        replies: The descriptor the replies go to.
+    """
     import selectors
     import time
 

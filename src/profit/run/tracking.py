@@ -19,7 +19,11 @@ FALLBACK_POLL_INTERVAL = 0.005
 
 
 class ActiveRuns:
-    """Active runs by run id (``runs``, the runner's public dict) with their handles."""
+    """Active runs by run id (``runs``, the runner's public dict) with their handles.
+
+    Args:
+        events: The runner's event loop.
+    """
 
     def __init__(self, events: EventLoop):
         self.events = events
@@ -29,7 +33,12 @@ class ActiveRuns:
         self._cheap: set[int] = set()  # of those, the runs that are cheap to poll (child processes)
 
     def add(self, run_id: int, handle: object) -> RunHandle:
-        """Track a started run; returns its handle (``handle`` itself, or a reader of it)."""
+        """Track a started run; returns its handle (``handle`` itself, or a reader of it).
+
+        Args:
+            run_id: The run.
+            handle: What the backend returned for it.
+        """
         tracked = as_handle(handle)
         self.runs[run_id] = handle
         self._handles[run_id] = tracked
@@ -43,7 +52,11 @@ class ActiveRuns:
         return tracked
 
     def remove(self, run_id: int) -> None:
-        """Stop tracking a run (it was settled) and release its handle."""
+        """Stop tracking a run (it was settled) and release its handle.
+
+        Args:
+            run_id: The run.
+        """
         del self.runs[run_id]
         tracked = self._handles.pop(run_id, None)
         if tracked is None:
@@ -56,7 +69,11 @@ class ActiveRuns:
         tracked.close()
 
     def handle(self, run_id: int) -> RunHandle | None:
-        """The handle of an active run, or None if ``run_id`` is not active."""
+        """The handle of an active run, or None if ``run_id`` is not active.
+
+        Args:
+            run_id: The run.
+        """
         tracked = self._handles.get(run_id)
         if tracked is None and run_id in self.runs:
             return as_handle(self.runs[run_id])
@@ -69,7 +86,11 @@ class ActiveRuns:
 
     def poll_interval(self, sleep: float) -> float:
         """How often to poll: ``sleep``, or briefly when other runs wake the runner anyway or
-        the polled runs are cheap to check."""
+        the polled runs are cheap to check.
+
+        Args:
+            sleep: The runner's poll interval in seconds.
+        """
         if self._cheap or len(self._polled) < len(self._handles):
             return FALLBACK_POLL_INTERVAL
         return sleep
