@@ -106,7 +106,6 @@ PENDING = {
     "profit.plots",
     "profit.run.config",
     "profit.run.lanes",
-    "profit.run.options",
     "profit.store",
     "profit.studyfile",
     "profit.studyrun",

@@ -29,7 +29,12 @@ _shortly.maxlist = _shortly.maxtuple = _shortly.maxdict = _shortly.maxset = 8
 
 def shown(value: object, limit: int = 80) -> str:
     """``repr(value)`` cut to about ``limit`` characters, for messages: a value from a file
-    (an expanded YAML alias, a megabyte string, a huge integer) never grows a message."""
+    (an expanded YAML alias, a megabyte string, a huge integer) never grows a message.
+
+    Args:
+        value: The value.
+        limit: About the most characters.
+    """
     try:
         text = _shortly.repr(value)
     except Exception:  # a repr that fails (an integer of more digits than Python prints)
@@ -42,7 +47,17 @@ def _number(value: object) -> bool:
 
 
 def seconds(value: object, name: str, *, positive: bool = True, hint: str = "") -> float:
-    """A finite duration in seconds: ``> 0`` (``positive``) or ``>= 0``, at most :data:`MAX_SECONDS`."""
+    """A finite duration in seconds: ``> 0`` (``positive``) or ``>= 0``, at most :data:`MAX_SECONDS`.
+
+    Args:
+        value: The option's value.
+        name: The option's name (for the message).
+        positive: ``> 0`` rather than ``>= 0``.
+        hint: Added to the message.
+
+    Raises:
+        ConfigError: The value is no such duration.
+    """
     try:
         good = _number(value) and math.isfinite(value) and (value > 0 if positive else value >= 0)  # type: ignore[arg-type,operator]
     except (OverflowError, TypeError, ValueError):  # a number type that cannot be compared or made a float
@@ -58,13 +73,30 @@ def seconds(value: object, name: str, *, positive: bool = True, hint: str = "") 
 
 
 def optional_seconds(value: object, name: str, *, hint: str = " (or None for no limit)") -> float | None:
-    """``None`` (no limit) or a finite duration in seconds ``> 0``."""
+    """``None`` (no limit) or a finite duration in seconds ``> 0``.
+
+    Args:
+        value: The option's value.
+        name: The option's name (for the message).
+        hint: Added to the message.
+    """
     return None if value is None else seconds(value, name, hint=hint)
 
 
 def whole_number(value: object, name: str, *, minimum: int = 0, maximum: int | None = None, hint: str = "") -> int:
     """A whole number (``int`` or a numpy integer) within ``minimum..maximum``
-    (``maximum`` None: at most :data:`INT64_MAX`, the most a count or an id may be)."""
+    (``maximum`` None: at most :data:`INT64_MAX`, the most a count or an id may be).
+
+    Args:
+        value: The option's value.
+        name: The option's name (for the message).
+        minimum: The least it may be.
+        maximum: The most it may be.
+        hint: Added to the message.
+
+    Raises:
+        ConfigError: The value is no such number.
+    """
     top = INT64_MAX if maximum is None else maximum
     whole = isinstance(value, numbers.Integral) and not isinstance(value, bool)
     too_large = whole and value > top  # type: ignore[operator]  # numbers.Real declares only < and <=
@@ -78,7 +110,15 @@ def whole_number(value: object, name: str, *, minimum: int = 0, maximum: int | N
 
 
 def boolean(value: object, name: str) -> bool:
-    """``True`` or ``False`` (numpy booleans too); anything else is refused rather than guessed."""
+    """``True`` or ``False`` (numpy booleans too); anything else is refused rather than guessed.
+
+    Args:
+        value: The option's value.
+        name: The option's name (for the message).
+
+    Raises:
+        ConfigError: The value is not a boolean.
+    """
     if not isinstance(value, bool) and type(value).__name__ not in ("bool_", "bool"):  # numpy's bool
         raise ConfigError(f"{name} must be true or false, got {shown(value)}")
     return bool(value)
@@ -126,7 +166,15 @@ def most_parallel() -> int | None:
 
 def parallel(value: object, name: str = "parallel") -> int:
     """Concurrent runs: ``'all'`` (the usable CPUs, as many as the descriptor limit serves) or a
-    whole number ``>= 0`` (0: unbounded) that the process's descriptor limit (``ulimit -n``) serves."""
+    whole number ``>= 0`` (0: unbounded) that the process's descriptor limit (``ulimit -n``) serves.
+
+    Args:
+        value: The option's value.
+        name: The option's name (for the message).
+
+    Raises:
+        ConfigError: The descriptor limit cannot serve that many runs.
+    """
     count = usable_cpus() if isinstance(value, str) and value == "all" else None
     if count is None:
         count = whole_number(value, name, hint=" (0: unbounded) or 'all'")
