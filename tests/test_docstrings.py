@@ -104,7 +104,6 @@ PENDING = {
     "profit.model",
     "profit.parameter_sets",
     "profit.plots",
-    "profit.run.config",
     "profit.run.lanes",
     "profit.store",
     "profit.studyfile",

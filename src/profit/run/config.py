@@ -28,7 +28,11 @@ if TYPE_CHECKING:
 def runs_own_worker(command: object) -> bool:
     """Whether a runner's ``command`` starts a worker program of its own (proFit's custom worker
     script: ``python3 my_worker.py``, which calls ``Worker.from_env()``), not ``profit-worker``:
-    such a program may define its worker's label itself."""
+    such a program may define its worker's label itself.
+
+    Args:
+        command: The runner's ``command`` option.
+    """
     return isinstance(command, str) and not any(os.path.basename(word) == "profit-worker" for word in command.split())
 
 
@@ -55,6 +59,13 @@ def worker_config(
     Without a worker, proFit's default: the ``command`` worker. With ``resolve=False``
     (a runner whose workers run a command of their own, which defines the label: proFit's
     custom worker scripts), a label unknown here stays a label, for the worker process to resolve.
+
+    Args:
+        worker: A label, a config, a Worker class or a plain function (None: the ``command`` worker).
+        debug: Turns on the workers' debug logging unless the config says otherwise.
+        resolve: Resolve the label here (False: a label unknown here stays a label).
+        forked: The workers are forked from this process (how they find a function).
+        folder: Where a pickled function is written (how they find a function).
     """
     if worker is None:
         worker = "command"
@@ -112,7 +123,11 @@ def function_of(worker: object) -> Callable | None:
     """The plain function a runner's ``worker`` option gives, if it gives one: the option itself
     (a function, a ``functools.partial``, a callable object), or a config whose ``class`` is one,
     or ``{"class": "function", "function": <a function>}``. None for labels, Worker classes and
-    configs that name their function by reference (a string)."""
+    configs that name their function by reference (a string).
+
+    Args:
+        worker: A runner's ``worker`` option.
+    """
     if isinstance(worker, Mapping):
         spec = worker.get("class")
         if spec == "function":
@@ -129,7 +144,17 @@ def _is_function(value: object) -> bool:
 def function_config(func: Callable, options: Mapping, *, forked: bool, folder: str) -> dict:
     """The config of the worker ``function`` calling ``func``: how its workers find it
     (:func:`~profit.run.functions.function_reference`), its inputs (default: its parameter names)
-    and outputs (default: its return annotation or name), and the other ``options`` given."""
+    and outputs (default: its return annotation or name), and the other ``options`` given.
+
+    Args:
+        func: The function.
+        options: The worker's other options.
+        forked: The workers are forked from this process.
+        folder: Where a pickled function is written (the runner's work directory).
+
+    Raises:
+        ConfigError: An output has no name that is an identifier.
+    """
     from .functions import function_reference  # (registers the worker "function")
 
     reference = function_reference(func, forked=forked, folder=folder)
@@ -150,7 +175,12 @@ def function_interface(config: Mapping, func: Callable | None = None) -> dict | 
     """What a function worker's ``config`` tells of the interface: ``input_config`` (each input a
     float64, or as ``func`` annotates its parameter: int, bool, a numpy type), ``output_config``
     (each output a float64) and ``size`` 0 (the interface grows with the runs); None when the
-    worker is not a function called with fields, or its inputs and outputs are not known."""
+    worker is not a function called with fields, or its inputs and outputs are not known.
+
+    Args:
+        config: The function worker's config.
+        func: The function (to read its annotations).
+    """
     if config.get("class") != "function" or config.get("call", "fields") != "fields":
         return None
     inputs, outputs = config.get("inputs"), config.get("outputs")
@@ -203,7 +233,18 @@ def build_interface(
     """A runner's ``interface`` option as an interface: an instance as it is, a config built,
     with relative file paths (``path_options``) put into ``work_dir``. ``inferred`` holds what
     a function worker tells (:func:`function_interface`): ``size``, ``input_config`` and
-    ``output_config`` where the config (or a label alone) does not give them."""
+    ``output_config`` where the config (or a label alone) does not give them.
+
+    Args:
+        interface: An instance, a config or a label.
+        work_dir: The runner's work directory.
+        logger: The logger whose child the interface's logger is.
+        inferred: What a function worker tells of the interface.
+
+    Raises:
+        ConfigError: A label alone where nothing was inferred, or a config that lacks ``size``,
+            ``input_config`` or ``output_config``.
+    """
     if isinstance(interface, RunnerInterface):
         return interface
     if isinstance(interface, str):
@@ -236,6 +277,10 @@ def runner_options(run_config: Mapping, base_config: Mapping) -> tuple[str, dict
     ``base_config`` holds ``ntrain``, ``input``, ``output``, ``run_dir`` and,
     optionally, ``base_dir`` (where relative paths of the study, a template,
     start; default: the current directory).
+
+    Args:
+        run_config: The study's ``run:`` section.
+        base_config: ``ntrain``, ``input``, ``output``, ``run_dir`` and, optionally, ``base_dir``.
     """
     runner_spec = run_config.get("runner", "fork")
     runner_spec = {"class": runner_spec} if isinstance(runner_spec, str) else dict(runner_spec)
@@ -304,7 +349,14 @@ def accepted_options(cls: type) -> list[str] | None:
 def check_options(cls: type, options: Mapping, what: str, *, where: str = "") -> None:
     """Refuse options that ``cls`` does not take: ``where: what 'label' has no option 'x'; did you mean 'y'?``.
 
-    ``what`` names the kind (``runner``), ``where`` the place in the study file (``run.runner``).
+    Args:
+        cls: The component class.
+        options: The options given.
+        what: Names the kind (``runner``).
+        where: The place in the study file (``run.runner``).
+
+    Raises:
+        ConfigError: An option ``cls`` does not take, or a required one missing.
     """
     import difflib
     import inspect
