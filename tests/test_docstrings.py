@@ -100,16 +100,10 @@ PENDING = {
     "profit.dashboard",
     "profit.datafiles",
     "profit.exports",
-    "profit.migrate",
-    "profit.model",
-    "profit.parameter_sets",
-    "profit.plots",
     "profit.run.lanes",
     "profit.store",
     "profit.studyfile",
     "profit.studyrun",
-    "profit.template_check",
-    "profit.validate",
     "profit.variables",
 }
 

@@ -26,7 +26,12 @@ OLD_COLUMNS = ("STATE", "REASON", "TIME", "ATTEMPTS", "PID", "PSTART")
 
 
 def old_fingerprint(file: StudyFile, ntrain: int) -> str:
-    """The first build's fingerprint of ``file`` made with ``ntrain`` runs."""
+    """The first build's fingerprint of ``file`` made with ``ntrain`` runs.
+
+    Args:
+        file: The study file.
+        ntrain: The study's runs.
+    """
     definition = {
         "ntrain": ntrain,
         "seed": file.seed,
@@ -36,7 +41,11 @@ def old_fingerprint(file: StudyFile, ntrain: int) -> str:
 
 
 def is_old_study(meta: Meta) -> bool:
-    """Whether ``meta`` is the record of a study made by the first build."""
+    """Whether ``meta`` is the record of a study made by the first build.
+
+    Args:
+        meta: The study's record.
+    """
     return "fingerprint" in meta.data and "definition" not in meta.data
 
 
@@ -46,6 +55,12 @@ def convert(path: str, file: StudyFile, meta: Meta, outputs: np.dtype) -> StudyT
     Runs that were done or failed stay so, with their results and reasons;
     interrupted runs are pending. A process of a run that still runs keeps its
     process group in the table, so that the next run ends it.
+
+    Args:
+        path: The first build's ledger.
+        file: The study file.
+        meta: The study's record.
+        outputs: The dtype of the outputs.
     """
     ntrain = meta.data.get("runs")
     if not isinstance(ntrain, int) or meta.data.get("fingerprint") != old_fingerprint(file, ntrain):

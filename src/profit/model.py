@@ -21,7 +21,11 @@ _WHOLE_FILE = 1024 * 1024  # bytes hashed whole; larger files (data, meshes) by 
 
 
 def model_parts(file: StudyFile) -> dict[str, str]:
-    """A digest of each part of what computes the study's outputs, by a name a user recognises."""
+    """A digest of each part of what computes the study's outputs, by a name a user recognises.
+
+    Args:
+        file: The study file.
+    """
     parts = {"the run: section": _digest_json({k: v for k, v in file.run.items() if k not in _HOW_KEYS})}
     template = _template_dir(file)
     if template is not None and os.path.isdir(template):
@@ -35,7 +39,12 @@ def model_parts(file: StudyFile) -> dict[str, str]:
 
 
 def changed_parts(before: Mapping[str, str], now: Mapping[str, str]) -> list[str]:
-    """The names of the parts that differ (added, removed or changed)."""
+    """The names of the parts that differ (added, removed or changed).
+
+    Args:
+        before: The parts' digests before (:func:`model_parts`).
+        now: Their digests now.
+    """
     return sorted(name for name in set(before) | set(now) if before.get(name) != now.get(name))
 
 

@@ -14,7 +14,15 @@ from .run.errors import ConfigError
 
 
 def table_of(source: object, where: str) -> np.ndarray:
-    """A structured array from a structured array, a pandas DataFrame or a mapping of columns."""
+    """A structured array from a structured array, a pandas DataFrame or a mapping of columns.
+
+    Args:
+        source: The parameter sets.
+        where: Where they come from (starts the error message).
+
+    Raises:
+        ConfigError: ``source`` is none of these, or its columns differ in length.
+    """
     if isinstance(source, np.ndarray) and source.dtype.names:
         return source
     if hasattr(source, "to_records") and hasattr(source, "columns"):  # a pandas DataFrame
@@ -39,7 +47,15 @@ def table_of(source: object, where: str) -> np.ndarray:
 
 
 def read_table(path: str) -> np.ndarray:
-    """Parameter sets from a ``.csv`` (a header line of names), ``.txt`` (``# names`` header) or ``.npy`` file."""
+    """Parameter sets from a ``.csv`` (a header line of names), ``.txt`` (``# names`` header) or ``.npy`` file.
+
+    Args:
+        path: The file.
+
+    Raises:
+        ConfigError: The file does not exist, has another extension, cannot be read as a table of
+            numbers or names no columns.
+    """
     where = f"the table {path}"
     extension = os.path.splitext(path)[1].lower()
     if not os.path.isfile(path):

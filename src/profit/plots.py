@@ -37,7 +37,11 @@ STATE_COLOURS = {
 
 def file_stem(name: str) -> str:
     """A variable's name as part of a file name: letters, digits, ``.``, ``_`` and ``-`` only
-    (``g[1]`` becomes ``g_1``)."""
+    (``g[1]`` becomes ``g_1``).
+
+    Args:
+        name: The variable's name.
+    """
     stem = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "variable"
     return stem
 
@@ -45,7 +49,15 @@ def file_stem(name: str) -> str:
 def write_plots(study: Study, directory: str | os.PathLike) -> list[str]:
     """Draw the study's figures into ``directory`` (made if missing) as PNG and SVG files.
 
-    Returns the paths written, in order. Raises :class:`ConfigError` when matplotlib is missing.
+    Args:
+        study: The study.
+        directory: Where the figures go.
+
+    Returns:
+        The paths written, in order.
+
+    Raises:
+        ConfigError: matplotlib is missing.
     """
     try:
         import matplotlib

@@ -45,6 +45,9 @@ def template_warnings(study: StudyFile) -> list[str]:
     ``MAX_TOTAL_BYTES`` (64 MB) in all and ``MAX_ENTRIES`` (10000) directory entries are read;
     warning 2 is left out when the template was not read completely (a use may lie beyond).
     The study file's name starts each message; nothing is printed.
+
+    Args:
+        study: The study file.
     """
     setup = _template_setup(study)
     if setup is None:

@@ -40,7 +40,11 @@ IGNORE = "IGNORE"
 
 
 def check_study(study: StudyFile) -> None:
-    """Refuse, before anything is written or run, a study whose every run would fail."""
+    """Refuse, before anything is written or run, a study whose every run would fail.
+
+    Args:
+        study: The study file.
+    """
     _check_files(study)
     load_includes(study.includes)  # custom workers and processors register on import
     _, options = runner_options(study.run_config(), study.base_config())
@@ -288,7 +292,15 @@ def _own_files(study: StudyFile) -> dict[str, str]:
 
 
 def check_export_path(study: StudyFile, path: str) -> None:
-    """Refuse to export over one of profit's own files of the study (its table, record, lock, log, ...)."""
+    """Refuse to export over one of profit's own files of the study (its table, record, lock, log, ...).
+
+    Args:
+        study: The study file.
+        path: Where the export goes.
+
+    Raises:
+        ConfigError: ``path`` is one of those files.
+    """
     what = _own_files(study).get(os.path.realpath(path))
     if what is not None:
         raise ConfigError(f"cannot export to {path}: it is {what}, which profit keeps for itself; choose another file")
