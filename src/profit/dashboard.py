@@ -35,7 +35,14 @@ def status_data(
     study: Study, status: StudyStatus | None = None, *, now: float | None = None, rows: np.ndarray | None = None
 ) -> dict[str, Any]:
     """Counts by state, ETA, throughput, the running process and the failure groups of ``study``
-    (``rows``: its table, when the caller has read it already)."""
+    (``rows``: its table, when the caller has read it already).
+
+    Args:
+        study: The study.
+        status: Its status, when the caller has it already.
+        now: The time (default: now).
+        rows: Its table, when the caller has read it already.
+    """
     rows = study._read_table() if rows is None else rows
     status = study._status(rows) if status is None else status
     now = time.time() if now is None else now
@@ -70,7 +77,11 @@ def status_data(
 
 def failure_groups(rows: np.ndarray | None) -> list[dict[str, Any]]:
     """The failed and cancelled runs of a study's table (None: none yet) grouped by their reason,
-    largest group first."""
+    largest group first.
+
+    Args:
+        rows: A study's table (None: none yet).
+    """
     if rows is None:
         return []
     states = np.asarray(rows["STATE"])
@@ -104,7 +115,13 @@ def runs_data(study: Study, status: StudyStatus | None = None, *, rows: np.ndarr
     """Every run, column by column: ``inputs``, ``outputs`` (names; vector outputs flattened) and
     ``columns`` (name -> list; also ``run``, ``state``, ``reason``, ``attempts``, ``started``, ``ended``,
     ``duration``). Without a process running the study, a run left running is ``pending`` (it was
-    interrupted and runs again), as in :func:`status_data`. ``rows``: the table, when read already."""
+    interrupted and runs again), as in :func:`status_data`. ``rows``: the table, when read already.
+
+    Args:
+        study: The study.
+        status: Its status, when the caller has it already.
+        rows: Its table, when read already.
+    """
     results = study.results() if rows is None else study._results(rows)
     if status is None:
         status = study.status() if rows is None else study._status(rows)
@@ -148,7 +165,12 @@ def _column(values: np.ndarray) -> list:
 
 def throughput_data(rows: np.ndarray | None, points: int = 300) -> list[list[float]]:
     """``[[unix time, runs finished by then], ...]`` of a study's table (None: none yet), sorted,
-    at most ``points`` points."""
+    at most ``points`` points.
+
+    Args:
+        rows: A study's table (None: none yet).
+        points: The most points.
+    """
     if rows is None:
         return []
     states = np.asarray(rows["STATE"])
@@ -165,7 +187,11 @@ def throughput_data(rows: np.ndarray | None, points: int = 300) -> list[list[flo
 
 def fingerprint(study: Study) -> bytes:
     """A digest that changes when the study's views would: its runs' states and end times, the
-    number of runs, its record, and which process runs it. Cheap next to the views themselves."""
+    number of runs, its record, and which process runs it. Cheap next to the views themselves.
+
+    Args:
+        study: The study.
+    """
     import hashlib
 
     from .store import META, StudyLock
@@ -187,7 +213,11 @@ def fingerprint(study: Study) -> bytes:
 
 
 def snapshot(study: Study) -> dict[str, Any]:
-    """Everything the page shows: ``status``, ``runs`` and ``throughput`` (the table read once)."""
+    """Everything the page shows: ``status``, ``runs`` and ``throughput`` (the table read once).
+
+    Args:
+        study: The study.
+    """
     rows = study._read_table()
     status = study._status(rows)
     return {
@@ -202,6 +232,11 @@ def run_log(study: Study, run_id: int, max_bytes: int = 200_000) -> str | None:
 
     The path is made from the run id, a whole number, inside the study's directory:
     nothing a request says can point it elsewhere.
+
+    Args:
+        study: The study.
+        run_id: The run.
+        max_bytes: The most bytes returned.
     """
     from .run.layout import run_log_file
 

@@ -104,7 +104,18 @@ def export(
 ) -> None:
     """Write the aligned results to `path` atomically, in the format its extension names (.csv, .txt, .npy,
     .hdf5/.h5, .parquet, .nc): the fields ``inputs`` and ``outputs`` of ``results``, and its bookkeeping
-    (state, reason, attempts, times). See the module's documentation for each format's layout."""
+    (state, reason, attempts, times). See the module's documentation for each format's layout.
+
+    Args:
+        path: The file (its extension names the format).
+        results: The aligned results.
+        inputs: The input fields.
+        outputs: The output fields.
+        grids: The grids of vector outputs: name -> (axis name, values).
+
+    Raises:
+        ConfigError: The extension is not one of an export format.
+    """
     path = os.fspath(path)
     if os.path.splitext(path)[1].lower() not in EXPORT_FORMATS:
         raise ConfigError(f"cannot write {path!r}: use one of the extensions {', '.join(EXPORT_FORMATS)}")
@@ -151,7 +162,13 @@ def to_dataframe(results: np.ndarray, *, inputs: Sequence[str], outputs: Sequenc
     the columns are the inputs, the outputs (a vector output ``g`` of length n as ``g[0]`` ... ``g[n-1]``,
     so that ``df.filter(like="g[")`` selects them), then ``state``, ``reason``, ``attempts``, ``started``,
     ``ended`` and ``duration``. ``started`` and ``ended`` stay float Unix timestamps (they round-trip
-    exactly; ``pandas.to_datetime(df.started, unit="s")`` makes dates of them)."""
+    exactly; ``pandas.to_datetime(df.started, unit="s")`` makes dates of them).
+
+    Args:
+        results: The aligned results.
+        inputs: The input fields.
+        outputs: The output fields.
+    """
     pd = _require("pandas", "profit.exports.to_dataframe", "pandas")
     _check(results, inputs, outputs, {})
     data: dict[str, np.ndarray] = {}
@@ -174,7 +191,14 @@ def to_xarray(
     is a variable over ``run``; a vector output with a grid is a variable over (``run``, the axis name), the
     axis a coordinate with the grid's values; one without a grid is over (``run``, ``<name>_index``).
     ``started`` and ``ended`` stay float Unix timestamps (no ``units`` attribute, so that nothing decodes
-    them into dates; their ``description`` attribute says what they are)."""
+    them into dates; their ``description`` attribute says what they are).
+
+    Args:
+        results: The aligned results.
+        inputs: The input fields.
+        outputs: The output fields.
+        grids: The grids of vector outputs: name -> (axis name, values).
+    """
     xr = _require("xarray", "profit.exports.to_xarray", "xarray")
     _check(results, inputs, outputs, grids)
     coords: dict[str, Any] = {"run": np.arange(len(results))}
@@ -197,7 +221,11 @@ def to_xarray(
 
 
 def states_file(path: str | os.PathLike[str]) -> str:
-    """The file beside a ``.txt`` export that has each run's state and reason: ``<stem>.states.csv``."""
+    """The file beside a ``.txt`` export that has each run's state and reason: ``<stem>.states.csv``.
+
+    Args:
+        path: The ``.txt`` export.
+    """
     return os.path.splitext(os.fspath(path))[0] + ".states.csv"
 
 

@@ -232,7 +232,14 @@ def _python_study(path: str, name: str) -> dict:
 
 
 def find_study_file(path: str) -> str:
-    """``path`` itself if it is a file, else ``path/profit.yaml``."""
+    """``path`` itself if it is a file, else ``path/profit.yaml``.
+
+    Args:
+        path: A study file or a directory holding one.
+
+    Raises:
+        ConfigError: There is no study file there.
+    """
     candidate = path if os.path.isfile(path) else os.path.join(path, STUDY_FILE)
     if not os.path.isfile(candidate):
         raise ConfigError(
@@ -242,7 +249,16 @@ def find_study_file(path: str) -> str:
 
 
 class StudyFile:
-    """A checked study file (``profit.yaml``). Build it with :meth:`load`."""
+    """A checked study file (``profit.yaml``). Build it with :meth:`load`.
+
+    Args:
+        path: The file.
+        config: What it holds (read as YAML).
+        notices: Notices about it, for its user.
+
+    Raises:
+        ConfigError: A value in the file is invalid.
+    """
 
     def __init__(self, path: str, config: dict, notices: list[str]):
         self.path = path
@@ -345,7 +361,14 @@ class StudyFile:
 
     @classmethod
     def load(cls, path: str) -> StudyFile:
-        """Read and check the study file at ``path`` (a file or a directory holding profit.yaml)."""
+        """Read and check the study file at ``path`` (a file or a directory holding profit.yaml).
+
+        Args:
+            path: A study file or a directory holding one.
+
+        Raises:
+            ConfigError: The file cannot be read, is too large, is not valid YAML or its values are invalid.
+        """
         import yaml
 
         path = find_study_file(path)
