@@ -100,8 +100,6 @@ PENDING = {
     "profit.datafiles",
     "profit.run.lanes",
     "profit.store",
-    "profit.studyrun",
-    "profit.variables",
 }
 
 

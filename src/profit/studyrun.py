@@ -68,6 +68,11 @@ class TableRecorder:
     per run, that is two appends instead of a handful of numpy element writes.
     Cut off before a flush, a run that had failed is run again (its end was not
     noted yet); nothing else is lost that the table does not hold otherwise.
+
+    Args:
+        table: The study's table.
+        on_batch_job: Called with the id of each batch job a run is in.
+        batch: The runner is a batch system's: its runs are jobs.
     """
 
     def __init__(self, table: StudyTable, on_batch_job: Callable[[str], None], batch: bool = False):
@@ -81,7 +86,12 @@ class TableRecorder:
         self._end_times: list[float] = []
 
     def run_started(self, run_id: int, handle: object) -> None:
-        """Runner listener: note the run's process (and batch job) at once, its start for the next :meth:`flush`."""
+        """Runner listener: note the run's process (and batch job) at once, its start for the next :meth:`flush`.
+
+        Args:
+            run_id: The run.
+            handle: Its handle.
+        """
         pid = getattr(handle, "pid", None)
         if pid:
             self.table.note_process(run_id, pid)
@@ -96,7 +106,11 @@ class TableRecorder:
             self.on_batch_job(job)
 
     def run_ended(self, status: RunStatus) -> None:
-        """Runner listener: note the run's end for the next :meth:`flush`."""
+        """Runner listener: note the run's end for the next :meth:`flush`.
+
+        Args:
+            status: The run's status.
+        """
         self._ends.append(status.run_id)
         self._end_times.append(time.time())
 
@@ -111,7 +125,13 @@ class TableRecorder:
 
 
 class Progress:
-    """A tqdm bar on a terminal; plain lines every few seconds otherwise."""
+    """A tqdm bar on a terminal; plain lines every few seconds otherwise.
+
+    Args:
+        table: The study's table.
+        runner: The runner.
+        total: The runs.
+    """
 
     def __init__(self, table: StudyTable, runner: Runner, total: int):
         self.table, self.runner, self.total = table, runner, total
@@ -129,7 +149,11 @@ class Progress:
         return counts[RunState.DONE] + counts[RunState.FAILED]
 
     def update(self, force: bool = False) -> None:
-        """Show the counts (the bar: at most every 0.1 s; lines: every 5 s) or, with ``force``, now."""
+        """Show the counts (the bar: at most every 0.1 s; lines: every 5 s) or, with ``force``, now.
+
+        Args:
+            force: Show them now.
+        """
         # Counting reads every run's state: only as often as anybody can read it.
         if not force and time.monotonic() < self.next_line:
             return
@@ -163,13 +187,24 @@ class Progress:
 
 
 def duration_text(seconds: float) -> str:
-    """``H:MM:SS``."""
+    """``H:MM:SS``.
+
+    Args:
+        seconds: A duration in seconds.
+    """
     seconds = int(round(seconds))
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
 class Ticker:
-    """What happens every half second while runs go on: progress, a sync of the table, an export."""
+    """What happens every half second while runs go on: progress, a sync of the table, an export.
+
+    Args:
+        table: The study's table.
+        recorder: The table's recorder.
+        progress: The progress display (None: none).
+        export: Exports the results.
+    """
 
     def __init__(
         self, table: StudyTable, recorder: TableRecorder, progress: Progress | None, export: Callable[[], object]

@@ -58,7 +58,15 @@ DTYPE_KINDS = "biuf"
 
 
 class Variable:
-    """One variable: its name, kind, numeric parameters, dtype, and (outputs) its axis."""
+    """One variable: its name, kind, numeric parameters, dtype, and (outputs) its axis.
+
+    Args:
+        name: Its name.
+        kind: Its kind (``Uniform``, ``Output``...).
+        args: Its numeric parameters.
+        dtype: Its dtype.
+        over: (Outputs) its axis: the input it is a vector over.
+    """
 
     def __init__(self, name: str, kind: str, args: tuple = (), dtype: str = "float64", over: str | None = None):
         self.name, self.kind, self.args, self.dtype, self.over = name, kind, args, np.dtype(dtype), over
@@ -74,7 +82,15 @@ class Variable:
 
 
 def parse_variables(spec: object, where: str) -> dict[str, Variable]:
-    """Parse the ``variables`` mapping; ``where`` (the file name) goes into every message."""
+    """Parse the ``variables`` mapping; ``where`` (the file name) goes into every message.
+
+    Args:
+        spec: The ``variables`` mapping.
+        where: The file name (goes into every message).
+
+    Raises:
+        ConfigError: The mapping or a variable in it is invalid.
+    """
     if not isinstance(spec, Mapping) or not spec:
         raise ConfigError(f"{where}: 'variables' must map variable names to kinds, e.g. 'u: Uniform(0, 1)'")
     variables = {}
@@ -231,6 +247,10 @@ def radical_inverse(indices: np.ndarray, base: int) -> np.ndarray:
     The digits of an index, least significant first, become the digits after the point; they are
     summed in that order (digit / base**k, k = 1, 2, ...), the arithmetic of proFit 0.6's Halton
     sequence, so that the values are bit for bit the same as proFit's.
+
+    Args:
+        indices: Integers >= 0.
+        base: The base.
     """
     rest = np.asarray(indices, dtype=np.int64).copy()
     values = np.zeros(rest.shape)
@@ -252,6 +272,15 @@ def sample_inputs(variables: Mapping[str, Variable], runs: int, seed: int | None
     the start. ``Linear`` spreads its values over ``runs`` and cannot be continued
     that way (a study refuses to grow one by sampling); ``Input`` values come from tables, not
     from a sampler.
+
+    Args:
+        variables: The study's variables.
+        runs: The study's runs.
+        seed: The random samplers' seed (None: a fresh one).
+        start: The first row.
+
+    Raises:
+        ConfigError: An input is ``Input`` (its values come from tables).
     """
     inputs = [v for v in variables.values() if v.is_input]
     count = max(runs - start, 0)
@@ -291,12 +320,20 @@ def sample_inputs(variables: Mapping[str, Variable], runs: int, seed: int | None
 
 
 def input_config(variables: Mapping[str, Variable]) -> dict:
-    """The interface's input config: ``{name: {"dtype": type}}``."""
+    """The interface's input config: ``{name: {"dtype": type}}``.
+
+    Args:
+        variables: The study's variables.
+    """
     return {v.name: {"dtype": v.dtype.type} for v in variables.values() if v.is_input}
 
 
 def output_config(variables: Mapping[str, Variable]) -> dict:
-    """The interface's output config: ``{name: {"dtype": type, "size": (1, n)}}``."""
+    """The interface's output config: ``{name: {"dtype": type, "size": (1, n)}}``.
+
+    Args:
+        variables: The study's variables.
+    """
     config = {}
     for variable in variables.values():
         if variable.kind == "Output":
