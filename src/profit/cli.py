@@ -77,7 +77,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``profit`` command; returns the exit status."""
+    """Entry point of the ``profit`` command; returns the exit status.
+
+    Args:
+        argv: The command's arguments (default: ``sys.argv[1:]``).
+    """
     try:
         parser = _parser()
         args = parser.parse_args(argv)
@@ -134,7 +138,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def command_run(args: argparse.Namespace) -> int:
-    """``profit run``: run the runs of the study that have not run yet."""
+    """``profit run``: run the runs of the study that have not run yet.
+
+    Args:
+        args: The command line, parsed.
+
+    Returns:
+        The exit status.
+    """
     study = Study.load(args.path)
     for notice in study.file.notices:
         print(f"profit: {notice}")
@@ -184,7 +195,14 @@ def _summary(study: Study, report: RunReport) -> int:
 
 
 def command_status(args: argparse.Namespace) -> int:
-    """``profit status``: report a running or finished study without disturbing it."""
+    """``profit status``: report a running or finished study without disturbing it.
+
+    Args:
+        args: The command line, parsed.
+
+    Returns:
+        The exit status.
+    """
     study = Study.load(args.path)
     status = study.status()
     if args.json:
@@ -231,7 +249,17 @@ def _state_line(status: StudyStatus) -> str:
 
 
 def command_ui(args: argparse.Namespace) -> int:
-    """``profit ui``: serve the study's page until Ctrl-C (read-only; loopback unless ``--host``)."""
+    """``profit ui``: serve the study's page until Ctrl-C (read-only; loopback unless ``--host``).
+
+    Args:
+        args: The command line, parsed.
+
+    Returns:
+        The exit status.
+
+    Raises:
+        ConfigError: ``--port`` is not a port, or the page cannot be served there.
+    """
     import secrets
 
     from .uiserver import LOOPBACK, StudyServer
@@ -280,7 +308,17 @@ def _study_that_ran(path: str, consequence: str) -> Study:
 
 
 def command_report(args: argparse.Namespace) -> int:
-    """``profit report``: the page with the study's data in one HTML file that needs no network."""
+    """``profit report``: the page with the study's data in one HTML file that needs no network.
+
+    Args:
+        args: The command line, parsed.
+
+    Returns:
+        The exit status.
+
+    Raises:
+        ConfigError: ``-o`` is a directory.
+    """
     from .run._files import write_atomically
     from .uiserver import page_html, report_data
 
@@ -293,7 +331,17 @@ def command_report(args: argparse.Namespace) -> int:
 
 
 def command_plot(args: argparse.Namespace) -> int:
-    """``profit plot``: the page's figures as PNG and SVG files (matplotlib, an optional extra)."""
+    """``profit plot``: the page's figures as PNG and SVG files (matplotlib, an optional extra).
+
+    Args:
+        args: The command line, parsed.
+
+    Returns:
+        The exit status.
+
+    Raises:
+        ConfigError: ``-o`` is a file.
+    """
     study = _study_that_ran(args.path, "nothing to plot")
     if os.path.exists(args.output) and not os.path.isdir(args.output):
         raise ConfigError(f"-o {args.output} is a file; give a directory for the figures, e.g. -o figures")
@@ -308,7 +356,14 @@ def command_plot(args: argparse.Namespace) -> int:
 
 
 def command_export(args: argparse.Namespace) -> int:
-    """``profit export``: every run (inputs, outputs, state, reason, times) into one file."""
+    """``profit export``: every run (inputs, outputs, state, reason, times) into one file.
+
+    Args:
+        args: The command line, parsed.
+
+    Returns:
+        The exit status.
+    """
     study = _study_that_ran(args.path, "nothing to export")
     study.export(args.file)
     print(f"profit: {study.status().total} runs written to {args.file}")
@@ -319,7 +374,14 @@ def command_export(args: argparse.Namespace) -> int:
 
 
 def command_clean(args: argparse.Namespace) -> int:
-    """``profit clean``: remove run directories, logs and the interface file (``--all``: results too)."""
+    """``profit clean``: remove run directories, logs and the interface file (``--all``: results too).
+
+    Args:
+        args: The command line, parsed.
+
+    Returns:
+        The exit status.
+    """
     study = Study.load(args.path)
     removed = study.clean(all=args.all)
     if os.path.isdir(study.directory):
@@ -329,7 +391,11 @@ def command_clean(args: argparse.Namespace) -> int:
 
 def finish(status: int) -> None:
     """Exit with ``status``. Everything is saved: a late Ctrl-C must not turn the exit status into
-    "killed by SIGINT" (Python restores the default handlers while it shuts down)."""
+    "killed by SIGINT" (Python restores the default handlers while it shuts down).
+
+    Args:
+        status: The exit status.
+    """
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, signal.SIG_IGN)
     sys.exit(status)
