@@ -37,19 +37,39 @@ TEXT_ALIASES = {".in": ".txt", ".out": ".txt"}
 
 
 def format_of(path: str) -> str:
-    """The format a file name's extension names (``.in`` and ``.out`` are text as ``.txt``, as in proFit)."""
+    """The format a file name's extension names (``.in`` and ``.out`` are text as ``.txt``, as in proFit).
+
+    Args:
+        path: The file name.
+    """
     extension = os.path.splitext(path)[1].lower()
     return TEXT_ALIASES.get(extension, extension)
 
 
 def check_format(path: str, key: str, where: str) -> None:
-    """Refuse a file name whose extension we cannot write, naming the key."""
+    """Refuse a file name whose extension we cannot write, naming the key.
+
+    Args:
+        path: The file name.
+        key: The key of ``files`` that gives it.
+        where: The study file (starts the message).
+
+    Raises:
+        ConfigError: The extension is not one we can write.
+    """
     if os.path.splitext(path)[1].lower() not in FORMATS:
         raise ConfigError(f"{where}: files.{key} is {path!r}; use one of the extensions {', '.join(FORMATS)}")
 
 
 def field_names(dtype: np.dtype) -> tuple[str, ...]:
-    """The field names of a structured dtype; TypeError for another dtype (it has no fields to iterate)."""
+    """The field names of a structured dtype; TypeError for another dtype (it has no fields to iterate).
+
+    Args:
+        dtype: A structured dtype.
+
+    Raises:
+        TypeError: ``dtype`` is not structured.
+    """
     names = dtype.names
     if names is None:
         raise TypeError(f"{dtype} is not a structured dtype")
@@ -58,7 +78,12 @@ def field_names(dtype: np.dtype) -> tuple[str, ...]:
 
 def columns(array: np.ndarray, fields: Sequence[str] | None = None) -> tuple[list[str], np.ndarray]:
     """Column names and a 2-D float table of a structured array's ``fields`` (all by default; vector fields
-    spread out: ``g`` of length 3 as ``g_0 g_1 g_2``)."""
+    spread out: ``g`` of length 3 as ``g_0 g_1 g_2``).
+
+    Args:
+        array: A structured array.
+        fields: Its fields to take (all by default).
+    """
     names, parts = [], []
     for name in field_names(array.dtype) if fields is None else fields:
         field = array[name]
@@ -77,12 +102,19 @@ def float_text(values: np.ndarray) -> list[str]:
 
     Formats the whole column in C (``tolist`` and ``map``): a column of 10**5 floats in a few tens of
     milliseconds, about 0.1 to 0.5 µs a value (full 17-digit floats are the slow ones).
+
+    Args:
+        values: A 1-D column.
     """
     return list(map(repr, values.astype(float, copy=False).tolist()))
 
 
 def one_line(text: str) -> str:
-    """``text`` on one line: its line breaks (any that ``str.splitlines`` knows) become spaces."""
+    """``text`` on one line: its line breaks (any that ``str.splitlines`` knows) become spaces.
+
+    Args:
+        text: The text.
+    """
     return " ".join(text.splitlines())
 
 
@@ -95,7 +127,16 @@ def write_table(
 ) -> None:
     """Write a text table to ``path``: the header line (``# `` first when ``delimiter`` is a space), then
     ``rows`` lines (each column a ``(values, format)`` pair, formatted a block of rows at a time), then a
-    ``# note`` line for each of ``notes`` (line breaks in a note become spaces: it stays one comment line)."""
+    ``# note`` line for each of ``notes`` (line breaks in a note become spaces: it stays one comment line).
+
+    Args:
+        path: The file.
+        names: The column names (the header line).
+        table: The columns: ``(values, format)`` pairs.
+        rows: The rows.
+        delimiter: Between columns.
+        notes: A ``# note`` line each.
+    """
     header = delimiter.join(names)
     with open(path, "w", encoding="utf-8") as file:
         file.write(("# " + header if delimiter == " " else header) + "\n")
@@ -109,7 +150,14 @@ def write_table(
 
 
 def write(path: str, array: np.ndarray, notes: Sequence[str] = (), states: Sequence[str] | None = None) -> None:
-    """Write ``array`` to ``path`` atomically, in the format its extension names."""
+    """Write ``array`` to ``path`` atomically, in the format its extension names.
+
+    Args:
+        path: The file.
+        array: A structured array.
+        notes: Notes written into the file.
+        states: The runs' states (written into an HDF5 file).
+    """
     extension = format_of(path)
     h5py = import_h5py(path) if extension in (".hdf5", ".h5") else None
     with atomic_path(path, suffix=os.path.splitext(path)[1]) as temporary:
@@ -129,7 +177,14 @@ def write(path: str, array: np.ndarray, notes: Sequence[str] = (), states: Seque
 
 
 def import_h5py(path: str) -> Any:
-    """The h5py module; a :class:`ConfigError` naming ``path`` and the extra to install when it is missing."""
+    """The h5py module; a :class:`ConfigError` naming ``path`` and the extra to install when it is missing.
+
+    Args:
+        path: The file to write (named in the message).
+
+    Raises:
+        ConfigError: h5py is missing.
+    """
     try:
         import h5py  # type: ignore[import-untyped]  # (h5py has no type hints of its own)
     except ImportError:
