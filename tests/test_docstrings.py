@@ -96,7 +96,6 @@ API = {
 
 # Modules whose docstrings still describe parameters in prose (to be converted; the list only shrinks).
 PENDING = {
-    "profit.run.lanes",
     "profit.store",
 }
 

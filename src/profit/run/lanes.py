@@ -58,12 +58,30 @@ LOG_BYTES = 20_000
 
 
 def digest_row(digest: bytes) -> tuple[int, int]:
-    """The row of a call in a pickled lane: the two 64-bit words of its arguments' 16-byte digest."""
+    """The row of a call in a pickled lane: the two 64-bit words of its arguments' 16-byte digest.
+
+    Args:
+        digest: The arguments' 16-byte digest.
+    """
     return int.from_bytes(digest[:8], "little"), int.from_bytes(digest[8:16], "little")
 
 
 class Lane:
-    """One runner for the calls of one function with one signature (None: pickled arguments)."""
+    """One runner for the calls of one function with one signature (None: pickled arguments).
+
+    Args:
+        function: The function called.
+        signature: The calls' :func:`~profit.run.functions.call_signature` (None: pickled arguments).
+        identity: The function's :func:`~profit.run.functions.function_identity`.
+        result_layout: ``(dtype, shape)`` of an array result that travels in the row (None: none).
+        label: The runner's label.
+        options: The runner's options.
+        interface: The interface's config (its size and fields are the lane's).
+        folder: The executor's folder (the lane's is inside it).
+        memoise: Keep the results in a table and answer a call made before from it.
+        on_end: Called with the lane and the status of each run that ended.
+        logger: The runner's logger.
+    """
 
     def __init__(
         self,
@@ -224,7 +242,15 @@ class Lane:
     def add(self, calls: list, elders: list[Lane] = ()) -> list[int]:  # type: ignore[assignment]
         """Give each call a row (or, memoised, the row that already answers it, here or in an
         ``elder``: a lane of the same calls this one took over from); return the run ids to start.
-        Each call's future waits in :attr:`futures` for its run, or is answered here."""
+        Each call's future waits in :attr:`futures` for its run, or is answered here.
+
+        Args:
+            calls: The calls.
+            elders: Lanes of the same calls this one took over from.
+
+        Returns:
+            The run ids to start.
+        """
         rows = np.array([call.row for call in calls], dtype=self.input_dtype)
         keys = self._keys(rows) if self.memoise else None
         new: list[int] = []
@@ -282,7 +308,11 @@ class Lane:
         return False
 
     def start(self, run_ids: list[int]) -> None:
-        """Start these runs (as a job array, where the runner has them)."""
+        """Start these runs (as a job array, where the runner has them).
+
+        Args:
+            run_ids: The runs.
+        """
         runner = self.runner
         begin = 0
         while begin < len(run_ids):
@@ -293,19 +323,32 @@ class Lane:
     # --- runs ending --------------------------------------------------------------------------------
 
     def run_started(self, run_id: int, handle: object) -> None:
-        """Runner listener: note the run's start time and process in the lane's table, if it has one."""
+        """Runner listener: note the run's start time and process in the lane's table, if it has one.
+
+        Args:
+            run_id: The run.
+            handle: Its handle.
+        """
         if self.table is not None:
             self.table.started([run_id], [time.time()])
             self.table.note_process(run_id, getattr(handle, "pid", None))
 
     def run_ended(self, status: RunStatus) -> None:
-        """Runner listener: note the run's end time in the table, if any; hand ``status`` to ``on_end``."""
+        """Runner listener: note the run's end time in the table, if any; hand ``status`` to ``on_end``.
+
+        Args:
+            status: The run's status.
+        """
         if self.table is not None:
             self.table.ended([status.run_id], [time.time()])
         self._on_end(self, status)
 
     def take(self, run_id: int) -> list:
-        """The futures waiting for ``run_id``, which has ended: memoised if it is done, no longer in flight."""
+        """The futures waiting for ``run_id``, which has ended: memoised if it is done, no longer in flight.
+
+        Args:
+            run_id: The run.
+        """
         key = self.keys.pop(run_id, None)
         if key is not None:
             self.inflight.pop(key, None)
@@ -327,7 +370,12 @@ class Lane:
                 pass
 
     def answer(self, run_id: int, futures: list) -> None:
-        """Answer ``futures`` with the result of ``run_id``, which is done."""
+        """Answer ``futures`` with the result of ``run_id``, which is done.
+
+        Args:
+            run_id: The run.
+            futures: The futures waiting for it.
+        """
         output = self.runner.interface.output
         kind = int(output["result_kind"][run_id])
         path = result_path(self.results_dir, run_id)
@@ -356,7 +404,11 @@ class Lane:
             _set(future, result=value)
 
     def failure(self, status: RunStatus) -> RunFailed:
-        """The exception of a run that failed, with the end of its log."""
+        """The exception of a run that failed, with the end of its log.
+
+        Args:
+            status: The run's status.
+        """
         log_file = os.path.join(
             self.folder, run_log_file(self.runner.worker_config.get("log_path", "log"), status.run_id)
         )
@@ -390,7 +442,11 @@ class Lane:
 
 def array_layout(value: object) -> tuple[str, tuple[int, ...]] | None:
     """``(dtype, shape)`` of a result that can travel in a row: a numeric numpy array of at most
-    MAX_ROW_ELEMENTS elements; None for anything else."""
+    MAX_ROW_ELEMENTS elements; None for anything else.
+
+    Args:
+        value: A result.
+    """
     shape = getattr(value, "shape", None)
     dtype = getattr(value, "dtype", None)
     if type(value).__name__ != "ndarray" or dtype is None or shape is None or not shape:
