@@ -94,11 +94,6 @@ API = {
     "workers": [CommandWorker, FunctionWorker],
 }
 
-# Modules whose docstrings still describe parameters in prose (to be converted; the list only shrinks).
-PENDING = {
-    "profit.store",
-}
-
 
 def _generated(name: str, obj) -> bool:
     """Whether a decorator made the object (a class, the function it wraps, a method it adds): it is found
@@ -110,13 +105,11 @@ def _generated(name: str, obj) -> bool:
 
 
 def _checked():
-    """The API above, and every public class and function (not a property) of the modules not pending,
-    but those a decorator made."""
+    """The API above, and every public class and function (not a property) of the package, but those a
+    decorator made."""
     objects = [obj for objects in API.values() for obj in objects]
     for name, obj in _public_objects():
         if isinstance(obj, property) or obj in objects or _generated(name, obj):
-            continue
-        if any(name == module or name.startswith(module + ".") for module in PENDING):
             continue
         objects.append(obj)
     return objects

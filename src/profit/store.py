@@ -45,13 +45,22 @@ LOCK = "profit-study.lock"
 
 
 def count_states(states: np.ndarray) -> dict[RunState, int]:
-    """How many of ``states`` (values of :class:`RunState`) are in each state."""
+    """How many of ``states`` (values of :class:`RunState`) are in each state.
+
+    Args:
+        states: Values of :class:`RunState`.
+    """
     counts = np.bincount(states, minlength=max(RunState) + 1)
     return {state: int(counts[state]) for state in RunState}
 
 
 def inputs_digest(rows: np.ndarray, input_names: list[str]) -> str:
-    """A short digest of the columns ``input_names`` of ``rows`` (a table's, or the rows it is made from)."""
+    """A short digest of the columns ``input_names`` of ``rows`` (a table's, or the rows it is made from).
+
+    Args:
+        rows: A table's rows, or the rows it is made from.
+        input_names: The columns.
+    """
     digest = hashlib.sha256()
     for name in input_names:
         digest.update(np.ascontiguousarray(rows[name]).tobytes())
@@ -59,7 +68,15 @@ def inputs_digest(rows: np.ndarray, input_names: list[str]) -> str:
 
 
 def table_dtype(inputs: np.dtype, outputs: np.dtype) -> np.dtype:
-    """The table's row: inputs, the interface's columns, outputs, the study's columns."""
+    """The table's row: inputs, the interface's columns, outputs, the study's columns.
+
+    Args:
+        inputs: The inputs' dtype.
+        outputs: The outputs' dtype.
+
+    Raises:
+        InterfaceError: A variable's name is reserved by profit.
+    """
     clash = (set(field_names(inputs)) | set(field_names(outputs))) & RESERVED_NAMES
     if clash:
         raise InterfaceError(f"variable name {sorted(clash)[0]!r} is reserved by profit; rename the variable")
@@ -70,7 +87,14 @@ def table_dtype(inputs: np.dtype, outputs: np.dtype) -> np.dtype:
 
 
 class StudyTable:
-    """The rows of a study, memory-mapped from its ``.npy`` file."""
+    """The rows of a study, memory-mapped from its ``.npy`` file.
+
+    Args:
+        path: The ``.npy`` file.
+        layout: Its layout.
+        input_names: The inputs.
+        output_names: The outputs.
+    """
 
     def __init__(self, path: str, layout: _npyfile.NpyLayout, input_names: list[str], output_names: list[str]):
         self.path = path
@@ -92,6 +116,11 @@ class StudyTable:
 
         It is built beside ``path`` and moved into place whole, so an interruption
         leaves either no table or a complete one.
+
+        Args:
+            path: The table's file.
+            inputs: A structured array: one run per row.
+            outputs: The outputs' dtype.
         """
         dtype = table_dtype(inputs.dtype, outputs)
         building = path + ".new"
@@ -107,7 +136,16 @@ class StudyTable:
 
     @classmethod
     def open(cls, path: str, inputs: np.dtype, outputs: np.dtype) -> StudyTable:
-        """The table at ``path``; :class:`InterfaceError` if it is damaged or of other variables."""
+        """The table at ``path``; :class:`InterfaceError` if it is damaged or of other variables.
+
+        Args:
+            path: The table's file.
+            inputs: The inputs' dtype.
+            outputs: The outputs' dtype.
+
+        Raises:
+            InterfaceError: The table is damaged, cut short or of other variables.
+        """
         layout = _npyfile.read_layout(path, "study table", "profit run")
         if layout.dtype != table_dtype(inputs, outputs):
             raise InterfaceError(f"{path} holds other variables than this study")
@@ -131,6 +169,10 @@ class StudyTable:
         The new rows get ``inputs`` (one per new row; the runner's interface grows
         without) before the header counts them, so a table cut off while growing
         never holds a run without its inputs.
+
+        Args:
+            size: The rows.
+            inputs: The new rows' inputs, one per new row (None: none).
         """
         if size > len(self.rows):
 
@@ -146,7 +188,11 @@ class StudyTable:
         return self.rows
 
     def append(self, inputs: np.ndarray) -> range:
-        """Add one pending run per row of ``inputs``; their run ids."""
+        """Add one pending run per row of ``inputs``; their run ids.
+
+        Args:
+            inputs: A structured array: one run per row.
+        """
         first = len(self.rows)
         self.grow(first + len(inputs), inputs)
         return range(first, len(self.rows))
@@ -176,25 +222,44 @@ class StudyTable:
         return count_states(self._state)
 
     def reason(self, run_id: int | np.integer) -> str:
-        """Why ``run_id`` failed (empty when it did not)."""
+        """Why ``run_id`` failed (empty when it did not).
+
+        Args:
+            run_id: The run.
+        """
         return decode_reason(self.rows["REASON"][run_id])
 
     # --- as runs start and end ---------------------------------------------------------------
 
     def note_process(self, run_id: int, pid: int | None) -> None:
         """Note the process (group) ``pid`` of ``run_id``, which has just started: at once, so that a
-        runner that is killed leaves it findable."""
+        runner that is killed leaves it findable.
+
+        Args:
+            run_id: The run.
+            pid: Its process (group); None: none.
+        """
         self._pid[run_id] = pid or 0
 
     def started(self, run_ids: list[int], times: list[float]) -> None:
-        """Note that ``run_ids`` started at ``times`` (Unix times; a run may appear twice: a retry)."""
+        """Note that ``run_ids`` started at ``times`` (Unix times; a run may appear twice: a retry).
+
+        Args:
+            run_ids: The runs.
+            times: When each started (Unix times).
+        """
         ids = np.asarray(run_ids, dtype=np.intp)
         np.add.at(self._attempts, ids, 1)
         self._started[ids] = times
         self._ended[ids] = np.nan
 
     def ended(self, run_ids: list[int], times: list[float]) -> None:
-        """Note that the runner settled ``run_ids`` at ``times`` (their states and outputs are in the rows)."""
+        """Note that the runner settled ``run_ids`` at ``times`` (their states and outputs are in the rows).
+
+        Args:
+            run_ids: The runs.
+            times: When each was settled (Unix times).
+        """
         ids = np.asarray(run_ids, dtype=np.intp)
         self._ended[ids] = times
         self._pid[ids] = 0
@@ -244,7 +309,11 @@ class StudyTable:
         return len(transmitted), len(again)
 
     def reset(self, run_ids: np.ndarray) -> None:
-        """Make ``run_ids`` pending again, without results (to run them again)."""
+        """Make ``run_ids`` pending again, without results (to run them again).
+
+        Args:
+            run_ids: The runs.
+        """
         self._state[run_ids] = RunState.PENDING
         self.rows["REASON"][run_ids] = b""
         self.rows["DONE"][run_ids] = False
@@ -262,7 +331,11 @@ def _reset(rows: np.ndarray, output_names: tuple[str, ...] | list[str]) -> None:
 
 def marked_groups(work_dir: str) -> list[int]:
     """The process groups of the processes that carry the mark of ``work_dir`` (left by a runner of
-    that study), but never this process's own group."""
+    that study), but never this process's own group.
+
+    Args:
+        work_dir: The study's work directory.
+    """
     groups = []
     for pid in marked_processes(work_dir):
         group = _process_group(pid)
@@ -302,7 +375,11 @@ def _started_after(pid: int, started: float) -> bool:
 
 
 class Meta:
-    """``profit-study.json``: what the study's rows were made from, and when it ran."""
+    """``profit-study.json``: what the study's rows were made from, and when it ran.
+
+    Args:
+        folder: The study's work directory.
+    """
 
     MAX_BYTES = 16 << 20  # far more than a record holds; a larger file is not one
 
@@ -336,6 +413,9 @@ class StudyLock:
     locks belong to the open file, which a fork shares), so that a process left
     over after the runner was killed never keeps the next ``profit run`` out.
     Exec'd processes never get it (the descriptor is close-on-exec).
+
+    Args:
+        folder: The study's work directory.
     """
 
     def __init__(self, folder: str):
@@ -408,7 +488,15 @@ os.register_at_fork(after_in_child=_close_locks_in_child)
 
 
 def end_process_groups(pgids: list[int], timeout: float = 10.0) -> None:
-    """Kill the process groups ``pgids`` and wait until none of their processes is left."""
+    """Kill the process groups ``pgids`` and wait until none of their processes is left.
+
+    Args:
+        pgids: The process groups.
+        timeout: The most seconds to wait.
+
+    Raises:
+        InterfaceError: Their processes do not end within ``timeout``.
+    """
     import signal
 
     for pgid in pgids:
