@@ -43,6 +43,15 @@ def sum_rows(count):
     return rows
 
 
+def study_results(study, count):
+    """A study's inputs and results as its export files hold them (input.txt, output.txt), checked to be
+    ``count`` rows each."""
+    inputs = np.genfromtxt(study / "input.txt", names=True)
+    results = np.genfromtxt(study / "output.txt", names=True)
+    assert len(inputs) == len(results) == count
+    return inputs, results
+
+
 def most_at_once(spans):
     """The largest number of (start, end) spans active at one instant (a span ends before one that starts then)."""
     return max(sum(1 for other in spans if other["start"] <= span["start"] < other["end"]) for span in spans)

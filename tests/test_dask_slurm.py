@@ -14,7 +14,19 @@ import uuid
 
 import numpy as np
 import pytest
-from helpers import SCALAR_INPUTS, STUDY, Gate, alive, make_study, outputs, params, profit, started_pids, wait_for
+from helpers import (
+    SCALAR_INPUTS,
+    STUDY,
+    Gate,
+    alive,
+    make_study,
+    outputs,
+    params,
+    profit,
+    started_pids,
+    study_results,
+    wait_for,
+)
 
 from profit.run import Runner, RunState
 
@@ -134,9 +146,7 @@ def test_profit_run_of_a_200_run_study_on_slurm_dask_workers(tmp_path):
         cancel_our_jobs(job_name)  # (the runner's cluster cancels them as it closes; this makes sure)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "200 runs: 200 done, 0 failed" in done.stdout
-    inputs = np.genfromtxt(study / "input.txt", names=True)
-    results = np.genfromtxt(study / "output.txt", names=True)
-    assert len(inputs) == len(results) == 200
+    inputs, results = study_results(study, 200)
     np.testing.assert_array_equal(results["f"], inputs["u"] + inputs["v"])
     np.testing.assert_array_equal(results["g"], inputs["u"] * inputs["v"])
     assert "200 done, 0 failed" in profit("status", str(study)).stdout

@@ -8,7 +8,18 @@ import subprocess
 
 import numpy as np
 import pytest
-from helpers import PROFIT, SCALAR_INPUTS, STUDY, make_study, most_at_once, outputs, profit, runs_done, wait_for
+from helpers import (
+    PROFIT,
+    SCALAR_INPUTS,
+    STUDY,
+    make_study,
+    most_at_once,
+    outputs,
+    profit,
+    runs_done,
+    study_results,
+    wait_for,
+)
 
 from profit.run import Runner, RunState
 
@@ -55,9 +66,7 @@ def test_profit_run_of_a_100_run_study(tmp_path, interface):
     done = profit("run", str(study), timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "100 runs: 100 done, 0 failed" in done.stdout
-    inputs = np.genfromtxt(study / "input.txt", names=True)
-    results = np.genfromtxt(study / "output.txt", names=True)
-    assert len(inputs) == len(results) == 100
+    inputs, results = study_results(study, 100)
     np.testing.assert_array_equal(results["f"], inputs["u"] + inputs["v"])
     np.testing.assert_array_equal(results["g"], inputs["u"] * inputs["v"])
     assert "100 done, 0 failed" in profit("status", str(study)).stdout

@@ -8,7 +8,7 @@ import subprocess
 
 import numpy as np
 import pytest
-from helpers import SCALAR_INPUTS, TESTS, outputs, profit, wait_for
+from helpers import SCALAR_INPUTS, TESTS, outputs, profit, study_results, wait_for
 
 from profit.run import Runner, RunState
 from profit.run.errors import ConfigError
@@ -206,9 +206,7 @@ def test_profit_run_of_1000_runs_in_a_handful_of_jobs(tmp_path):
     done = profit("run", str(study), timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "1000 runs: 1000 done, 0 failed" in done.stdout
-    inputs = np.genfromtxt(study / "input.txt", names=True)
-    results = np.genfromtxt(study / "output.txt", names=True)
-    assert len(inputs) == len(results) == 1000
+    inputs, results = study_results(study, 1000)
     np.testing.assert_array_equal(results["f"], inputs["u"] + inputs["v"])
     cpus = subprocess.run(["sinfo", "-h", "-o", "%C"], capture_output=True, text=True, check=True).stdout
     slots = sum(int(line.split("/")[-1]) for line in cpus.split())
