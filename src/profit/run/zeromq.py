@@ -41,19 +41,32 @@ import struct
 import time
 from collections import OrderedDict, namedtuple
 
+from . import _npyfile
 from . import options as check
 from ._files import write_atomically
 from ._lazy import logging
 from ._lazy import numpy as np
 from ._record import StructRecord, parse_descr
+from ._shared import SharedRows
 from .errors import ConfigError, InterfaceError
-from .interface import RunnerInterface, WorkerInterface, empty_record, whole_seconds
+from .interface import (
+    INTERNAL_NAMES,
+    RunnerInterface,
+    WorkerInterface,
+    clear_outputs,
+    empty_record,
+    encode_reason,
+    whole_seconds,
+)
 from .state import RunState
 
 DEFAULT_PORT = 9000  # proFit's: a runner half and a worker half built with defaults talk
 TYPE_CHECKING = False  # (typing costs every worker process its import)
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Protocol
+
+    import numpy
 
     class _Socket(Protocol):
         """What a worker uses of its pyzmq DEALER socket (pyzmq is an optional dependency)."""
@@ -302,6 +315,17 @@ def _release_descriptors(held: list[int]) -> None:
     held.clear()
 
 
+def _maps_file_shared(rows: numpy.ndarray) -> bool:
+    """Whether ``rows`` lie in a writable shared mapping of a file (a numpy memmap opened
+    ``r+`` or ``w+``), so that a forked process's writes reach the runner."""
+    base: object = rows
+    while isinstance(base, np.ndarray):
+        if isinstance(base, np.memmap):
+            return base.mode in ("r+", "w+")
+        base = base.base
+    return False
+
+
 def _set_heartbeat(socket, zmq, seconds: float) -> None:
     """ZMTP heartbeats: idle connections of long runs stay open, dead peers are noticed."""
     interval = max(1, int(seconds * 1000))
@@ -370,6 +394,10 @@ class ZeroMQRunnerInterface(RunnerInterface, _Options, label="zeromq"):
         self.dropped = 0  # messages dropped so far (malformed, unsigned, refused)
         self._failures_seen: OrderedDict[bytes, None] = OrderedDict()
         self.backlog = False  # messages left for the next poll()
+        # Where forked workers reach the rows: the interface's own shared file (made by
+        # _allocate) or, once a study hands its table over, that file's path and data offset.
+        self._shared: SharedRows | None = None
+        self._store_file: tuple[str, int] | None = None
         super().__init__(size, input_config, output_config, logger_parent=logger_parent)
         self._input_layout = np.dtype(self.input_vars)
         self._output_layout = np.dtype(self.output_vars)
@@ -401,9 +429,79 @@ class ZeroMQRunnerInterface(RunnerInterface, _Options, label="zeromq"):
             raise
         self._reserve = _reserve_descriptors(_RESERVED_DESCRIPTORS)
 
+    # --- storage that forked workers share ------------------------------------------
+
+    def _allocate(self, size: int) -> numpy.ndarray:
+        # Rows in an anonymous shared file: a worker forked from the runner writes its
+        # results into its row itself (see ZeroMQForkedWorkerInterface), never over the socket.
+        self._shared = SharedRows(self.dtype)
+        rows = self._shared.rows(size)
+        clear_outputs(rows[self.output_names])
+        return rows
+
+    def _grow(self, size: int) -> numpy.ndarray:
+        shared = self._shared
+        if shared is None or shared.fd is None:  # (closed: the runner is done; memory of its own)
+            return super()._grow(size)
+        first_new = self.size
+        rows = shared.rows(size)  # the file grows in place: rows never move, live workers keep theirs
+        clear_outputs(rows[first_new:][self.output_names])
+        return rows
+
+    def _bind(self, data: numpy.ndarray) -> None:
+        super()._bind(data)
+        # The row's fields as a forked worker uses them, prepared here rather than in every fork.
+        self._row_output_fields = [field for field in self._fields if field.name in self.output_names]
+        self._row_internal_fields = [field for field in self._fields if field.name in INTERNAL_NAMES]
+
+    def use_store(self, rows: numpy.ndarray, grow: Callable[[int], numpy.ndarray], path: str | None = None) -> None:
+        """Keep the runs' data in a study's table (see :meth:`RunnerInterface.use_store`).
+
+        Workers forked from the runner then write into the table's file (``path``), as
+        memmap workers do; without a ``path`` of a shared mapping, they use the socket.
+
+        Args:
+            rows: The study's table, a structured array (a memory map of ``path``).
+            grow: ``grow(size)`` returns the table grown to ``size`` rows.
+            path: The study's file that ``rows`` maps.
+        """
+        super().use_store(rows, grow, path)
+        if self._shared is not None:
+            self._shared.abandon()  # pool workers forked before now must not write there
+            self._shared.close()
+            self._shared = None
+        self._store_file = None
+        if path is not None and _maps_file_shared(rows):
+            self._store_file = (os.path.abspath(path), _npyfile.read_header(path, "study table").offset)
+
+    def _forked_row(self, run_id: int) -> memoryview | None:
+        """In a process forked from the runner: the bytes of row ``run_id`` in storage the
+        runner shares with it, or None where it cannot reach the row that way."""
+        if run_id < 0:
+            return None
+        store = self._store_file
+        if store is not None:
+            if run_id < self.size:
+                return self.row_buffer(run_id)[0]
+            path, offset = store  # the table grew since the fork: map the row from its file
+            itemsize = self._data.dtype.itemsize  # (the table's rows: more columns than the interface's)
+            if _npyfile.data_rows(path, offset, itemsize) <= run_id:
+                return None
+            return _npyfile.map_row(path, offset, itemsize, run_id)
+        shared = self._shared
+        if shared is None or shared.moved():
+            return None
+        if run_id >= self.size:  # the rows grew since the fork: map the grown file (this process's copy)
+            rows = shared.reach(run_id)
+            if rows is None:
+                return None
+            self._bind(rows)
+        return self.row_buffer(run_id)[0]
+
     def _open_socket(self) -> None:
         zmq = _zmq()
         self._zmq = zmq
+        self._events, self._pollin, self._noblock = int(zmq.EVENTS), int(zmq.POLLIN), int(zmq.NOBLOCK)
         # pyzmq's context of this process; a worker forked from the runner gets a new
         # one from Context.instance (it notices the fork) and leaves the runner's alone.
         self._socket = zmq.Context.instance().socket(zmq.ROUTER)
@@ -473,15 +571,15 @@ class ZeroMQRunnerInterface(RunnerInterface, _Options, label="zeromq"):
         ``backlog`` is True afterwards when more are waiting: the socket's event fd
         fires only on new arrivals, so the runner must not block before the next poll.
         """
-        zmq, socket = self._zmq, self._socket
+        socket, events, pollin, noblock = self._socket, self._events, self._pollin, self._noblock
         self.backlog = False
         for _ in range(_MESSAGES_PER_POLL):
-            if not socket.getsockopt(zmq.EVENTS) & zmq.POLLIN:
-                break
+            if not socket.getsockopt(events) & pollin:  # (plain ints: pyzmq's enums cost per call)
+                return
             try:
-                frames = socket.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                break
+                frames = socket.recv_multipart(noblock)
+            except self._zmq.Again:
+                return
             try:
                 reply = self._answer(frames[1:])
             except Exception:  # a bug, but what a peer sends must never stop the study
@@ -489,11 +587,10 @@ class ZeroMQRunnerInterface(RunnerInterface, _Options, label="zeromq"):
                 continue
             if reply is not None:
                 try:
-                    socket.send_multipart([frames[0], reply], zmq.NOBLOCK)
-                except zmq.ZMQError as error:  # the worker went away: it will try again
+                    socket.send_multipart([frames[0], reply], noblock)
+                except self._zmq.ZMQError as error:  # the worker went away: it will try again
                     self.logger.debug("could not answer a worker: %s", error)
-        else:
-            self.backlog = bool(socket.getsockopt(zmq.EVENTS) & zmq.POLLIN)
+        self.backlog = bool(socket.getsockopt(events) & pollin)
 
     def _drop(self, why: str) -> None:
         self.dropped += 1
@@ -587,9 +684,33 @@ class ZeroMQRunnerInterface(RunnerInterface, _Options, label="zeromq"):
             self.mark(run_id, RunState.FAILED, reason)
         return message(self._secret, b"ACK", run_id, request_id)
 
-    def forked_worker_interface(self, run_id: int, *, row_is_current: bool) -> ZeroMQWorkerInterface:
-        """A worker interface that knows the secret already and, where ``row_is_current``,
-        reads its inputs from the inherited row instead of asking for them (no READY)."""
+    def forked_worker_interface(
+        self, run_id: int, *, row_is_current: bool
+    ) -> ZeroMQForkedWorkerInterface | ZeroMQWorkerInterface:
+        """In a worker forked from the runner: a worker interface that reads its inputs from and
+        writes its results into its row of the storage it shares with the runner (no socket).
+
+        Where it cannot reach its row that way (a pool worker forked before the rows moved
+        into a study's table, a table that is not a shared file), a socket worker interface
+        that knows the secret already and, where ``row_is_current``, reads its inputs from the
+        inherited row instead of asking for them (no READY).
+
+        Args:
+            run_id: The worker's run.
+            row_is_current: Whether the fork inherited the run's row as the runner wrote it.
+
+        Returns:
+            The worker interface.
+        """
+        run_id = int(run_id)
+        row = self._forked_row(run_id)
+        if row is not None:
+            return ZeroMQForkedWorkerInterface(
+                run_id,
+                StructRecord(row, self._row_input_fields),
+                StructRecord(row, self._row_output_fields),
+                StructRecord(row, self._row_internal_fields),
+            )
         options = {name: value for name, value in self.config.items() if name != "class"}
         interface = ZeroMQWorkerInterface(run_id, **options)
         interface._inherit(self, row_is_current)
@@ -600,6 +721,8 @@ class ZeroMQRunnerInterface(RunnerInterface, _Options, label="zeromq"):
         if not self._socket.closed:
             self._socket.close()
         _release_descriptors(self._reserve)
+        if self._shared is not None:
+            self._shared.close()  # (the rows stay mapped: the runner's results remain readable)
         for path in (self.keyfile, self.endpoint[len("ipc://") :] if self.transport == "ipc" else None):
             if path and os.path.exists(path):
                 os.remove(path)
@@ -788,5 +911,54 @@ class ZeroMQWorkerInterface(WorkerInterface, _Options, label="zeromq"):
         if self._socket is not None:
             self._socket.close()
             self._socket = None
+        self.input = empty_record()
+        self.output = empty_record()
+
+
+class ZeroMQForkedWorkerInterface(WorkerInterface):
+    """Worker half of the zeromq interface in a worker forked from the runner: its row of the
+    runner's shared storage (see :mod:`profit.run._shared`), read and written in place, as a
+    memmap worker does; no socket, no message. Built by
+    :meth:`ZeroMQRunnerInterface.forked_worker_interface` alone (not registered).
+
+    Args:
+        run_id: The run's id.
+        inputs: The row's inputs.
+        outputs: The row's outputs (the runner set them to their 'no result' values).
+        internal: The row's ``DONE``, ``TIME``, ``STATE`` and ``REASON``.
+    """
+
+    label = "zeromq"  # (what it stands for in config; the label belongs to ZeroMQWorkerInterface)
+
+    def __init__(self, run_id: int, inputs: StructRecord, outputs: StructRecord, internal: StructRecord):
+        super().__init__(run_id)
+        self._inputs, self._outputs, self._internal = inputs, outputs, internal
+
+    def retrieve(self) -> None:
+        """Make the row's inputs and outputs available (they are in this process already)."""
+        self.input, self.output = self._inputs, self._outputs
+
+    def transmit(self) -> None:
+        """Hand back the outputs (in the row already) and the time; ``DONE``, written last, tells the runner."""
+        internal = self._internal
+        internal["TIME"] = whole_seconds(float(self.time))
+        internal["DONE"] = True
+
+    def fail(self, reason: str) -> None:
+        """Record why the run failed in its row, for the runner to report (not after the results:
+        a run that transmitted is never failed).
+
+        Args:
+            reason: Why the run failed.
+        """
+        internal = self._internal
+        if internal["DONE"]:
+            self.logger.warning("run %s failed after it transmitted its results: %s", self.run_id, reason)
+            return
+        internal["REASON"] = encode_reason(reason)
+        internal["STATE"] = RunState.FAILED
+
+    def clean(self) -> None:
+        """Let go of the row."""
         self.input = empty_record()
         self.output = empty_record()
