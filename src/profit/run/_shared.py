@@ -59,11 +59,12 @@ class SharedRows:
     def __init__(self, dtype: numpy.dtype):
         self.dtype = dtype
         self.itemsize = dtype.itemsize
-        self.fd: int | None = _anonymous_file()
+        fd = _anonymous_file()
+        self.fd: int | None = fd
         self._length = 0
         self._extend(_CONTROL)
         # The control block, mapped for good (also in every fork: a shared mapping).
-        self._control = mmap.mmap(self.fd, _CONTROL)
+        self._control = mmap.mmap(fd, _CONTROL)
 
     def _extend(self, length: int) -> None:
         """Make the file ``length`` bytes long (never shorter), the new bytes zero."""
@@ -77,8 +78,8 @@ class SharedRows:
 
     def _map(self, size: int) -> numpy.ndarray:
         """The first ``size`` rows, mapped shared (the file holds them)."""
-        if size == 0:
-            return np.zeros(0, self.dtype)
+        if size == 0 or self.fd is None:  # (None: closed, when the runner is done)
+            return np.zeros(size, self.dtype)
         mapping = mmap.mmap(self.fd, _CONTROL + size * self.itemsize)  # (the array keeps it alive)
         return np.frombuffer(mapping, self.dtype, count=size, offset=_CONTROL)
 
