@@ -11,6 +11,15 @@ of its run::
       DATA   run_id time outputs ----->      write outputs, TIME, DONE; reply ACK
       (or FAIL run_id reason   ------->      record the reason; reply ACK)
 
+A worker forked from the runner (ForkRunner, PoolRunner) sends no message: the
+runner keeps its rows in storage it shares with the processes it forks (an
+anonymous shared file, see :mod:`profit.run._shared`, or the study's table
+handed to :meth:`~ZeroMQRunnerInterface.use_store`), and such a worker reads its
+inputs from and writes its outputs, TIME and DONE (or its failure's reason) into
+its row, as a memmap worker does; the runner reads DONE when the run's process
+ends or reports it. A pool worker forked before the rows grew maps the grown
+file; one that cannot reach its row that way uses the socket.
+
 Every message, both ways, is signed with HMAC-SHA256 under a per-study secret.
 The runner writes the secret to a file readable only by its user (``keyfile``,
 in the work directory) and workers read it from there: it never appears on a
@@ -41,13 +50,11 @@ import struct
 import time
 from collections import OrderedDict, namedtuple
 
-from . import _npyfile
 from . import options as check
 from ._files import write_atomically
 from ._lazy import logging
 from ._lazy import numpy as np
 from ._record import StructRecord, parse_descr
-from ._shared import SharedRows
 from .errors import ConfigError, InterfaceError
 from .interface import (
     INTERNAL_NAMES,
@@ -67,6 +74,8 @@ if TYPE_CHECKING:
     from typing import Protocol
 
     import numpy
+
+    from ._shared import SharedRows
 
     class _Socket(Protocol):
         """What a worker uses of its pyzmq DEALER socket (pyzmq is an optional dependency)."""
@@ -434,6 +443,8 @@ class ZeroMQRunnerInterface(RunnerInterface, _Options, label="zeromq"):
     def _allocate(self, size: int) -> numpy.ndarray:
         # Rows in an anonymous shared file: a worker forked from the runner writes its
         # results into its row itself (see ZeroMQForkedWorkerInterface), never over the socket.
+        from ._shared import SharedRows  # (here: workers in other processes never need it)
+
         self._shared = SharedRows(self.dtype)
         rows = self._shared.rows(size)
         clear_outputs(rows[self.output_names])
@@ -472,6 +483,8 @@ class ZeroMQRunnerInterface(RunnerInterface, _Options, label="zeromq"):
             self._shared = None
         self._store_file = None
         if path is not None and _maps_file_shared(rows):
+            from . import _npyfile
+
             self._store_file = (os.path.abspath(path), _npyfile.read_header(path, "study table").offset)
 
     def _forked_row(self, run_id: int) -> memoryview | None:
@@ -483,6 +496,8 @@ class ZeroMQRunnerInterface(RunnerInterface, _Options, label="zeromq"):
         if store is not None:
             if run_id < self.size:
                 return self.row_buffer(run_id)[0]
+            from . import _npyfile
+
             path, offset = store  # the table grew since the fork: map the row from its file
             itemsize = self._data.dtype.itemsize  # (the table's rows: more columns than the interface's)
             if _npyfile.data_rows(path, offset, itemsize) <= run_id:
