@@ -571,7 +571,14 @@ def execute_forked(
 
 
 def main() -> None:
-    """Entry point of ``profit-worker``: build a Worker from the environment, run it, clean up."""
+    """Entry point of ``profit-worker``: build a Worker from the environment, run it, clean up.
+
+    The process ends with the run's exit code as soon as its files are closed and its output
+    flushed (:func:`_end`): tearing down the interpreter would cost a short run a sizeable share.
+
+    Raises:
+        SystemExit: With the run's exit code (2: the environment lacks the run).
+    """
     env = os.environ
     try:
         worker_config = _json_env(env, "PROFIT_WORKER")
@@ -581,4 +588,53 @@ def main() -> None:
         sys.exit(2)
     options = worker_config if isinstance(worker_config, Mapping) else {}
     log = RunLog(options.get("log_path", "log"), run_id, bool(options.get("debug", False)))
-    sys.exit(execute(lambda: Worker.from_env(env), log))
+    _import_memmap(env)
+    _end(execute(lambda: Worker.from_env(env), log))
+
+
+def _import_memmap(env: Mapping[str, str]) -> None:
+    """Import the memmap interface up front when the run uses it: in a lean worker process
+    (:mod:`profit._worker_main`) its label would otherwise register every built-in component."""
+    if '"memmap"' in env.get("PROFIT_INTERFACE", "") and "profit.run.memmap" not in sys.modules:
+        from . import memmap  # noqa: F401  (registers the label)
+
+
+def _end(code: int) -> None:
+    """End the process with ``code``: at once where nothing is left to do at exit, else as usual.
+
+    Interpreter teardown only matters where something still waits for it: an atexit handler
+    (logging registers one, so a run that logged exits as usual), a thread other than this one,
+    or a file that the run's code left open for writing (closing it flushes it). Otherwise
+    flushing the standard streams is all that is left, and ``os._exit`` skips the rest.
+    """
+    import atexit
+
+    if (
+        atexit._ncallbacks() == 0
+        and ("threading" not in sys.modules or sys.modules["threading"].active_count() == 1)
+        and not _open_writers()
+    ):
+        try:
+            for stream in (sys.stdout, sys.stderr):
+                if stream is not None:
+                    stream.flush()
+        except Exception:  # (a closed or broken stream: the usual exit reports it as it always did)
+            pass
+        else:
+            os._exit(code)
+    sys.exit(code)
+
+
+def _open_writers() -> bool:
+    """Whether a file object other than the standard streams is open with unwritten data possible."""
+    import gc
+    import io
+
+    kinds = (io.TextIOWrapper, io.BufferedWriter, io.BufferedRandom, io.BufferedRWPair)
+    streams = (sys.stdin, sys.stdout, sys.stderr, sys.__stdin__, sys.__stdout__, sys.__stderr__)
+    standard = {id(stream) for stream in streams} | {id(getattr(stream, "buffer", None)) for stream in streams}
+    for thing in gc.get_objects():
+        if isinstance(thing, kinds) and id(thing) not in standard and not thing.closed:
+            if not (isinstance(thing, io.TextIOWrapper) and not thing.writable()):
+                return True
+    return False
