@@ -24,7 +24,7 @@ TYPE_CHECKING = False  # (typing costs every worker process its import)
 if TYPE_CHECKING:
     from importlib.machinery import ModuleSpec
 
-    from profit.run.registry import Component
+    from profit.run.registry import RegistryMeta
 
 # The labels that importing profit.run registers, for each component kind. An include file
 # that takes one of them must meet the built-in variant first (an error, or a replacement
@@ -83,9 +83,9 @@ def _defer_package() -> None:
         _complete()
         return getattr(package, name)
 
-    package.__getattr__ = __getattr__  # type: ignore[method-assign]  # (PEP 562: looked up in the module's dict)
+    package.__dict__["__getattr__"] = __getattr__  # (PEP 562: looked up in the module's dict)
     sys.modules["profit.run"] = package
-    profit.run = package  # type: ignore[attr-defined]
+    profit.run = package  # (as importing it would bind it)
     global _pending
     _pending = spec
 
@@ -100,7 +100,7 @@ def _defer_package() -> None:
 _pending: ModuleSpec | None = None
 
 
-def _on_registry(cls: type[Component], label: str | None) -> None:
+def _on_registry(cls: RegistryMeta, label: str | None) -> None:
     """Registry hook: complete the package before a miss, a listing (``label`` None) or a built-in
     label taken by a class that is not the built-in one (those of profit.run take theirs as they load)."""
     if label is None or (label in BUILTIN_LABELS.get(cls._kind, ()) and not cls.__module__.startswith("profit.run.")):

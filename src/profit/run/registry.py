@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 # this hook, called with a kind (or the class taking a label) and the label, completes them
 # before a lookup misses, the labels are listed (label None) or an include file takes a
 # built-in label, so that nobody can tell. None once they are registered.
-deferred_builtins: Callable[[type[Component], str | None], None] | None = None
+deferred_builtins: Callable[[RegistryMeta, str | None], None] | None = None
 
 
 class RegistryMeta(ABCMeta):
