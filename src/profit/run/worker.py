@@ -588,19 +588,29 @@ def main() -> None:
         sys.exit(2)
     options = worker_config if isinstance(worker_config, Mapping) else {}
     log = RunLog(options.get("log_path", "log"), run_id, bool(options.get("debug", False)))
-    _import_memmap(env)
-    _end(execute(lambda: Worker.from_env(env), log))
+    memmap = _import_memmap(env)
+    code = execute(lambda: Worker.from_env(env), log)
+    if memmap:  # (other interfaces may hold connections that only the usual exit winds down)
+        _end_at_once(code)
+    sys.exit(code)
 
 
-def _import_memmap(env: Mapping[str, str]) -> None:
-    """Import the memmap interface up front when the run uses it: in a lean worker process
-    (:mod:`profit._worker_main`) its label would otherwise register every built-in component."""
-    if '"memmap"' in env.get("PROFIT_INTERFACE", "") and "profit.run.memmap" not in sys.modules:
-        from . import memmap  # noqa: F401  (registers the label)
+def _import_memmap(env: Mapping[str, str]) -> bool:
+    """Import the memmap interface up front when the run uses it (whether it does): in a lean worker
+    process (:mod:`profit._worker_main`) its label would otherwise register every built-in component."""
+    try:
+        interface = json.loads(env.get("PROFIT_INTERFACE", ""))
+    except ValueError:  # (Worker.from_env says what is wrong with it)
+        return False
+    if not (isinstance(interface, Mapping) and interface.get("class") == "memmap"):
+        return False
+    from . import memmap  # noqa: F401  (registers the label)
+
+    return True
 
 
-def _end(code: int) -> None:
-    """End the process with ``code``: at once where nothing is left to do at exit, else as usual.
+def _end_at_once(code: int) -> None:
+    """End the process with ``code`` at once, if nothing is left to do at exit; return otherwise.
 
     Interpreter teardown only matters where something still waits for it: an atexit handler
     (logging registers one, so a run that logged exits as usual), a thread other than this one,
@@ -609,32 +619,38 @@ def _end(code: int) -> None:
     """
     import atexit
 
-    if (
-        atexit._ncallbacks() == 0
-        and ("threading" not in sys.modules or sys.modules["threading"].active_count() == 1)
-        and not _open_writers()
-    ):
-        try:
-            for stream in (sys.stdout, sys.stderr):
-                if stream is not None:
-                    stream.flush()
-        except Exception:  # (a closed or broken stream: the usual exit reports it as it always did)
-            pass
-        else:
-            os._exit(code)
-    sys.exit(code)
+    if atexit._ncallbacks() or ("threading" in sys.modules and sys.modules["threading"].active_count() > 1):
+        return
+    if _open_writers():
+        return
+    try:
+        for stream in (sys.stdout, sys.stderr):
+            if stream is not None:
+                stream.flush()
+    except Exception:  # (a closed or broken stream: the usual exit reports it as it always did)
+        return
+    os._exit(code)
 
 
 def _open_writers() -> bool:
-    """Whether a file object other than the standard streams is open with unwritten data possible."""
+    """Whether a file object other than the standard streams is open for writing (with data it may hold)."""
+    try:
+        descriptors = os.listdir("/proc/self/fd")
+    except OSError:  # (no /proc: look at the objects)
+        pass
+    else:
+        # A file object holds a descriptor: beyond 0, 1, 2 only the listing's own is open.
+        if sum(int(fd) > 2 for fd in descriptors) <= 1:
+            return False
     import gc
     import io
 
-    kinds = (io.TextIOWrapper, io.BufferedWriter, io.BufferedRandom, io.BufferedRWPair)
-    streams = (sys.stdin, sys.stdout, sys.stderr, sys.__stdin__, sys.__stdout__, sys.__stderr__)
-    standard = {id(stream) for stream in streams} | {id(getattr(stream, "buffer", None)) for stream in streams}
+    kinds = {io.TextIOWrapper, io.BufferedWriter, io.BufferedRandom, io.BufferedRWPair}
+    streams = [sys.stdin, sys.stdout, sys.stderr, sys.__stdin__, sys.__stdout__, sys.__stderr__]
+    streams += [getattr(stream, "buffer", None) for stream in streams]
+    standard = {id(stream) for stream in streams}
     for thing in gc.get_objects():
-        if isinstance(thing, kinds) and id(thing) not in standard and not thing.closed:
+        if type(thing) in kinds and id(thing) not in standard and not thing.closed:
             if not (isinstance(thing, io.TextIOWrapper) and not thing.writable()):
                 return True
     return False
