@@ -148,11 +148,14 @@ def lean_runs(tmp_path_factory):
     script = base / "runner.py"
     script.write_text(SCRIPT)
     results = base / "results.json"
+    # Buffered output, as usual (not so here, where PYTHONUNBUFFERED is set): lean_print needs the flush.
+    env = {name: value for name, value in os.environ.items() if name != "PYTHONUNBUFFERED"}
     done = subprocess.run(
         [sys.executable, str(script), str(include), str(results), str(base)],
         capture_output=True,
         text=True,
         timeout=120,
+        env=env,
     )
     assert done.returncode == 0, done.stderr
     return json.loads(results.read_text()), base, done
