@@ -12,7 +12,6 @@ interface, so the runner can say why the run failed.
 
 from __future__ import annotations
 
-import json
 import os
 import struct
 import sys
@@ -20,6 +19,7 @@ import time
 from abc import abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 
+from ._jsonscan import loads as json_loads
 from ._lazy import logging
 from .errors import ConfigError, WorkerError, WorkerOutputError
 from .interface import WorkerInterface
@@ -391,8 +391,8 @@ def _json_env(env: Mapping[str, str], name: str) -> Any:  # JSON: checked by who
             f"environment variable {name} is not set; profit-worker is started by a runner, which sets it"
         )
     try:
-        return json.loads(env[name])
-    except json.JSONDecodeError as error:
+        return json_loads(env[name])
+    except ValueError as error:  # (json.JSONDecodeError: json is imported only then)
         raise ConfigError(f"environment variable {name} is not valid JSON ({error}): {env[name][:80]!r}") from None
 
 
@@ -599,7 +599,7 @@ def _import_memmap(env: Mapping[str, str]) -> bool:
     """Import the memmap interface up front when the run uses it (whether it does): in a lean worker
     process (:mod:`profit._worker_main`) its label would otherwise register every built-in component."""
     try:
-        interface = json.loads(env.get("PROFIT_INTERFACE", ""))
+        interface = json_loads(env.get("PROFIT_INTERFACE", ""))
     except ValueError:  # (Worker.from_env says what is wrong with it)
         return False
     if not (isinstance(interface, Mapping) and interface.get("class") == "memmap"):
