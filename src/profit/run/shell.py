@@ -8,6 +8,10 @@ environment, by which a study that resumes after its runner was killed finds
 them; the Worker reads its run id, worker and interface configs from the
 environment (``PROFIT_RUN_ID``, ``PROFIT_WORKER``, ``PROFIT_INTERFACE``,
 ``PROFIT_INCLUDES``). Its exit is an event the runner waits on (see :mod:`.exitwatch`).
+
+The default command runs the ``profit-worker`` script beside this Python as that
+interpreter with the script's code given inline, through the lean entry point
+:mod:`profit._worker_main`: the same program, without the script's own costs.
 """
 
 from __future__ import annotations
@@ -59,7 +63,7 @@ class LocalRunner(Runner, label="local"):
         super().__init__(parallel=check.parallel(parallel), **kwargs)
         exitwatch.backend()  # (PROFIT_EXIT_WATCH is checked now, not at the first run)
         self._env: dict[str, str] | None = None
-        self._env_bytes: dict[bytes, bytes] | None = None  # (_environment, encoded once for every run)
+        self._env_bytes: tuple[dict[str, str], dict[bytes, bytes]] | None = None  # (_env, encoded once)
         self._shell: tuple[str, str] | None = None  # (command, what the shell runs for it)
         # Orphans of the workers' processes become this process's children, so that a run's
         # cancel or timeout finds them (by their PROFIT_RUN_ID) when their parents are gone.
@@ -95,9 +99,10 @@ class LocalRunner(Runner, label="local"):
 
     def _encoded_environment(self) -> dict[bytes, bytes]:
         # subprocess encodes a str environment again for every process; bytes pass as they are.
-        if self._env_bytes is None:
-            self._env_bytes = {os.fsencode(name): os.fsencode(value) for name, value in self._environment().items()}
-        return self._env_bytes
+        env = self._environment()
+        if self._env_bytes is None or self._env_bytes[0] is not env:
+            self._env_bytes = (env, {os.fsencode(name): os.fsencode(value) for name, value in env.items()})
+        return self._env_bytes[1]
 
     def _shell_command(self) -> str:
         # The default worker is the one installed beside this Python (a venv's

@@ -574,7 +574,7 @@ def main() -> None:
     """Entry point of ``profit-worker``: build a Worker from the environment, run it, clean up.
 
     The process ends with the run's exit code as soon as its files are closed and its output
-    flushed (:func:`_end`): tearing down the interpreter would cost a short run a sizeable share.
+    flushed (:func:`_end_at_once`): tearing down the interpreter would cost a short run a sizeable share.
 
     Raises:
         SystemExit: With the run's exit code (2: the environment lacks the run).
