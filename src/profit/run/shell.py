@@ -11,7 +11,7 @@ environment (``PROFIT_RUN_ID``, ``PROFIT_WORKER``, ``PROFIT_INTERFACE``,
 
 The default command runs the ``profit-worker`` script beside this Python as that
 interpreter with the script's code given inline, through the lean entry point
-:mod:`profit._worker_main`: the same program, without the script's own costs.
+``profit._worker_main``: the same program, without the script's own costs.
 """
 
 from __future__ import annotations

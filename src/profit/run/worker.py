@@ -574,7 +574,7 @@ def main() -> None:
     """Entry point of ``profit-worker``: build a Worker from the environment, run it, clean up.
 
     The process ends with the run's exit code as soon as its files are closed and its output
-    flushed (:func:`_end_at_once`): tearing down the interpreter would cost a short run a sizeable share.
+    flushed (``_end_at_once``): tearing down the interpreter would cost a short run a sizeable share.
 
     Raises:
         SystemExit: With the run's exit code (2: the environment lacks the run).
@@ -597,7 +597,7 @@ def main() -> None:
 
 def _import_memmap(env: Mapping[str, str]) -> bool:
     """Import the memmap interface up front when the run uses it (whether it does): in a lean worker
-    process (:mod:`profit._worker_main`) its label would otherwise register every built-in component."""
+    process (``profit._worker_main``) its label would otherwise register every built-in component."""
     try:
         interface = json_loads(env.get("PROFIT_INTERFACE", ""))
     except ValueError:  # (Worker.from_env says what is wrong with it)
