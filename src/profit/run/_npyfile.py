@@ -10,15 +10,14 @@ mapping, and no result is ever copied or lost (no delete-and-recreate).
 from __future__ import annotations
 
 import io
-import json
 import mmap
 import os
-import re
 import struct
 from collections import namedtuple
 from collections.abc import Callable
 
 from ._files import atomic_path
+from ._jsonscan import loads as json_loads
 from ._lazy import numpy as np
 from .errors import InterfaceError
 
@@ -89,19 +88,28 @@ def create(path: str, dtype: np.dtype, size: int) -> NpyLayout:
 
 # numpy writes the header as a Python literal of strings, booleans, integers,
 # tuples and lists; those map onto JSON one to one. Parsing it as JSON spares
-# every worker process the import of `ast` (slow here); anything unusual falls
-# back to ast.literal_eval.
+# every worker process the import of `ast` (slow here), and json's C scanner
+# (_jsonscan) that of json and re; anything unusual falls back to ast.literal_eval.
 _TO_JSON = str.maketrans({"'": '"', "(": "[", ")": "]"})
-_TRAILING_COMMA = re.compile(r",\s*([\]}])")
+
+
+def _without_trailing_commas(text: str) -> str:
+    """``text`` without each comma (and the whitespace after it) that a closing bracket or brace follows."""
+    parts = text.split(",")
+    kept = [parts[0]]
+    for part in parts[1:]:
+        rest = part.lstrip()
+        kept.append(rest if rest[:1] in ("]", "}") else "," + part)
+    return "".join(kept)
 
 
 def _literal(text: str) -> object:
     if '"' not in text and "\\" not in text:
-        candidate = _TRAILING_COMMA.sub(r"\1", text.translate(_TO_JSON))
+        candidate = _without_trailing_commas(text.translate(_TO_JSON))
         candidate = candidate.replace("False", "false").replace("True", "true")
         try:
-            return json.loads(candidate)
-        except json.JSONDecodeError:
+            return json_loads(candidate)
+        except ValueError:  # (json.JSONDecodeError)
             pass
     import ast
 

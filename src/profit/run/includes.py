@@ -94,11 +94,11 @@ def env_includes(env: Mapping[str, str] | None = None) -> list[str]:
         return []
     if text[0] not in '["':  # a plain path, as a user may set it by hand
         return [text]
-    import json
+    from ._jsonscan import loads  # (json itself costs every worker process its import)
 
     try:
-        paths = json.loads(text)
-    except json.JSONDecodeError as error:
+        paths = loads(text)
+    except ValueError as error:  # (json.JSONDecodeError)
         raise ConfigError(f"environment variable PROFIT_INCLUDES is not valid JSON ({error}): {text[:80]!r}") from None
     if isinstance(paths, str):
         paths = [paths]

@@ -28,6 +28,12 @@ if TYPE_CHECKING:
 
     _C = TypeVar("_C", bound="Component")
 
+# A lean profit-worker process (profit._worker_main) registers the built-in variants late:
+# this hook, called with a kind (or the class taking a label) and the label, completes them
+# before a lookup misses, the labels are listed (label None) or an include file takes a
+# built-in label, so that nobody can tell. None once they are registered.
+deferred_builtins: Callable[[RegistryMeta, str | None], None] | None = None
+
 
 class RegistryMeta(ABCMeta):
     """Metaclass giving component kinds ``Kind[label]`` and ``Kind.labels``."""
@@ -43,6 +49,9 @@ class RegistryMeta(ABCMeta):
             # A kind's registry holds its own variants only (Component.__init_subclass__).
             return cls._registry[label]  # type: ignore[return-value]
         except (KeyError, TypeError):
+            if deferred_builtins is not None:
+                deferred_builtins(cls, None)
+                return cls[label]
             raise UnknownLabelError(cls._kind, label, cls._registry) from None
 
     def resolve(cls: type[_C], spec: object, what: str) -> tuple[type[_C], dict]:  # type: ignore[misc]
@@ -64,6 +73,8 @@ class RegistryMeta(ABCMeta):
     @property
     def labels(cls) -> KeysView[str]:
         """The registered labels of this component kind (a set-like view)."""
+        if deferred_builtins is not None:
+            deferred_builtins(cls, None)
         return cls._registry.keys()
 
 
@@ -127,6 +138,8 @@ class Component(metaclass=RegistryMeta):
 
     @classmethod
     def _take_label(cls, label: str, *, replace: bool) -> None:
+        if deferred_builtins is not None:
+            deferred_builtins(cls, label)
         previous = cls._registry.get(label)
         # Re-defining the same class (a reloaded include file, a test run twice, a worker
         # script that is also an include file) replaces it; a different class may not take

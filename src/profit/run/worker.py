@@ -12,7 +12,6 @@ interface, so the runner can say why the run failed.
 
 from __future__ import annotations
 
-import json
 import os
 import struct
 import sys
@@ -20,6 +19,7 @@ import time
 from abc import abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 
+from ._jsonscan import loads as json_loads
 from ._lazy import logging
 from .errors import ConfigError, WorkerError, WorkerOutputError
 from .interface import WorkerInterface
@@ -391,8 +391,8 @@ def _json_env(env: Mapping[str, str], name: str) -> Any:  # JSON: checked by who
             f"environment variable {name} is not set; profit-worker is started by a runner, which sets it"
         )
     try:
-        return json.loads(env[name])
-    except json.JSONDecodeError as error:
+        return json_loads(env[name])
+    except ValueError as error:  # (json.JSONDecodeError: json is imported only then)
         raise ConfigError(f"environment variable {name} is not valid JSON ({error}): {env[name][:80]!r}") from None
 
 
@@ -571,7 +571,14 @@ def execute_forked(
 
 
 def main() -> None:
-    """Entry point of ``profit-worker``: build a Worker from the environment, run it, clean up."""
+    """Entry point of ``profit-worker``: build a Worker from the environment, run it, clean up.
+
+    The process ends with the run's exit code as soon as its files are closed and its output
+    flushed (``_end_at_once``): tearing down the interpreter would cost a short run a sizeable share.
+
+    Raises:
+        SystemExit: With the run's exit code (2: the environment lacks the run).
+    """
     env = os.environ
     try:
         worker_config = _json_env(env, "PROFIT_WORKER")
@@ -581,4 +588,69 @@ def main() -> None:
         sys.exit(2)
     options = worker_config if isinstance(worker_config, Mapping) else {}
     log = RunLog(options.get("log_path", "log"), run_id, bool(options.get("debug", False)))
-    sys.exit(execute(lambda: Worker.from_env(env), log))
+    memmap = _import_memmap(env)
+    code = execute(lambda: Worker.from_env(env), log)
+    if memmap:  # (other interfaces may hold connections that only the usual exit winds down)
+        _end_at_once(code)
+    sys.exit(code)
+
+
+def _import_memmap(env: Mapping[str, str]) -> bool:
+    """Import the memmap interface up front when the run uses it (whether it does): in a lean worker
+    process (``profit._worker_main``) its label would otherwise register every built-in component."""
+    try:
+        interface = json_loads(env.get("PROFIT_INTERFACE", ""))
+    except ValueError:  # (Worker.from_env says what is wrong with it)
+        return False
+    if not (isinstance(interface, Mapping) and interface.get("class") == "memmap"):
+        return False
+    from . import memmap  # noqa: F401  (registers the label)
+
+    return True
+
+
+def _end_at_once(code: int) -> None:
+    """End the process with ``code`` at once, if nothing is left to do at exit; return otherwise.
+
+    Interpreter teardown only matters where something still waits for it: an atexit handler
+    (logging registers one, so a run that logged exits as usual), a thread other than this one,
+    or a file that the run's code left open for writing (closing it flushes it). Otherwise
+    flushing the standard streams is all that is left, and ``os._exit`` skips the rest.
+    """
+    import atexit
+
+    if atexit._ncallbacks() or ("threading" in sys.modules and sys.modules["threading"].active_count() > 1):
+        return
+    if _open_writers():
+        return
+    try:
+        for stream in (sys.stdout, sys.stderr):
+            if stream is not None:
+                stream.flush()
+    except Exception:  # (a closed or broken stream: the usual exit reports it as it always did)
+        return
+    os._exit(code)
+
+
+def _open_writers() -> bool:
+    """Whether a file object other than the standard streams is open for writing (with data it may hold)."""
+    try:
+        descriptors = os.listdir("/proc/self/fd")
+    except OSError:  # (no /proc: look at the objects)
+        pass
+    else:
+        # A file object holds a descriptor: beyond 0, 1, 2 only the listing's own is open.
+        if sum(int(fd) > 2 for fd in descriptors) <= 1:
+            return False
+    import gc
+    import io
+
+    kinds = {io.TextIOWrapper, io.BufferedWriter, io.BufferedRandom, io.BufferedRWPair}
+    streams = [sys.stdin, sys.stdout, sys.stderr, sys.__stdin__, sys.__stdout__, sys.__stderr__]
+    streams += [getattr(stream, "buffer", None) for stream in streams]
+    standard = {id(stream) for stream in streams}
+    for thing in gc.get_objects():
+        if type(thing) in kinds and id(thing) not in standard and not thing.closed:
+            if not (isinstance(thing, io.TextIOWrapper) and not thing.writable()):
+                return True
+    return False
