@@ -140,6 +140,28 @@ class _PoolWorker:
             self.outbox.clear()
 
 
+def _report_now(code: int, took: float, held: float, left: int, refill: int, count: int, hold: float) -> bool:
+    """Whether a pool worker writes its reports now, after a run ended.
+
+    Args:
+        code: the run's exit code.
+        took: seconds the run took.
+        held: seconds since the oldest report not yet written was made.
+        left: runs the worker holds still to run.
+        refill: ``left`` at which to report so that the runner sends more runs in time.
+        count: reports not yet written (this run's included).
+        hold: how long a report may wait (0: not at all).
+    """
+    return (
+        code != 0  # a failure: the runner decides at once (a retry, and which run killed a worker)
+        or left == 0  # nothing more to run: the worker waits for the runner
+        or left == refill
+        or took >= hold  # a slow run: holding its report would save nothing
+        or held >= hold
+        or count >= _MAX_REPORT
+    )
+
+
 def _load(worker: _PoolWorker) -> int:
     return worker.load
 
@@ -563,14 +585,7 @@ class PoolRunner(Runner, label="pool"):
                 if not report:
                     held_since = end
                 report.append(pack(run_id, code, end - start))
-                if (
-                    code != 0  # a failure: the runner decides at once (a retry)
-                    or left == 0  # nothing more to run: the worker waits for the runner
-                    or left == refill
-                    or end - start >= hold  # a slow run: no point in holding it
-                    or end - held_since >= hold
-                    or len(report) >= _MAX_REPORT
-                ):
+                if _report_now(code, end - start, end - held_since, left, refill, len(report), hold):
                     os.write(results, b"".join(report))
                     report.clear()
 
