@@ -60,6 +60,7 @@ _CURRENT = struct.Struct("<q")  # the run a worker started last (in memory it sh
 _BATCH_SECONDS = 0.002
 # A worker keeps a finished run's report at most this long while it runs further (cheap) runs.
 _HOLD_SECONDS = 0.001
+_BULK = 8  # from this many runs on, the runner starts or settles them together (numpy's set-up costs less)
 _MAX_REPORT = 128  # reports in one write (a pipe writes up to 4096 bytes at once)
 # Seconds a worker whose result pipe closed has to end before it is killed (polled: no exit watch descriptor).
 _EXIT_GRACE = 5.0
@@ -310,9 +311,11 @@ class PoolRunner(Runner, label="pool"):
         return handles  # type: ignore[return-value]  # (a list of _PoolRun is a list of RunHandle)
 
     def _start_batch(self, run_ids: list[int]) -> None:
-        """Start these runs with one bookkeeping pass (:meth:`Runner._spawn_many`)."""
-        if run_ids:
+        """Start these runs with one bookkeeping pass (:meth:`Runner._spawn_many`); a few, one by one."""
+        if len(run_ids) >= _BULK:
             self._spawn_many(run_ids)
+        else:
+            super()._start_batch(run_ids)
 
     def _ensure_workers(self) -> None:
         while len(self._workers) < self.parallel:  # one by one: each closes its elders' pipes
@@ -383,8 +386,11 @@ class PoolRunner(Runner, label="pool"):
                     succeeded.append(run_id)  # (most runs: settled together)
                 else:
                     self._settle(run_id, ExitStatus(code=code), retry=run_id not in final)
-        if succeeded:
+        if len(succeeded) >= _BULK:
             self._settle_succeeded(succeeded)
+        else:  # a few runs (a blocking spawn's): one by one is quicker than vectorised writes
+            for run_id in succeeded:
+                self._settle(run_id, ExitStatus(code=0))
 
     def _split_at_running(self, worker: _PoolWorker) -> tuple[list[int], int | None]:
         """Of a worker that ended (or is being ended): the runs that ran to their end before the one it
