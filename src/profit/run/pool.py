@@ -61,7 +61,8 @@ _BATCH_SECONDS = 0.002
 # A worker keeps a finished run's report at most this long while it runs further (cheap) runs.
 _HOLD_SECONDS = 0.001
 _BULK = 8  # from this many runs on, the runner starts or settles them together (numpy's set-up costs less)
-_MAX_REPORT = 128  # reports in one write (a pipe writes up to 4096 bytes at once)
+_MAX_REPORT = 128
+_READ_SIZE = 65536  # reports in one write (a pipe writes up to 4096 bytes at once)
 # Seconds a worker whose result pipe closed has to end before it is killed (polled: no exit watch descriptor).
 _EXIT_GRACE = 5.0
 
@@ -103,18 +104,28 @@ class _PoolWorker:
         the median seconds of the runs reported now (None: none)."""
         while True:
             try:
-                data = os.read(self.result_fd, 65536)
+                data = os.read(self.result_fd, _READ_SIZE)
             except BlockingIOError:
                 break
             if not data:
                 self.closed = True  # it ended: its exit event settles the rest
                 break
             self.buffer += data
+            if len(data) < _READ_SIZE:
+                break  # the pipe is empty now (a read that fails would cost more; more wakes the runner again)
         usable = len(self.buffer) - len(self.buffer) % _RESULT.size
         if not usable:
             return None
-        took = []
         queue, reported = self.queue, self.reported
+        if usable == len(self.buffer) == _RESULT.size:  # one report (a blocking spawn's): the short way
+            run_id, reported[run_id], seconds = _RESULT.unpack(self.buffer)
+            self.buffer = b""
+            if queue and queue[0] == run_id:
+                queue.popleft()
+            elif run_id in queue:
+                queue.remove(run_id)
+            return seconds
+        took = []
         for run_id, code, seconds in _RESULT.iter_unpack(self.buffer[:usable]):
             reported[run_id] = code
             took.append(seconds)
@@ -337,6 +348,15 @@ class PoolRunner(Runner, label="pool"):
         if not waiting or not workers:
             return
         span = self._span()
+        if len(waiting) == 1 and len(workers) > 1:  # one run (a blocking spawn's): the short way
+            worker = min(workers, key=_load)
+            if worker.load < span:
+                handle = waiting.popleft()
+                handle.worker = worker
+                worker.outbox.append(handle.run_id)
+                if not worker.queue:
+                    self._flush(worker)
+            return
         while waiting:
             worker = min(workers, key=_load)
             room = span - worker.load
@@ -364,7 +384,8 @@ class PoolRunner(Runner, label="pool"):
 
     def _before_waiting(self) -> None:
         for worker in self._workers:
-            self._flush(worker)
+            if worker.outbox:  # (else nothing to send, and its clock is set)
+                self._flush(worker)
 
     # --- events -----------------------------------------------------------------------
 
@@ -566,7 +587,7 @@ class PoolRunner(Runner, label="pool"):
         report: list[bytes] = []
         held_since = 0.0  # when the oldest report in ``report`` was made
         while True:
-            data = os.read(tasks, 65536)
+            data = os.read(tasks, 4096)
             if not data:
                 return 0  # the runner closed the pipe: done
             pending += data
@@ -591,7 +612,7 @@ class PoolRunner(Runner, label="pool"):
                 if not report:
                     held_since = end
                 report.append(pack(run_id, code, end - start))
-                if _report_now(code, end - start, end - held_since, left, refill, len(report), hold):
+                if left == 0 or _report_now(code, end - start, end - held_since, left, refill, len(report), hold):
                     os.write(results, b"".join(report))
                     report.clear()
 
