@@ -61,8 +61,8 @@ _BATCH_SECONDS = 0.002
 # A worker keeps a finished run's report at most this long while it runs further (cheap) runs.
 _HOLD_SECONDS = 0.001
 _BULK = 8  # from this many runs on, the runner starts or settles them together (numpy's set-up costs less)
-_MAX_REPORT = 128
-_READ_SIZE = 65536  # reports in one write (a pipe writes up to 4096 bytes at once)
+_MAX_REPORT = 128  # reports in one write (a pipe writes up to 4096 bytes at once)
+_READ_SIZE = 65536  # bytes the runner reads from a result pipe at once
 # Seconds a worker whose result pipe closed has to end before it is killed (polled: no exit watch descriptor).
 _EXIT_GRACE = 5.0
 
