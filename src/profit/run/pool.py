@@ -393,8 +393,9 @@ class PoolRunner(Runner, label="pool"):
         """Read the worker's reports; the time its runs took sets the pace of dispatching (:meth:`_span`)."""
         pace = worker.collect()
         if pace is not None:
-            # Up at once (slow runs: one run per worker, now), down gradually.
-            self._pace = pace if self._pace is None or pace > self._pace else (self._pace + pace) / 2
+            # Slow runs count at once (one run per worker, now); else a running mean, so that runs
+            # that lost their CPU for a while (a busy machine) do not shrink the batches much.
+            self._pace = pace if self._pace is None or pace >= _BATCH_SECONDS else (self._pace + pace) / 2
 
     def _settle_reported(self, worker: _PoolWorker, final: Container[int] = ()) -> None:
         """Settle the runs the worker reported; those in ``final`` (being cancelled) are not retried."""

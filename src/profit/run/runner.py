@@ -576,8 +576,11 @@ class Runner(Component, registry=True):
 
         Returns:
             Their handles.
+
+        Raises:
+            NotImplementedError: The variant does not start runs in bulk.
         """
-        return [handle for run_id in run_ids if (handle := self._start(run_id)) is not None]
+        raise NotImplementedError(f"{type(self).__name__} does not start runs in bulk")
 
     def _spawn_many(self, run_ids: list[int]) -> None:
         """Start these runs as :meth:`_start_batch` does (their earlier outcomes forgotten), with one
