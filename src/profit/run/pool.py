@@ -4,10 +4,23 @@ For cheap simulations starting a process per run costs more than the run. The
 pool forks ``parallel`` worker processes once; the runner sends each a batch of
 run ids through a pipe, the worker computes them in order (exactly as a forked
 worker of :class:`~profit.run.local.ForkRunner` would: same Worker, same
-interface, same failure reasons) and answers with each run id and its exit code::
+interface, same failure reasons) and answers with each run id, its exit code and
+how long it took::
 
     runner --run ids--> task pipe --> worker: execute(Worker for each id) --> interface rows
-    runner <--run id, code-- result pipe <--'
+    runner <--run id, code, seconds-- result pipe <--'
+
+Both directions are batched, adaptively, so that cheap runs do not pay a
+message each: the runner gives a worker as many runs at a time as fit in
+about ``_BATCH_SECONDS`` of work at the pace the workers report (one run
+while runs are slow, so that no run waits behind a busy worker while another
+is idle; at most ``depth``), and a worker reports finished runs together: at
+once when it has nothing left to run, when a run was slow or failed, half-way
+through what it holds (so that the runner refills it before it runs dry), and
+at the latest ``_HOLD_SECONDS`` after a run ended. With a timeout a worker
+reports each run at once (the next run's clock starts on that report). The
+runner starts and settles such runs in bulk (``Runner._spawn_many``,
+``Runner._settle_succeeded``).
 
 A worker holds at most ``depth`` runs; the first is running, and its timeout
 clock runs. Cancelling a run that a worker holds, or ending it at its timeout,
@@ -19,8 +32,10 @@ run with the exit status (``killed by SIGKILL``) and is replaced too.
 from __future__ import annotations
 
 import collections
+import mmap
 import os
 import struct
+import time
 from collections.abc import Container
 
 from . import exitwatch
@@ -38,7 +53,16 @@ if TYPE_CHECKING:
 
 _TASK = struct.Struct("<q")  # run id
 _STOP = -1  # the task that ends a worker (an end of file may never come: forks share pipes)
-_RESULT = struct.Struct("<qi")  # run id, exit code
+_RESULT = struct.Struct("<qid")  # run id, exit code, seconds the run took
+_CURRENT = struct.Struct("<q")  # the run a worker started last (in memory it shares with the runner)
+# A message to a worker holds about this much work (at the pace runs take): enough runs to make the
+# message's cost negligible, few enough that a worker holds one run while runs are slow.
+_BATCH_SECONDS = 0.002
+# A worker keeps a finished run's report at most this long while it runs further (cheap) runs.
+_HOLD_SECONDS = 0.001
+_BULK = 8  # from this many runs on, the runner starts or settles them together (numpy's set-up costs less)
+_MAX_REPORT = 128  # reports in one write (a pipe writes up to 4096 bytes at once)
+_READ_SIZE = 65536  # bytes the runner reads from a result pipe at once
 # Seconds a worker whose result pipe closed has to end before it is killed (polled: no exit watch descriptor).
 _EXIT_GRACE = 5.0
 
@@ -50,6 +74,7 @@ class _PoolWorker:
         "process",
         "task_fd",
         "result_fd",
+        "current",
         "queue",
         "outbox",
         "clocked",
@@ -59,8 +84,9 @@ class _PoolWorker:
         "closed",
     )
 
-    def __init__(self, process: ChildProcess, task_fd: int, result_fd: int):
+    def __init__(self, process: ChildProcess, task_fd: int, result_fd: int, current: mmap.mmap):
         self.process, self.task_fd, self.result_fd = process, task_fd, result_fd
+        self.current = current  # the run it started last: which run a worker that died was running
         self.queue: collections.deque[int] = collections.deque()  # sent; the first one is running
         self.outbox: list[int] = []  # assigned, not sent yet
         self.clocked: int | None = None  # the run whose timeout clock runs
@@ -73,25 +99,47 @@ class _PoolWorker:
     def load(self) -> int:
         return len(self.queue) + len(self.outbox)
 
-    def collect(self) -> None:
-        """Read what the worker reported so far (it works through its queue in order)."""
+    def collect(self) -> float | None:
+        """Read what the worker reported so far (it works through its queue in order); returns
+        the median seconds of the runs reported now (None: none)."""
         while True:
             try:
-                data = os.read(self.result_fd, 65536)
+                data = os.read(self.result_fd, _READ_SIZE)
             except BlockingIOError:
                 break
             if not data:
                 self.closed = True  # it ended: its exit event settles the rest
                 break
             self.buffer += data
+            if len(data) < _READ_SIZE:
+                break  # the pipe is empty now (a read that fails would cost more; more wakes the runner again)
         usable = len(self.buffer) - len(self.buffer) % _RESULT.size
-        for run_id, code in _RESULT.iter_unpack(self.buffer[:usable]):
-            self.reported[run_id] = code
-            if self.queue and self.queue[0] == run_id:
-                self.queue.popleft()
-            elif run_id in self.queue:
-                self.queue.remove(run_id)
+        if not usable:
+            return None
+        queue, reported = self.queue, self.reported
+        if usable == len(self.buffer) == _RESULT.size:  # one report (a blocking spawn's): the short way
+            run_id, reported[run_id], seconds = _RESULT.unpack(self.buffer)
+            self.buffer = b""
+            if queue and queue[0] == run_id:
+                queue.popleft()
+            elif run_id in queue:
+                queue.remove(run_id)
+            return seconds
+        took = []
+        for run_id, code, seconds in _RESULT.iter_unpack(self.buffer[:usable]):
+            reported[run_id] = code
+            took.append(seconds)
+            if queue and queue[0] == run_id:
+                queue.popleft()
+            elif run_id in queue:
+                queue.remove(run_id)
         self.buffer = self.buffer[usable:]
+        took.sort()
+        return took[len(took) // 2]  # (the median: a run that lost its CPU for a while does not count)
+
+    def started_last(self) -> int:
+        """The run the worker started last (-1: none yet)."""
+        return _CURRENT.unpack_from(self.current)[0]
 
     def flush(self) -> None:
         """Send the assigned runs in one write."""
@@ -102,6 +150,32 @@ class _PoolWorker:
                 return  # it died; its exit event hands these runs to another worker
             self.queue.extend(self.outbox)
             self.outbox.clear()
+
+
+def _report_now(code: int, took: float, held: float, left: int, refill: int, count: int, hold: float) -> bool:
+    """Whether a pool worker writes its reports now, after a run ended.
+
+    Args:
+        code: the run's exit code.
+        took: seconds the run took.
+        held: seconds since the oldest report not yet written was made.
+        left: runs the worker holds still to run.
+        refill: ``left`` at which to report so that the runner sends more runs in time.
+        count: reports not yet written (this run's included).
+        hold: how long a report may wait (0: not at all).
+    """
+    return (
+        code != 0  # a failure: the runner decides at once (a retry, and which run killed a worker)
+        or left == 0  # nothing more to run: the worker waits for the runner
+        or left == refill
+        or took >= hold  # a slow run: holding its report would save nothing
+        or held >= hold
+        or count >= _MAX_REPORT
+    )
+
+
+def _load(worker: _PoolWorker) -> int:
+    return worker.load
 
 
 class _Surroundings:
@@ -215,7 +289,8 @@ class PoolRunner(Runner, label="pool"):
         if self.parallel < 1:
             raise ConfigError(f"a pool needs at least one worker process (parallel >= 1), got {self.parallel}")
         self._workers: list[_PoolWorker] = []
-        self._waiting: collections.deque[int] = collections.deque()
+        self._waiting: collections.deque[_PoolRun] = collections.deque()  # started, not given to a worker yet
+        self._pace: float | None = None  # seconds a run takes (a running mean): see _span
         self._log_handler = run_log_handler()
         load_prctl()  # before forking: the workers only call it
         lifeline()  # the workers end when this process does
@@ -233,26 +308,68 @@ class PoolRunner(Runner, label="pool"):
     # --- starting runs ---------------------------------------------------------------
 
     def _start(self, run_id: int) -> RunHandle:
-        while len(self._workers) < self.parallel:  # one by one: each closes its elders' pipes
-            self._workers.append(self._fork_worker())
+        self._ensure_workers()
         handle = _PoolRun(run_id)
-        self._waiting.append(run_id)
-        self._dispatch(handle)
+        self._waiting.append(handle)
+        self._dispatch()
         return handle
 
-    def _dispatch(self, new: _PoolRun | None = None) -> None:
-        """Give waiting runs to workers with room; idle workers get theirs at once."""
-        while self._waiting:
-            worker = min(self._workers, key=lambda w: w.load)
-            if worker.load >= self.depth:
+    def _start_many(self, run_ids: list[int]) -> list[RunHandle]:
+        self._ensure_workers()
+        handles = [_PoolRun(run_id) for run_id in run_ids]
+        self._waiting.extend(handles)
+        self._dispatch()
+        return handles  # type: ignore[return-value]  # (a list of _PoolRun is a list of RunHandle)
+
+    def _start_batch(self, run_ids: list[int]) -> None:
+        """Start these runs with one bookkeeping pass (:meth:`Runner._spawn_many`); a few, one by one."""
+        if len(run_ids) >= _BULK:
+            self._spawn_many(run_ids)
+        else:
+            super()._start_batch(run_ids)
+
+    def _ensure_workers(self) -> None:
+        while len(self._workers) < self.parallel:  # one by one: each closes its elders' pipes
+            self._workers.append(self._fork_worker())
+
+    def _span(self) -> int:
+        """How many runs a worker holds at a time now: about ``_BATCH_SECONDS`` of work at the pace
+        runs took so far (one until a run has ended, and while runs are slow), at most ``depth``."""
+        pace = self._pace
+        if pace is None:
+            return 1
+        if pace * self.depth <= _BATCH_SECONDS:
+            return self.depth
+        return max(1, int(_BATCH_SECONDS / pace))
+
+    def _dispatch(self) -> None:
+        """Give waiting runs to workers with room, the least loaded first; idle workers get theirs at once."""
+        waiting, workers = self._waiting, self._workers
+        if not waiting or not workers:
+            return
+        span = self._span()
+        if len(waiting) == 1 and len(workers) > 1:  # one run (a blocking spawn's): the short way
+            worker = min(workers, key=_load)
+            if worker.load < span:
+                handle = waiting.popleft()
+                handle.worker = worker
+                worker.outbox.append(handle.run_id)
+                if not worker.queue:
+                    self._flush(worker)
+            return
+        while waiting:
+            worker = min(workers, key=_load)
+            room = span - worker.load
+            if room <= 0:
                 break
-            run_id = self._waiting.popleft()
-            handle = new if new is not None and new.run_id == run_id else self.runs.get(run_id)
-            if not isinstance(handle, _PoolRun):
-                continue  # cancelled while it waited
-            handle.worker = worker
-            worker.outbox.append(run_id)
-            if len(worker.queue) == 0:
+            # A fair share each while few runs wait (two runs on two idle workers: one each).
+            share = min(room, len(waiting), max(1, len(waiting) // len(workers)))
+            outbox = worker.outbox
+            for _ in range(share):
+                handle = waiting.popleft()
+                handle.worker = worker
+                outbox.append(handle.run_id)
+            if not worker.queue:
                 self._flush(worker)
 
     def _flush(self, worker: _PoolWorker) -> None:
@@ -267,21 +384,53 @@ class PoolRunner(Runner, label="pool"):
 
     def _before_waiting(self) -> None:
         for worker in self._workers:
-            self._flush(worker)
+            if worker.outbox:  # (else nothing to send, and its clock is set)
+                self._flush(worker)
 
     # --- events -----------------------------------------------------------------------
+
+    def _collect(self, worker: _PoolWorker) -> None:
+        """Read the worker's reports; the time its runs took sets the pace of dispatching (:meth:`_span`)."""
+        pace = worker.collect()
+        if pace is not None:
+            # Slow runs count at once (one run per worker, now); else a running mean, so that runs
+            # that lost their CPU for a while (a busy machine) do not shrink the batches much.
+            self._pace = pace if self._pace is None or pace >= _BATCH_SECONDS else (self._pace + pace) / 2
 
     def _settle_reported(self, worker: _PoolWorker, final: Container[int] = ()) -> None:
         """Settle the runs the worker reported; those in ``final`` (being cancelled) are not retried."""
         reported, worker.reported = worker.reported, {}
+        runs = self.runs
+        succeeded = []
         for run_id, code in reported.items():
-            if run_id in self.runs:
-                self._settle(run_id, ExitStatus(code=code), retry=run_id not in final)
+            if run_id in runs:
+                if code == 0 and run_id not in final:
+                    succeeded.append(run_id)  # (most runs: settled together)
+                else:
+                    self._settle(run_id, ExitStatus(code=code), retry=run_id not in final)
+        if len(succeeded) >= _BULK:
+            self._settle_succeeded(succeeded)
+        else:  # a few runs (a blocking spawn's): one by one is quicker than vectorised writes
+            for run_id in succeeded:
+                self._settle(run_id, ExitStatus(code=0))
+
+    def _split_at_running(self, worker: _PoolWorker) -> tuple[list[int], int | None]:
+        """Of a worker that ended (or is being ended): the runs that ran to their end before the one it
+        was running, taken off its queue (their reports were still held, so their exit codes were 0),
+        and the one it was running (the one it started last; else, as the runner sees it, the first)."""
+        queue = worker.queue
+        last = worker.started_last()
+        if last not in queue:
+            return [], queue[0] if queue else None
+        finished = []
+        while queue[0] != last:
+            finished.append(queue.popleft())
+        return finished, last
 
     def _on_results(self, worker: _PoolWorker) -> None:
         if not worker.alive:
             return
-        worker.collect()
+        self._collect(worker)
         if worker.closed and worker.process.fileno() is None:
             self._on_exit(worker)  # no exit event will come (polled): its pipe's end is the event
             return
@@ -298,8 +447,11 @@ class PoolRunner(Runner, label="pool"):
             status = worker.process.wait(_EXIT_GRACE) or stop_trees([worker.process], 0.0)[0]
         worker.collect()  # results it sent before it ended still count
         self._settle_reported(worker)
-        running = worker.queue[0] if worker.queue else None
+        finished, running = self._split_at_running(worker)
         self._retire(worker, status, keep={running} if running is not None else set())
+        finished = [run_id for run_id in finished if run_id in self.runs]
+        if finished:
+            self._settle_succeeded(finished)
         if running is not None and running in self.runs:
             self.logger.info(
                 "pool worker %d ended (%s) during run %d",
@@ -326,6 +478,7 @@ class PoolRunner(Runner, label="pool"):
         os.close(worker.task_fd)
         os.close(worker.result_fd)
         worker.process.close()
+        worker.current.close()
         self._workers[self._workers.index(worker)] = self._fork_worker()
         again = []
         for run_id in [*worker.queue, *worker.outbox]:
@@ -334,7 +487,10 @@ class PoolRunner(Runner, label="pool"):
             if self.interface.transmitted(run_id):
                 self._settle(run_id, status)
             else:
-                again.append(run_id)
+                handle = self.runs[run_id]
+                if isinstance(handle, _PoolRun):
+                    handle.worker = None
+                    again.append(handle)
         self._waiting.extendleft(reversed(again))
         self._dispatch()
 
@@ -353,8 +509,16 @@ class PoolRunner(Runner, label="pool"):
             worker.collect()
             # Runs that ended before the stop, as they ended (a cancelled one is not retried).
             self._settle_reported(worker, final=targets if cancelled else ())
+            finished, _ = self._split_at_running(worker)
             held = [run_id for run_id in worker.queue if run_id in targets and run_id in self.runs]
             self._retire(worker, ending, keep=held)
+            ended = [run_id for run_id in finished if run_id in self.runs]
+            for run_id in ended:
+                if run_id in targets:  # it had ended with code 0: as it ended, but not retried
+                    self._settle(run_id, ExitStatus(code=0), cancelled=cancelled, timed_out=timed_out, retry=False)
+            ended = [run_id for run_id in ended if run_id not in targets]
+            if ended:
+                self._settle_succeeded(ended)
             for run_id in held:
                 self._settle(run_id, ending, cancelled=cancelled, timed_out=timed_out)
         for run_id in unsent:
@@ -365,8 +529,10 @@ class PoolRunner(Runner, label="pool"):
 
     def _drop(self, run_id: int) -> None:
         """Take a run that has not started out of the waiting line or a worker's outbox."""
-        if run_id in self._waiting:
-            self._waiting.remove(run_id)
+        for handle in self._waiting:
+            if handle.run_id == run_id:
+                self._waiting.remove(handle)
+                break
         for worker in self._workers:
             if run_id in worker.outbox:
                 worker.outbox.remove(run_id)
@@ -376,25 +542,31 @@ class PoolRunner(Runner, label="pool"):
     def _fork_worker(self) -> _PoolWorker:
         task_read, task_write = os.pipe()
         result_read, result_write = os.pipe()
+        current = mmap.mmap(-1, _CURRENT.size)  # shared with the worker (an anonymous shared mapping)
+        _CURRENT.pack_into(current, 0, -1)
 
         def serve(runner_pid: int) -> int:
             os.close(task_write)
             os.close(result_read)
-            return self._serve(task_read, result_write, runner_pid)
+            return self._serve(task_read, result_write, current, runner_pid)
 
         pid = fork_group(serve)
         os.close(task_read)
         os.close(result_write)
         os.set_blocking(result_read, False)
-        worker = _PoolWorker(ChildProcess(pid), task_write, result_read)
+        worker = _PoolWorker(ChildProcess(pid), task_write, result_read, current)
         self.events.watch(result_read, lambda: self._on_results(worker))
         exit_fd = worker.process.fileno()
         if exit_fd is not None:
             self.events.watch(exit_fd, lambda: self._on_exit(worker))
         return worker
 
-    def _serve(self, tasks: int, results: int, runner_pid: int) -> int:
-        """The loop of a worker process: run each run id that arrives, answer with its exit code."""
+    def _serve(self, tasks: int, results: int, current: mmap.mmap, runner_pid: int) -> int:
+        """The loop of a worker process: run each run id that arrives, report its exit code.
+
+        Reports wait (at most ``_HOLD_SECONDS``) only while runs are quick and succeed; see the
+        module docstring for when they are written.
+        """
         import logging
 
         if not enter_worker_process(self.work_dir, runner_pid, self.base_dir):
@@ -408,23 +580,42 @@ class PoolRunner(Runner, label="pool"):
         logging.getLogger("profit").handlers = []
         logging.getLogger().handlers = [self._log_handler]
         log_path, debug = self.worker_config.get("log_path", "log"), bool(self.worker_config.get("debug", False))
+        # With a timeout the runner starts a run's clock when the run before it is reported: at once.
+        hold = 0.0 if self.timeout is not None else _HOLD_SECONDS
         surroundings = _Surroundings()
+        clock, pack, note = time.perf_counter, _RESULT.pack, _CURRENT.pack_into
         pending = b""
+        report: list[bytes] = []
+        held_since = 0.0  # when the oldest report in ``report`` was made
         while True:
             data = os.read(tasks, 4096)
             if not data:
                 return 0  # the runner closed the pipe: done
             pending += data
             usable = len(pending) - len(pending) % _TASK.size
-            for (run_id,) in _TASK.iter_unpack(pending[:usable]):
+            run_ids = [run_id for (run_id,) in _TASK.iter_unpack(pending[:usable])]
+            pending = pending[usable:]
+            left = len(run_ids)
+            refill = left // 2  # half-way: report, so that the runner sends more before these run out
+            for run_id in run_ids:
                 if run_id == _STOP:
+                    if report:
+                        os.write(results, b"".join(report))
                     return 0
+                note(current, 0, run_id)
+                start = clock()
                 log = RunLog(log_path, run_id, debug, self._log_handler)
                 code = execute_forked(self.worker_config, self.interface, run_id, log, row_is_current=False)
                 log.release()
                 surroundings.restore()
-                os.write(results, _RESULT.pack(run_id, code))
-            pending = pending[usable:]
+                end = clock()
+                left -= 1
+                if not report:
+                    held_since = end
+                report.append(pack(run_id, code, end - start))
+                if left == 0 or _report_now(code, end - start, end - held_since, left, refill, len(report), hold):
+                    os.write(results, b"".join(report))
+                    report.clear()
 
     def shutdown(self) -> None:
         """End the worker processes (after their current runs) and wait for them."""
@@ -445,6 +636,8 @@ class PoolRunner(Runner, label="pool"):
                     self.events.unwatch(fd)
             os.close(worker.result_fd)
             worker.process.close()
+            if not worker.current.closed:
+                worker.current.close()
 
     def clean(self) -> None:
         """End the worker processes, then remove what the runs left (see :meth:`Runner.clean`)."""

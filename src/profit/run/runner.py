@@ -293,10 +293,30 @@ class Runner(Component, registry=True):
         if get_ident() != self._owner:
             self._refuse("fill")
         params_array = parameter_rows(params_array)
+        if self._fill_exact(params_array, offset):
+            return
         rows = [self._input_row(params, offset + index) for index, params in enumerate(params_array)]
         self._ensure_rows(offset + len(rows))
         for index, row in enumerate(rows):
             self.interface.input[offset + index] = row
+
+    def _fill_exact(self, params_array: object, offset: int) -> bool:
+        """Write a structured array of exactly the inputs (names and dtypes: nothing to check or
+        convert, as in ``input_row``) column by column; False for anything else (written row by row)."""
+        interface = self.interface
+        names = tuple(interface.input_names)
+        if not (
+            isinstance(params_array, np.ndarray)
+            and params_array.ndim == 1
+            and params_array.dtype.names == names
+            and all(params_array.dtype[name] == interface.input.dtype[name] for name in names)
+        ):
+            return False
+        self._ensure_rows(offset + len(params_array))
+        rows = interface.input[offset : offset + len(params_array)]  # (read after growing: a view of the rows)
+        for name in names:
+            rows[name] = params_array[name]
+        return True
 
     def fill_output(self, named_output: numpy.ndarray, offset: int = 0) -> None:
         """Write known outputs starting at row ``offset``.
@@ -539,6 +559,120 @@ class Runner(Component, registry=True):
                 raise ConfigError(f"run {run_id} is still active; wait for it or cancel it before running it again")
             self._forget_outcome(run_id)
             self._spawn_at(run_id, None, wait=False)
+
+    # --- bulk paths: many runs started or ended at once ------------------------------------
+    #
+    # For backends that take runs by the thousand (a pool of workers): the same bookkeeping as
+    # _spawn_at/_launch and _settle, in one pass over many runs, with vectorised writes to the
+    # interface. A variant implements _start_many and calls _spawn_many and _settle_succeeded.
+
+    def _start_many(self, run_ids: list[int]) -> list[RunHandle]:
+        """Start the Workers of these runs (rows filled, marked RUNNING); one handle per run, in order.
+
+        Only variants that call :meth:`_spawn_many` implement it.
+
+        Args:
+            run_ids: the runs.
+
+        Returns:
+            Their handles.
+
+        Raises:
+            NotImplementedError: The variant does not start runs in bulk.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not start runs in bulk")
+
+    def _spawn_many(self, run_ids: list[int]) -> None:
+        """Start these runs as :meth:`_start_batch` does (their earlier outcomes forgotten), with one
+        bookkeeping pass: marked RUNNING together, started by :meth:`_start_many`, recorded together.
+
+        Args:
+            run_ids: runs whose rows are filled and that are not active.
+
+        Raises:
+            ConfigError: A run is active.
+        """
+        runs = self.runs
+        for run_id in run_ids:
+            if run_id in runs:  # (active since drive began: a listener started it)
+                raise ConfigError(f"run {run_id} is still active; wait for it or cancel it before running it again")
+        if self.failed or self._attempts:
+            for run_id in run_ids:
+                self._forget_outcome(run_id)
+        self._ensure_rows(max(run_ids) + 1)
+        self._mark_many(run_ids, RunState.RUNNING)  # before the workers start, as in _spawn_at
+        try:
+            handles = self._start_many(run_ids)
+        except BaseException:
+            self._mark_many(run_ids, RunState.PENDING)  # none of them started
+            raise
+        self._launch_many(run_ids, handles)
+
+    def _launch_many(self, run_ids: list[int], handles: list[RunHandle]) -> None:
+        """Record many started runs, as :meth:`_launch` records one."""
+        tracked = self._active.add_many(run_ids, handles)
+        if self.timeout is not None:
+            for run_id, handle in zip(run_ids, tracked):
+                if handle.clock_at_launch:
+                    self._start_clock(run_id)
+        self.next_run_id = max(self.next_run_id, max(run_ids) + 1)
+        if self.logger.isEnabledFor(logging.DEBUG):
+            for run_id in run_ids:
+                self.logger.debug("run %d started", run_id)
+        if self.listeners:
+            for run_id, handle in zip(run_ids, handles):
+                self._notify("run_started", run_id, handle)
+
+    def _settle_succeeded(self, run_ids: list[int]) -> None:
+        """Settle active runs whose Workers ended with exit code 0 (read before this call), as
+        :meth:`_settle` would: those that transmitted are DONE, recorded in one pass; any other
+        goes through :meth:`_settle` (a retry, a failure).
+
+        Args:
+            run_ids: active runs.
+        """
+        from ._proc import ExitStatus
+
+        ids = np.asarray(run_ids, dtype=np.intp)
+        transmitted = np.asarray(self.interface.internal["DONE"][ids], dtype=bool)
+        done = ids[transmitted].tolist() if not transmitted.all() else list(run_ids)
+        if len(done) < len(run_ids):
+            for run_id in ids[~transmitted].tolist():
+                self._settle(run_id, ExitStatus(code=0))
+        if not done:
+            return
+        self._active.remove_many(done)
+        if self.timeout is not None:
+            for run_id in done:
+                self.events.clear_deadline(run_id)
+        if self._attempts:
+            for run_id in done:
+                self._attempts.pop(run_id, None)
+        self._mark_many(done, RunState.DONE)
+        if self.listeners:
+            for run_id in done:
+                self._notify("run_ended", RunStatus(run_id, RunState.DONE))
+
+    def _mark_many(self, run_ids: list[int], state: RunState) -> None:
+        """:meth:`RunnerInterface.mark` of many runs, without a reason, in vectorised writes."""
+        first = run_ids[0]
+        index: slice | numpy.ndarray
+        if run_ids[-1] - first + 1 == len(run_ids) and (
+            len(run_ids) < 3 or bool((np.diff(np.asarray(run_ids)) == 1).all())
+        ):
+            index = slice(first, first + len(run_ids))  # a contiguous range (spawn_array's): a view, no copy
+        else:
+            index = np.asarray(run_ids, dtype=np.intp)
+        interface = self.interface
+        if state != RunState.DONE:
+            output = interface.output
+            for name in output.dtype.names or ():
+                column = output[name]  # (a view: the assignment reaches the interface's rows)
+                column[index] = np.nan if column.dtype.kind == "f" else 0
+        internal = interface.internal
+        internal["REASON"][index] = b""
+        internal["DONE"][index] = state == RunState.DONE
+        internal["STATE"][index] = state
 
     # --- observing runs -----------------------------------------------------------------
 

@@ -51,6 +51,35 @@ class ActiveRuns:
                 self._cheap.add(run_id)
         return tracked
 
+    def add_many(self, run_ids: list[int], handles: list[RunHandle]) -> list[RunHandle]:
+        """Track many started runs at once, as :meth:`add` does; returns their handles.
+
+        Args:
+            run_ids: The runs.
+            handles: What the backend returned for them, in the same order.
+        """
+        if all(isinstance(handle, RunHandle) and handle.notice is Notice.NOTIFIED for handle in handles):
+            # Their backend notices their ends itself: nothing to watch or poll, only the dicts.
+            self.runs.update(zip(run_ids, handles))
+            self._handles.update(zip(run_ids, handles))
+            return handles
+        return [self.add(run_id, handle) for run_id, handle in zip(run_ids, handles)]
+
+    def remove_many(self, run_ids: list[int]) -> None:
+        """Stop tracking many settled runs, as :meth:`remove` does.
+
+        Args:
+            run_ids: The runs (all active).
+        """
+        runs, handles = self.runs, self._handles
+        for run_id in run_ids:
+            tracked = handles.get(run_id)
+            if tracked is not None and tracked.notice is Notice.NOTIFIED:
+                del runs[run_id], handles[run_id]  # (no descriptor, not polled)
+                tracked.close()
+            else:
+                self.remove(run_id)
+
     def remove(self, run_id: int) -> None:
         """Stop tracking a run (it was settled) and release its handle.
 
