@@ -174,3 +174,32 @@ def test_runs_again_in_bulk_forget_their_earlier_outcome(tmp_path):
         assert (runner.interface.internal["STATE"][:40] == RunState.DONE).all()
         assert (runner.interface.internal["REASON"][:40] == b"").all()
         np.testing.assert_array_equal(runner.interface.output["f"][:40], rows(40)["u"] + 0.5)
+
+
+def test_a_slow_run_does_not_hold_up_the_reports_of_the_quick_runs_before_it(tmp_path):
+    # One worker holds quick runs and then a run that waits at a gate: the quick ones are
+    # reported (done) while the slow one still runs, within the hold time, not when it ends.
+    gate = tmp_path / "gate"
+
+    def slow_at_5(u, v):
+        if u == 5.0:
+            deadline = time.monotonic() + 60
+            while not gate.exists() and time.monotonic() < deadline:
+                time.sleep(0.01)
+        return u + v
+
+    with make_pool(tmp_path, slow_at_5, parallel=1, depth=16) as runner:
+        runner._pace = 1e-6  # the runner hands all six runs to the worker at once
+        try:
+            runner.spawn_array(rows(6))
+            assert runner._workers[0].load == 6
+            deadline = time.monotonic() + 30
+            while len(runner.runs) > 1 and time.monotonic() < deadline:
+                runner.wait_some(timeout=1.0)
+            assert list(runner.runs) == [5]
+            assert (runner.interface.internal["STATE"][:5] == RunState.DONE).all()
+            np.testing.assert_array_equal(runner.interface.output["f"][:5], rows(5)["u"] + 0.5)
+        finally:
+            gate.touch()
+        runner.wait_all(timeout=60)
+        assert runner.failed == {} and runner.interface.output["f"][5] == 5.5

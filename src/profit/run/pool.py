@@ -17,7 +17,8 @@ while runs are slow, so that no run waits behind a busy worker while another
 is idle; at most ``depth``), and a worker reports finished runs together: at
 once when it has nothing left to run, when a run was slow or failed, half-way
 through what it holds (so that the runner refills it before it runs dry), and
-at the latest ``_HOLD_SECONDS`` after a run ended. With a timeout a worker
+at the latest ``_HOLD_SECONDS`` after a run ended (a thread of the worker
+writes them while a slow run goes on). With a timeout a worker
 reports each run at once (the next run's clock starts on that report). The
 runner starts and settles such runs in bulk (``Runner._spawn_many``,
 ``Runner._settle_succeeded``).
@@ -35,6 +36,7 @@ import collections
 import mmap
 import os
 import struct
+import threading
 import time
 from collections.abc import Container
 
@@ -172,6 +174,55 @@ def _report_now(code: int, took: float, held: float, left: int, refill: int, cou
         or held >= hold
         or count >= _MAX_REPORT
     )
+
+
+class _HeldReports:
+    """The reports a pool worker has not written yet (quick runs that succeeded).
+
+    The worker's loop writes them after a run when :func:`_report_now` says so. While a run
+    goes on, a thread writes those that have waited ``hold`` seconds: a slow run after quick
+    ones must not hold up their reports (the runner would show finished runs as running, and
+    refill the worker late). The thread starts with the first held report.
+    """
+
+    __slots__ = ("_due", "_fd", "_hold", "_items", "_lock", "_thread", "since")
+
+    def __init__(self, fd: int, hold: float) -> None:
+        self._fd, self._hold = fd, hold
+        self._items: list[bytes] = []
+        self.since = 0.0  # when the oldest report not yet written was made
+        self._lock = threading.Lock()
+        self._due = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def add(self, report: bytes, now: float) -> None:
+        with self._lock:
+            if not self._items:
+                self.since = now
+                if self._hold > 0:
+                    if self._thread is None:
+                        self._thread = threading.Thread(target=self._write_when_due, name="profit-reports", daemon=True)
+                        self._thread.start()
+                    self._due.set()
+            self._items.append(report)
+
+    def write(self) -> None:
+        with self._lock:
+            if self._items:
+                os.write(self._fd, b"".join(self._items))
+                self._items.clear()
+
+    def _write_when_due(self) -> None:
+        while True:
+            self._due.wait()
+            self._due.clear()
+            delay = self.since + self._hold - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            self.write()  # (early for reports added meanwhile: harmless)
 
 
 def _load(worker: _PoolWorker) -> int:
@@ -585,8 +636,7 @@ class PoolRunner(Runner, label="pool"):
         surroundings = _Surroundings()
         clock, pack, note = time.perf_counter, _RESULT.pack, _CURRENT.pack_into
         pending = b""
-        report: list[bytes] = []
-        held_since = 0.0  # when the oldest report in ``report`` was made
+        report = _HeldReports(results, hold)
         while True:
             data = os.read(tasks, 4096)
             if not data:
@@ -599,8 +649,7 @@ class PoolRunner(Runner, label="pool"):
             refill = left // 2  # half-way: report, so that the runner sends more before these run out
             for run_id in run_ids:
                 if run_id == _STOP:
-                    if report:
-                        os.write(results, b"".join(report))
+                    report.write()
                     return 0
                 note(current, 0, run_id)
                 start = clock()
@@ -610,12 +659,9 @@ class PoolRunner(Runner, label="pool"):
                 surroundings.restore()
                 end = clock()
                 left -= 1
-                if not report:
-                    held_since = end
-                report.append(pack(run_id, code, end - start))
-                if left == 0 or _report_now(code, end - start, end - held_since, left, refill, len(report), hold):
-                    os.write(results, b"".join(report))
-                    report.clear()
+                report.add(pack(run_id, code, end - start), end)
+                if left == 0 or _report_now(code, end - start, end - report.since, left, refill, len(report), hold):
+                    report.write()
 
     def shutdown(self) -> None:
         """End the worker processes (after their current runs) and wait for them."""
