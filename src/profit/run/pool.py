@@ -433,10 +433,11 @@ class PoolRunner(Runner, label="pool"):
             worker.clocked = worker.queue[0]
             self._start_clock(worker.clocked)
 
-    def _before_waiting(self) -> None:
+    def _before_waiting(self) -> bool:
         for worker in self._workers:
             if worker.outbox:  # (else nothing to send, and its clock is set)
                 self._flush(worker)
+        return False
 
     # --- events -----------------------------------------------------------------------
 

@@ -828,12 +828,15 @@ class Runner(Component, registry=True):
 
     # --- waiting ----------------------------------------------------------------------
 
-    def _before_waiting(self) -> None:
-        """Hand over what a variant buffered (a pool sends runs in batches) before blocking."""
+    def _before_waiting(self) -> bool:
+        """Hand over what a variant buffered (a pool sends runs in batches) before blocking; True
+        where that settled runs (their ends were read earlier): the caller has more to do, not to wait."""
+        return False
 
     def _process_events(self, timeout: float | None) -> None:
         """Wait up to ``timeout`` for a run to end and settle the runs that did."""
-        self._before_waiting()
+        if self._before_waiting():
+            timeout = 0
         polling = self._active.need_polling
         if self.interface.backlog:
             timeout = 0  # messages wait that no new event will announce

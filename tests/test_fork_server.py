@@ -1,0 +1,238 @@
+"""ForkRunner's fork server: runs whose components load by name are forked from a small process
+(profit.run.forkserver); every outcome is what a fork of the runner itself gives."""
+
+import os
+import signal
+import textwrap
+import time
+
+import numpy as np
+import pytest
+from helpers import SCALAR_INPUTS, outputs, wait_for
+
+from profit.run import Runner, RunState
+from profit.run.errors import ConfigError
+from profit.run.includes import load_includes
+
+# The workers live in an include file: what a study's `include` gives, so that a fresh process
+# (the server) loads them by name. Labels carry the module's name: unique in the test process.
+WORKERS = textwrap.dedent(
+    '''\
+    """Workers of test_fork_server (an include file)."""
+    import os
+    import subprocess
+    import time
+
+    from profit.run import Worker
+
+
+    @Worker.wrap("fs_sum", "f")
+    def total(u, v):
+        return u + v
+
+
+    @Worker.wrap("fs_parent", "f")
+    def parent(u, v):
+        return float(os.getppid())
+
+
+    @Worker.wrap("fs_fails", "f")
+    def fails(u, v):
+        if u >= 2:
+            raise ValueError(f"u={u!r} is too large")
+        return u + v
+
+
+    @Worker.wrap("fs_sleeps", "f")
+    def sleeps(u, v):
+        with open(os.environ["FS_PIDS"], "a") as file:
+            file.write(f"{os.getpid()}\\n")
+        time.sleep(float(os.environ.get("FS_SLEEP", "60")))
+        return u + v
+
+
+    @Worker.wrap("fs_leaves_a_child", "f")
+    def leaves_a_child(u, v):
+        child = subprocess.Popen(["sleep", "60"])
+        with open(os.environ["FS_PIDS"], "a") as file:
+            file.write(f"{child.pid}\\n")
+        return u + v
+    '''
+)
+
+
+@pytest.fixture(scope="module")
+def workers(tmp_path_factory):
+    path = tmp_path_factory.mktemp("includes") / "fs_workers.py"
+    path.write_text(WORKERS)
+    load_includes([str(path)])
+    return path
+
+
+@pytest.fixture
+def server_mode(monkeypatch, workers):
+    """Every run goes through the fork server (the first waits until it is ready)."""
+    monkeypatch.setenv("PROFIT_FORK_SERVER", "wait")
+    return "wait"
+
+
+def make_runner(tmp_path, worker, *, size=32, **options):
+    interface = {"class": "memmap", "size": size, "input_config": SCALAR_INPUTS, "output_config": outputs("f")}
+    return Runner["fork"](interface=interface, worker=worker, work_dir=str(tmp_path / "study"), **options)
+
+
+def rows(count):
+    params = np.zeros(count, dtype=[("u", np.float64), ("v", np.float64)])
+    params["u"] = np.arange(count, dtype=np.float64)
+    params["v"] = 0.5
+    return params
+
+
+def alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as file:
+            return file.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def pids_in(path, count, timeout=30.0):
+    wait_for(lambda: path.exists() and len(path.read_text().split()) >= count, timeout, f"{count} pids in {path}")
+    return [int(pid) for pid in path.read_text().split()]
+
+
+def test_runs_are_forked_by_the_server_and_their_results_are_exact(tmp_path, server_mode):
+    with make_runner(tmp_path, "fs_parent", size=8, parallel=2) as runner:
+        runner.spawn_array(rows(6), wait=True)
+        server = runner._server.process.pid
+        assert runner.failed == {}
+        assert (runner.interface.output["f"][:6] == server).all()
+        assert (runner.interface.internal["STATE"][:6] == RunState.DONE).all()
+    assert not alive(server)  # (it ends with its runner)
+
+
+def test_many_runs_through_the_server_and_the_table_grows(tmp_path, server_mode):
+    count = 300
+    with make_runner(tmp_path, "fs_sum", size=16, parallel=2) as runner:
+        runner.spawn_array(rows(count), wait=True)  # 16 rows at first: the server maps the file again
+        assert runner._server is not None and runner.failed == {}
+        np.testing.assert_array_equal(runner.interface.output["f"][:count], rows(count)["u"] + 0.5)
+        for run_id in range(10):  # one at a time: each waits for its own end
+            assert runner.spawn({"u": float(run_id), "v": 1.0}, wait=True) == count + run_id
+        np.testing.assert_array_equal(runner.interface.output["f"][count : count + 10], np.arange(10) + 1.0)
+
+
+def outcomes(tmp_path, monkeypatch, mode, worker, **options):
+    """The states and reasons of four runs of ``worker``, with the fork server in ``mode``."""
+    monkeypatch.setenv("PROFIT_FORK_SERVER", mode)
+    with make_runner(tmp_path / mode, worker, size=8, parallel=2, **options) as runner:
+        runner.spawn_array(rows(4), wait=True)
+        assert (runner._server is not None) == (mode == "wait")
+        return (
+            runner.interface.internal["STATE"][:4].tolist(),
+            [reason.decode() for reason in runner.interface.internal["REASON"][:4]],
+            runner.interface.output["f"][:4].tolist(),
+        )
+
+
+def test_failures_read_as_they_do_without_the_server(tmp_path, monkeypatch, workers):
+    served = outcomes(tmp_path, monkeypatch, "wait", "fs_fails")
+    assert served[:2] == outcomes(tmp_path, monkeypatch, "never", "fs_fails")[:2]
+    states, reasons, values = served
+    assert states == [RunState.DONE] * 2 + [RunState.FAILED] * 2
+    assert reasons[2].startswith("ValueError: u=2.0 is too large")
+    assert values[:2] == [0.5, 1.5] and np.isnan(values[2:]).all()
+
+
+def test_a_timeout_kills_the_run_and_reads_as_without_the_server(tmp_path, monkeypatch, workers):
+    monkeypatch.setenv("FS_PIDS", str(tmp_path / "pids"))
+    served = outcomes(tmp_path, monkeypatch, "wait", "fs_sleeps", timeout=0.5)
+    killed = pids_in(tmp_path / "pids", 4)
+    assert served[:2] == outcomes(tmp_path, monkeypatch, "never", "fs_sleeps", timeout=0.5)[:2]
+    assert served[0] == [RunState.FAILED] * 4 and "0.5" in served[1][0]
+    assert not any(alive(pid) for pid in killed)
+
+
+def test_cancel_ends_a_run_of_the_server(tmp_path, server_mode, monkeypatch):
+    pids = tmp_path / "pids"
+    monkeypatch.setenv("FS_PIDS", str(pids))
+    with make_runner(tmp_path, "fs_sleeps", size=4) as runner:
+        run_id = runner.spawn({"u": 1.0, "v": 2.0})
+        (pid,) = pids_in(pids, 1)
+        status = runner.cancel(run_id)
+        assert status.state == RunState.CANCELLED
+        assert runner.interface.internal["STATE"][run_id] == RunState.CANCELLED
+        wait_for(lambda: not alive(pid), 10, "the cancelled run's process to end")
+
+
+def test_what_a_run_leaves_running_ends_with_it(tmp_path, server_mode, monkeypatch):
+    pids = tmp_path / "pids"
+    monkeypatch.setenv("FS_PIDS", str(pids))
+    with make_runner(tmp_path, "fs_leaves_a_child", size=4) as runner:
+        assert runner.status(runner.spawn({"u": 1.0, "v": 2.0}, wait=True)).state == RunState.DONE
+        (child,) = pids_in(pids, 1)
+        wait_for(lambda: not alive(child), 10, "the run's child to end")
+
+
+def test_a_server_that_dies_fails_its_runs_with_the_reason_and_the_runner_forks_on(tmp_path, server_mode, monkeypatch):
+    pids = tmp_path / "pids"
+    monkeypatch.setenv("FS_PIDS", str(pids))
+    monkeypatch.setenv("FS_SLEEP", "60")
+    with make_runner(tmp_path, "fs_sleeps", size=8, parallel=2) as runner:
+        first = [runner.spawn({"u": float(u), "v": 0.0}) for u in range(2)]
+        runs = pids_in(pids, 2)
+        server = runner._server.process.pid
+        os.kill(server, signal.SIGKILL)
+        runner.wait_all(timeout=30)
+        for run_id in first:
+            status = runner.status(run_id)
+            assert status.state == RunState.FAILED
+            assert "killed with the runner's fork server, which was killed by SIGKILL" in status.reason, status.reason
+        wait_for(lambda: not any(alive(pid) for pid in runs), 10, "the server's runs to end")
+        # From now on this runner forks its runs itself.
+        monkeypatch.setenv("FS_SLEEP", "0")
+        run_id = runner.spawn({"u": 5.0, "v": 1.0}, wait=True)
+        assert runner.status(run_id).state == RunState.DONE and runner.interface.output["f"][run_id] == 6.0
+        assert runner._server is None
+
+
+def test_a_function_held_in_memory_is_forked_by_the_runner(tmp_path, server_mode):
+    def parent(u, v):
+        return float(os.getppid())
+
+    with make_runner(tmp_path, {"class": parent, "outputs": ["f"]}, size=4) as runner:
+        runner.spawn({"u": 1.0, "v": 2.0}, wait=True)
+        assert runner._server is None
+        assert runner.interface.output["f"][0] == os.getpid()
+
+
+def test_the_runs_of_a_server_end_when_its_runner_process_dies(tmp_path, workers):
+    # A runner in a child process: killed, its server and the server's runs end too.
+    pids = tmp_path / "pids"
+    ready = tmp_path / "ready"
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover (the child)
+        try:
+            os.environ.update(PROFIT_FORK_SERVER="wait", FS_PIDS=str(pids))
+            runner = make_runner(tmp_path, "fs_sleeps", size=4)
+            runner.spawn({"u": 1.0, "v": 2.0})
+            ready.write_text(str(runner._server.process.pid))
+            time.sleep(60)
+        finally:
+            os._exit(0)
+    try:
+        (run,) = pids_in(pids, 1)
+        wait_for(ready.exists, 30, "the runner's fork server")
+        server = int(ready.read_text())
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    wait_for(lambda: not alive(server) and not alive(run), 10, "the server and its run to end")
+
+
+def test_an_unknown_mode_is_refused_in_one_sentence(tmp_path, monkeypatch):
+    monkeypatch.setenv("PROFIT_FORK_SERVER", "sometimes")
+    with pytest.raises(
+        ConfigError, match=r"PROFIT_FORK_SERVER='sometimes' is not a mode .* use one of auto, never, wait"
+    ):
+        make_runner(tmp_path, "fs_sum")
