@@ -689,6 +689,11 @@ def _tree_members(trees: Sequence[ProcessTree]) -> list[int]:
 
 def end_descendants() -> None:
     """In a worker process about to exit: end every process it left behind (it is their subreaper)."""
+    if hasattr(os, "waitid"):
+        try:
+            os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:
+            return  # no child, so no descendant (an orphan below it would have become its child)
     left = descendants(os.getpid())
     if left:
         processes = _Processes()

@@ -128,7 +128,13 @@ class _Lost(ExitStatus):
 
 class LaunchedRun(RunHandle):
     """A run forked by the fork server: its end arrives as a report (``Notice.NOTIFIED``); it is
-    stopped by signals the server sends to its process group (:meth:`signal_tree`)."""
+    stopped by signals the server sends to its process group (:meth:`signal_tree`).
+
+    Args:
+        run_id: The run.
+        pid: Its process (a child of the server).
+        server: The server that forked it.
+    """
 
     notice = Notice.NOTIFIED
     __slots__ = ("run_id", "pid", "status", "server")
@@ -431,6 +437,9 @@ def serve(requests: int, reports: int, runner_pid: int) -> int:
         return 1
     env = os.environ
     prepare(env)
+    import gc
+
+    gc.freeze()  # (the collector of a run then leaves these objects, and their pages, alone: fewer copies)
     env["PROFIT_WORK_DIR"] = work_dir_mark(os.getcwd())  # (_proc.MARK: a later runner finds the runs by it)
     worker_config = json.loads(env["PROFIT_WORKER"])
     table = _Table(json.loads(env["PROFIT_INTERFACE"])["path"])
