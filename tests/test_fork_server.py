@@ -236,3 +236,26 @@ def test_an_unknown_mode_is_refused_in_one_sentence(tmp_path, monkeypatch):
         ConfigError, match=r"PROFIT_FORK_SERVER='sometimes' is not a mode .* use one of auto, never, wait"
     ):
         make_runner(tmp_path, "fs_sum")
+
+
+def test_a_run_given_to_a_spare_that_was_killed_runs_in_a_new_fork_with_its_own_pid(tmp_path, server_mode, monkeypatch):
+    pids = tmp_path / "pids"
+    monkeypatch.setenv("FS_PIDS", str(pids))
+    with make_runner(tmp_path, "fs_sleeps", size=4) as runner:
+        runner.spawn({"u": 0.0, "v": 0.0})  # (the server has forked its spares by its answer)
+        (first,) = pids_in(pids, 1)
+        server = runner._server
+        wait_for(lambda: server._on_reports() or len(server._spares) > 0, 10, "a spare of the server")
+        spares = list(server._spares)
+        for spare in spares:
+            os.kill(spare, signal.SIGKILL)
+        wait_for(lambda: not any(alive(pid) for pid in spares), 10, "the spares to end")
+        run_id = runner.spawn({"u": 1.0, "v": 0.0})
+        _, second = pids_in(pids, 2)
+        assert second not in spares
+        deadline = time.monotonic() + 10
+        while runner.runs[run_id].pid != second and time.monotonic() < deadline:
+            runner.wait_some(timeout=0.1)
+        assert runner.runs[run_id].pid == second  # (the run's start corrected what the runner assumed)
+        runner.cancel_all()
+        assert not alive(first) and not alive(second)

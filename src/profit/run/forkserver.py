@@ -20,8 +20,16 @@ The protocol, on two pipes (little-endian ``struct``\\ s of fixed size)::
     runner --(run id, signal)--> requests   signal 0: start the run; else: signal its process group
     runner <--(kind, run id, pid, value)-- reports
            kind READY: its imports are done (its first report; the runner forks runs itself until then);
+           kind SPARE: it forked a spare child (pid), which waits for a run (run id -1);
+           kind SPARE_GONE: a spare ended unused (someone killed it);
            kind STARTED: the run's pid (value 0), or its fork failed (pid 0, value errno);
            kind ENDED: the run's process ended (value: its return code, negative: the signal).
+
+The server keeps ``_SPARES`` children forked ahead, set up as far as they can be
+without their run; a start request hands the oldest its run id through a pipe of
+its own. So a run starts without waiting for a fork, and the runner knows its pid
+at once (the spares are given out in the order they were reported; where one was
+lost, the run's STARTED report corrects the pid).
 
 The server dies with the runner (``PR_SET_PDEATHSIG`` where there is one; an end of
 file on the requests pipe in any case), and its runs die with it.
@@ -29,6 +37,7 @@ file on the requests pipe in any case), and its runs die with it.
 
 from __future__ import annotations
 
+import collections
 import errno
 import functools
 import json
@@ -48,7 +57,12 @@ if TYPE_CHECKING:
 
 REQUEST = struct.Struct("<qi")  # run id, signal (0: start it)
 REPORT = struct.Struct("<iqqi")  # kind, run id, pid, value
-STARTED, ENDED, READY = 1, 2, 3  # (READY: imports done, the first report of a server)
+STARTED, ENDED, READY, SPARE, SPARE_GONE = 1, 2, 3, 4, 5
+_RUN_ID = struct.Struct("<q")  # what a spare child reads: the run it is to run
+_NO_RUN = -1  # the run id of a spare's reports
+# Children the server forks ahead, each waiting for a run: a run starts without a fork in its way,
+# and its pid is known to the runner beforehand.
+_SPARES = 2
 # The server's program (not ``-m``: this module is imported with the package before it would run).
 _SERVER_MAIN = "import sys; from profit.run.forkserver import serve; sys.exit(serve(*map(int, sys.argv[1:])))"
 
@@ -110,20 +124,20 @@ def _strings(config: object):
             yield from _strings(value)
 
 
-class _Lost(ExitStatus):
-    """How the runs of a fork server that ended ended: they died with it (neither code nor signal
-    of their own is known)."""
+class _ServerEnding(ExitStatus):
+    """How a run of a fork server ended where the server, not the run, decided it: the run died
+    with the server, or was never forked (neither code nor signal of its own is known)."""
 
-    how: str  # "was killed by SIGKILL", "exited with code 1": the server's end
+    phrase: str  # the reason's phrase
 
-    def __new__(cls, how: str) -> _Lost:
-        lost = super().__new__(cls)
-        lost.how = how
-        return lost
+    def __new__(cls, phrase: str) -> _ServerEnding:
+        ending = super().__new__(cls)
+        ending.phrase = phrase
+        return ending
 
     def describe(self, *, through_shell: bool = False) -> str:
         """The phrase of the reason."""
-        return f"killed with the runner's fork server, which {self.how}"
+        return self.phrase
 
 
 class LaunchedRun(RunHandle):
@@ -142,10 +156,10 @@ class LaunchedRun(RunHandle):
     def __init__(self, run_id: int, pid: int, server: ForkServer):
         self.run_id = run_id
         self.pid = pid
-        self.status: ExitStatus | _Lost | None = None
+        self.status: ExitStatus | None = None
         self.server = server
 
-    def poll(self) -> ExitStatus | _Lost | None:
+    def poll(self) -> ExitStatus | None:
         """How the run ended, once the server reported it."""
         return self.status
 
@@ -166,7 +180,7 @@ class LaunchedRun(RunHandle):
         if self.status is None:
             self.server.signal(self.run_id, signum)
 
-    def wait(self, timeout: float | None = None) -> ExitStatus | _Lost | None:
+    def wait(self, timeout: float | None = None) -> ExitStatus | None:
         """Wait up to ``timeout`` seconds for the run's end to be reported.
 
         Args:
@@ -223,12 +237,14 @@ class ForkServer:
         self.alive = True
         self._buffer = b""
         self._ended_runs: list[LaunchedRun] = []  # read, not yet handed to the runner
+        self._spares: collections.deque[int] = collections.deque()  # pids of its spare children, oldest first
         self._events = events
         self._on_ended = on_ended
         events.watch(self._reports, self._on_reports)
 
     def start(self, run_id: int) -> LaunchedRun:
-        """Have the server fork the run; returns once it has (its pid is known).
+        """Have the server start the run: in a spare child it forked ahead (the run's pid is known:
+        no waiting), else in one it forks now (returns once it has).
 
         Args:
             run_id: The run (its row is written).
@@ -240,16 +256,23 @@ class ForkServer:
             OSError: The server could not fork it, or has ended.
         """
         self._send(run_id, 0)
-        run = None
+        if self._spares:
+            # The server gives runs to its spares in the order it reported them. (Should it have
+            # lost that spare meanwhile, its report of the run's start corrects the pid.)
+            spared = self.runs[run_id] = LaunchedRun(run_id, self._spares.popleft(), self)
+            return spared
+        run: LaunchedRun | None = None
         while run is None:
             # Every report read is taken in: the run's end may come in the same read as its start.
             for kind, reported, pid, value in self._read(block=True):
                 if kind == STARTED and reported == run_id:
                     if pid == 0:
                         raise OSError(value, f"the fork server could not fork run {run_id}: {os.strerror(value)}")
+                    if pid in self._spares:
+                        self._spares.remove(pid)  # (reported, not yet read: the run took it)
                     run = self.runs[run_id] = LaunchedRun(run_id, pid, self)
                 else:
-                    self._take(kind, reported, value)
+                    self._take(kind, reported, pid, value)
             if run is None and not self.alive:
                 raise OSError(errno.EPIPE, "the runner's fork server has ended")
         return run
@@ -257,8 +280,8 @@ class ForkServer:
     def wait_ready(self) -> None:
         """Block until the server is ready (its imports done) or has ended."""
         while not self.ready and self.alive:
-            for kind, run_id, _, value in self._read(block=True):
-                self._take(kind, run_id, value)
+            for kind, run_id, pid, value in self._read(block=True):
+                self._take(kind, run_id, pid, value)
 
     def signal(self, run_id: int, signum: int) -> None:
         """Have the server send ``signum`` to the run's process group.
@@ -312,19 +335,33 @@ class ForkServer:
         self._buffer = data[usable:]
         return list(REPORT.iter_unpack(data[:usable]))
 
-    def _take(self, kind: int, run_id: int, value: int) -> None:
-        """Take in a report other than the start of the run being started."""
-        if kind == READY:
-            self.ready = True
-        elif kind == ENDED:
+    def _take(self, kind: int, run_id: int, pid: int, value: int) -> None:
+        """Take in a report (other than the start of a run being started and waited for)."""
+        if kind == ENDED:
             run = self.runs.pop(run_id, None)
             if run is not None:
                 run.status = ExitStatus.from_returncode(value)
                 self._ended_runs.append(run)
+        elif kind == SPARE:
+            self._spares.append(pid)
+        elif kind == STARTED:
+            run = self.runs.get(run_id)
+            if run is not None and pid:
+                run.pid = pid  # (the same, unless the spare it was given to was lost)
+            elif run is not None:  # given to a spare that was lost, and no fork instead: it never ran
+                del self.runs[run_id]
+                run.status = _ServerEnding(
+                    f"was never started: the fork server could not fork it ({os.strerror(value)})"
+                )
+                self._ended_runs.append(run)
+        elif kind == SPARE_GONE and pid in self._spares:
+            self._spares.remove(pid)
+        elif kind == READY:
+            self.ready = True
 
     def _on_reports(self, settle: bool = True) -> None:
-        for kind, run_id, _, value in self._read(block=False):
-            self._take(kind, run_id, value)
+        for kind, run_id, pid, value in self._read(block=False):
+            self._take(kind, run_id, pid, value)
         if not self.alive:
             self._take_lost()
         if settle:
@@ -358,7 +395,7 @@ class ForkServer:
         lost = list(self.runs.values())
         self.runs.clear()
         for run in lost:
-            run.status = _Lost(self._how)
+            run.status = _ServerEnding(f"killed with the runner's fork server, which {self._how}")
         self._ended_runs.extend(lost)
 
     def close(self) -> None:
@@ -427,7 +464,7 @@ def serve(requests: int, reports: int, runner_pid: int) -> int:
     """
     import selectors
 
-    from ._proc import die_with_parent, load_prctl, work_dir_mark
+    from ._proc import become_subreaper, die_with_parent, load_prctl, work_dir_mark
     from .memmap import MemmapWorkerInterface
     from .runfork import prepare
     from .worker import RunLog, Worker, execute, run_log_handler
@@ -452,19 +489,30 @@ def serve(requests: int, reports: int, runner_pid: int) -> int:
     signal.signal(signal.SIGCHLD, lambda *_: None)  # (its wakeup byte is what counts)
     own_fds = (requests, reports, wakeup_read, wakeup_write)
     os.write(reports, REPORT.pack(READY, 0, os.getpid(), 0))
-    children: dict[int, int] = {}  # pid -> run id
+    children: dict[int, int] = {}  # pid -> run id (_NO_RUN: a spare)
     pids: dict[int, int] = {}  # run id -> pid
+    spares: collections.deque[tuple[int, int]] = collections.deque()  # (pid, its run-id pipe), oldest first
 
-    def run(run_id: int, parent_pid: int) -> int:
+    def run(run_id: int | None, run_ids: int | None, feed: int | None, parent_pid: int) -> int:
+        """A child: runs ``run_id``, or (a spare) the run whose id arrives on ``run_ids``."""
+        if feed is not None:
+            os.close(feed)  # (the server's end: its closing, unused, ends this spare)
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         for fd in own_fds:
             os.close(fd)
+        for _, other in spares:
+            os.close(other)  # (the pipes of the other spares: their end of file is theirs)
         if not die_with_parent(parent_pid):
             return 1
-        from ._proc import become_subreaper
-
         become_subreaper()
+        if run_ids is not None:
+            data = os.read(run_ids, _RUN_ID.size)
+            if len(data) < _RUN_ID.size:
+                return 0  # the server ended it unused
+            (run_id,) = _RUN_ID.unpack(data)
+            table.cover(run_id)
+        assert run_id is not None
         env["PROFIT_RUN_ID"] = str(run_id)
         log = RunLog(log_path, run_id, debug, log_handler)
 
@@ -474,6 +522,39 @@ def serve(requests: int, reports: int, runner_pid: int) -> int:
             return Worker.from_config(worker_config, interface, run_id)
 
         return execute(build, log)
+
+    def add_spares() -> None:
+        while len(spares) < _SPARES:
+            run_ids, feed = os.pipe()
+            try:
+                pid = fork_group(functools.partial(run, None, run_ids, feed))
+            except OSError:
+                os.close(feed)
+                return  # (out of processes: runs are forked when they come)
+            finally:
+                os.close(run_ids)
+            spares.append((pid, feed))
+            children[pid] = _NO_RUN
+            os.write(reports, REPORT.pack(SPARE, _NO_RUN, pid, 0))
+
+    def start(run_id: int) -> None:
+        try:
+            table.cover(run_id)  # (rows beyond the mapped ones: the file grew; the spares map it themselves)
+            if spares:
+                pid, feed = spares.popleft()
+                try:
+                    os.write(feed, _RUN_ID.pack(run_id))
+                finally:
+                    os.close(feed)
+            else:
+                pid = fork_group(functools.partial(run, run_id, None, None))
+        except Exception as error:  # (the table unreadable, out of processes): the runner forks it itself
+            code = getattr(error, "errno", None) or errno.EIO
+            os.write(reports, REPORT.pack(STARTED, run_id, 0, code))
+            return
+        children[pid] = run_id
+        pids[run_id] = pid
+        os.write(reports, REPORT.pack(STARTED, run_id, pid, 0))
 
     def reap() -> None:
         while children:
@@ -490,10 +571,16 @@ def serve(requests: int, reports: int, runner_pid: int) -> int:
                 pass
             _, status = os.waitpid(pid, 0)
             run_id = children.pop(pid, None)
-            if run_id is not None:
+            if run_id == _NO_RUN:  # a spare that someone ended
+                for spare in [spare for spare in spares if spare[0] == pid]:
+                    spares.remove(spare)
+                    os.close(spare[1])
+                os.write(reports, REPORT.pack(SPARE_GONE, _NO_RUN, pid, 0))
+            elif run_id is not None:
                 del pids[run_id]
                 os.write(reports, REPORT.pack(ENDED, run_id, pid, os.waitstatus_to_exitcode(status)))
 
+    add_spares()
     selector = selectors.DefaultSelector()
     selector.register(requests, selectors.EVENT_READ)
     selector.register(wakeup_read, selectors.EVENT_READ)
@@ -517,22 +604,13 @@ def serve(requests: int, reports: int, runner_pid: int) -> int:
             pending += data
             usable = len(pending) - len(pending) % REQUEST.size
             for run_id, signum in REQUEST.iter_unpack(pending[:usable]):
-                if signum:
-                    if run_id in pids:
-                        try:
-                            os.killpg(pids[run_id], signum)
-                        except OSError:
-                            pass
-                    continue
-                try:
-                    table.cover(run_id)
-                    pid = fork_group(functools.partial(run, run_id))
-                except Exception as error:  # (the table unreadable, out of processes): the runner forks it itself
-                    code = getattr(error, "errno", None) or errno.EIO
-                    os.write(reports, REPORT.pack(STARTED, run_id, 0, code))
-                    continue
-                children[pid] = run_id
-                pids[run_id] = pid
-                os.write(reports, REPORT.pack(STARTED, run_id, pid, 0))
+                if not signum:
+                    start(run_id)
+                elif run_id in pids:
+                    try:
+                        os.killpg(pids[run_id], signum)
+                    except OSError:
+                        pass
             pending = pending[usable:]
+            add_spares()  # (after the runs: their start is what the runner waits for)
         reap()
