@@ -65,14 +65,13 @@ def main() -> None:
 
 def _defer_package() -> None:
     """Put ``profit.run`` into ``sys.modules`` without running its ``__init__`` (see the module's docstring)."""
-    import importlib.util  # (the include files of a plain run need it anyway)
-
     import profit
+    from profit._importing import find_spec_in, module_from_spec
 
-    spec = importlib.util.find_spec("profit.run")
+    spec = find_spec_in("profit.run", profit.__path__)
     if spec is None or spec.loader is None or spec.submodule_search_locations is None:  # pragma: no cover
         return  # (not a package on disk: import it as usual)
-    package = importlib.util.module_from_spec(spec)
+    package = module_from_spec(spec)
     directory = spec.submodule_search_locations[0]
 
     def __getattr__(name: str) -> object:

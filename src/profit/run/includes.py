@@ -11,11 +11,11 @@ too: the runner loads those files and passes them on, merged with its own
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import sys
 from collections.abc import Iterable, Mapping
 
+from .._importing import module_from_spec, spec_from_file_location
 from .errors import ConfigError
 
 _loaded: dict[str, str] = {}  # absolute path -> module name
@@ -39,10 +39,10 @@ def load_includes(paths: Iterable[str] | str) -> None:
         if not os.path.isfile(path):
             raise ConfigError(f"include file {path} does not exist; list existing Python files under 'include'")
         name = f"profit_include_{len(_loaded)}_{os.path.splitext(os.path.basename(path))[0]}"
-        spec = importlib.util.spec_from_file_location(name, path)
+        spec = spec_from_file_location(name, path)
         if spec is None or spec.loader is None:
             raise ConfigError(f"include file {path} cannot be imported; it must be a Python source file (.py)")
-        module = importlib.util.module_from_spec(spec)
+        module = module_from_spec(spec)
         sys.modules[name] = module
         try:
             spec.loader.exec_module(module)

@@ -11,7 +11,6 @@ started as a program maps its row without numpy (:mod:`profit.run._record`).
 
 from __future__ import annotations
 
-import numbers
 import os
 from collections.abc import Mapping
 
@@ -30,6 +29,7 @@ from .interface import (
     encode_reason,
     whole_seconds,
 )
+from .options import is_whole
 from .state import RunState
 
 TYPE_CHECKING = False  # (typing costs every worker process its import)
@@ -170,7 +170,7 @@ class MemmapWorkerInterface(WorkerInterface, label="memmap"):
         if self._record is not None:
             return self._record
         # int is an Integral; listed for type checkers, to which int and Integral seem unrelated
-        if not isinstance(self.run_id, (int, numbers.Integral)) or isinstance(self.run_id, bool):
+        if not is_whole(self.run_id):
             raise InterfaceError(f"run id {self.run_id!r} is not a whole number")
         run_id = int(self.run_id)
         shared = self._shared

@@ -10,7 +10,6 @@ expected: they would make a limit that never or always applies.
 from __future__ import annotations
 
 import math
-import numbers
 import reprlib
 
 from .errors import ConfigError
@@ -43,7 +42,25 @@ def shown(value: object, limit: int = 80) -> str:
 
 
 def _number(value: object) -> bool:
+    """A real number, not a bool (int and float first: ``numbers`` costs a worker's start its import)."""
+    if type(value) in (float, int):
+        return True
+    import numbers
+
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def is_whole(value: object) -> bool:
+    """Whether ``value`` is a whole number (an int, a numpy integer), not a bool.
+
+    Args:
+        value: Anything.
+    """
+    if type(value) is int:
+        return True
+    import numbers
+
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def seconds(value: object, name: str, *, positive: bool = True, hint: str = "") -> float:
@@ -98,7 +115,7 @@ def whole_number(value: object, name: str, *, minimum: int = 0, maximum: int | N
         ConfigError: The value is no such number.
     """
     top = INT64_MAX if maximum is None else maximum
-    whole = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    whole = is_whole(value)
     too_large = whole and value > top  # type: ignore[operator]  # numbers.Real declares only < and <=
     if not whole or value < minimum or too_large:  # type: ignore[operator]
         if maximum is not None:
