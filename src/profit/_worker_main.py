@@ -44,8 +44,6 @@ _EARLY_NAMES = {
     "Worker": "worker",
     "WorkerInterface": "interface",
     "RunnerInterface": "interface",
-    "RunState": "state",
-    "RunStatus": "state",
     "RunFailed": "errors",
 }
 
@@ -88,10 +86,10 @@ def _defer_package() -> None:
     global _pending
     _pending = spec
 
-    from profit.run import errors, interface, registry, state, worker
+    from profit.run import errors, interface, registry, worker
 
     registry.deferred_builtins = _on_registry
-    modules = {"worker": worker, "interface": interface, "state": state, "errors": errors}
+    modules = {"worker": worker, "interface": interface, "errors": errors}
     for name, module in _EARLY_NAMES.items():
         setattr(package, name, getattr(modules[module], name))
 

@@ -13,13 +13,17 @@ import io
 import mmap
 import os
 import struct
-from collections import namedtuple
-from collections.abc import Callable
+from operator import itemgetter
 
 from ._files import atomic_path
 from ._jsonscan import loads as json_loads
 from ._lazy import numpy as np
 from .errors import InterfaceError
+
+TYPE_CHECKING = False  # (typing costs every worker process its import)
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
 
 _MAGIC = b"\x93NUMPY"
 
@@ -27,10 +31,36 @@ _MAGIC = b"\x93NUMPY"
 _HEADER_READ_ATTEMPTS = 3
 
 
-# What a header says, read without numpy: the dtype's ``descr``, the rows, the data offset.
-NpyHeader = namedtuple("NpyHeader", ["descr", "size", "offset"])
-# The same for the runner side, with the numpy dtype.
-NpyLayout = namedtuple("NpyLayout", ["dtype", "size", "offset"])
+class NpyHeader(tuple):
+    """What a header says, read without numpy: ``(descr, size, offset)``, the dtype's ``descr``,
+    the rows and the data offset. (A tuple with named fields, as ``collections.namedtuple``
+    makes, without importing ``collections``: see :class:`._record.Field`.)"""
+
+    __slots__ = ()
+    descr: Any = property(itemgetter(0))
+    size: int = property(itemgetter(1))  # type: ignore[assignment]
+    offset: int = property(itemgetter(2))  # type: ignore[assignment]
+
+    def __new__(cls, descr: object, size: int, offset: int) -> NpyHeader:
+        return tuple.__new__(cls, (descr, size, offset))
+
+    def __repr__(self) -> str:
+        return f"NpyHeader(descr={self.descr!r}, size={self.size!r}, offset={self.offset!r})"
+
+
+class NpyLayout(tuple):
+    """The same for the runner side, with the numpy dtype: ``(dtype, size, offset)``."""
+
+    __slots__ = ()
+    dtype: np.dtype = property(itemgetter(0))  # type: ignore[assignment]
+    size: int = property(itemgetter(1))  # type: ignore[assignment]
+    offset: int = property(itemgetter(2))  # type: ignore[assignment]
+
+    def __new__(cls, dtype: np.dtype, size: int, offset: int) -> NpyLayout:
+        return tuple.__new__(cls, (dtype, size, offset))
+
+    def __repr__(self) -> str:
+        return f"NpyLayout(dtype={self.dtype!r}, size={self.size!r}, offset={self.offset!r})"
 
 
 def _header_bytes(dtype: np.dtype, size: int) -> bytes:

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import struct
 import sys
-from collections import namedtuple
-from collections.abc import Iterable, Iterator
+from operator import itemgetter
 
 TYPE_CHECKING = False  # (typing costs every worker process its import)
 if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
     from typing import Any
 
 _NATIVE = "<" if sys.byteorder == "little" else ">"
@@ -37,14 +37,27 @@ _FORMATS = {  # numpy kind + item size -> struct format character
 }
 
 
-class Field(namedtuple("Field", ["name", "offset", "code", "count", "kind"])):
-    """Where one field lives in a row and how to read it.
+class Field(tuple):
+    """Where one field lives in a row and how to read it: ``(name, offset, code, count, kind)``.
 
     ``code`` is the struct format of one element (e.g. ``"<d"``), ``count`` the
     number of elements (1 for scalars), ``kind`` numpy's kind letter (f, i, u, b, S).
+    (A tuple with named fields, as ``collections.namedtuple`` makes, without importing
+    ``collections``: that costs a worker process started per run a millisecond or two.)
     """
 
     __slots__ = ()
+    name: str = property(itemgetter(0))  # type: ignore[assignment]
+    offset: int = property(itemgetter(1))  # type: ignore[assignment]
+    code: Any = property(itemgetter(2))
+    count: int = property(itemgetter(3))  # type: ignore[assignment]
+    kind: str = property(itemgetter(4))  # type: ignore[assignment]
+
+    def __new__(cls, name: str, offset: int, code: str, count: int, kind: str) -> Field:
+        return tuple.__new__(cls, (name, offset, code, count, kind))
+
+    def __repr__(self) -> str:
+        return "Field(name={!r}, offset={!r}, code={!r}, count={!r}, kind={!r})".format(*self)
 
     @property
     def size(self) -> int:

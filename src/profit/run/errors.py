@@ -10,7 +10,9 @@ given, and what to do about it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+TYPE_CHECKING = False  # (typing costs every worker process its import)
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 
 class ProfitError(Exception):

@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterable, Mapping
 
 from .._importing import module_from_spec, spec_from_file_location
 from .errors import ConfigError
+
+TYPE_CHECKING = False  # (typing costs every worker process its import)
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
 
 _loaded: dict[str, str] = {}  # absolute path -> module name
 

@@ -19,21 +19,23 @@ succeed, UTF-8, truncated to the field size).
 from __future__ import annotations
 
 import keyword
+from _collections_abc import Mapping  # (collections.abc itself imports collections: see _record.Field)
 from abc import abstractmethod
-from collections.abc import Mapping
 
 from . import options as check
 from ._lazy import logging
 from ._lazy import numpy as np
 from ._record import StructRecord, parse_descr
+from ._state_values import DONE
 from .errors import ConfigError
 from .registry import Component
-from .state import RunState
 
 TYPE_CHECKING = False  # (typing costs every worker process its import)
 if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any, TypeAlias
+
+    from .state import RunState
 
     # numpy field specs: (name, dtype) for scalars, (name, dtype, (n,)) for vector outputs
     InputVar: TypeAlias = tuple[str, np.dtype]
@@ -365,6 +367,8 @@ class RunnerInterface(Component, registry=True):
         Returns:
             Its ``STATE`` column.
         """
+        from .state import RunState  # (not at the top: a worker process writes states, as integers)
+
         return RunState(int(self._columns["STATE"][run_id]))
 
     def transmitted(self, run_id: int) -> bool:
@@ -401,11 +405,11 @@ class RunnerInterface(Component, registry=True):
             reason: why it did not succeed (cut to fit the ``REASON`` column).
         """
         columns = self._columns
-        if state != RunState.DONE:
+        if state != DONE:
             for column, no_result in self._output_columns:
                 column[run_id] = no_result
         columns["REASON"][run_id] = encode_reason(reason) if reason else b""
-        columns["DONE"][run_id] = state == RunState.DONE
+        columns["DONE"][run_id] = state == DONE
         columns["STATE"][run_id] = state
 
 

@@ -17,7 +17,10 @@ Defaults below are the option defaults of the components that write them.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+
+TYPE_CHECKING = False  # (typing costs every worker process its import)
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 LOG_DIR = "log"
 INTERFACE_FILE = "interface.npy"

@@ -12,12 +12,12 @@ started as a program maps its row without numpy (:mod:`profit.run._record`).
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 
 from . import _npyfile
 from ._lazy import logging
 from ._lazy import numpy as np
 from ._record import StructRecord, parse_descr
+from ._state_values import FAILED
 from .errors import InterfaceError
 from .interface import (
     INTERNAL_NAMES,
@@ -30,11 +30,10 @@ from .interface import (
     whole_seconds,
 )
 from .options import is_whole
-from .state import RunState
 
 TYPE_CHECKING = False  # (typing costs every worker process its import)
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
 
     import numpy
 
@@ -233,7 +232,7 @@ class MemmapWorkerInterface(WorkerInterface, label="memmap"):
             self.logger.error("run %s failed: %s (and could not report it: %s)", self.run_id, reason, error)
             return
         row["REASON"] = encode_reason(reason)
-        row["STATE"] = RunState.FAILED
+        row["STATE"] = FAILED
 
     def clean(self) -> None:
         """Release the mapping."""

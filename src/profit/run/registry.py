@@ -16,14 +16,15 @@ from __future__ import annotations
 
 import os
 import sys
+from _collections_abc import Mapping  # (collections.abc itself imports collections: see _record.Field)
 from abc import ABCMeta
-from collections.abc import Callable, KeysView, Mapping
 
 from .errors import ConfigError, UnknownLabelError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import logging
+    from collections.abc import Callable, KeysView
     from typing import TypeVar
 
     _C = TypeVar("_C", bound="Component")

@@ -10,15 +10,17 @@ from __future__ import annotations
 import enum
 from collections import namedtuple
 
+from . import _state_values as _values
+
 
 class RunState(enum.IntEnum):
     """The state of one run. The integer values are stored in interface files."""
 
-    PENDING = 0
-    RUNNING = 1
-    DONE = 2
-    FAILED = 3
-    CANCELLED = 4
+    PENDING = _values.PENDING
+    RUNNING = _values.RUNNING
+    DONE = _values.DONE
+    FAILED = _values.FAILED
+    CANCELLED = _values.CANCELLED
 
     @property
     def final(self) -> bool:

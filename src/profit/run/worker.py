@@ -16,8 +16,8 @@ import os
 import struct
 import sys
 import time
+from _collections_abc import Mapping  # (collections.abc itself imports collections: see _record.Field)
 from abc import abstractmethod
-from collections.abc import Callable, Mapping, Sequence
 
 from ._jsonscan import loads as json_loads
 from ._lazy import logging
@@ -28,7 +28,7 @@ from .registry import Component
 
 TYPE_CHECKING = False  # (typing costs every worker process its import)
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sized
+    from collections.abc import Callable, Iterable, Sequence, Sized
     from typing import Any, Protocol, TypeGuard
 
     from .interface import RunnerInterface
@@ -258,8 +258,9 @@ def _parameter_names(func: Callable) -> list[str]:
 
 def _unwrapped(func: Callable) -> Callable:
     """The function a ``functools.partial`` (or a partial of a partial) calls; ``func`` otherwise."""
-    import functools  # (imported by Python itself at start-up: costs nothing)
-
+    functools = sys.modules.get("functools")
+    if functools is None:  # (not imported, so no partial exists: a lean worker process need not import it)
+        return func
     while isinstance(func, functools.partial):
         func = func.func
     return func
