@@ -76,8 +76,8 @@ def server_mode(monkeypatch, workers):
     return "wait"
 
 
-def make_runner(tmp_path, worker, *, size=32, **options):
-    interface = {"class": "memmap", "size": size, "input_config": SCALAR_INPUTS, "output_config": outputs("f")}
+def make_runner(tmp_path, worker, *, size=32, interface="memmap", **options):
+    interface = {"class": interface, "size": size, "input_config": SCALAR_INPUTS, "output_config": outputs("f")}
     return Runner["fork"](interface=interface, worker=worker, work_dir=str(tmp_path / "study"), **options)
 
 
@@ -101,8 +101,9 @@ def pids_in(path, count, timeout=30.0):
     return [int(pid) for pid in path.read_text().split()]
 
 
-def test_runs_are_forked_by_the_server_and_their_results_are_exact(tmp_path, server_mode):
-    with make_runner(tmp_path, "fs_parent", size=8, parallel=2) as runner:
+@pytest.mark.parametrize("interface", ["memmap", "zeromq"])
+def test_runs_are_forked_by_the_server_and_their_results_are_exact(tmp_path, server_mode, interface):
+    with make_runner(tmp_path, "fs_parent", size=8, parallel=2, interface=interface) as runner:
         runner.spawn_array(rows(6), wait=True)
         server = runner._server.process.pid
         assert runner.failed == {}
@@ -111,9 +112,10 @@ def test_runs_are_forked_by_the_server_and_their_results_are_exact(tmp_path, ser
     assert not alive(server)  # (it ends with its runner)
 
 
-def test_many_runs_through_the_server_and_the_table_grows(tmp_path, server_mode):
+@pytest.mark.parametrize("interface", ["memmap", "zeromq"])
+def test_many_runs_through_the_server_and_the_table_grows(tmp_path, server_mode, interface):
     count = 300
-    with make_runner(tmp_path, "fs_sum", size=16, parallel=2) as runner:
+    with make_runner(tmp_path, "fs_sum", size=16, parallel=2, interface=interface) as runner:
         runner.spawn_array(rows(count), wait=True)  # 16 rows at first: the server maps the file again
         assert runner._server is not None and runner.failed == {}
         np.testing.assert_array_equal(runner.interface.output["f"][:count], rows(count)["u"] + 0.5)
@@ -125,7 +127,7 @@ def test_many_runs_through_the_server_and_the_table_grows(tmp_path, server_mode)
 def outcomes(tmp_path, monkeypatch, mode, worker, **options):
     """The states and reasons of four runs of ``worker``, with the fork server in ``mode``."""
     monkeypatch.setenv("PROFIT_FORK_SERVER", mode)
-    with make_runner(tmp_path / mode, worker, size=8, parallel=2, **options) as runner:
+    with make_runner(tmp_path / mode / options.get("interface", ""), worker, size=8, parallel=2, **options) as runner:
         runner.spawn_array(rows(4), wait=True)
         assert (runner._server is not None) == (mode == "wait")
         return (
@@ -135,9 +137,10 @@ def outcomes(tmp_path, monkeypatch, mode, worker, **options):
         )
 
 
-def test_failures_read_as_they_do_without_the_server(tmp_path, monkeypatch, workers):
-    served = outcomes(tmp_path, monkeypatch, "wait", "fs_fails")
-    assert served[:2] == outcomes(tmp_path, monkeypatch, "never", "fs_fails")[:2]
+@pytest.mark.parametrize("interface", ["memmap", "zeromq"])
+def test_failures_read_as_they_do_without_the_server(tmp_path, monkeypatch, workers, interface):
+    served = outcomes(tmp_path, monkeypatch, "wait", "fs_fails", interface=interface)
+    assert served[:2] == outcomes(tmp_path, monkeypatch, "never", "fs_fails", interface=interface)[:2]
     states, reasons, values = served
     assert states == [RunState.DONE] * 2 + [RunState.FAILED] * 2
     assert reasons[2].startswith("ValueError: u=2.0 is too large")

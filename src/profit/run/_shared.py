@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 # Bytes before the first row: the control block (its first byte: the rows moved away).
 _CONTROL = 64
 _MOVED = 1
+ROWS_OFFSET = _CONTROL  # where the rows begin in the file (for a process that opens it anew)
 
 
 def _anonymous_file() -> int:

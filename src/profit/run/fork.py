@@ -19,6 +19,7 @@ runner), ``wait`` (the first run waits until the server is ready).
 
 from __future__ import annotations
 
+import json
 import os
 
 from . import exitwatch, forkserver
@@ -102,7 +103,9 @@ class ForkRunner(Runner, label="fork"):
         from .includes import _loaded
 
         config = self.worker_config
-        key = (id(config), len(config), self.interface.config.get("path"), len(_loaded))
+        rows = forkserver.rows_of(self.interface)
+        where = self.interface.config.get("path") if rows is None else json.dumps(rows, sort_keys=True)
+        key = (id(config), len(config), where, len(_loaded))
         if key == self._server_for or self._server_off:
             return self._server
         if self._server is not None:  # the config changed: a new server; the old one ends with its runs
@@ -113,7 +116,9 @@ class ForkRunner(Runner, label="fork"):
         if mode == "never" or not forkserver.launchable(config, self.interface):
             return None
         try:
-            server = forkserver.ForkServer(self.worker_environment(), self.work_dir, self.events, self._server_ended)
+            server = forkserver.ForkServer(
+                self.worker_environment(), self.work_dir, self.events, self._server_ended, rows
+            )
         except OSError as error:
             self.logger.warning("no fork server (%s): runs are forked from the runner", error)
             return None

@@ -54,10 +54,12 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
     from .events import EventLoop
+    from .interface import WorkerInterface
 
 REQUEST = struct.Struct("<qi")  # run id, signal (0: start it)
 REPORT = struct.Struct("<iqqi")  # kind, run id, pid, value
 STARTED, ENDED, READY, SPARE, SPARE_GONE = 1, 2, 3, 4, 5
+_ROWS_VARIABLE = "PROFIT_FORK_SERVER_ROWS"  # (the server's own: rows_of(); not its children's)
 _RUN_ID = struct.Struct("<q")  # what a spare child reads: the run it is to run
 _NO_RUN = -1  # the run id of a spare's reports
 # Children the server forks ahead, each waiting for a run: a run starts without a fork in its way,
@@ -72,8 +74,9 @@ _SERVER_MAIN = "import sys; from profit.run.forkserver import serve; sys.exit(se
 
 def launchable(worker_config: Mapping, interface: object) -> bool:
     """Whether a fresh process can run these runs exactly as a fork of this one would: the
-    interface is the plain memmap interface over a file, the worker config names no function held
-    in memory, and every component the config names comes from profit itself or an include file.
+    interface is the plain memmap interface over a file, or one whose rows another process can
+    open (zeromq: see :func:`rows_of`), the worker config names no function held in memory, and
+    every component the config names comes from profit itself or an include file.
 
     A component registered anywhere else (the script, a module imported by it) is one a fresh
     process would not know: then the runner forks itself. Every string in the config that is a
@@ -90,7 +93,9 @@ def launchable(worker_config: Mapping, interface: object) -> bool:
     from .memmap import MemmapRunnerInterface
     from .registry import Component
 
-    if type(interface) is not MemmapRunnerInterface or interface.size == 0:
+    if getattr(interface, "size", 0) == 0:
+        return False
+    if type(interface) is not MemmapRunnerInterface and rows_of(interface) is None:
         return False
     try:
         encoded = json.dumps(worker_config)
@@ -110,6 +115,22 @@ def launchable(worker_config: Mapping, interface: object) -> bool:
             if not (module == "profit" or module.startswith("profit.") or module in modules):
                 return False
     return True
+
+
+def rows_of(interface: object) -> dict | None:
+    """Where the fork server's children reach the rows of an interface other than memmap (its
+    ``shared_rows()``, zeromq's: a file, the rows' offset and layout, the names), or None.
+
+    Args:
+        interface: The runner's interface.
+
+    Returns:
+        The description, or None (the interface has no such rows: the runner forks its runs).
+    """
+    zeromq = sys.modules.get("profit.run.zeromq")  # (not imported: it is no zeromq interface)
+    if zeromq is None or type(interface) is not zeromq.ZeroMQRunnerInterface:
+        return None
+    return interface.shared_rows()  # type: ignore[attr-defined]  # (a ZeroMQRunnerInterface)
 
 
 def _strings(config: object):
@@ -202,10 +223,16 @@ class ForkServer:
         work_dir: Its working directory (the runs' too).
         events: The runner's event loop: the reports pipe is watched there.
         on_ended: Called with each run whose end was reported (the runner settles it).
+        rows: Where the runs' rows are, for an interface other than memmap (:func:`rows_of`).
     """
 
     def __init__(
-        self, env: Mapping[str, str], work_dir: str, events: EventLoop, on_ended: Callable[[LaunchedRun], None]
+        self,
+        env: Mapping[str, str],
+        work_dir: str,
+        events: EventLoop,
+        on_ended: Callable[[LaunchedRun], None],
+        rows: dict | None = None,
     ):
         import subprocess
 
@@ -215,6 +242,8 @@ class ForkServer:
         # The server imports profit from where this process did (a checkout, a path added at run time).
         package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         server_env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
+        if rows is not None:
+            server_env[_ROWS_VARIABLE] = json.dumps(rows)
         try:
             self.process = subprocess.Popen(
                 [sys.executable, "-c", _SERVER_MAIN, str(request_read), str(report_write), str(os.getpid())],
@@ -451,6 +480,52 @@ class _Table:
         return self._bytes[run_id * self._itemsize : (run_id + 1) * self._itemsize], self._fields
 
 
+class _FileRows:
+    """Rows in a file another process of the runner's made (the zeromq interface's anonymous
+    file, or a study's table), as :func:`rows_of` describes them: from ``offset`` on, each of
+    the layout ``descr``. Mapped again when a run beyond the mapped rows comes (the file grows
+    in place: rows never move)."""
+
+    def __init__(self, rows: Mapping):
+        from ._record import parse_descr
+
+        self.path = rows["path"]
+        self.offset = int(rows["offset"])
+        self.fields, self.itemsize = parse_descr(rows["descr"])
+        inputs, outputs = set(rows["inputs"]), set(rows["outputs"])
+        self.parts = (
+            [field for field in self.fields if field.name in inputs],
+            [field for field in self.fields if field.name in outputs],
+            [field for field in self.fields if field.name in ("DONE", "TIME", "STATE", "REASON")],
+        )
+        self.size = 0
+        self._bytes: memoryview | None = None
+        self._file = open(self.path, "r+b")  # noqa: SIM115  # (held: a descriptor of the runner's may close)
+
+    def cover(self, run_id: int) -> None:
+        """Map the file again if ``run_id`` lies beyond the mapped rows."""
+        if run_id < self.size:
+            return
+        import mmap
+
+        size = (os.fstat(self._file.fileno()).st_size - self.offset) // self.itemsize
+        whole = mmap.mmap(self._file.fileno(), self.offset + size * self.itemsize)
+        self._bytes = memoryview(whole)[self.offset :]
+        self.size = size
+
+    def interface(self, run_id: int) -> WorkerInterface:
+        """The worker interface of a run over its row (the one a fork of the runner gets)."""
+        from ._record import StructRecord
+        from .errors import InterfaceError
+        from .zeromq import ZeroMQForkedWorkerInterface
+
+        if not (0 <= run_id < self.size) or self._bytes is None:
+            raise InterfaceError(f"run {run_id} has no row in {self.path} ({self.size} rows)")
+        row = self._bytes[run_id * self.itemsize : (run_id + 1) * self.itemsize]
+        inputs, outputs, internal = (StructRecord(row, fields) for fields in self.parts)
+        return ZeroMQForkedWorkerInterface(run_id, inputs, outputs, internal)
+
+
 def serve(requests: int, reports: int, runner_pid: int) -> int:
     """The fork server's loop (see the module's docstring).
 
@@ -479,7 +554,10 @@ def serve(requests: int, reports: int, runner_pid: int) -> int:
     gc.freeze()  # (the collector of a run then leaves these objects, and their pages, alone: fewer copies)
     env["PROFIT_WORK_DIR"] = work_dir_mark(os.getcwd())  # (_proc.MARK: a later runner finds the runs by it)
     worker_config = json.loads(env["PROFIT_WORKER"])
-    table = _Table(json.loads(env["PROFIT_INTERFACE"])["path"])
+    rows = env.pop(_ROWS_VARIABLE, None)
+    table: _Table | _FileRows = (
+        _FileRows(json.loads(rows)) if rows else _Table(json.loads(env["PROFIT_INTERFACE"])["path"])
+    )
     log_handler = run_log_handler()
     log_path, debug = worker_config.get("log_path", "log"), bool(worker_config.get("debug", False))
     wakeup_read, wakeup_write = os.pipe()
@@ -517,6 +595,8 @@ def serve(requests: int, reports: int, runner_pid: int) -> int:
         log = RunLog(log_path, run_id, debug, log_handler)
 
         def build() -> Worker:
+            if isinstance(table, _FileRows):
+                return Worker.from_config(worker_config, table.interface(run_id), run_id)
             interface = MemmapWorkerInterface(run_id, path=table.path)
             interface._shared = table  # type: ignore[assignment]  # (row_buffer and size, as the runner's)
             return Worker.from_config(worker_config, interface, run_id)

@@ -699,6 +699,37 @@ class ZeroMQRunnerInterface(RunnerInterface, _Options, label="zeromq"):
             self.mark(run_id, RunState.FAILED, reason)
         return message(self._secret, b"ACK", run_id, request_id)
 
+    def shared_rows(self) -> dict | None:
+        """Where a process of the runner's that was not forked from it (the fork server of
+        :class:`~profit.run.fork.ForkRunner`) reaches the rows: ``path`` (a file it may open),
+        ``offset`` (of the first row), ``descr`` (the rows' numpy ``descr``), ``inputs`` and
+        ``outputs`` (the names); None where forked workers use the socket.
+
+        Returns:
+            The description (JSON), or None.
+        """
+        if self._store_file is not None:
+            path, offset = self._store_file
+            descr = np.lib.format.dtype_to_descr(self._data.dtype)
+        else:
+            shared = self._shared
+            if shared is None or shared.fd is None or shared.moved():
+                return None
+            from ._shared import ROWS_OFFSET
+
+            # The anonymous file, opened anew through this process's descriptor (Linux).
+            path, offset = f"/proc/{os.getpid()}/fd/{shared.fd}", ROWS_OFFSET
+            if not os.path.exists(path):
+                return None
+            descr = np.lib.format.dtype_to_descr(shared.dtype)
+        return {
+            "path": path,
+            "offset": offset,
+            "descr": descr,
+            "inputs": list(self.input_names),
+            "outputs": list(self.output_names),
+        }
+
     def forked_worker_interface(
         self, run_id: int, *, row_is_current: bool
     ) -> ZeroMQForkedWorkerInterface | ZeroMQWorkerInterface:
