@@ -262,3 +262,22 @@ def test_a_run_given_to_a_spare_that_was_killed_runs_in_a_new_fork_with_its_own_
         assert runner.runs[run_id].pid == second  # (the run's start corrected what the runner assumed)
         runner.cancel_all()
         assert not alive(first) and not alive(second)
+
+
+def test_a_server_that_cannot_reach_the_rows_says_why_and_the_runner_forks_its_runs(
+    tmp_path, server_mode, monkeypatch, capfd, caplog
+):
+    from profit.run.zeromq import ZeroMQRunnerInterface
+
+    def nowhere(self):
+        return {"path": str(tmp_path / "missing"), "offset": 0, "descr": [("f", "<f8")], "inputs": [], "outputs": []}
+
+    monkeypatch.setattr(ZeroMQRunnerInterface, "shared_rows", nowhere)
+    with make_runner(tmp_path, "fs_parent", size=4, interface="zeromq") as runner:
+        runner.spawn_array(rows(3), wait=True)
+        assert runner.failed == {} and runner._server is None
+        assert (runner.interface.output["f"][:3] == os.getpid()).all()  # forked by the runner itself
+    err = capfd.readouterr().err
+    assert "profit: the fork server cannot reach the interface's rows" in err and "missing" in err
+    assert "Traceback" not in err
+    assert "the fork server ended at its start; runs are forked from the runner" in caplog.text

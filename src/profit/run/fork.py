@@ -7,7 +7,7 @@ Each worker leads its own process group (cancel ends the whole tree), dies with
 the runner, and its exit is an event the runner waits on (see :mod:`.exitwatch`).
 
 Where every component of the runs loads by name (built-in ones and those of the
-study's include files, over the memmap interface), the runs are forked from a
+study's include files; the memmap interface, or zeromq's shared rows), the runs are forked from a
 small fork server instead (:mod:`.forkserver`): forking a large runner (one that
 imported pandas or a plotting library) costs in proportion to its size. Runs look
 the same either way: results, states, reasons, logs, timeouts and cancel. A worker
@@ -88,6 +88,9 @@ class ForkRunner(Runner, label="fork"):
             except OSError as error:  # (it could not fork it, or died): this process forks, from now on
                 self.logger.warning("the fork server failed (%s); runs are forked from the runner from now on", error)
                 self._end_server(keep_off=True)
+        elif server is not None and not server.alive:  # it ended before it was ready (it said why)
+            self.logger.warning("the fork server ended at its start; runs are forked from the runner")
+            self._end_server(keep_off=True)
         self._exported()  # (once, in the runner: not in every fork)
         pid = fork_group(lambda runner_pid: self._work_in_child(run_id, runner_pid))
         note_worker(pid, run_id, self.work_dir)

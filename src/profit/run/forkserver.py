@@ -7,7 +7,8 @@ pays milliseconds per run). So, where every component of the runs can be
 loaded by name in a fresh interpreter, the runner starts one small process, the
 fork server (``serve()``, in a new interpreter): it imports only the worker's
 machinery, the study's include files and the components the config names, maps
-the interface's table, and forks one child per run from there. The child does
+the interface's rows (the memmap interface's file; the zeromq interface's shared
+rows, see :func:`rows_of`), and forks one child per run from there. The child does
 what a worker forked from the runner does (same Worker, same interface rows,
 same log file, exit codes and process group); the runner keeps all bookkeeping.
 
@@ -555,9 +556,12 @@ def serve(requests: int, reports: int, runner_pid: int) -> int:
     env["PROFIT_WORK_DIR"] = work_dir_mark(os.getcwd())  # (_proc.MARK: a later runner finds the runs by it)
     worker_config = json.loads(env["PROFIT_WORKER"])
     rows = env.pop(_ROWS_VARIABLE, None)
-    table: _Table | _FileRows = (
-        _FileRows(json.loads(rows)) if rows else _Table(json.loads(env["PROFIT_INTERFACE"])["path"])
-    )
+    table: _Table | _FileRows
+    try:
+        table = _FileRows(json.loads(rows)) if rows else _Table(json.loads(env["PROFIT_INTERFACE"])["path"])
+    except (OSError, ValueError, KeyError) as error:  # (the runner forks its runs itself: say why, briefly)
+        print(f"profit: the fork server cannot reach the interface's rows ({error})", file=sys.stderr)
+        return 1
     log_handler = run_log_handler()
     log_path, debug = worker_config.get("log_path", "log"), bool(worker_config.get("debug", False))
     wakeup_read, wakeup_write = os.pipe()
