@@ -126,7 +126,7 @@ def rows_of(interface: object) -> dict | None:
         interface: The runner's interface.
 
     Returns:
-        The description, or None (the interface has no such rows: the runner forks its runs).
+        The description, or None where the interface has no such rows (the runner then forks its runs).
     """
     zeromq = sys.modules.get("profit.run.zeromq")  # (not imported: it is no zeromq interface)
     if zeromq is None or type(interface) is not zeromq.ZeroMQRunnerInterface:
