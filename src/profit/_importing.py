@@ -1,22 +1,26 @@
 """What :mod:`importlib.util` offers for making modules, without importing it.
 
 ``importlib.util`` imports ``contextlib`` and with it ``collections`` and
-``functools``: milliseconds in a ``profit-worker`` process, whose whole start is
-worth a few (see :mod:`profit._worker_main`). The same functions live in the
-import system's own modules, which every interpreter has loaded already;
-where a Python lacks them there, ``importlib.util`` is used.
+``functools``, and ``importlib`` itself ``warnings``: milliseconds in a
+``profit-worker`` process, whose whole start is worth a few (see
+:mod:`profit._worker_main`). The same functions live in the import system's
+own frozen modules, which every interpreter has loaded before it runs any
+code; where a Python lacks them there, ``importlib.util`` is used.
 """
 
 from __future__ import annotations
 
-import importlib.machinery
 import sys
-from types import ModuleType
 
 TYPE_CHECKING = False  # (typing costs every worker process its import)
 if TYPE_CHECKING:
     from collections.abc import Sequence
     from importlib.machinery import ModuleSpec
+    from types import ModuleType
+
+# The import system's own modules (importlib._bootstrap and importlib._bootstrap_external).
+_BOOTSTRAP = sys.modules.get("_frozen_importlib")
+_EXTERNAL = sys.modules.get("_frozen_importlib_external")
 
 
 def _util() -> ModuleType:
@@ -32,8 +36,7 @@ def spec_from_file_location(name: str, path: str) -> ModuleSpec | None:
         name: The module's name.
         path: Its source file.
     """
-    external = sys.modules.get("importlib._bootstrap_external")
-    make = getattr(external, "spec_from_file_location", None) or _util().spec_from_file_location
+    make = getattr(_EXTERNAL, "spec_from_file_location", None) or _util().spec_from_file_location
     return make(name, path)
 
 
@@ -44,7 +47,12 @@ def find_spec_in(name: str, path: Sequence[str]) -> ModuleSpec | None:
         name: The submodule's full name.
         path: The package's ``__path__``.
     """
-    return importlib.machinery.PathFinder.find_spec(name, list(path))
+    finder = getattr(_EXTERNAL, "PathFinder", None)
+    if finder is None:
+        import importlib.machinery
+
+        finder = importlib.machinery.PathFinder
+    return finder.find_spec(name, list(path))
 
 
 def module_from_spec(spec: ModuleSpec) -> ModuleType:
@@ -53,6 +61,5 @@ def module_from_spec(spec: ModuleSpec) -> ModuleType:
     Args:
         spec: The module's spec.
     """
-    bootstrap = sys.modules.get("importlib._bootstrap")
-    make = getattr(bootstrap, "module_from_spec", None) or _util().module_from_spec
+    make = getattr(_BOOTSTRAP, "module_from_spec", None) or _util().module_from_spec
     return make(spec)

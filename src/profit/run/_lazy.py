@@ -9,10 +9,11 @@ that never touches numpy (the memmap worker) or logs nothing never imports them.
 
 from __future__ import annotations
 
-import importlib
-from types import ModuleType
+import sys
 
 TYPE_CHECKING = False  # (typing costs every worker process its import)
+if TYPE_CHECKING:
+    from types import ModuleType
 
 
 class LazyModule:
@@ -24,7 +25,8 @@ class LazyModule:
 
     def __getattr__(self, attribute: str) -> object:
         if self._module is None:
-            self._module = importlib.import_module(self._name)
+            __import__(self._name)  # (not importlib: it imports warnings, a worker's start pays for that)
+            self._module = sys.modules[self._name]
         return getattr(self._module, attribute)
 
     def __repr__(self) -> str:

@@ -9,10 +9,11 @@ expected: they would make a limit that never or always applies.
 
 from __future__ import annotations
 
-import math
-import reprlib
-
 from .errors import ConfigError
+
+TYPE_CHECKING = False  # (typing costs every worker process its import)
+if TYPE_CHECKING:
+    import reprlib
 
 # The largest whole number an option may hold (numpy's int64 holds the counts and ids).
 INT64_MAX = 2**63 - 1
@@ -21,9 +22,21 @@ MAX_SECONDS = 1e9
 # Descriptors a local run may hold (its pipes, log and status files), and those profit keeps besides.
 DESCRIPTORS_PER_RUN, SPARE_DESCRIPTORS = 4, 64
 
-_shortly = reprlib.Repr()
-_shortly.maxlevel, _shortly.maxstring, _shortly.maxother, _shortly.maxlong = 3, 80, 80, 40
-_shortly.maxlist = _shortly.maxtuple = _shortly.maxdict = _shortly.maxset = 8
+_shortly: reprlib.Repr | None = (
+    None  # the reprlib.Repr that shown() uses: made at its first use (a worker's start rarely needs it)
+)
+
+
+def _short_repr() -> reprlib.Repr:
+    global _shortly
+    if _shortly is None:
+        import reprlib
+
+        shortly = reprlib.Repr()
+        shortly.maxlevel, shortly.maxstring, shortly.maxother, shortly.maxlong = 3, 80, 80, 40
+        shortly.maxlist = shortly.maxtuple = shortly.maxdict = shortly.maxset = 8
+        _shortly = shortly
+    return _shortly
 
 
 def shown(value: object, limit: int = 80) -> str:
@@ -35,10 +48,16 @@ def shown(value: object, limit: int = 80) -> str:
         limit: About the most characters.
     """
     try:
-        text = _shortly.repr(value)
+        text = _short_repr().repr(value)
     except Exception:  # a repr that fails (an integer of more digits than Python prints)
         text = f"<{type(value).__name__}>"
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _finite(value: object) -> bool:
+    import math  # (here: a worker's start need not import it)
+
+    return math.isfinite(value)  # type: ignore[arg-type]
 
 
 def _number(value: object) -> bool:
@@ -76,7 +95,7 @@ def seconds(value: object, name: str, *, positive: bool = True, hint: str = "") 
         ConfigError: The value is no such duration.
     """
     try:
-        good = _number(value) and math.isfinite(value) and (value > 0 if positive else value >= 0)  # type: ignore[arg-type,operator]
+        good = _number(value) and _finite(value) and (value > 0 if positive else value >= 0)  # type: ignore[operator]
     except (OverflowError, TypeError, ValueError):  # a number type that cannot be compared or made a float
         good = False
     if not good:
