@@ -210,10 +210,15 @@ def test_profit_run_of_1000_runs_in_a_handful_of_jobs(tmp_path):
     np.testing.assert_array_equal(results["f"], inputs["u"] + inputs["v"])
     cpus = subprocess.run(["sinfo", "-h", "-o", "%C"], capture_output=True, text=True, check=True).stdout
     slots = sum(int(line.split("/")[-1]) for line in cpus.split())
-    listed = subprocess.run(
-        ["sacct", "-X", "-n", "-P", "-o", "JobID", f"--name={name}", "-S", "now-1hour"],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "SLURM_BITSTR_LEN": "0"},
-    ).stdout.split()
-    assert 1 <= len(listed) <= slots, listed  # a handful of array tasks, not a thousand jobs
+
+    def listed():
+        return subprocess.run(
+            ["sacct", "-X", "-n", "-P", "-o", "JobID", f"--name={name}", "-S", "now-1hour"],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "SLURM_BITSTR_LEN": "0"},
+        ).stdout.split()
+
+    # The controller hands finished jobs to the accounting daemon a moment later: wait for them.
+    wait_for(lambda: listed(), timeout=60, what="the study's jobs in sacct")
+    assert 1 <= len(listed()) <= slots, listed()  # a handful of array tasks, not a thousand jobs
