@@ -19,7 +19,6 @@ runner), ``wait`` (the first run waits until the server is ready).
 
 from __future__ import annotations
 
-import json
 import os
 
 from . import exitwatch, forkserver
@@ -107,7 +106,7 @@ class ForkRunner(Runner, label="fork"):
 
         config = self.worker_config
         rows = forkserver.rows_of(self.interface)
-        where = self.interface.config.get("path") if rows is None else json.dumps(rows, sort_keys=True)
+        where = self.interface.config.get("path") if rows is None else (rows["path"], rows["offset"])
         key = (id(config), len(config), where, len(_loaded))
         if key == self._server_for or self._server_off:
             return self._server

@@ -407,6 +407,7 @@ class ZeroMQRunnerInterface(RunnerInterface, _Options, label="zeromq"):
         # _allocate) or, once a study hands its table over, that file's path and data offset.
         self._shared: SharedRows | None = None
         self._store_file: tuple[str, int] | None = None
+        self._shared_rows: tuple[object, dict | None] = (object(), None)  # (where the rows are, shared_rows())
         super().__init__(size, input_config, output_config, logger_parent=logger_parent)
         self._input_layout = np.dtype(self.input_vars)
         self._output_layout = np.dtype(self.output_vars)
@@ -708,6 +709,13 @@ class ZeroMQRunnerInterface(RunnerInterface, _Options, label="zeromq"):
         Returns:
             The description (JSON), or None.
         """
+        shared = self._shared
+        where = (self._store_file, None if shared is None else (shared.fd, shared.moved()))
+        if self._shared_rows[0] != where:  # (asked at every start: the same answer, made once)
+            self._shared_rows = (where, self._describe_shared_rows())
+        return self._shared_rows[1]
+
+    def _describe_shared_rows(self) -> dict | None:
         if self._store_file is not None:
             path, offset = self._store_file
             descr = np.lib.format.dtype_to_descr(self._data.dtype)
