@@ -36,6 +36,15 @@ WORKERS = textwrap.dedent(
         return float(os.getppid())
 
 
+    @Worker.wrap("fs_environment", "f")
+    def environment(u, v):
+        # A number that tells the runs' environments apart: which variables, and PYTHONPATH's value.
+        import zlib
+
+        seen = sorted(name for name in os.environ if name != "PROFIT_RUN_ID")
+        return float(zlib.crc32(repr((seen, os.environ.get("PYTHONPATH"))).encode()))
+
+
     @Worker.wrap("fs_fails", "f")
     def fails(u, v):
         if u >= 2:
@@ -281,3 +290,14 @@ def test_a_server_that_cannot_reach_the_rows_says_why_and_the_runner_forks_its_r
     assert "profit: the fork server cannot reach the interface's rows" in err and "missing" in err
     assert "Traceback" not in err
     assert "the fork server ended at its start; runs are forked from the runner" in caplog.text
+
+
+def test_the_runs_see_the_environment_and_files_they_see_without_the_server(tmp_path, monkeypatch, workers):
+    # A file of the study that is named like a module the server imports must not shadow it.
+    for mode in ("wait", "never"):
+        (tmp_path / mode / "study").mkdir(parents=True)
+        (tmp_path / mode / "study" / "selectors.py").write_text("raise SystemExit('shadowed')\n")
+    served = outcomes(tmp_path, monkeypatch, "wait", "fs_environment")
+    forked = outcomes(tmp_path, monkeypatch, "never", "fs_environment")
+    assert served[0] == [RunState.DONE] * 4, served[1]
+    assert served[2] == forked[2]

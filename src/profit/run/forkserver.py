@@ -67,7 +67,13 @@ _NO_RUN = -1  # the run id of a spare's reports
 # and its pid is known to the runner beforehand.
 _SPARES = 2
 # The server's program (not ``-m``: this module is imported with the package before it would run).
-_SERVER_MAIN = "import sys; from profit.run.forkserver import serve; sys.exit(serve(*map(int, sys.argv[1:])))"
+# Its first argument, the directory profit is imported from, takes the place of the script's
+# directory on sys.path (for -c: the working directory, where a study's files must not shadow
+# modules); the environment stays the runs' own (no PYTHONPATH of ours in their programs).
+_SERVER_MAIN = (
+    "import sys; sys.path[0] = sys.argv[1]; from profit.run.forkserver import serve; "
+    "sys.exit(serve(*map(int, sys.argv[2:])))"
+)
 
 
 # --- the runner's side ------------------------------------------------------------------------
@@ -242,12 +248,17 @@ class ForkServer:
         server_env = dict(env)
         # The server imports profit from where this process did (a checkout, a path added at run time).
         package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        server_env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
         if rows is not None:
             server_env[_ROWS_VARIABLE] = json.dumps(rows)
         try:
             self.process = subprocess.Popen(
-                [sys.executable, "-c", _SERVER_MAIN, str(request_read), str(report_write), str(os.getpid())],
+                [
+                    sys.executable,
+                    "-c",
+                    _SERVER_MAIN,
+                    package_root,
+                    *map(str, (request_read, report_write, os.getpid())),
+                ],
                 env=server_env,
                 cwd=work_dir,
                 stdin=subprocess.DEVNULL,
