@@ -208,6 +208,28 @@ def test_a_server_that_dies_fails_its_runs_with_the_reason_and_the_runner_forks_
         assert runner._server is None
 
 
+def test_a_run_started_before_the_runner_noticed_its_server_died_is_forked_by_the_runner(
+    tmp_path, server_mode, monkeypatch
+):
+    pids = tmp_path / "pids"
+    monkeypatch.setenv("FS_PIDS", str(pids))
+    monkeypatch.setenv("FS_SLEEP", "60")
+    with make_runner(tmp_path, "fs_sleeps", size=8, parallel=3) as runner:
+        first = [runner.spawn({"u": float(u), "v": 0.0}) for u in range(2)]
+        runs = pids_in(pids, 2)
+        server = runner._server.process
+        server.kill()
+        wait_for(lambda: not alive(server.pid), 10, "the server to end")
+        monkeypatch.setenv("FS_SLEEP", "0")
+        late = runner.spawn({"u": 5.0, "v": 1.0})  # (the runner has read nothing of the server's end yet)
+        runner.wait_all(timeout=30)
+        assert runner.status(late).state == RunState.DONE and runner.interface.output["f"][late] == 6.0
+        for run_id in first:
+            assert "killed with the runner's fork server, which was killed by SIGKILL" in runner.status(run_id).reason
+        wait_for(lambda: not any(alive(pid) for pid in runs), 10, "the server's runs to end")
+        assert runner._server is None and runner._retired == []
+
+
 def test_a_function_held_in_memory_is_forked_by_the_runner(tmp_path, server_mode):
     def parent(u, v):
         return float(os.getppid())

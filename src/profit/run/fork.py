@@ -86,10 +86,10 @@ class ForkRunner(Runner, label="fork"):
                 return server.start(run_id)
             except OSError as error:  # (it could not fork it, or died): this process forks, from now on
                 self.logger.warning("the fork server failed (%s); runs are forked from the runner from now on", error)
-                self._end_server(keep_off=True)
+                self._retire_server(keep_off=True)
         elif server is not None and not server.alive:  # it ended before it was ready (it said why)
             self.logger.warning("the fork server ended at its start; runs are forked from the runner")
-            self._end_server(keep_off=True)
+            self._retire_server(keep_off=True)
         self._exported()  # (once, in the runner: not in every fork)
         pid = fork_group(lambda runner_pid: self._work_in_child(run_id, runner_pid))
         note_worker(pid, run_id, self.work_dir)
@@ -110,9 +110,7 @@ class ForkRunner(Runner, label="fork"):
         key = (id(config), len(config), where, len(_loaded))
         if key == self._server_for or self._server_off:
             return self._server
-        if self._server is not None:  # the config changed: a new server; the old one ends with its runs
-            self._retired.append(self._server)
-            self._server = None
+        self._retire_server()  # (the config changed: a new server; the old one ends with its runs)
         self._server_for = key
         mode = self._server_mode
         if mode == "never" or not forkserver.launchable(config, self.interface):
@@ -132,8 +130,22 @@ class ForkRunner(Runner, label="fork"):
     def _server_ended(self, run: forkserver.LaunchedRun) -> None:
         if self._active.handle(run.run_id) is run:
             self._settle(run.run_id, run.status)
-        for server in [server for server in self._retired if not server.runs]:
+        for server in [server for server in self._retired if not server.busy]:
             self._retired.remove(server)
+            server.close()
+
+    def _retire_server(self, keep_off: bool = False) -> None:
+        """Start no more runs in the current fork server: it ends once its runs have (their ends
+        are settled as they come), or now where it has none.
+
+        Args:
+            keep_off: Start none again for this runner (this process forks its runs).
+        """
+        server, self._server = self._server, None
+        self._server_off = self._server_off or keep_off
+        if server is not None and server.busy:
+            self._retired.append(server)
+        elif server is not None:
             server.close()
 
     def _before_waiting(self) -> bool:
@@ -143,19 +155,14 @@ class ForkRunner(Runner, label="fork"):
                 settled = server.settle_ended() or settled  # (reports read while a run was started)
         return settled
 
-    def _end_server(self, keep_off: bool = False) -> None:
-        """End the fork servers; their runs, if any are left, are killed and settled.
-
-        Args:
-            keep_off: Start none again for this runner (this process forks its runs).
-        """
+    def _end_server(self) -> None:
+        """End the fork servers; their runs, if any are left, are killed and settled."""
         servers = [server for server in [self._server, *self._retired] if server is not None]
         self._server, self._retired = None, []
-        self._server_off = self._server_off or keep_off
         for server in servers:
             if server.runs:
                 stop_trees(list(server.runs.values()), 0.0)
-                server.settle_ended()
+            server.settle_ended()  # (also the ends read before, as when the server died)
             server.close()
 
     def close(self) -> None:

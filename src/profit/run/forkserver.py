@@ -273,9 +273,8 @@ class ForkServer:
             os.close(request_read)
             os.close(report_write)
         self.runs: dict[int, LaunchedRun] = {}
-        self._how = "ended"  # (how the server ended, once it has)
         self.ready = False  # (until its imports are done, the runner forks runs itself)
-        self.alive = True
+        self.alive = True  # (until its reports pipe closes)
         self._buffer = b""
         self._ended_runs: list[LaunchedRun] = []  # read, not yet handed to the runner
         self._spares: collections.deque[int] = collections.deque()  # pids of its spare children, oldest first
@@ -403,10 +402,13 @@ class ForkServer:
     def _on_reports(self, settle: bool = True) -> None:
         for kind, run_id, pid, value in self._read(block=False):
             self._take(kind, run_id, pid, value)
-        if not self.alive:
-            self._take_lost()
         if settle:
             self.settle_ended()
+
+    @property
+    def busy(self) -> bool:
+        """Whether runs of the server are active or their ends are not handed to the runner yet."""
+        return bool(self.runs or self._ended_runs)
 
     def settle_ended(self) -> bool:
         """Hand every run whose end was read (here or while starting another) to the runner.
@@ -420,7 +422,8 @@ class ForkServer:
         return bool(ended)
 
     def _lost(self) -> None:
-        """The server ended (its reports pipe closed): so did its runs."""
+        """The server ended (its reports pipe closed): so did its runs, which end here, whichever
+        read (a start, a wait, the runner's event loop) met the end of file."""
         if not self.alive:
             return
         self.alive = False
@@ -430,14 +433,12 @@ class ForkServer:
             self.process.kill()
             code = self.process.wait()
         how = ExitStatus.from_returncode(code).describe()  # ("killed by SIGKILL", "exited with code 1")
-        self._how = f"was {how}" if how.startswith("killed") else how
-
-    def _take_lost(self) -> None:
-        lost = list(self.runs.values())
+        which = f"was {how}" if how.startswith("killed") else how
+        ending = _ServerEnding(f"killed with the runner's fork server, which {which}")
+        for run in self.runs.values():
+            run.status = ending
+        self._ended_runs.extend(self.runs.values())
         self.runs.clear()
-        for run in lost:
-            run.status = _ServerEnding(f"killed with the runner's fork server, which {self._how}")
-        self._ended_runs.extend(lost)
 
     def close(self) -> None:
         """End the server (its runs, if any are left, die with it) and release its pipes."""
@@ -458,72 +459,74 @@ class ForkServer:
 # --- the server's side ------------------------------------------------------------------------
 
 
-class _Table:
-    """The interface's table as the server maps it: whole rows for its children to write
-    (what :class:`~profit.run.memmap.MemmapWorkerInterface` asks of the runner's interface).
-    Mapped again when a run beyond its rows comes (the file grows in place: rows never move)."""
+class _MappedRows:
+    """Rows of a file as the server maps them, for its children to read and write: from
+    ``offset`` on, ``itemsize`` bytes each. Mapped again (:meth:`cover`) when a run beyond the
+    mapped rows comes: the file grows in place, rows never move."""
 
     def __init__(self, path: str):
         self.path = path
         self.size = 0
+        self.fields: list = []
+        self.itemsize = 0
         self._bytes: memoryview | None = None
-        self._fields: list = []
-        self._itemsize = 0
+
+    def _map(self, fd: int, offset: int, size: int) -> None:
+        import mmap
+
+        self._bytes = memoryview(mmap.mmap(fd, offset + size * self.itemsize))[offset:]
+        self.size = size
+
+    def row_buffer(self, run_id: int) -> tuple:
+        """The bytes of row ``run_id`` and the row's fields (what a worker interface asks of the
+        runner's interface)."""
+        assert self._bytes is not None
+        return self._bytes[run_id * self.itemsize : (run_id + 1) * self.itemsize], self.fields
+
+
+class _Table(_MappedRows):
+    """The memmap interface's ``.npy`` file (its header tells the layout and the rows), for
+    :class:`~profit.run.memmap.MemmapWorkerInterface`."""
 
     def cover(self, run_id: int) -> None:
         """Map the file again if ``run_id`` lies beyond the mapped rows."""
         if run_id < self.size:
             return
-        import mmap
-
         from . import _npyfile
         from ._record import parse_descr
 
         header = _npyfile.read_header(self.path)
-        self._fields, self._itemsize = parse_descr(header.descr)
+        self.fields, self.itemsize = parse_descr(header.descr)
         with open(self.path, "r+b") as file:
-            whole = mmap.mmap(file.fileno(), header.offset + header.size * self._itemsize)
-        self._bytes = memoryview(whole)[header.offset :]
-        self.size = header.size
-
-    def row_buffer(self, run_id: int) -> tuple:
-        """The bytes of row ``run_id`` and the row's fields."""
-        assert self._bytes is not None
-        return self._bytes[run_id * self._itemsize : (run_id + 1) * self._itemsize], self._fields
+            self._map(file.fileno(), header.offset, header.size)
 
 
-class _FileRows:
+class _FileRows(_MappedRows):
     """Rows in a file another process of the runner's made (the zeromq interface's anonymous
-    file, or a study's table), as :func:`rows_of` describes them: from ``offset`` on, each of
-    the layout ``descr``. Mapped again when a run beyond the mapped rows comes (the file grows
-    in place: rows never move)."""
+    file, or a study's table), as :func:`rows_of` describes them, for
+    :class:`~profit.run.zeromq.ZeroMQForkedWorkerInterface`."""
 
     def __init__(self, rows: Mapping):
         from ._record import parse_descr
+        from .interface import INTERNAL_NAMES
 
-        self.path = rows["path"]
+        super().__init__(rows["path"])
         self.offset = int(rows["offset"])
         self.fields, self.itemsize = parse_descr(rows["descr"])
         inputs, outputs = set(rows["inputs"]), set(rows["outputs"])
         self.parts = (
             [field for field in self.fields if field.name in inputs],
             [field for field in self.fields if field.name in outputs],
-            [field for field in self.fields if field.name in ("DONE", "TIME", "STATE", "REASON")],
+            [field for field in self.fields if field.name in INTERNAL_NAMES],
         )
-        self.size = 0
-        self._bytes: memoryview | None = None
         self._file = open(self.path, "r+b")  # noqa: SIM115  # (held: a descriptor of the runner's may close)
 
     def cover(self, run_id: int) -> None:
         """Map the file again if ``run_id`` lies beyond the mapped rows."""
         if run_id < self.size:
             return
-        import mmap
-
-        size = (os.fstat(self._file.fileno()).st_size - self.offset) // self.itemsize
-        whole = mmap.mmap(self._file.fileno(), self.offset + size * self.itemsize)
-        self._bytes = memoryview(whole)[self.offset :]
-        self.size = size
+        fd = self._file.fileno()
+        self._map(fd, self.offset, (os.fstat(fd).st_size - self.offset) // self.itemsize)
 
     def interface(self, run_id: int) -> WorkerInterface:
         """The worker interface of a run over its row (the one a fork of the runner gets)."""
@@ -531,9 +534,9 @@ class _FileRows:
         from .errors import InterfaceError
         from .zeromq import ZeroMQForkedWorkerInterface
 
-        if not (0 <= run_id < self.size) or self._bytes is None:
+        if not 0 <= run_id < self.size:
             raise InterfaceError(f"run {run_id} has no row in {self.path} ({self.size} rows)")
-        row = self._bytes[run_id * self.itemsize : (run_id + 1) * self.itemsize]
+        row, _ = self.row_buffer(run_id)
         inputs, outputs, internal = (StructRecord(row, fields) for fields in self.parts)
         return ZeroMQForkedWorkerInterface(run_id, inputs, outputs, internal)
 
@@ -632,16 +635,24 @@ def serve(requests: int, reports: int, runner_pid: int) -> int:
             children[pid] = _NO_RUN
             os.write(reports, REPORT.pack(SPARE, _NO_RUN, pid, 0))
 
+    def to_spare(run_id: int) -> int | None:
+        """Hand the run to the oldest spare that is alive; its pid (None: no spare left)."""
+        while spares:
+            pid, feed = spares.popleft()
+            try:
+                os.write(feed, _RUN_ID.pack(run_id))
+                return pid
+            except BrokenPipeError:
+                continue  # (it died before its run came: reap() reports it gone)
+            finally:
+                os.close(feed)
+        return None
+
     def start(run_id: int) -> None:
         try:
             table.cover(run_id)  # (rows beyond the mapped ones: the file grew; the spares map it themselves)
-            if spares:
-                pid, feed = spares.popleft()
-                try:
-                    os.write(feed, _RUN_ID.pack(run_id))
-                finally:
-                    os.close(feed)
-            else:
+            pid = to_spare(run_id)
+            if pid is None:
                 pid = fork_group(functools.partial(run, run_id, None, None))
         except Exception as error:  # (the table unreadable, out of processes): the runner forks it itself
             code = getattr(error, "errno", None) or errno.EIO

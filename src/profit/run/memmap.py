@@ -168,7 +168,6 @@ class MemmapWorkerInterface(WorkerInterface, label="memmap"):
         """This run's whole row of the interface file as a writable record."""
         if self._record is not None:
             return self._record
-        # int is an Integral; listed for type checkers, to which int and Integral seem unrelated
         if not is_whole(self.run_id):
             raise InterfaceError(f"run id {self.run_id!r} is not a whole number")
         run_id = int(self.run_id)
