@@ -36,6 +36,17 @@ def params(n, seed=0):
     return rows
 
 
+def scalar_runner(label, work_dir, worker, *, size, interface="memmap", names=("f",), **options):
+    """A runner ``label`` in ``work_dir`` over an interface of ``size`` rows: (u, v) in, ``names``
+    out. A callable ``worker`` is run as a function worker with those outputs."""
+    from profit.run import Runner
+
+    config = {"class": interface, "size": size, "input_config": SCALAR_INPUTS, "output_config": outputs(*names)}
+    if callable(worker):
+        worker = {"class": worker, "outputs": list(names)}
+    return Runner[label](interface=config, worker=worker, work_dir=str(work_dir), **options)
+
+
 def sum_rows(count):
     """count (u, v) rows with u = 0, 1, 2, ... and v = 0.5."""
     rows = np.zeros(count, dtype=[("u", "f8"), ("v", "f8")])

@@ -8,9 +8,9 @@ import time
 
 import numpy as np
 import pytest
-from helpers import SCALAR_INPUTS, outputs, wait_for
+from helpers import alive, scalar_runner, sum_rows, wait_for
 
-from profit.run import Runner, RunState
+from profit.run import RunState
 from profit.run.errors import ConfigError
 from profit.run.includes import load_includes
 
@@ -86,23 +86,7 @@ def server_mode(monkeypatch, workers):
 
 
 def make_runner(tmp_path, worker, *, size=32, interface="memmap", **options):
-    interface = {"class": interface, "size": size, "input_config": SCALAR_INPUTS, "output_config": outputs("f")}
-    return Runner["fork"](interface=interface, worker=worker, work_dir=str(tmp_path / "study"), **options)
-
-
-def rows(count):
-    params = np.zeros(count, dtype=[("u", np.float64), ("v", np.float64)])
-    params["u"] = np.arange(count, dtype=np.float64)
-    params["v"] = 0.5
-    return params
-
-
-def alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as file:
-            return file.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
+    return scalar_runner("fork", tmp_path / "study", worker, size=size, interface=interface, **options)
 
 
 def pids_in(path, count, timeout=30.0):
@@ -113,7 +97,7 @@ def pids_in(path, count, timeout=30.0):
 @pytest.mark.parametrize("interface", ["memmap", "zeromq"])
 def test_runs_are_forked_by_the_server_and_their_results_are_exact(tmp_path, server_mode, interface):
     with make_runner(tmp_path, "fs_parent", size=8, parallel=2, interface=interface) as runner:
-        runner.spawn_array(rows(6), wait=True)
+        runner.spawn_array(sum_rows(6), wait=True)
         server = runner._server.process.pid
         assert runner.failed == {}
         assert (runner.interface.output["f"][:6] == server).all()
@@ -125,9 +109,9 @@ def test_runs_are_forked_by_the_server_and_their_results_are_exact(tmp_path, ser
 def test_many_runs_through_the_server_and_the_table_grows(tmp_path, server_mode, interface):
     count = 300
     with make_runner(tmp_path, "fs_sum", size=16, parallel=2, interface=interface) as runner:
-        runner.spawn_array(rows(count), wait=True)  # 16 rows at first: the server maps the file again
+        runner.spawn_array(sum_rows(count), wait=True)  # 16 rows at first: the server maps the file again
         assert runner._server is not None and runner.failed == {}
-        np.testing.assert_array_equal(runner.interface.output["f"][:count], rows(count)["u"] + 0.5)
+        np.testing.assert_array_equal(runner.interface.output["f"][:count], sum_rows(count)["u"] + 0.5)
         for run_id in range(10):  # one at a time: each waits for its own end
             assert runner.spawn({"u": float(run_id), "v": 1.0}, wait=True) == count + run_id
         np.testing.assert_array_equal(runner.interface.output["f"][count : count + 10], np.arange(10) + 1.0)
@@ -137,7 +121,7 @@ def outcomes(tmp_path, monkeypatch, mode, worker, **options):
     """The states and reasons of four runs of ``worker``, with the fork server in ``mode``."""
     monkeypatch.setenv("PROFIT_FORK_SERVER", mode)
     with make_runner(tmp_path / mode / options.get("interface", ""), worker, size=8, parallel=2, **options) as runner:
-        runner.spawn_array(rows(4), wait=True)
+        runner.spawn_array(sum_rows(4), wait=True)
         assert (runner._server is not None) == (mode == "wait")
         return (
             runner.interface.internal["STATE"][:4].tolist(),
@@ -305,7 +289,7 @@ def test_a_server_that_cannot_reach_the_rows_says_why_and_the_runner_forks_its_r
 
     monkeypatch.setattr(ZeroMQRunnerInterface, "shared_rows", nowhere)
     with make_runner(tmp_path, "fs_parent", size=4, interface="zeromq") as runner:
-        runner.spawn_array(rows(3), wait=True)
+        runner.spawn_array(sum_rows(3), wait=True)
         assert runner.failed == {} and runner._server is None
         assert (runner.interface.output["f"][:3] == os.getpid()).all()  # forked by the runner itself
     err = capfd.readouterr().err

@@ -222,22 +222,18 @@ def test_output_is_flushed_before_the_quick_exit(lean_runs):
     assert "lean-stdout-marker" in done.stdout
 
 
-def test_file_left_open_is_written_by_the_usual_exit(lean_runs):
+@pytest.mark.parametrize(
+    ("label", "written", "text"),
+    [
+        ("lean_open_file", "left-open.txt", "written at exit"),  # a file left open is written by the usual exit
+        ("lean_atexit", "atexit.txt", "ran"),  # atexit handlers run
+        ("lean_thread", "thread.txt", "joined"),  # threads are joined
+    ],
+)
+def test_what_the_usual_exit_does_still_happens(lean_runs, label, written, text):
     runs, base, _ = lean_runs
-    assert runs["lean_open_file"]["state"] == "DONE"
-    assert (base / "lean_open_file" / "left-open.txt").read_text() == "written at exit"
-
-
-def test_atexit_handlers_run(lean_runs):
-    runs, base, _ = lean_runs
-    assert runs["lean_atexit"]["state"] == "DONE"
-    assert (base / "lean_atexit" / "atexit.txt").read_text() == "ran"
-
-
-def test_threads_are_joined(lean_runs):
-    runs, base, _ = lean_runs
-    assert runs["lean_thread"]["state"] == "DONE"
-    assert (base / "lean_thread" / "thread.txt").read_text() == "joined"
+    assert runs[label]["state"] == "DONE"
+    assert (base / label / written).read_text() == text
 
 
 def test_a_name_of_the_package_completes_it(lean_runs):

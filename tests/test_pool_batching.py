@@ -7,25 +7,15 @@ import time
 
 import numpy as np
 import pytest
-from helpers import SCALAR_INPUTS, outputs
+from helpers import scalar_runner, sum_rows
 
-from profit.run import Runner, RunState
+from profit.run import RunState
 from profit.run import pool as pool_module
 from profit.run.pool import _report_now
 
 
 def make_pool(tmp_path, worker, *, size=64, **options):
-    interface = {"class": "memmap", "size": size, "input_config": SCALAR_INPUTS, "output_config": outputs("f")}
-    if callable(worker):
-        worker = {"class": worker, "outputs": ["f"]}
-    return Runner["pool"](interface=interface, worker=worker, work_dir=str(tmp_path / "study"), **options)
-
-
-def rows(count):
-    params = np.zeros(count, dtype=[("u", np.float64), ("v", np.float64)])
-    params["u"] = np.arange(count, dtype=np.float64)
-    params["v"] = 0.5
-    return params
+    return scalar_runner("pool", tmp_path / "study", worker, size=size, **options)
 
 
 def executions(log):
@@ -74,12 +64,12 @@ def test_slow_runs_are_handed_out_one_per_worker(tmp_path):
 
     with make_pool(tmp_path, slow, parallel=2, depth=8) as runner:
         runner.spawn({"u": 1.0, "v": 1.0}, wait=True)  # its report tells the pace: 50 ms a run
-        runner.spawn_array(rows(6))  # returns once all were handed to the pool
+        runner.spawn_array(sum_rows(6))  # returns once all were handed to the pool
         assert [worker.load for worker in runner._workers] == [1, 1]
         assert len(runner._waiting) == 4  # the others wait for the first worker that is free
         runner.wait_all(timeout=60)
         assert runner.failed == {}
-        np.testing.assert_array_equal(runner.interface.output["f"][1:7], rows(6)["u"] + 0.5)
+        np.testing.assert_array_equal(runner.interface.output["f"][1:7], sum_rows(6)["u"] + 0.5)
 
 
 # --- outcomes ----------------------------------------------------------------------------
@@ -88,10 +78,10 @@ def test_slow_runs_are_handed_out_one_per_worker(tmp_path):
 def test_reports_held_by_an_idle_worker_still_arrive(tmp_path, monkeypatch):
     monkeypatch.setattr(pool_module, "_HOLD_SECONDS", 3600.0)  # only going idle (or half-way) writes them
     with make_pool(tmp_path, "t_sum", parallel=2) as runner:
-        runner.spawn_array(rows(50), wait=True)
+        runner.spawn_array(sum_rows(50), wait=True)
         assert runner.spawn({"u": 1.0, "v": 2.0}, wait=True) == 50
         assert runner.failed == {} and not runner.runs
-        np.testing.assert_array_equal(runner.interface.output["f"][:50], rows(50)["u"] + 0.5)
+        np.testing.assert_array_equal(runner.interface.output["f"][:50], sum_rows(50)["u"] + 0.5)
         assert runner.interface.output["f"][50] == 3.0
 
 
@@ -103,7 +93,7 @@ def test_failures_among_many_quick_runs_keep_their_reasons(tmp_path):
 
     count = 300
     with make_pool(tmp_path, some_fail, parallel=2, size=count) as runner:
-        runner.spawn_array(rows(count), wait=True)
+        runner.spawn_array(sum_rows(count), wait=True)
         failing = [run_id for run_id in range(count) if run_id % 7 == 3]
         assert sorted(runner.failed) == failing
         assert runner.failed[3].reason.startswith("ValueError: no 3.0")
@@ -128,7 +118,7 @@ def test_a_worker_that_dies_fails_the_run_it_was_running_not_the_ones_it_finishe
 
     count = 60
     with make_pool(tmp_path, dies_at_20, parallel=1, size=count) as runner:
-        runner.spawn_array(rows(count), wait=True)
+        runner.spawn_array(sum_rows(count), wait=True)
         assert list(runner.failed) == [20]
         assert runner.failed[20].reason.startswith("worker killed by SIGKILL")
         assert sorted(executions(log)) == list(np.arange(count, dtype=float))  # each once
@@ -151,7 +141,7 @@ def test_listeners_hear_of_every_run_started_and_ended_in_bulk(tmp_path):
     listener = Listener()
     with make_pool(tmp_path, "t_sum", parallel=2, size=500) as runner:
         runner.listeners.append(listener)
-        runner.spawn_array(rows(500), wait=True)
+        runner.spawn_array(sum_rows(500), wait=True)
     assert listener.started == list(range(500))
     assert sorted(status.run_id for status in listener.ended) == list(range(500))
     assert {status.state for status in listener.ended} == {RunState.DONE}
@@ -166,14 +156,14 @@ def test_runs_again_in_bulk_forget_their_earlier_outcome(tmp_path):
         return u + v
 
     with make_pool(tmp_path, fails_until_fixed, parallel=2, size=40) as runner:
-        runner.spawn_array(rows(40), wait=True)
+        runner.spawn_array(sum_rows(40), wait=True)
         assert sorted(runner.failed) == list(range(40))
         fixed.touch()
         runner.drive(range(40))
         assert runner.failed == {}
         assert (runner.interface.internal["STATE"][:40] == RunState.DONE).all()
         assert (runner.interface.internal["REASON"][:40] == b"").all()
-        np.testing.assert_array_equal(runner.interface.output["f"][:40], rows(40)["u"] + 0.5)
+        np.testing.assert_array_equal(runner.interface.output["f"][:40], sum_rows(40)["u"] + 0.5)
 
 
 def test_a_slow_run_does_not_hold_up_the_reports_of_the_quick_runs_before_it(tmp_path):
@@ -191,14 +181,14 @@ def test_a_slow_run_does_not_hold_up_the_reports_of_the_quick_runs_before_it(tmp
     with make_pool(tmp_path, slow_at_5, parallel=1, depth=16) as runner:
         runner._pace = 1e-6  # the runner hands all six runs to the worker at once
         try:
-            runner.spawn_array(rows(6))
+            runner.spawn_array(sum_rows(6))
             assert runner._workers[0].load == 6
             deadline = time.monotonic() + 30
             while len(runner.runs) > 1 and time.monotonic() < deadline:
                 runner.wait_some(timeout=1.0)
             assert list(runner.runs) == [5]
             assert (runner.interface.internal["STATE"][:5] == RunState.DONE).all()
-            np.testing.assert_array_equal(runner.interface.output["f"][:5], rows(5)["u"] + 0.5)
+            np.testing.assert_array_equal(runner.interface.output["f"][:5], sum_rows(5)["u"] + 0.5)
         finally:
             gate.touch()
         runner.wait_all(timeout=60)

@@ -16,9 +16,9 @@ import pytest
 
 pytest.importorskip("zmq")
 
-from helpers import SCALAR_INPUTS, outputs, params  # noqa: E402
+from helpers import params, scalar_runner  # noqa: E402
 
-from profit.run import Runner, RunState, Worker  # noqa: E402
+from profit.run import RunState, Worker  # noqa: E402
 from profit.run.zeromq import ZeroMQRunnerInterface  # noqa: E402
 from profit.store import StudyTable  # noqa: E402
 
@@ -44,8 +44,7 @@ def messages(monkeypatch):
 
 
 def zeromq_runner(kind, tmp_path, size, worker="t_zmq_sum_pid", names=("f", "g"), **options):
-    interface = {"class": "zeromq", "size": size, "input_config": SCALAR_INPUTS, "output_config": outputs(*names)}
-    return Runner[kind](interface=interface, worker=worker, work_dir=str(tmp_path), parallel=2, **options)
+    return scalar_runner(kind, tmp_path, worker, size=size, interface="zeromq", names=names, parallel=2, **options)
 
 
 @pytest.mark.parametrize("kind", ["fork", "pool"])
