@@ -1026,12 +1026,12 @@ def _warm(batch_call: Callable[[list[tuple[float, float]]], list[float]], rng: n
     batch_call(_pairs(_inputs(POOL_WARMUP_TASKS, rng)))
 
 
-def measure_loky_round(sizes: Sizes, rng: np.random.Generator, round_index: int) -> dict[str, Figure]:
-    """loky's reusable executor: chunked ``map`` and per-task ``submit``; latency ``submit().result()``."""
-    import loky
-
+def _executor_figures(
+    executor: Any, name: str, sizes: Sizes, rng: np.random.Generator, round_index: int
+) -> dict[str, Figure]:
+    """A ``concurrent.futures``-style executor (loky's, ``ProcessPoolExecutor``): chunked ``map``
+    (``{name}_map``) and per-task ``submit`` (``{name}_submit``); latency ``submit().result()``."""
     n = sizes.pool_baseline
-    executor = loky.get_reusable_executor(max_workers=PARALLEL)
 
     def chunked(pairs: list[tuple[float, float]]) -> list[float]:
         return list(executor.map(_add, *zip(*pairs), chunksize=_chunksize(len(pairs))))
@@ -1040,16 +1040,24 @@ def measure_loky_round(sizes: Sizes, rng: np.random.Generator, round_index: int)
         futures = [executor.submit(_add, u, v) for u, v in pairs]
         return [future.result() for future in futures]
 
+    _warm(per_task, rng)
+    return _pool_figures(
+        rng,
+        round_index,
+        {f"{name}_map": n, f"{name}_submit": n},
+        {f"{name}_map": chunked, f"{name}_submit": per_task},
+        {f"{name}_submit": lambda u, v: executor.submit(_add, u, v).result()},
+        sizes.latency,
+    )
+
+
+def measure_loky_round(sizes: Sizes, rng: np.random.Generator, round_index: int) -> dict[str, Figure]:
+    """loky's reusable executor: chunked ``map`` and per-task ``submit``; latency ``submit().result()``."""
+    import loky
+
+    executor = loky.get_reusable_executor(max_workers=PARALLEL)
     try:
-        _warm(per_task, rng)
-        return _pool_figures(
-            rng,
-            round_index,
-            {"loky_map": n, "loky_submit": n},
-            {"loky_map": chunked, "loky_submit": per_task},
-            {"loky_submit": lambda u, v: executor.submit(_add, u, v).result()},
-            sizes.latency,
-        )
+        return _executor_figures(executor, "loky", sizes, rng, round_index)
     finally:
         executor.shutdown(wait=True, kill_workers=True)
 
@@ -1084,28 +1092,11 @@ def measure_process_pool_round(sizes: Sizes, rng: np.random.Generator, round_ind
     """``concurrent.futures.ProcessPoolExecutor`` (fork context): per-task ``submit`` and chunked ``map``."""
     import concurrent.futures
 
-    n = sizes.pool_baseline
     executor = concurrent.futures.ProcessPoolExecutor(
         max_workers=PARALLEL, mp_context=multiprocessing.get_context("fork")
     )
-
-    def per_task(pairs: list[tuple[float, float]]) -> list[float]:
-        futures = [executor.submit(_add, u, v) for u, v in pairs]
-        return [future.result() for future in futures]
-
-    def chunked(pairs: list[tuple[float, float]]) -> list[float]:
-        return list(executor.map(_add, *zip(*pairs), chunksize=_chunksize(len(pairs))))
-
     try:
-        _warm(per_task, rng)
-        return _pool_figures(
-            rng,
-            round_index,
-            {"ppe_submit": n, "ppe_map": n},
-            {"ppe_submit": per_task, "ppe_map": chunked},
-            {"ppe_submit": lambda u, v: executor.submit(_add, u, v).result()},
-            sizes.latency,
-        )
+        return _executor_figures(executor, "ppe", sizes, rng, round_index)
     finally:
         executor.shutdown(wait=True)
 
