@@ -22,9 +22,8 @@ MAX_SECONDS = 1e9
 # Descriptors a local run may hold (its pipes, log and status files), and those profit keeps besides.
 DESCRIPTORS_PER_RUN, SPARE_DESCRIPTORS = 4, 64
 
-_shortly: reprlib.Repr | None = (
-    None  # the reprlib.Repr that shown() uses: made at its first use (a worker's start rarely needs it)
-)
+# The reprlib.Repr that shown() uses: made at its first use (a worker's start rarely needs it).
+_shortly: reprlib.Repr | None = None
 
 
 def _short_repr() -> reprlib.Repr:
@@ -52,12 +51,6 @@ def shown(value: object, limit: int = 80) -> str:
     except Exception:  # a repr that fails (an integer of more digits than Python prints)
         text = f"<{type(value).__name__}>"
     return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _finite(value: object) -> bool:
-    import math  # (here: a worker's start need not import it)
-
-    return math.isfinite(value)  # type: ignore[arg-type]
 
 
 def _number(value: object) -> bool:
@@ -94,8 +87,10 @@ def seconds(value: object, name: str, *, positive: bool = True, hint: str = "") 
     Raises:
         ConfigError: The value is no such duration.
     """
+    import math  # (here: a worker's start need not import it)
+
     try:
-        good = _number(value) and _finite(value) and (value > 0 if positive else value >= 0)  # type: ignore[operator]
+        good = _number(value) and math.isfinite(value) and (value > 0 if positive else value >= 0)  # type: ignore[arg-type,operator]
     except (OverflowError, TypeError, ValueError):  # a number type that cannot be compared or made a float
         good = False
     if not good:
