@@ -270,3 +270,39 @@ def test_packed_arrays_submitted_before_a_failing_sbatch_are_tracked(tmp_path, m
         assert [runner.interface.state(run_id) for run_id in (4, 5)] == [RunState.PENDING] * 2
     finally:
         runner.close()
+
+
+# A job that takes half a second to end after SIGTERM, and notes when it has.
+_SLOW_TO_END = """#!/bin/bash
+trap 'sleep 0.5; echo ended > {ended}; exit 1' TERM
+echo started > {started}
+while true; do sleep 0.05; done
+"""
+
+
+def _slow_to_end_job(tmp_path):
+    started, ended = tmp_path / "started", tmp_path / "ended"
+    script = tmp_path / "job.sh"
+    script.write_text(_SLOW_TO_END.format(started=started, ended=ended))
+    out = subprocess.run([str(FAKE_SLURM / "sbatch"), "--parsable", str(script)], capture_output=True, text=True)
+    job = out.stdout.strip()
+    assert job, out.stderr
+    wait_for(started.exists, timeout=30, what="the job to start")
+    return job, ended
+
+
+def test_leftover_jobs_are_ended_before_the_table_is_read(tmp_path, fake_slurm):
+    """end_jobs returns only once the cancelled job's processes are gone: a worker among them
+    may still write its row (Slurm's SIGTERM first reaches its simulation, which then fails)."""
+    job, ended = _slow_to_end_job(tmp_path)
+    Runner["slurm"].end_jobs([job])
+    assert ended.exists(), "end_jobs returned while the cancelled job was still ending"
+    queued = subprocess.run([str(FAKE_SLURM / "squeue"), "-h", "-o", "%i"], capture_output=True, text=True)
+    assert queued.stdout.strip() == ""
+
+
+def test_leftover_jobs_that_do_not_end_are_one_clear_error(tmp_path, fake_slurm):
+    job, ended = _slow_to_end_job(tmp_path)
+    with pytest.raises(SchedulerError, match=rf"jobs left by the previous runner \({job}\) are still listed by squeue"):
+        Runner["slurm"].end_jobs([job], timeout=0.1)
+    wait_for(ended.exists, timeout=30, what="the job to end")

@@ -959,6 +959,7 @@ class Supervisor:
                     signal_group(info["pgid"], signal.SIGTERM)
                     info["kill_at"] = (t.get("kill_time") or now) + KILL_WAIT
                     info["killed"] = True
+                    t["completing"] = True
             if now >= self.not_before:
                 self.waiting = False
                 self.launch_pending(rec, now)
@@ -1027,6 +1028,7 @@ class Supervisor:
         for f in info["files"]:
             f.close()
         t["returncode"] = returncode
+        t.pop("completing", None)  # its processes are gone: squeue no longer lists it
         if t["state"] == "RUNNING":
             if returncode == 0:
                 t.update(state="COMPLETED", exit_code="0:0")
@@ -1061,6 +1063,7 @@ class Supervisor:
         now = time.time()
         self.kill_all()
         for t in rec["tasks"]:
+            t.pop("completing", None)  # (kill_all reaped them)
             if t["state"] in ACTIVE:
                 t.update(state=state, exit_code="0:0", end=now)
                 t["start"] = t["start"] or now
@@ -1690,7 +1693,8 @@ def scancel_main(argv):
                     continue
                 if t["state"] == "RUNNING":
                     to_term.append((t["pid"], signal.SIGTERM))
-                    t.update(kill_time=now, exit_code="0:15")
+                    # squeue lists it (CG) until the supervisor has reaped its processes
+                    t.update(kill_time=now, exit_code="0:15", completing=True)
                 else:
                     t.update(start=now, exit_code="0:0", cancel_scope=scope)
                 t.update(state="CANCELLED", cancel_uid=uid, end=now)
@@ -1822,7 +1826,7 @@ def squeue_main(argv):
         raise Fail("squeue: error: fake slurm: -O/--Format is not supported, use -o/--format")
     sd = state_dir(prog)
     log_call(sd, "squeue_calls", argv)
-    wanted = {"PENDING", "RUNNING"}
+    wanted = {"PENDING", "RUNNING", "COMPLETING"}  # squeue's default: jobs that are not over yet
     if option.get("states"):
         words = {s.strip().upper() for s in option["states"].split(",") if s.strip()}
         wanted = None if "ALL" in words else {STATE_ABBREV.get(w, w) for w in words}
@@ -1853,7 +1857,8 @@ def squeue_main(argv):
             pending = []
             for pos in sorted(positions):
                 t = rec["tasks"][pos]
-                state = display_state(rec, t, forced)[0].split()[0]
+                # ended, but its processes are still being killed: COMPLETING, as in Slurm
+                state = "COMPLETING" if t.get("completing") else display_state(rec, t, forced)[0].split()[0]
                 if wanted is not None and state not in wanted:
                     continue
                 if state == "PENDING" and rec["array"] and not expand and not t["started"]:

@@ -38,6 +38,9 @@ from .state import RunState, RunStatus
 
 DEFAULT_MAX_ARRAY_SIZE = 1001  # Slurm's default MaxArraySize
 DEFAULT_COMMAND = "srun profit-worker"  # how a batch script starts a run's worker
+# Seconds a cancelled job may take to end: Slurm's default KillWait (30 s, from SIGTERM to
+# SIGKILL) and some time to reap. A cancel waits no longer for its processes to be gone.
+KILL_WAIT_BOUND = 40.0
 
 # sacct states after which a job does not run any more.
 FINAL_STATES = frozenset(
@@ -367,6 +370,54 @@ class SlurmCommands:
         raise AssertionError("unreachable")
 
 
+def still_queued(commands: SlurmCommands, job_ids: Iterable[str]) -> list[str]:
+    """The jobs (or array tasks) of ``job_ids`` that ``squeue`` still lists: pending, running, or
+    completing (ended, but Slurm is still killing their processes).
+
+    Args:
+        commands: The gateway to Slurm's commands.
+        job_ids: The jobs.
+    """
+    try:
+        out = commands.run(["squeue", "-h", "-o", "%i", "-j", ",".join(sorted(set(job_ids)))], retries=0)
+    except SchedulerError as error:
+        if "Invalid job id" in str(error):  # (squeue's answer when none of them is known any more)
+            return []
+        raise
+    return out.split()
+
+
+def wait_until_gone(
+    commands: SlurmCommands, job_ids: Iterable[str], timeout: float, between: Callable[[], None] | None = None
+) -> list[str]:
+    """Wait (at most ``timeout`` seconds) until ``squeue`` lists none of ``job_ids``; the ones it
+    still lists then. A cancelled job's processes live on for a while (up to Slurm's KillWait):
+    a worker among them may still write its run's row, so a row is not final before they are gone.
+
+    Args:
+        commands: The gateway to Slurm's commands.
+        job_ids: The jobs (cancelled ones, usually).
+        timeout: Seconds to wait at most.
+        between: Called between two looks (a runner takes in results meanwhile).
+    """
+    job_ids = sorted(set(job_ids))
+    deadline = time.monotonic() + timeout
+    pause = 0.05
+    while job_ids:
+        try:
+            job_ids = still_queued(commands, job_ids)
+        except SchedulerError as error:
+            commands.logger.warning("squeue: %s", error)
+            return job_ids
+        if not job_ids or time.monotonic() >= deadline:
+            break
+        if between is not None:
+            between()
+        time.sleep(pause)
+        pause = min(2 * pause, 0.5)
+    return job_ids
+
+
 # --- the runner ---------------------------------------------------------------------------
 
 
@@ -607,17 +658,30 @@ class SlurmRunner(Runner, label="slurm"):
             file.write(script)
 
     @classmethod
-    def end_jobs(cls, job_ids: Iterable[str]) -> None:
-        """Cancel jobs of an earlier runner of the study (one that was killed); ended ones are ignored.
+    def end_jobs(cls, job_ids: Iterable[str], timeout: float = 120.0) -> None:
+        """Cancel jobs of an earlier runner of the study (one that was killed), and wait until
+        their processes are gone: until then a worker among them may still write its run's row
+        (a run that Slurm's SIGTERM cut short would read as failed). Ended jobs are ignored.
 
         Args:
             job_ids: The jobs.
+            timeout: Seconds to wait for their processes to end.
+
+        Raises:
+            SchedulerError: Slurm still lists some of them after ``timeout`` seconds.
         """
+        job_ids = list(job_ids)
         commands = SlurmCommands(logging.getLogger("profit.run.slurm"))
         try:
             commands.run(["scancel", *job_ids])
         except SchedulerError as error:  # "Invalid job id": it has ended already
             commands.logger.info("scancel of leftover jobs: %s", error)
+        left = wait_until_gone(commands, job_ids, timeout)
+        if left:
+            raise SchedulerError(
+                f"the batch jobs left by the previous runner ({', '.join(left)}) are still listed by squeue "
+                f"{timeout:g} s after scancel; run the study again once squeue no longer lists them"
+            )
 
     def clean(self) -> None:
         """Remove what runs left in the work directory, and the batch script this runner wrote."""
@@ -1000,18 +1064,10 @@ class SlurmRunner(Runner, label="slurm"):
             self.uncancelled.update(job.array_job for job in jobs.values())
         if timed_out:  # its time is up: no need to wait for Slurm to confirm
             return [self._settle(run_id, None, timed_out=True) for run_id in run_ids]
-        deadline = time.monotonic() + self.cancel_grace + 10
-        pending = set(run_ids)
-        while pending and time.monotonic() < deadline:
-            try:
-                records = self._sacct(jobs[r].array_job for r in pending)
-            except SchedulerError:
-                break
-            pending = {r for r in pending if not getattr(jobs[r].record(records, cancelled=True), "final", False)}
-            if pending:
-                self.interface.poll()
-                time.sleep(0.2)
-        if pending:
-            self.logger.warning("%d cancelled jobs are not reported ended by Slurm yet", len(pending))
+        # Until their processes are gone, the cancelled runs' workers may still write their rows.
+        cancelled_jobs = (job.job_id for job in jobs.values())
+        left = wait_until_gone(self._slurm, cancelled_jobs, KILL_WAIT_BOUND, self.interface.poll)
+        if left:
+            self.logger.warning("%d cancelled jobs are still listed by squeue", len(left))
         self.interface.poll()  # results that arrived before the cancel are kept
         return [self._settle(run_id, None, cancelled=cancelled) for run_id in run_ids]
