@@ -350,6 +350,20 @@ class RunnerInterface(Component, registry=True):
         """
         return None
 
+    def forked_rows(self, run_id: int) -> np.ndarray | None:
+        """In a worker process forked from this runner: the rows (a structured array) that this
+        process shares with the runner, if they hold ``run_id``: a value written into them is the
+        runner's at once. None where the worker cannot reach the run's row that way (this base:
+        its rows are the runner's private memory; the copy a fork has is its own).
+
+        Args:
+            run_id: a run the worker is to compute.
+
+        Returns:
+            The shared rows, or None.
+        """
+        return None
+
     def close(self) -> None:
         """Release what the runner holds (sockets); the interface's files stay."""
 

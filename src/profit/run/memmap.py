@@ -111,6 +111,11 @@ class MemmapRunnerInterface(RunnerInterface, label="memmap"):
         interface._shared = self
         return interface
 
+    def forked_rows(self, run_id: int) -> np.ndarray | None:
+        """The mapped rows of the file (or of the study's table), shared with the runner, if they
+        hold ``run_id`` (a process forked before the file grew maps the new rows on its own)."""
+        return self._data if 0 <= run_id < self.size else None
+
     def resize(self, size: int) -> None:
         """Resizing the Interface
 

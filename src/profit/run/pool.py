@@ -43,6 +43,7 @@ from collections.abc import Container
 from . import exitwatch
 from . import options as check
 from ._proc import ChildProcess, ExitStatus, enter_worker_process, fork_group, lifeline, load_prctl, stop_trees
+from .directcall import DirectCalls
 from .errors import ConfigError
 from .handles import Notice, RunHandle
 from .runner import Runner
@@ -64,7 +65,7 @@ _BATCH_SECONDS = 0.002
 _HOLD_SECONDS = 0.001
 _BULK = 8  # from this many runs on, the runner starts or settles them together (numpy's set-up costs less)
 _MAX_REPORT = 128  # reports in one write (a pipe writes up to 4096 bytes at once)
-_READ_SIZE = 65536  # bytes the runner reads from a result pipe at once
+_READ_SIZE = 65536  # bytes read from a pipe at once (results by the runner, run ids by a worker)
 # Seconds a worker whose result pipe closed has to end before it is killed (polled: no exit watch descriptor).
 _EXIT_GRACE = 5.0
 
@@ -147,7 +148,7 @@ class _PoolWorker:
         """Send the assigned runs in one write."""
         if self.outbox and self.alive:
             try:
-                os.write(self.task_fd, b"".join(_TASK.pack(run_id) for run_id in self.outbox))
+                os.write(self.task_fd, struct.pack(f"<{len(self.outbox)}q", *self.outbox))  # (as _TASK, each)
             except BrokenPipeError:
                 return  # it died; its exit event hands these runs to another worker
             self.queue.extend(self.outbox)
@@ -238,39 +239,66 @@ class _Surroundings:
     that closed its standard output or changed directory leaves nothing behind.
     """
 
-    __slots__ = ("copies", "cwd", "streams")
+    __slots__ = ("copies", "cwd", "streams", "_dup2")
 
     def __init__(self) -> None:
         import sys
 
-        self.copies: list[int | None] = []
+        self.copies = []
         for fd in (0, 1, 2):
             try:
-                self.copies.append(os.dup(fd))
+                self.copies.append((os.dup(fd), fd))
             except OSError:
-                self.copies.append(None)  # closed when the worker started: nothing to put back
+                pass  # closed when the worker started: nothing to put back
         self.cwd = os.getcwd()
         self.streams = (sys.stdin, sys.stdout, sys.stderr)
+        self._dup2 = os.dup2
 
     def restore(self) -> None:
+        """Put back what a run may have changed (after every run, so quick where nothing changed)."""
         import sys
 
+        stdin, stdout, stderr = self.streams
+        if sys.stdin is stdin and sys.stdout is stdout and sys.stderr is stderr:
+            try:  # the run's own output, where the run left it
+                if stdout is not None:
+                    stdout.flush()
+                if stderr is not None:
+                    stderr.flush()
+            except ValueError:  # a run closed one: new streams below
+                self._restore_streams(sys)
+            except OSError:
+                pass
+            else:
+                if stdin is not None and stdin.closed:
+                    self._restore_streams(sys)
+        else:
+            self._restore_streams(sys)
+        dup2 = self._dup2
+        for copy, fd in self.copies:
+            dup2(copy, fd)  # (the same file again if the run left it alone)
+        try:
+            moved = os.getcwd() != self.cwd  # (cheaper than a chdir)
+        except OSError:  # the run removed the directory it moved to
+            moved = True
+        if moved:
+            os.chdir(self.cwd)
+
+    def _restore_streams(self, sys: Any) -> None:
+        """Flush the streams the run left, and put the worker's own back (new ones where a run closed them)."""
         for stream in (sys.stdout, sys.stderr):
             try:
                 if stream is not None and not stream.closed:
-                    stream.flush()  # the run's own output, where the run left it
+                    stream.flush()
             except (OSError, ValueError):
                 pass
-        for fd, copy in enumerate(self.copies):
-            if copy is not None:
-                os.dup2(copy, fd)  # (the same file again if the run left it alone)
-        os.chdir(self.cwd)
-        streams = []
+        kept = []
         for fd, stream in enumerate(self.streams):
             if stream is not None and stream.closed:  # a run closed it: a new one over the same descriptor
                 stream = open(fd, "r" if fd == 0 else "w", encoding=stream.encoding, closefd=False)  # noqa: SIM115
-            streams.append(stream)
-        sys.stdin, sys.stdout, sys.stderr = streams
+            kept.append(stream)
+        self.streams = (kept[0], kept[1], kept[2])
+        sys.stdin, sys.stdout, sys.stderr = kept
 
 
 class _PoolRun(RunHandle):
@@ -333,7 +361,7 @@ class PoolRunner(Runner, label="pool"):
     passes_kwargs_on = True  # **kwargs are the base class's options (checked against its signature)
     forks_workers = True  # a function given as the worker reaches them in memory
 
-    def __init__(self, parallel: int | str = "all", depth: int = 32, **kwargs: Any):
+    def __init__(self, parallel: int | str = "all", depth: int = 512, **kwargs: Any):
         self.depth = check.whole_number(depth, "depth (runs queued per pool worker)", minimum=1)
         super().__init__(parallel=check.parallel(parallel), **kwargs)
         exitwatch.backend()  # (PROFIT_EXIT_WATCH is checked now, not at the first run)
@@ -636,10 +664,12 @@ class PoolRunner(Runner, label="pool"):
         hold = 0.0 if self.timeout is not None else _HOLD_SECONDS
         surroundings = _Surroundings()
         clock, pack, note = time.perf_counter, _RESULT.pack, _CURRENT.pack_into
+        # A wrapped function on shared rows is called directly (the same results, without a Worker per run).
+        direct = DirectCalls.for_worker(self.worker_config, self.interface, self._log_handler)
         pending = b""
         report = _HeldReports(results, hold)
         while True:
-            data = os.read(tasks, 4096)
+            data = os.read(tasks, _READ_SIZE)
             if not data:
                 return 0  # the runner closed the pipe: done
             pending += data
@@ -648,15 +678,21 @@ class PoolRunner(Runner, label="pool"):
             pending = pending[usable:]
             left = len(run_ids)
             refill = left // 2  # half-way: report, so that the runner sends more before these run out
+            computable = [run_id for run_id in run_ids if run_id != _STOP]
+            arguments = iter(direct.read_inputs(computable) or ()) if direct is not None else iter(())
             for run_id in run_ids:
                 if run_id == _STOP:
                     report.write()
                     return 0
                 note(current, 0, run_id)
                 start = clock()
-                log = RunLog(log_path, run_id, debug, self._log_handler)
-                code = execute_forked(self.worker_config, self.interface, run_id, log, row_is_current=False)
-                log.release()
+                given = next(arguments, None)
+                if given is not None:
+                    code = direct.call(run_id, given)  # type: ignore[union-attr]  # (given: direct is set)
+                else:
+                    log = RunLog(log_path, run_id, debug, self._log_handler)
+                    code = execute_forked(self.worker_config, self.interface, run_id, log, row_is_current=False)
+                    log.release()
                 surroundings.restore()
                 end = clock()
                 left -= 1

@@ -1064,7 +1064,20 @@ class SlurmRunner(Runner, label="slurm"):
             self.uncancelled.update(job.array_job for job in jobs.values())
         if timed_out:  # its time is up: no need to wait for Slurm to confirm
             return [self._settle(run_id, None, timed_out=True) for run_id in run_ids]
-        # Until their processes are gone, the cancelled runs' workers may still write their rows.
+        deadline = time.monotonic() + self.cancel_grace + 10
+        pending = set(run_ids)
+        while pending and time.monotonic() < deadline:
+            try:
+                records = self._sacct(jobs[r].array_job for r in pending)
+            except SchedulerError:
+                break
+            pending = {r for r in pending if not getattr(jobs[r].record(records, cancelled=True), "final", False)}
+            if pending:
+                self.interface.poll()
+                time.sleep(0.2)
+        if pending:
+            self.logger.warning("%d cancelled jobs are not reported ended by Slurm yet", len(pending))
+        # Ended for Slurm, but until their processes are gone the runs' workers may still write their rows.
         cancelled_jobs = (job.job_id for job in jobs.values())
         left = wait_until_gone(self._slurm, cancelled_jobs, KILL_WAIT_BOUND, self.interface.poll)
         if left:

@@ -58,7 +58,12 @@ class ActiveRuns:
             run_ids: The runs.
             handles: What the backend returned for them, in the same order.
         """
-        if all(isinstance(handle, RunHandle) and handle.notice is Notice.NOTIFIED for handle in handles):
+        # (a check per class of handle, not per handle: isinstance of an ABC is slow)
+        classes = {type(handle) for handle in handles}
+        notified = Notice.NOTIFIED
+        if all(issubclass(kind, RunHandle) for kind in classes) and all(
+            handle.notice is notified for handle in handles
+        ):
             # Their backend notices their ends itself: nothing to watch or poll, only the dicts.
             self.runs.update(zip(run_ids, handles))
             self._handles.update(zip(run_ids, handles))

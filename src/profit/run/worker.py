@@ -224,6 +224,8 @@ class Worker(Component, registry=True):
                 "__qualname__": f"Wrapped[{func.__qualname__}]",
                 "work": work,
                 "function": staticmethod(func),
+                # (profit.run.directcall calls the function itself only while work is this one)
+                "wrapped_work": work,
                 "inputs": tuple(input_names),
                 "outputs": tuple(output_names),
                 # What the study must match (checked before a study runs: profit.validate).
@@ -500,6 +502,28 @@ class RunLog:
             self._handler.close()
 
 
+def report_failure(error: Exception, log: RunLog, interface: WorkerInterface | None) -> int:
+    """Fail the run of ``error`` (being handled): its reason to the runner through ``interface``
+    (to standard error without one), the traceback to the run's log; returns the exit code, 1.
+
+    Args:
+        error: What failed the run (called in the ``except`` block that caught it).
+        log: The run's log.
+        interface: The run's worker interface, or None where there is none (building it failed).
+    """
+    reason = failure_reason(error)
+    logger = log.activate()
+    logger.error("run failed: %s", reason, exc_info=True)
+    if interface is not None:
+        try:
+            interface.fail(reason)
+        except Exception:  # the interface itself is broken: the exit code still tells
+            logger.exception("could not report the failure through the interface")
+    else:
+        print(f"profit-worker: {reason}", file=sys.stderr)
+    return 1
+
+
 def execute(build: Callable[[], Worker], log: RunLog) -> int:
     """Build a Worker, run it and clean up; return the process's exit code.
 
@@ -525,17 +549,7 @@ def execute(build: Callable[[], Worker], log: RunLog) -> int:
         code = exit_request.code
         return code if isinstance(code, int) else (0 if code is None else 1)
     except Exception as error:  # a failing simulation is data, reported to the runner
-        reason = failure_reason(error)
-        logger = log.activate()
-        logger.error("run failed: %s", reason, exc_info=True)
-        if worker is not None:
-            try:
-                worker.interface.fail(reason)
-            except Exception:  # the interface itself is broken: the exit code still tells
-                logger.exception("could not report the failure through the interface")
-        else:
-            print(f"profit-worker: {reason}", file=sys.stderr)
-        return 1
+        return report_failure(error, log, None if worker is None else worker.interface)
     finally:
         if worker is not None:
             try:

@@ -514,6 +514,17 @@ class ZeroMQRunnerInterface(RunnerInterface, _Options, label="zeromq"):
             self._bind(rows)
         return self.row_buffer(run_id)[0]
 
+    def forked_rows(self, run_id: int) -> np.ndarray | None:
+        """The rows this process shares with the runner (the study's table, or the anonymous
+        file of :mod:`~profit.run._shared` while the rows have not moved), if they hold ``run_id``;
+        as :meth:`_forked_row` finds a single row."""
+        if not 0 <= run_id < self.size:
+            return None
+        if self._store_file is not None:
+            return self._data
+        shared = self._shared
+        return None if shared is None or shared.moved() else self._data
+
     def _open_socket(self) -> None:
         zmq = _zmq()
         self._zmq = zmq
