@@ -70,6 +70,7 @@ class DirectCalls:
         self._rows: np.ndarray | None = None  # the rows the columns below are of
         self._inputs: list[np.ndarray] | None = None  # None: the inputs are not all plain scalars
         self._outputs: list[np.ndarray] | None = None  # None: the outputs are not all float64
+        self._single: np.ndarray | None = None  # the column of the one output (of _outputs)
         self._time: np.ndarray | None = None
         self._done: np.ndarray | None = None
         # What a float64 column takes as it is: the same bits as the usual record would write.
@@ -135,7 +136,7 @@ class DirectCalls:
     def _use(self, rows: np.ndarray, run_id: int) -> None:
         """Take the columns of ``rows``, and check once what the usual path would check for each run."""
         self._rows = rows
-        self._inputs = self._outputs = None
+        self._inputs = self._outputs = self._single = None
         # The records of the usual path tell which inputs and outputs it has.
         usual = self._usual_interface(run_id)
         available_inputs, available_outputs = set(usual.input.dtype.names), set(usual.output.dtype.names)
@@ -153,6 +154,7 @@ class DirectCalls:
             and all(dtype[name] == np.float64 for name in names)
         ):
             self._outputs = [rows[name] for name in names]
+        self._single = self._outputs[0] if self._outputs is not None and len(self._outputs) == 1 else None
         self._time, self._done = rows["TIME"], rows["DONE"]
 
     def call(self, run_id: int, arguments: tuple) -> int:
@@ -173,23 +175,23 @@ class DirectCalls:
         except Exception as error:
             return self._fail(run_id, error, None)
         took = clock() - started
-        outputs, floats = self._outputs, self._floats
-        if outputs is not None:
-            if len(outputs) == 1:
-                if type(values) in floats:
-                    outputs[0][run_id] = values
-                    return self._transmit(run_id, took)
-            elif type(values) is tuple and len(values) == len(outputs):
-                if all(type(value) in floats for value in values):
-                    for column, value in zip(outputs, values):
-                        column[run_id] = value
-                    return self._transmit(run_id, took)
-        return self._store_as_usual(run_id, values, took)
-
-    def _transmit(self, run_id: int, took: float) -> int:
-        assert self._time is not None and self._done is not None
-        self._time[run_id] = whole_seconds(took)
-        self._done[run_id] = True  # last: from here on the row is the run's result
+        # (the usual case first, in few steps: a float for the one output)
+        single, floats = self._single, self._floats
+        if single is not None and type(values) in floats:
+            single[run_id] = values
+        elif (
+            single is None
+            and self._outputs is not None
+            and type(values) is tuple
+            and len(values) == len(self._outputs)
+            and all(type(value) in floats for value in values)
+        ):
+            for column, value in zip(self._outputs, values):
+                column[run_id] = value
+        else:
+            return self._store_as_usual(run_id, values, took)
+        self._time[run_id] = 0 if took < 1.0 else whole_seconds(took)  # type: ignore[index]  # (whole seconds)
+        self._done[run_id] = True  # type: ignore[index]  # last: from here on the row is the run's result
         return 0
 
     def _store_as_usual(self, run_id: int, values: Any, took: float) -> int:

@@ -33,15 +33,18 @@ run with the exit status (``killed by SIGKILL``) and is replaced too.
 from __future__ import annotations
 
 import collections
+import itertools
 import mmap
 import os
 import struct
+import sys
 import threading
 import time
 from collections.abc import Container
 
 from . import exitwatch
 from . import options as check
+from ._lazy import numpy as np
 from ._proc import ChildProcess, ExitStatus, enter_worker_process, fork_group, lifeline, load_prctl, stop_trees
 from .directcall import DirectCalls
 from .errors import ConfigError
@@ -57,6 +60,7 @@ if TYPE_CHECKING:
 _TASK = struct.Struct("<q")  # run id
 _STOP = -1  # the task that ends a worker (an end of file may never come: forks share pipes)
 _RESULT = struct.Struct("<qid")  # run id, exit code, seconds the run took
+_RESULT_COLUMNS = [("run_id", "<i8"), ("code", "<i4"), ("seconds", "<f8")]  # (the same, for numpy)
 _CURRENT = struct.Struct("<q")  # the run a worker started last (in memory it shares with the runner)
 # A message to a worker holds about this much work (at the pace runs take): enough runs to make the
 # message's cost negligible, few enough that a worker holds one run while runs are slow.
@@ -128,17 +132,21 @@ class _PoolWorker:
             elif run_id in queue:
                 queue.remove(run_id)
             return seconds
-        took = []
-        for run_id, code, seconds in _RESULT.iter_unpack(self.buffer[:usable]):
-            reported[run_id] = code
-            took.append(seconds)
-            if queue and queue[0] == run_id:
+        # Read as columns (many reports at a time: one by one costs the runner more than the runs).
+        columns = np.frombuffer(self.buffer, dtype=_RESULT_COLUMNS, count=usable // _RESULT.size)
+        run_ids, codes = columns["run_id"].tolist(), columns["code"].tolist()
+        reported.update(zip(run_ids, codes))
+        count = len(run_ids)
+        if list(itertools.islice(queue, count)) == run_ids:  # (as usual: in the order they were sent)
+            for _ in range(count):
                 queue.popleft()
-            elif run_id in queue:
-                queue.remove(run_id)
+        else:
+            for run_id in run_ids:
+                if run_id in queue:
+                    queue.remove(run_id)
         self.buffer = self.buffer[usable:]
-        took.sort()
-        return took[len(took) // 2]  # (the median: a run that lost its CPU for a while does not count)
+        # (the median: a run that lost its CPU for a while does not count)
+        return float(np.partition(columns["seconds"], count // 2)[count // 2])
 
     def started_last(self) -> int:
         """The run the worker started last (-1: none yet)."""
@@ -242,8 +250,6 @@ class _Surroundings:
     __slots__ = ("copies", "cwd", "streams", "_dup2")
 
     def __init__(self) -> None:
-        import sys
-
         self.copies = []
         for fd in (0, 1, 2):
             try:
@@ -256,8 +262,6 @@ class _Surroundings:
 
     def restore(self) -> None:
         """Put back what a run may have changed (after every run, so quick where nothing changed)."""
-        import sys
-
         stdin, stdout, stderr = self.streams
         if sys.stdin is stdin and sys.stdout is stdout and sys.stderr is stderr:
             try:  # the run's own output, where the run left it
@@ -266,14 +270,14 @@ class _Surroundings:
                 if stderr is not None:
                     stderr.flush()
             except ValueError:  # a run closed one: new streams below
-                self._restore_streams(sys)
+                self._restore_streams()
             except OSError:
                 pass
             else:
                 if stdin is not None and stdin.closed:
-                    self._restore_streams(sys)
+                    self._restore_streams()
         else:
-            self._restore_streams(sys)
+            self._restore_streams()
         dup2 = self._dup2
         for copy, fd in self.copies:
             dup2(copy, fd)  # (the same file again if the run left it alone)
@@ -284,7 +288,7 @@ class _Surroundings:
         if moved:
             os.chdir(self.cwd)
 
-    def _restore_streams(self, sys: Any) -> None:
+    def _restore_streams(self) -> None:
         """Flush the streams the run left, and put the worker's own back (new ones where a run closed them)."""
         for stream in (sys.stdout, sys.stderr):
             try:
@@ -668,6 +672,7 @@ class PoolRunner(Runner, label="pool"):
         direct = DirectCalls.for_worker(self.worker_config, self.interface, self._log_handler)
         pending = b""
         report = _HeldReports(results, hold)
+        restore, add = surroundings.restore, report.add  # (looked up once: called for every run)
         while True:
             data = os.read(tasks, _READ_SIZE)
             if not data:
@@ -679,25 +684,26 @@ class PoolRunner(Runner, label="pool"):
             left = len(run_ids)
             refill = left // 2  # half-way: report, so that the runner sends more before these run out
             computable = [run_id for run_id in run_ids if run_id != _STOP]
-            arguments = iter(direct.read_inputs(computable) or ()) if direct is not None else iter(())
+            given = direct.read_inputs(computable) if direct is not None else None
+            arguments = iter(given) if given is not None else None  # (in the order of computable)
             for run_id in run_ids:
                 if run_id == _STOP:
                     report.write()
                     return 0
                 note(current, 0, run_id)
                 start = clock()
-                given = next(arguments, None)
-                if given is not None:
-                    code = direct.call(run_id, given)  # type: ignore[union-attr]  # (given: direct is set)
+                if arguments is not None:
+                    code = direct.call(run_id, next(arguments))  # type: ignore[union-attr]  # (direct is set)
                 else:
                     log = RunLog(log_path, run_id, debug, self._log_handler)
                     code = execute_forked(self.worker_config, self.interface, run_id, log, row_is_current=False)
                     log.release()
-                surroundings.restore()
+                restore()
                 end = clock()
                 left -= 1
-                report.add(pack(run_id, code, end - start), end)
-                if left == 0 or _report_now(code, end - start, end - report.since, left, refill, len(report), hold):
+                took = end - start
+                add(pack(run_id, code, took), end)
+                if left == 0 or _report_now(code, took, end - report.since, left, refill, len(report), hold):
                     report.write()
 
     def shutdown(self) -> None:
