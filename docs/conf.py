@@ -89,6 +89,7 @@ nitpick_ignore = [
         "collections.abc.Sequence",
         "concurrent.futures.Executor",
         "concurrent.futures.Future",
+        "logging.FileHandler",
         "logging.Logger",
         "numpy.ndarray",
         "np.ndarray",

@@ -10,6 +10,13 @@ how long it took::
     runner --run ids--> task pipe --> worker: execute(Worker for each id) --> interface rows
     runner <--run id, code, seconds-- result pipe <--'
 
+A function worker (:meth:`~profit.run.worker.Worker.wrap`, or a plain function)
+whose rows the worker shares with the runner is called directly, without a
+Worker per run (:mod:`profit.run.directcall`): the same rows, reasons and logs,
+at a few microseconds per run. After every run the worker puts back what the
+run may have changed in its process: descriptors 0 to 2, the working directory
+and the standard streams.
+
 Both directions are batched, adaptively, so that cheap runs do not pay a
 message each: the runner gives a worker as many runs at a time as fit in
 about ``_BATCH_SECONDS`` of work at the pace the workers report (one run
