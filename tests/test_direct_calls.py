@@ -160,7 +160,8 @@ def test_quick_values_take_the_direct_way(tmp_path):
         assert direct._outputs is not None and direct._inputs is not None
 
 
-def test_inputs_arrive_as_python_values(tmp_path, keep_logging):
+def test_inputs_arrive_as_python_values(tmp_path, keep_logging, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # (a failed run's log would go to log/ here)
     inputs = {"n": {"dtype": np.int64}, "flag": {"dtype": np.bool_}}
     runner = _runner(tmp_path, "study", "t_direct_typed", ("f",), input_config=inputs)
     with runner:
@@ -205,7 +206,8 @@ def test_other_workers_take_the_usual_way(tmp_path, worker, why):
         assert DirectCalls.for_worker(runner.worker_config, runner.interface, None) is None, why
 
 
-def test_vector_outputs_are_written_the_usual_way(tmp_path, keep_logging):
+def test_vector_outputs_are_written_the_usual_way(tmp_path, keep_logging, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # (the failed runs' logs go to log/ here)
     config = {"class": "memmap", "size": 4, "input_config": SCALAR_INPUTS, "output_config": outputs("f", "g", length=2)}
     runner = Runner["pool"](interface=config, worker="t_direct_pair", work_dir=str(tmp_path), parallel=1)
     with runner:

@@ -284,7 +284,9 @@ def _slow_to_end_job(tmp_path):
     started, ended = tmp_path / "started", tmp_path / "ended"
     script = tmp_path / "job.sh"
     script.write_text(_SLOW_TO_END.format(started=started, ended=ended))
-    out = subprocess.run([str(FAKE_SLURM / "sbatch"), "--parsable", str(script)], capture_output=True, text=True)
+    out = subprocess.run(
+        [str(FAKE_SLURM / "sbatch"), "--parsable", str(script)], capture_output=True, text=True, cwd=tmp_path
+    )
     job = out.stdout.strip()
     assert job, out.stderr
     wait_for(started.exists, timeout=30, what="the job to start")
