@@ -126,7 +126,11 @@ class DirectCalls:
         if rows is None:
             return None
         if rows is not self._rows:
-            self._use(rows, run_ids[0])
+            try:
+                self._use(rows, run_ids[0])
+            except Exception:  # (the usual path meets the same trouble, and says what it is, for each run)
+                self._rows = None
+                return None
         if self._inputs is None:
             return None
         if not self._inputs:
@@ -169,7 +173,10 @@ class DirectCalls:
         try:
             values = self.function(*arguments)
         except SystemExit as exit_request:  # (as the usual path: the code, and no results)
-            self._usual_interface(run_id).clean()
+            try:
+                self._usual_interface(run_id).clean()  # (what the usual path's interface wrote at its start)
+            except Exception:
+                pass
             code = exit_request.code
             return code if isinstance(code, int) else (0 if code is None else 1)
         except Exception as error:

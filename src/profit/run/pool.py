@@ -257,7 +257,7 @@ class _Surroundings:
     __slots__ = ("copies", "cwd", "streams", "_dup2")
 
     def __init__(self) -> None:
-        self.copies = []
+        self.copies: list[tuple[int, int]] = []  # (copy, descriptor)
         for fd in (0, 1, 2):
             try:
                 self.copies.append((os.dup(fd), fd))
