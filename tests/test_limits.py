@@ -260,3 +260,29 @@ def test_a_run_leaves_no_damage_in_its_pool_worker(tmp_path, capfd, worker):
     assert (tmp_path / "study" / "written-2").read_text() == "written"
     assert not (tmp_path / "written-2").exists()
     assert "run with u=2 prints" in capfd.readouterr().out
+
+
+@pytest.mark.parametrize("by_descriptor", [True, False])
+def test_a_pool_worker_goes_back_to_its_directory(tmp_path, monkeypatch, by_descriptor):
+    """After a run that changed directory, by a descriptor of the directory (or, where the
+    system refuses one, by its path)."""
+    from profit.run.pool import _Surroundings
+
+    home, elsewhere = tmp_path / "home", tmp_path / "elsewhere"
+    home.mkdir()
+    elsewhere.mkdir()
+    monkeypatch.chdir(home)
+
+    def refuse(*args, **kwargs):
+        raise PermissionError("no descriptor here")
+
+    with monkeypatch.context() as patch:
+        if not by_descriptor:
+            patch.setattr(os, "open", refuse)
+        surroundings = _Surroundings()
+    assert isinstance(surroundings.directory, int) is by_descriptor
+    os.chdir(elsewhere)
+    surroundings.restore()
+    assert os.getcwd() == str(home)
+    surroundings.restore()  # (nothing changed: stays)
+    assert os.getcwd() == str(home)

@@ -40,6 +40,7 @@ run with the exit status (``killed by SIGKILL``) and is replaced too.
 from __future__ import annotations
 
 import collections
+import functools
 import itertools
 import mmap
 import os
@@ -47,7 +48,7 @@ import struct
 import sys
 import threading
 import time
-from collections.abc import Container
+from collections.abc import Callable, Container
 
 from . import exitwatch
 from . import options as check
@@ -249,12 +250,15 @@ class _Surroundings:
     """What a run may change in its pool worker process and the next run must not inherit:
     descriptors 0, 1 and 2, the working directory, and ``sys.stdin``, ``sys.stdout``, ``sys.stderr``.
 
-    Saved when the worker starts (copies of the descriptors, made with ``os.dup``,
-    not inherited by programs a run starts) and put back after each run: a run
-    that closed its standard output or changed directory leaves nothing behind.
+    Saved when the worker starts (copies of the descriptors, made with ``os.dup``, and a
+    descriptor of the working directory, none of them inherited by programs a run starts)
+    and put back after each run: a run that closed its standard output or changed directory
+    leaves nothing behind. Putting them back costs a few system calls per run, which for a
+    function of a few microseconds is most of the run: :attr:`restore` is made for the usual
+    case, where nothing changed.
     """
 
-    __slots__ = ("copies", "cwd", "streams", "_dup2")
+    __slots__ = ("copies", "directory", "restore", "streams")
 
     def __init__(self) -> None:
         self.copies: list[tuple[int, int]] = []  # (copy, descriptor)
@@ -263,39 +267,57 @@ class _Surroundings:
                 self.copies.append((os.dup(fd), fd))
             except OSError:
                 pass  # closed when the worker started: nothing to put back
-        self.cwd = os.getcwd()
-        self.streams = (sys.stdin, sys.stdout, sys.stderr)
-        self._dup2 = os.dup2
-
-    def restore(self) -> None:
-        """Put back what a run may have changed (after every run, so quick where nothing changed)."""
-        stdin, stdout, stderr = self.streams
-        if sys.stdin is stdin and sys.stdout is stdout and sys.stderr is stderr:
-            try:  # the run's own output, where the run left it
-                if stdout is not None:
-                    stdout.flush()
-                if stderr is not None:
-                    stderr.flush()
-            except ValueError:  # a run closed one: new streams below
-                self._restore_streams()
-            except OSError:
-                pass
-            else:
-                if stdin is not None and stdin.closed:
-                    self._restore_streams()
-        else:
-            self._restore_streams()
-        dup2 = self._dup2
-        for copy, fd in self.copies:
-            dup2(copy, fd)  # (the same file again if the run left it alone)
+        # The working directory itself (a descriptor: fchdir costs less than comparing getcwd), or
+        # where the system refuses one, its path.
+        self.directory: int | str
         try:
-            moved = os.getcwd() != self.cwd  # (cheaper than a chdir)
-        except OSError:  # the run removed the directory it moved to
-            moved = True
-        if moved:
-            os.chdir(self.cwd)
+            self.directory = os.open(".", getattr(os, "O_PATH", os.O_RDONLY) | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError:
+            self.directory = os.getcwd()
+        self.streams = (sys.stdin, sys.stdout, sys.stderr)
+        self.restore = self._restorer()
 
-    def _restore_streams(self) -> None:
+    def _restorer(self) -> Callable[[], None]:
+        """``restore()``: put back what a run may have changed; what it uses is bound once."""
+        copies, dup2, surroundings, system = tuple(self.copies), os.dup2, self, sys
+        directory = self.directory
+        back_to_directory: Callable[[], None]
+        if isinstance(directory, int):
+            back_to_directory = functools.partial(os.fchdir, directory)
+        else:
+
+            def back_to_directory() -> None:  # (by its path)
+                try:
+                    moved = os.getcwd() != directory
+                except OSError:  # the run removed the directory it moved to
+                    moved = True
+                if moved:
+                    os.chdir(directory)
+
+        def restore() -> None:
+            stdin, stdout, stderr = surroundings.streams
+            if system.stdin is stdin and system.stdout is stdout and system.stderr is stderr:
+                try:  # the run's own output, where the run left it
+                    if stdout is not None:
+                        stdout.flush()
+                    if stderr is not None:
+                        stderr.flush()
+                except ValueError:  # a run closed one: new streams
+                    surroundings.restore_streams()
+                except OSError:
+                    pass
+                else:
+                    if stdin is not None and stdin.closed:
+                        surroundings.restore_streams()
+            else:
+                surroundings.restore_streams()
+            for copy, fd in copies:
+                dup2(copy, fd)  # (the same file again if the run left it alone)
+            back_to_directory()
+
+        return restore
+
+    def restore_streams(self) -> None:
         """Flush the streams the run left, and put the worker's own back (new ones where a run closed them)."""
         for stream in (sys.stdout, sys.stderr):
             try:
