@@ -257,3 +257,50 @@ def test_a_pool_gives_what_forked_workers_give(tmp_path, interface, worker):
     assert results["pool"] == results["fork"]
     states = results["pool"][1]
     assert RunState.DONE in states and RunState.FAILED in states  # (both ways of ending were taken)
+
+
+@Worker.wrap("t_direct_moves_and_raises", "f")
+def direct_moves_and_raises(u, v):
+    """Changes into a directory of its own (beside the study's), then fails for u < 0."""
+    import os
+
+    os.makedirs("../elsewhere", exist_ok=True)
+    os.chdir("../elsewhere")
+    if u < 0:
+        raise ValueError(f"u is negative: {u}")
+    return u + v
+
+
+def test_a_failed_run_logs_where_it_started_whatever_directory_it_left(tmp_path):
+    """A run's log lies in the study's log/ even when the run changed directory before it failed."""
+    runner = scalar_runner("pool", tmp_path / "study", "t_direct_moves_and_raises", size=2, parallel=1)
+    with runner:
+        rows = params(2)
+        rows["u"] = [1.0, -1.0]
+        runner.spawn_array(rows, wait=True)
+        assert runner.status(1).state is RunState.FAILED
+        assert runner.interface.output["f"][0] == 1.0 + rows["v"][0]
+    log = tmp_path / "study" / "log" / "run_001.log"
+    assert "u is negative: -1" in log.read_text()
+    assert not list((tmp_path / "elsewhere").rglob("*.log"))
+
+
+def test_a_module_that_exits_as_it_is_imported_fails_each_run_with_its_code(tmp_path):
+    """A function worker's module that calls sys.exit at its import (a script): every run ends with
+    that code, on the pool as on forked workers, and the pool's worker processes live on."""
+    (tmp_path / "scripts").mkdir()
+    script = "import sys\n\n\ndef f(u, v):\n    return u + v\n\n\nsys.exit(4)\n"
+    (tmp_path / "scripts" / "exiting_script.py").write_text(script)
+    worker = {"class": "function", "function": "exiting_script:f", "path": str(tmp_path / "scripts"), "outputs": ["f"]}
+    reasons = {}
+    for label in ("pool", "fork"):
+        runner = scalar_runner(label, tmp_path / label, worker, size=4, parallel=1)
+        with runner:
+            runner.spawn_array(params(2), wait=True)
+            if label == "pool":
+                pid = runner._workers[0].process.pid
+            runner.spawn_array(params(2), wait=True)
+            if label == "pool":
+                assert [worker.process.pid for worker in runner._workers] == [pid]
+            reasons[label] = [runner.status(run_id).reason for run_id in range(4)]
+    assert reasons["pool"] == reasons["fork"] == ["worker exited with code 4"] * 4

@@ -234,6 +234,26 @@ def changes_directory(u, v):
     return _behave(u, v)
 
 
+@Worker.wrap("t_closes_stdout_stream", ["f", "g"])
+def closes_stdout_stream(u, v):
+    """u < 0: closes sys.stdout and then descriptor 1; else as t_closes_stdout."""
+    if u < 0:
+        sys.stdout.close()
+        os.close(1)
+        return u, 0.0
+    return _behave(u, v)
+
+
+@Worker.wrap("t_closes_stdin_and_exits", ["f", "g"])
+def closes_stdin_and_exits(u, v):
+    """u < 0: closes sys.stdin and descriptor 0, and exits with code 3; else as t_closes_stdout."""
+    if u < 0:
+        sys.stdin.close()
+        os.close(0)
+        sys.exit(3)
+    return _behave(u, v)
+
+
 def _behave(u, v):
     print(f"run with u={u:g} prints", flush=True)
     with open(f"written-{u:g}", "w") as file:
@@ -241,22 +261,32 @@ def _behave(u, v):
     return u + v, float(os.fstat(1).st_ino)
 
 
-@pytest.mark.parametrize("worker", ["t_closes_stdout", "t_changes_directory"])
+@pytest.mark.parametrize(
+    "worker", ["t_closes_stdout", "t_changes_directory", "t_closes_stdout_stream", "t_closes_stdin_and_exits"]
+)
 def test_a_run_leaves_no_damage_in_its_pool_worker(tmp_path, capfd, worker):
+    """Run 1 does damage (u < 0) between two runs that do not; the same pool worker runs all three."""
     runner = Runner["pool"](
-        interface={"class": "memmap", "size": 2, "input_config": SCALAR_INPUTS, "output_config": outputs("f", "g")},
+        interface={"class": "memmap", "size": 3, "input_config": SCALAR_INPUTS, "output_config": outputs("f", "g")},
         worker=worker,
         work_dir=str(tmp_path / "study"),
         parallel=1,
     )
     with runner:
-        runner.spawn({"u": -1.0, "v": 0.0}, wait=True)
+        runner.spawn({"u": 1.0, "v": 0.0}, wait=True)
         pid = runner._workers[0].process.pid
-        status = runner.spawn({"u": 2.0, "v": 0.5}, wait=True)
-        assert runner._workers[0].process.pid == pid  # the same worker process ran both
-    assert runner.status(status).state is RunState.DONE, runner.status(status).reason
-    assert runner.output_data["f"].ravel().tolist() == [-1.0, 2.5]
-    assert runner.output_data["g"].ravel()[1] == os.fstat(1).st_ino  # its output went where the runner's goes
+        runner.spawn({"u": -1.0, "v": 0.0}, wait=True)
+        runner.spawn({"u": 2.0, "v": 0.5}, wait=True)
+        assert [worker.process.pid for worker in runner._workers] == [pid]  # the same worker process ran all
+    states = [runner.status(run_id) for run_id in range(3)]
+    assert [status.state for status in states[::2]] == [RunState.DONE] * 2, [status.reason for status in states]
+    if worker == "t_closes_stdin_and_exits":  # (the run's own exit code, not the pool worker's end)
+        assert (states[1].state, states[1].reason) == (RunState.FAILED, "worker exited with code 3")
+    else:
+        assert states[1].state is RunState.DONE, states[1].reason
+        assert runner.interface.output["f"][1] == -1.0
+    assert runner.interface.output["f"][2] == 2.5
+    assert runner.interface.output["g"][2] == os.fstat(1).st_ino  # its output went where the runner's goes
     assert (tmp_path / "study" / "written-2").read_text() == "written"
     assert not (tmp_path / "written-2").exists()
     assert "run with u=2 prints" in capfd.readouterr().out

@@ -303,6 +303,39 @@ def test_leftover_jobs_are_ended_before_the_table_is_read(tmp_path, fake_slurm):
     assert queued.stdout.strip() == ""
 
 
+def test_a_cancel_whose_scancel_failed_waits_for_no_verdict(make_fake_runner, fake_slurm, monkeypatch):
+    """The job goes on (scancel said why): the cancel neither waits for sacct's verdict nor for
+    squeue to let go of it; the job is noted for the study's next runner."""
+    runner = make_fake_runner({"class": "t_sleep", "seconds": 60})
+    run_id = runner.spawn({"u": 1.0, "v": 2.0})
+    job = runner.runs[run_id]
+    monkeypatch.setattr(runner, "_scancel", lambda job_ids: False)
+    for name in ("sacct_calls", "squeue_calls"):
+        (fake_slurm / name).unlink(missing_ok=True)
+    status = runner.cancel(run_id)
+    assert status.state is RunState.CANCELLED
+    assert runner.uncancelled == {job.array_job}
+    assert not (fake_slurm / "squeue_calls").exists()
+    assert not (fake_slurm / "sacct_calls").exists()
+
+
+def test_leftover_jobs_are_ended_when_squeue_fails_now_and_then(tmp_path, fake_slurm, monkeypatch):
+    """A failed squeue says nothing about the jobs: it is asked again (not taken for "still listed")."""
+    job, ended = _slow_to_end_job(tmp_path)
+    monkeypatch.setenv("FAKE_SLURM_SQUEUE_FAIL", "transient:2")
+    Runner["slurm"].end_jobs([job])
+    assert ended.exists(), "end_jobs returned while the cancelled job was still ending"
+    assert (fake_slurm / "squeue_fail_count").read_text().strip() == "2"  # (both failures were met)
+
+
+def test_leftover_jobs_when_squeue_never_answers_are_one_clear_error(tmp_path, fake_slurm, monkeypatch):
+    job, ended = _slow_to_end_job(tmp_path)
+    monkeypatch.setenv("FAKE_SLURM_SQUEUE_FAIL", "permanent")
+    with pytest.raises(SchedulerError, match=rf"could not learn whether the batch jobs .*\({job}\) are gone.*squeue"):
+        Runner["slurm"].end_jobs([job], timeout=0.3)
+    wait_for(ended.exists, timeout=30, what="the job to end")
+
+
 def test_leftover_jobs_that_do_not_end_are_one_clear_error(tmp_path, fake_slurm):
     job, ended = _slow_to_end_job(tmp_path)
     with pytest.raises(SchedulerError, match=rf"jobs left by the previous runner \({job}\) are still listed by squeue"):

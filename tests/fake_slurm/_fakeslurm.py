@@ -1826,6 +1826,11 @@ def squeue_main(argv):
         raise Fail("squeue: error: fake slurm: -O/--Format is not supported, use -o/--format")
     sd = state_dir(prog)
     log_call(sd, "squeue_calls", argv)
+    fail = failure_spec(prog, "FAKE_SLURM_SQUEUE_FAIL")
+    if fail:
+        with locked(sd):
+            if consume_failure(sd, "squeue_fail_count", fail):
+                raise Fail("squeue: error: slurm_load_jobs error: Unable to contact slurm controller (connect failure)")
     wanted = {"PENDING", "RUNNING", "COMPLETING"}  # squeue's default: jobs that are not over yet
     if option.get("states"):
         words = {s.strip().upper() for s in option["states"].split(",") if s.strip()}

@@ -20,6 +20,7 @@ depend on which path computed it.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Mapping
 
@@ -66,7 +67,9 @@ class DirectCalls:
         self.function = function
         self.input_names, self.output_names = tuple(input_names), tuple(output_names)
         self.interface = interface
-        self.log_path, self.log_handler = log_path, log_handler
+        # Where the usual path's log of a run goes: it is made before the run, which may change
+        # directory before it fails (the pool worker's directory is put back after each run).
+        self.log_path, self.log_handler = os.path.abspath(log_path), log_handler
         self._rows: np.ndarray | None = None  # the rows the columns below are of
         self._inputs: list[np.ndarray] | None = None  # None: the inputs are not all plain scalars
         self._outputs: list[np.ndarray] | None = None  # None: the outputs are not all float64
@@ -249,7 +252,7 @@ def _plain_function(worker_class: type[Worker], worker_config: Mapping) -> tuple
         return None
     try:
         function = resolve_function(worker_config["function"], worker_config.get("path"))
-    except Exception:  # (the usual path fails each run with the reason)
+    except (Exception, SystemExit):  # (sys.exit in a script, too: the usual path ends each run as it says)
         return None
     inputs, outputs = worker_config.get("inputs"), worker_config.get("outputs")
     input_names = list(inputs) if inputs is not None else _parameter_names(function)

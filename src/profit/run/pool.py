@@ -296,39 +296,50 @@ class _Surroundings:
 
         def restore() -> None:
             stdin, stdout, stderr = surroundings.streams
+            streams_changed = True
             if system.stdin is stdin and system.stdout is stdout and system.stderr is stderr:
                 try:  # the run's own output, where the run left it
                     if stdout is not None:
                         stdout.flush()
                     if stderr is not None:
                         stderr.flush()
-                except ValueError:  # a run closed one: new streams
-                    surroundings.restore_streams()
+                except ValueError:  # a run closed one: the other flushed, new streams (below)
+                    surroundings.flush_run_streams()
                 except OSError:
-                    pass
+                    streams_changed = False
                 else:
-                    if stdin is not None and stdin.closed:
-                        surroundings.restore_streams()
+                    streams_changed = stdin is not None and stdin.closed
             else:
-                surroundings.restore_streams()
+                surroundings.flush_run_streams()
+            # The descriptors first: a stream made anew below is made over the worker's own.
             for copy, fd in copies:
                 dup2(copy, fd)  # (the same file again if the run left it alone)
             back_to_directory()
+            if streams_changed:
+                surroundings.put_back_streams()
 
         return restore
 
-    def restore_streams(self) -> None:
-        """Flush the streams the run left, and put the worker's own back (new ones where a run closed them)."""
+    @staticmethod
+    def flush_run_streams() -> None:
+        """Flush the standard streams the run left (its output goes where it sent it)."""
         for stream in (sys.stdout, sys.stderr):
             try:
                 if stream is not None and not stream.closed:
                     stream.flush()
             except (OSError, ValueError):
                 pass
-        kept = []
+
+    def put_back_streams(self) -> None:
+        """Put the worker's own ``sys.std*`` back: new ones over descriptors 0-2 where a run closed them
+        (call after the descriptors are back); None for a descriptor that is not open."""
+        kept: list[Any] = []
         for fd, stream in enumerate(self.streams):
             if stream is not None and stream.closed:  # a run closed it: a new one over the same descriptor
-                stream = open(fd, "r" if fd == 0 else "w", encoding=stream.encoding, closefd=False)  # noqa: SIM115
+                try:
+                    stream = open(fd, "r" if fd == 0 else "w", encoding=stream.encoding, closefd=False)  # noqa: SIM115
+                except OSError:  # (closed when the worker started, and by the run: nothing to read or write)
+                    stream = None
             kept.append(stream)
         self.streams = (kept[0], kept[1], kept[2])
         sys.stdin, sys.stdout, sys.stderr = kept

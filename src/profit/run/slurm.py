@@ -372,14 +372,18 @@ class SlurmCommands:
 
 def still_queued(commands: SlurmCommands, job_ids: Iterable[str]) -> list[str]:
     """The jobs (or array tasks) of ``job_ids`` that ``squeue`` still lists: pending, running, or
-    completing (ended, but Slurm is still killing their processes).
+    completing (ended, but Slurm is still killing their processes); an array's tasks one by one.
 
     Args:
         commands: The gateway to Slurm's commands.
         job_ids: The jobs.
+
+    Raises:
+        SchedulerError: squeue failed.
     """
     try:
-        out = commands.run(["squeue", "-h", "-o", "%i", "-j", ",".join(sorted(set(job_ids)))], retries=0)
+        # -r: an array's pending tasks one by one, not folded into ``123_[4-10]``.
+        out = commands.run(["squeue", "-h", "-r", "-o", "%i", "-j", ",".join(sorted(set(job_ids)))], retries=0)
     except SchedulerError as error:
         if "Invalid job id" in str(error):  # (squeue's answer when none of them is known any more)
             return []
@@ -399,23 +403,31 @@ def wait_until_gone(
         job_ids: The jobs (cancelled ones, usually).
         timeout: Seconds to wait at most.
         between: Called between two looks (a runner takes in results meanwhile).
+
+    Raises:
+        SchedulerError: squeue failed every time it was asked until ``timeout`` ran out (a failure
+            now and then is asked again: it says nothing about the jobs).
     """
-    job_ids = sorted(set(job_ids))
+    asked = sorted(set(job_ids))  # (always asked for by these ids: squeue's answer may name tasks)
+    listed = asked
     deadline = time.monotonic() + timeout
     pause = 0.05
-    while job_ids:
+    while listed:
+        failure: SchedulerError | None = None
         try:
-            job_ids = still_queued(commands, job_ids)
+            listed = still_queued(commands, asked)
         except SchedulerError as error:
+            failure = error
             commands.logger.warning("squeue: %s", error)
-            return job_ids
-        if not job_ids or time.monotonic() >= deadline:
+        if not listed or time.monotonic() >= deadline:
+            if failure is not None:
+                raise failure
             break
         if between is not None:
             between()
         time.sleep(pause)
         pause = min(2 * pause, 0.5)
-    return job_ids
+    return listed
 
 
 # --- the runner ---------------------------------------------------------------------------
@@ -676,7 +688,14 @@ class SlurmRunner(Runner, label="slurm"):
             commands.run(["scancel", *job_ids])
         except SchedulerError as error:  # "Invalid job id": it has ended already
             commands.logger.info("scancel of leftover jobs: %s", error)
-        left = wait_until_gone(commands, job_ids, timeout)
+        try:
+            left = wait_until_gone(commands, job_ids, timeout)
+        except SchedulerError as error:
+            raise SchedulerError(
+                f"could not learn whether the batch jobs left by the previous runner ({', '.join(job_ids)}) "
+                f"are gone within {timeout:g} s ({error}); run the study again once squeue answers and no "
+                "longer lists them"
+            ) from None
         if left:
             raise SchedulerError(
                 f"the batch jobs left by the previous runner ({', '.join(left)}) are still listed by squeue "
@@ -1060,12 +1079,15 @@ class SlurmRunner(Runner, label="slurm"):
                 by_id = {status.run_id: status for status in rest}
                 return [settled[r] if r in kept else by_id[r] for r in run_ids]
         jobs = {run_id: active[run_id] for run_id in run_ids}
-        if not self._scancel(self._cancel_targets(jobs.values())):
+        scancelled = self._scancel(self._cancel_targets(jobs.values()))
+        if not scancelled:
             self.uncancelled.update(job.array_job for job in jobs.values())
         if timed_out:  # its time is up: no need to wait for Slurm to confirm
             return [self._settle(run_id, None, timed_out=True) for run_id in run_ids]
         deadline = time.monotonic() + self.cancel_grace + 10
-        pending = set(run_ids)
+        # Where scancel failed (it said so), the jobs go on: nothing to wait for. The profit
+        # command notes them (uncancelled), and the study's next runner ends them.
+        pending = set(run_ids) if scancelled else set()
         while pending and time.monotonic() < deadline:
             try:
                 records = self._sacct(jobs[r].array_job for r in pending)
@@ -1078,9 +1100,14 @@ class SlurmRunner(Runner, label="slurm"):
         if pending:
             self.logger.warning("%d cancelled jobs are not reported ended by Slurm yet", len(pending))
         # Ended for Slurm, but until their processes are gone the runs' workers may still write their rows.
-        cancelled_jobs = (job.job_id for job in jobs.values())
-        left = wait_until_gone(self._slurm, cancelled_jobs, KILL_WAIT_BOUND, self.interface.poll)
-        if left:
-            self.logger.warning("%d cancelled jobs are still listed by squeue", len(left))
+        if scancelled:
+            cancelled_jobs = (job.job_id for job in jobs.values())
+            try:
+                left = wait_until_gone(self._slurm, cancelled_jobs, KILL_WAIT_BOUND, self.interface.poll)
+            except SchedulerError as error:
+                self.logger.warning("could not learn whether the cancelled jobs are gone: %s", error)
+            else:
+                if left:
+                    self.logger.warning("%d cancelled jobs are still listed by squeue", len(left))
         self.interface.poll()  # results that arrived before the cancel are kept
         return [self._settle(run_id, None, cancelled=cancelled) for run_id in run_ids]
