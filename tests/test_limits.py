@@ -214,44 +214,45 @@ def test_arrays_of_a_closed_runner_stay_readable(tmp_path):
 # --- what a run leaves in its pool worker ----------------------------------------------------------
 
 
-@Worker.wrap("t_closes_stdout", ["f", "g"])
-def closes_stdout(u, v):
-    """u < 0: closes descriptor 1; else prints, writes ``written-<u>`` (a relative path) and
-    returns u + v and the inode of its standard output."""
-    if u < 0:
-        sys.stdout.flush()
-        os.close(1)
-        return u, 0.0
-    return _behave(u, v)
+def _closes_stdout():
+    sys.stdout.flush()
+    os.close(1)
 
 
-@Worker.wrap("t_changes_directory", ["f", "g"])
-def changes_directory(u, v):
-    """u < 0: changes into the parent directory; else as t_closes_stdout."""
-    if u < 0:
-        os.chdir("..")
-        return u, 0.0
-    return _behave(u, v)
+def _closes_stdout_stream():
+    sys.stdout.close()
+    os.close(1)
 
 
-@Worker.wrap("t_closes_stdout_stream", ["f", "g"])
-def closes_stdout_stream(u, v):
-    """u < 0: closes sys.stdout and then descriptor 1; else as t_closes_stdout."""
-    if u < 0:
-        sys.stdout.close()
-        os.close(1)
-        return u, 0.0
-    return _behave(u, v)
+def _closes_stdin_and_exits():
+    sys.stdin.close()
+    os.close(0)
+    sys.exit(3)
 
 
-@Worker.wrap("t_closes_stdin_and_exits", ["f", "g"])
-def closes_stdin_and_exits(u, v):
-    """u < 0: closes sys.stdin and descriptor 0, and exits with code 3; else as t_closes_stdout."""
-    if u < 0:
-        sys.stdin.close()
-        os.close(0)
-        sys.exit(3)
-    return _behave(u, v)
+# label: the damage a run with u < 0 does (then returns u and 0); other runs print, write
+# ``written-<u>`` (a relative path) and return u + v and the inode of their standard output.
+DAMAGE = {
+    "t_closes_stdout": _closes_stdout,
+    "t_changes_directory": lambda: os.chdir(".."),
+    "t_closes_stdout_stream": _closes_stdout_stream,
+    "t_closes_stdin_and_exits": _closes_stdin_and_exits,
+}
+
+
+def _damaging_worker(label):
+    damage = DAMAGE[label]
+
+    @Worker.wrap(label, ["f", "g"])
+    def damaging(u, v):
+        if u < 0:
+            damage()
+            return u, 0.0
+        return _behave(u, v)
+
+
+for _label in DAMAGE:
+    _damaging_worker(_label)
 
 
 def _behave(u, v):
@@ -261,9 +262,7 @@ def _behave(u, v):
     return u + v, float(os.fstat(1).st_ino)
 
 
-@pytest.mark.parametrize(
-    "worker", ["t_closes_stdout", "t_changes_directory", "t_closes_stdout_stream", "t_closes_stdin_and_exits"]
-)
+@pytest.mark.parametrize("worker", sorted(DAMAGE))
 def test_a_run_leaves_no_damage_in_its_pool_worker(tmp_path, capfd, worker):
     """Run 1 does damage (u < 0) between two runs that do not; the same pool worker runs all three."""
     runner = Runner["pool"](
