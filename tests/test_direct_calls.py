@@ -192,11 +192,18 @@ class Overridden(Worker["t_direct_float"], label="t_direct_overridden"):
         self.interface.transmit()
 
 
+class OtherFunction(Worker["t_direct_float"], label="t_direct_other_function"):
+    """A wrapped function's class given another function: its work still calls the wrapped one."""
+
+    function = staticmethod(lambda u, v: -1.0)
+
+
 @pytest.mark.parametrize(
     "worker, why",
     [
         ("t_direct_custom", "a Worker of its own"),
         ("t_direct_overridden", "a subclass that changes work"),
+        ("t_direct_other_function", "a subclass with another function than its work calls"),
         ({"class": "t_direct_float", "debug": True}, "debug mode logs every run"),
     ],
 )

@@ -106,6 +106,13 @@ class DirectCalls:
             work = getattr(worker_class, "wrapped_work", None)
             if work is None or worker_class.work is not work or not set(worker_config) <= _PLAIN_OPTIONS:
                 return None
+            # Its work calls the function Worker.wrap was given: a subclass that puts another
+            # function or other names in its place changes nothing there, and so nothing here.
+            made = next(kind for kind in worker_class.__mro__ if "wrapped_work" in vars(kind))
+            if any(
+                getattr(worker_class, name) is not getattr(made, name) for name in ("function", "inputs", "outputs")
+            ):
+                return None
             function = worker_class.function  # type: ignore[attr-defined]
             names = (worker_class.inputs, worker_class.outputs)  # type: ignore[attr-defined]
         else:
