@@ -412,13 +412,15 @@ def wait_until_gone(
     listed = asked
     deadline = time.monotonic() + timeout
     pause = 0.05
+    failure: SchedulerError | None = None  # (of the last look)
     while listed:
-        failure: SchedulerError | None = None
         try:
             listed = still_queued(commands, asked)
+            failure = None
         except SchedulerError as error:
+            if failure is None:  # (once in a row of failures: the error raised at the end says the rest)
+                commands.logger.warning("squeue: %s", error)
             failure = error
-            commands.logger.warning("squeue: %s", error)
         if not listed or time.monotonic() >= deadline:
             if failure is not None:
                 raise failure
@@ -1054,6 +1056,32 @@ class SlurmRunner(Runner, label="slurm"):
             targets += [array] if all(task in leaving for task in tasks) else [t for t in tasks if t in leaving]
         return targets
 
+    def _wait_until_ended(self, jobs: dict[int, SlurmJob]) -> None:
+        """After a scancel of ``jobs`` (by run id): wait (bounded) until Slurm reports them ended,
+        so that results that arrived before are kept, and then until their processes are gone."""
+        deadline = time.monotonic() + self.cancel_grace + 10
+        pending = set(jobs)
+        while pending and time.monotonic() < deadline:
+            try:
+                records = self._sacct(jobs[r].array_job for r in pending)
+            except SchedulerError:
+                break
+            pending = {r for r in pending if not getattr(jobs[r].record(records, cancelled=True), "final", False)}
+            if pending:
+                self.interface.poll()
+                time.sleep(0.2)
+        if pending:
+            self.logger.warning("%d cancelled jobs are not reported ended by Slurm yet", len(pending))
+        # Ended for Slurm, but until their processes are gone the runs' workers may still write their rows.
+        cancelled_jobs = (job.job_id for job in jobs.values())
+        try:
+            left = wait_until_gone(self._slurm, cancelled_jobs, KILL_WAIT_BOUND, self.interface.poll)
+        except SchedulerError as error:
+            self.logger.warning("could not learn whether the cancelled jobs are gone: %s", error)
+        else:
+            if left:
+                self.logger.warning("%d cancelled jobs are still listed by squeue", len(left))
+
     def _stop_runs(
         self, run_ids: list[int], grace: float, *, cancelled: bool = False, timed_out: bool = False
     ) -> list[RunStatus]:
@@ -1084,30 +1112,9 @@ class SlurmRunner(Runner, label="slurm"):
             self.uncancelled.update(job.array_job for job in jobs.values())
         if timed_out:  # its time is up: no need to wait for Slurm to confirm
             return [self._settle(run_id, None, timed_out=True) for run_id in run_ids]
-        deadline = time.monotonic() + self.cancel_grace + 10
         # Where scancel failed (it said so), the jobs go on: nothing to wait for. The profit
         # command notes them (uncancelled), and the study's next runner ends them.
-        pending = set(run_ids) if scancelled else set()
-        while pending and time.monotonic() < deadline:
-            try:
-                records = self._sacct(jobs[r].array_job for r in pending)
-            except SchedulerError:
-                break
-            pending = {r for r in pending if not getattr(jobs[r].record(records, cancelled=True), "final", False)}
-            if pending:
-                self.interface.poll()
-                time.sleep(0.2)
-        if pending:
-            self.logger.warning("%d cancelled jobs are not reported ended by Slurm yet", len(pending))
-        # Ended for Slurm, but until their processes are gone the runs' workers may still write their rows.
         if scancelled:
-            cancelled_jobs = (job.job_id for job in jobs.values())
-            try:
-                left = wait_until_gone(self._slurm, cancelled_jobs, KILL_WAIT_BOUND, self.interface.poll)
-            except SchedulerError as error:
-                self.logger.warning("could not learn whether the cancelled jobs are gone: %s", error)
-            else:
-                if left:
-                    self.logger.warning("%d cancelled jobs are still listed by squeue", len(left))
+            self._wait_until_ended(jobs)
         self.interface.poll()  # results that arrived before the cancel are kept
         return [self._settle(run_id, None, cancelled=cancelled) for run_id in run_ids]
